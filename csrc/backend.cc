@@ -1,0 +1,125 @@
+// Backend selection (GRPO_BACKEND=auto|cpu|cuda|simt) and backend.info().
+#include "backend.h"
+
+#include <napi.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "cpu/kernels.h"
+#include "cpu/thread_pool.h"
+#include "errors.h"
+#include "napi_util.h"
+#if defined(GRPO_HAVE_CUDA)
+#include "device.h"
+#endif
+
+#include "build_config.h"
+
+namespace grpo {
+
+namespace {
+
+struct Selection {
+  std::string requested;  // auto, cpu, cuda, simt
+  std::string active;     // the backend that runs ops on cpu tensors by default, or cuda
+  std::string reason;     // why this one
+  bool cudaCompiled = false, cudaAvailable = false;
+  std::string cudaReason;
+#if defined(GRPO_HAVE_CUDA)
+  cuda::Probe probe;
+#endif
+};
+
+const Selection& selection() {
+  static Selection s;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* env = std::getenv("GRPO_BACKEND");
+    s.requested = env && *env ? env : "auto";
+#if defined(GRPO_HAVE_CUDA)
+    s.cudaCompiled = true;
+    s.probe = cuda::probe();
+    s.cudaAvailable = s.probe.available;
+    s.cudaReason = s.probe.available ? "device found" : s.probe.reason;
+#else
+    s.cudaReason = std::string("this binary was built without CUDA: ") + GRPO_CUDA_BUILD_STATUS;
+#endif
+    if (s.requested == "cpu") {
+      s.active = "cpu";
+      s.reason = "GRPO_BACKEND=cpu";
+    } else if (s.requested == "cuda") {
+      s.active = "cuda";
+      s.reason = s.cudaAvailable ? "GRPO_BACKEND=cuda" : "GRPO_BACKEND=cuda, but CUDA is not usable: " + s.cudaReason;
+    } else if (s.requested == "simt") {
+      s.active = "simt";
+      s.reason = "GRPO_BACKEND=simt, but the SIMT executor is not built into this binary";
+    } else {
+      s.active = s.cudaAvailable ? "cuda" : "cpu";
+      s.reason = s.cudaAvailable ? "auto: a CUDA device answered" : "auto: CUDA not usable (" + s.cudaReason + ")";
+      if (s.requested != "auto") s.reason = "unknown GRPO_BACKEND '" + s.requested + "' treated as auto; " + s.reason;
+    }
+  });
+  return s;
+}
+
+}  // namespace
+
+Backend& backendFor(Device device) {
+  const Selection& s = selection();
+  if (device == Device::Cuda) {
+    throw Error(ErrorCode::NoCuda, "Expected a usable CUDA backend for a cuda tensor but received: " + s.cudaReason);
+  }
+  if (s.active == "simt") {
+    throw Error(ErrorCode::NoCuda, "Expected the SIMT executor for GRPO_BACKEND=simt but received a binary built without it");
+  }
+  if (s.active == "cuda" && !s.cudaAvailable) {
+    throw Error(ErrorCode::NoCuda, "Expected a usable CUDA device for GRPO_BACKEND=cuda but received: " + s.cudaReason);
+  }
+  return cpuBackend();
+}
+
+Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Selection& s = selection();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("requested", s.requested);
+  o.Set("active", s.active);
+  o.Set("reason", s.reason);
+  Napi::Array compiled = Napi::Array::New(env);
+  compiled.Set(uint32_t(0), "cpu");
+  if (s.cudaCompiled) compiled.Set(compiled.Length(), "cuda");
+  o.Set("compiled", compiled);
+
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("isa", cpu::rowKernels().isa);
+  cpu.Set("threads", cpu::threadCount());
+  o.Set("cpu", cpu);
+
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("compiled", s.cudaCompiled);
+  cuda.Set("build", GRPO_CUDA_BUILD_STATUS);
+  cuda.Set("available", s.cudaAvailable);
+  cuda.Set("reason", s.cudaReason);
+  Napi::Array devices = Napi::Array::New(env);
+#if defined(GRPO_HAVE_CUDA)
+  for (size_t i = 0; i < s.probe.devices.size(); i++) {
+    const cuda::DeviceInfo& d = s.probe.devices[i];
+    Napi::Object dev = Napi::Object::New(env);
+    dev.Set("name", d.name);
+    dev.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    dev.Set("memoryBytes", static_cast<double>(d.totalMemory));
+    dev.Set("multiprocessors", d.multiprocessors);
+    devices.Set(static_cast<uint32_t>(i), dev);
+  }
+  cuda.Set("runtimeVersion", s.probe.runtimeVersion);
+  cuda.Set("driverVersion", s.probe.driverVersion);
+#endif
+  cuda.Set("devices", devices);
+  o.Set("cuda", cuda);
+  o.Set("napiVersion", NAPI_VERSION);
+  return o;
+}
+
+}  // namespace grpo

@@ -1,0 +1,27 @@
+// One op table, several implementations (DESIGN.md "Backends"): cpu is always built; cuda and simt run
+// the kernels of cuda/ on a GPU or on the CPU executor. The binding picks one per call from the device of
+// the tensors and GRPO_BACKEND.
+#pragma once
+#include <string>
+
+#include "ops/op_args.h"
+
+namespace grpo {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual Device device() const = 0;
+  virtual void tokenLogprobs(TokenLogprobsCall& call) = 0;
+  virtual void groupAdvantages(GroupAdvantagesCall& call) = 0;
+  virtual void policyLoss(PolicyLossCall& call) = 0;
+  virtual void grpoLoss(GrpoLossCall& call) = 0;
+};
+
+Backend& cpuBackend();
+
+// The backend that runs ops on tensors of `device` (throws ERR_GRPO_NO_CUDA for cuda without CUDA).
+Backend& backendFor(Device device);
+
+}  // namespace grpo

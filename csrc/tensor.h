@@ -1,0 +1,75 @@
+// Tensors as the native side sees them: a storage (a buffer on one device, freed when the last reference
+// goes) plus dtype and shape. Kernels and workers hold shared_ptr<Storage>, so a tensor disposed from
+// JavaScript while an op still runs on it stays alive until that op is done.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace grpo {
+
+enum class DType : uint8_t { F32, BF16, F16, I32, U8 };
+enum class Device : uint8_t { Cpu = 0, Cuda = 1 };
+constexpr int kDeviceCount = 2;
+
+size_t dtypeSize(DType dtype);
+const char* dtypeName(DType dtype);
+bool parseDType(const std::string& name, DType* out);
+const char* deviceName(Device device);
+inline bool isFloat(DType dtype) { return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16; }
+
+// Frees device memory; registered by the CUDA backend when it is compiled in.
+struct DeviceAllocator {
+  void* (*allocate)(size_t bytes);  // throws grpo::Error (ERR_GRPO_OOM / ERR_GRPO_CUDA)
+  void (*release)(void* ptr);
+};
+void registerDeviceAllocator(Device device, DeviceAllocator allocator);
+
+class Storage {
+ public:
+  static std::shared_ptr<Storage> allocate(size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  Storage(void* data, size_t bytes, Device device) : data_(data), bytes_(bytes), device_(device) {}
+  void* data_;
+  size_t bytes_;
+  Device device_;
+};
+
+struct MemoryCounters {
+  int64_t buffers;
+  int64_t bytes;
+};
+MemoryCounters memoryCounters(Device device);
+
+// A tensor argument of an op, converted from JavaScript on the main thread.
+struct TensorRef {
+  std::shared_ptr<Storage> storage;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+
+  bool defined() const { return storage != nullptr; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  template <typename T>
+  T* data() const { return static_cast<T*>(storage->data()); }
+  Device device() const { return storage->device(); }
+};
+
+TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device);
+std::string shapeString(const std::vector<int64_t>& shape);
+
+}  // namespace grpo

@@ -1,0 +1,438 @@
+/**
+ * The GRPO ops (docs/ops.md has the contract, spec/grpo-math.md the math). Each validates its input here,
+ * then the native side checks again and runs the work on a worker thread (Promise form) or on the calling
+ * thread (…Sync twin).
+ */
+import type { NativeGrpoLoss, NativeGroupAdvantages, NativePolicyLoss, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
+import type { DType } from './dtype.js'
+import { fail, invalidArg } from './errors.js'
+import { native } from './native.js'
+import { Tensor } from './tensor.js'
+
+export type KlEstimator = 'k1' | 'abs' | 'k2' | 'k3' | 'k3+'
+export type LossAggregation = 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-sum-norm'
+
+export interface LossOptions {
+  /** ε_low: the ratio is clipped below at 1 − clipLow. Default 0.2. */
+  clipLow?: number
+  /** ε_high: the ratio is clipped above at 1 + clipHigh. Default 0.2. */
+  clipHigh?: number
+  /** Dual-clip constant c > 1 (caps the loss of negative advantages at −c·A), or null (default) for off. */
+  dualClip?: number | null
+  /** Clamp of logp − old before exp, default 20; null disables it. */
+  logRatioClamp?: number | null
+  /** KL coefficient β ≥ 0 (default 0); refLogp is required when > 0. */
+  beta?: number
+  /** KL estimator, default 'k3'. */
+  kl?: KlEstimator
+  /** Entropy bonus coefficient cH (default 0): the loss subtracts cH·H. */
+  entropyCoef?: number
+  /** Loss aggregation, default 'token-mean'. */
+  lossAgg?: LossAggregation
+  /** The N, Bn or B·Lnorm of the whole batch, when this call is one micro-batch of it. */
+  normalizer?: number
+  /** Lnorm of 'seq-mean-token-sum-norm' (default L). */
+  normLength?: number
+  /** 'grpo' (default) or 'nll' (supervised: −logp). */
+  loss?: 'grpo' | 'nll'
+}
+
+export interface GrpoLossOptions extends LossOptions {
+  /** Sampling temperature the logits are divided by (default 1). */
+  temperature?: number
+  /** dtype of the gradient: the logits' dtype (default) or 'f32'. */
+  gradDtype?: DType
+  /** Write the gradient over the logits (then gradDtype must be the logits' dtype). */
+  inplace?: boolean
+}
+
+export interface LossStats {
+  loss: number
+  pgLoss: number
+  klMean: number
+  entropyMean: number
+  clipFrac: number
+  clipFracLower: number
+  ratioMean: number
+  ratioMax: number
+  approxKl: number
+  tokens: number
+}
+
+export interface TokenLogprobsOptions {
+  temperature?: number
+  entropy?: boolean
+  mask?: Tensor
+}
+
+export interface TokenLogprobsResult {
+  logp: Tensor
+  lse: Tensor
+  entropy?: Tensor
+}
+
+export interface GroupAdvantagesOptions {
+  groupSize?: number
+  groupIds?: Tensor | ArrayLike<number>
+  baseline?: 'mean' | 'leave-one-out'
+  scale?: 'group' | 'batch' | 'none'
+  eps?: number
+  nonFinite?: 'error' | 'exclude'
+}
+
+export interface GroupAdvantagesResult {
+  advantages: Tensor
+  groupIds: Int32Array
+  groupMean: Float64Array
+  groupStd: Float64Array
+  zeroStdFraction: number
+}
+
+export interface PolicyLossInputs {
+  logp: Tensor
+  oldLogp?: Tensor
+  refLogp?: Tensor
+  advantages: Tensor
+  mask?: Tensor
+  entropy?: Tensor
+}
+
+export interface PolicyLossResult {
+  loss: number
+  stats: LossStats
+  gradLogp: Tensor
+}
+
+export interface GrpoLossInputs {
+  logits: Tensor
+  targets: Tensor
+  mask?: Tensor
+  oldLogp?: Tensor
+  refLogp?: Tensor
+  advantages: Tensor
+}
+
+export interface GrpoLossResult {
+  loss: number
+  stats: LossStats
+  logp: Tensor
+  gradLogits: Tensor
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Validation (the native side repeats it; this layer gives the TypeScript names and fails before any work).
+
+const FLOAT_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16']
+
+function tensor(value: unknown, what: string): Tensor {
+  if (!(value instanceof Tensor)) invalidArg('a Tensor', what, value)
+  value.native // throws ERR_GRPO_DISPOSED for a disposed tensor
+  return value
+}
+
+function optionalTensor(value: unknown, what: string): Tensor | undefined {
+  return value === undefined || value === null ? undefined : tensor(value, what)
+}
+
+function dtype(t: Tensor, allowed: readonly DType[], what: string): void {
+  if (!allowed.includes(t.dtype)) fail('ERR_GRPO_DTYPE', `a ${allowed.join(' or ')} tensor`, what, `a ${t.dtype} tensor`)
+}
+
+function shape(t: Tensor, expected: readonly number[], what: string): void {
+  if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
+    fail('ERR_GRPO_SHAPE', `shape [${expected.join(', ')}]`, what, `a tensor of shape [${t.shape.join(', ')}]`)
+  }
+}
+
+function sameDevice(device: string, entries: [Tensor | undefined, string][]): void {
+  for (const [t, what] of entries) {
+    if (t && t.device !== device) invalidArg(`a tensor on ${device} (all inputs of a call on one device)`, what, `a tensor on ${t.device}`)
+  }
+}
+
+function options<T extends object>(value: T | undefined, what: string): T {
+  if (value === undefined || value === null) return {} as T
+  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an options object', what, value)
+  return value
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], what: string): void {
+  if (value !== undefined && !allowed.includes(value as T)) invalidArg(`one of ${allowed.map((a) => `'${a}'`).join(', ')}`, what, value)
+}
+
+function number(value: unknown, what: string, expected: string, ok: (v: number) => boolean, nullable = false): void {
+  if (value === undefined || (nullable && value === null)) return
+  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) invalidArg(expected, what, value)
+}
+
+function checkLossOptions(o: GrpoLossOptions, fused: boolean): void {
+  if (fused) number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
+  number(o.clipLow, 'clipLow', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
+  number(o.clipHigh, 'clipHigh', 'a finite number >= 0', (v) => v >= 0)
+  number(o.dualClip, 'dualClip', 'a number > 1 or null', (v) => v > 1, true)
+  number(o.logRatioClamp, 'logRatioClamp', 'a number > 0 or null', (v) => v > 0, true)
+  number(o.beta, 'beta', 'a finite number >= 0', (v) => v >= 0)
+  number(o.entropyCoef, 'entropyCoef', 'a finite number', () => true)
+  number(o.normalizer, 'normalizer', 'a finite number > 0', (v) => v > 0)
+  number(o.normLength, 'normLength', 'a finite number > 0', (v) => v > 0)
+  oneOf(o.kl, ['k1', 'abs', 'k2', 'k3', 'k3+'], 'kl')
+  oneOf(o.lossAgg, ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'], 'lossAgg')
+  oneOf(o.loss, ['grpo', 'nll'], 'loss')
+}
+
+/** Checks mask/old/ref/advantages of shape [B, L] (advantages [B] or [B, L]). */
+function checkTokenInputs(
+  B: number,
+  L: number,
+  device: string,
+  inputs: { mask?: Tensor; oldLogp?: Tensor; refLogp?: Tensor; advantages: Tensor },
+): void {
+  const { mask, oldLogp, refLogp, advantages } = inputs
+  if (mask) {
+    dtype(mask, ['u8'], 'mask')
+    shape(mask, [B, L], 'mask')
+  }
+  for (const [t, what] of [[oldLogp, 'oldLogp'], [refLogp, 'refLogp']] as const) {
+    if (!t) continue
+    dtype(t, ['f32'], what)
+    shape(t, [B, L], what)
+  }
+  dtype(advantages, ['f32'], 'advantages')
+  const perSequence = advantages.shape.length === 1 && advantages.shape[0] === B
+  const perToken = advantages.shape.length === 2 && advantages.shape[0] === B && advantages.shape[1] === L
+  if (!perSequence && !perToken) {
+    fail('ERR_GRPO_SHAPE', `shape [${B}] or [${B}, ${L}]`, 'advantages', `a tensor of shape [${advantages.shape.join(', ')}]`)
+  }
+  sameDevice(device, [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [advantages, 'advantages']])
+}
+
+function nativeOf(t: Tensor | undefined): NativeTensor | undefined {
+  return t?.native
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// tokenLogprobs
+
+function prepareTokenLogprobs(logits: Tensor, targets: Tensor, opts: TokenLogprobsOptions | undefined) {
+  tensor(logits, 'logits')
+  tensor(targets, 'targets')
+  const o = options(opts, 'tokenLogprobs options')
+  dtype(logits, FLOAT_DTYPES, 'logits')
+  if (logits.shape.length !== 3) fail('ERR_GRPO_SHAPE', 'a tensor of rank 3 [B, L, V]', 'logits', `shape [${logits.shape.join(', ')}]`)
+  const [B, L] = logits.shape as [number, number, number]
+  dtype(targets, ['i32'], 'targets')
+  shape(targets, [B, L], 'targets')
+  const mask = optionalTensor(o.mask, 'mask')
+  if (mask) {
+    dtype(mask, ['u8'], 'mask')
+    shape(mask, [B, L], 'mask')
+  }
+  sameDevice(logits.device, [[targets, 'targets'], [mask, 'mask']])
+  number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
+  if (o.entropy !== undefined && typeof o.entropy !== 'boolean') invalidArg('a boolean', 'entropy', o.entropy)
+  return { logits: logits.native, targets: targets.native, options: { temperature: o.temperature, entropy: o.entropy, mask: nativeOf(mask) } }
+}
+
+function wrapTokenLogprobs(r: NativeTokenLogprobs): TokenLogprobsResult {
+  const out: TokenLogprobsResult = { logp: Tensor.fromNative(r.logp), lse: Tensor.fromNative(r.lse) }
+  if (r.entropy) out.entropy = Tensor.fromNative(r.entropy)
+  return out
+}
+
+/** Log-prob of each target under softmax(logits / T), the log-sum-exp, and optionally the entropy. */
+export async function tokenLogprobs(logits: Tensor, targets: Tensor, opts?: TokenLogprobsOptions): Promise<TokenLogprobsResult> {
+  const p = prepareTokenLogprobs(logits, targets, opts)
+  return wrapTokenLogprobs(await native().tokenLogprobs(p.logits, p.targets, p.options, true))
+}
+
+export function tokenLogprobsSync(logits: Tensor, targets: Tensor, opts?: TokenLogprobsOptions): TokenLogprobsResult {
+  const p = prepareTokenLogprobs(logits, targets, opts)
+  return wrapTokenLogprobs(native().tokenLogprobs(p.logits, p.targets, p.options, false))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// groupAdvantages
+
+function asTensor(value: unknown, what: string, dt: 'f32' | 'i32'): { tensor: Tensor; owned: boolean } {
+  if (value instanceof Tensor) return { tensor: tensor(value, what), owned: false }
+  const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
+  if (!isArrayLike) invalidArg('a Tensor or an array of numbers', what, value)
+  const values = value as ArrayLike<number>
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (typeof v !== 'number') invalidArg('a number', `${what}[${i}]`, v)
+    if (dt === 'i32' && (!Number.isInteger(v) || v < -2147483648 || v > 2147483647)) invalidArg('a 32-bit integer', `${what}[${i}]`, v)
+  }
+  return { tensor: Tensor.from(dt === 'f32' ? Float32Array.from(values) : Int32Array.from(values), [values.length], { dtype: dt }), owned: true }
+}
+
+function prepareGroupAdvantages(rewards: Tensor | ArrayLike<number>, opts: GroupAdvantagesOptions | undefined) {
+  const o = options(opts, 'groupAdvantages options')
+  const hasSize = o.groupSize !== undefined && o.groupSize !== null
+  const hasIds = o.groupIds !== undefined && o.groupIds !== null
+  if (hasSize === hasIds) invalidArg('exactly one of groupSize and groupIds', 'groupAdvantages options', hasSize ? 'both' : 'neither')
+  if (hasSize && (!Number.isSafeInteger(o.groupSize) || o.groupSize! < 1)) invalidArg('a positive integer', 'groupSize', o.groupSize)
+  oneOf(o.baseline, ['mean', 'leave-one-out'], 'baseline')
+  oneOf(o.scale, ['group', 'batch', 'none'], 'scale')
+  oneOf(o.nonFinite, ['error', 'exclude'], 'nonFinite')
+  number(o.eps, 'eps', 'a finite number >= 0', (v) => v >= 0)
+  const owned: Tensor[] = []
+  try {
+    const r = asTensor(rewards, 'rewards', 'f32')
+    if (r.owned) owned.push(r.tensor)
+    dtype(r.tensor, ['f32'], 'rewards')
+    if (r.tensor.shape.length !== 1) fail('ERR_GRPO_SHAPE', 'a tensor of rank 1 [K]', 'rewards', `shape [${r.tensor.shape.join(', ')}]`)
+    const K = r.tensor.shape[0]!
+    if (hasSize && K % o.groupSize! !== 0) fail('ERR_GRPO_SHAPE', `a number of rewards divisible by groupSize ${o.groupSize}`, 'rewards', `${K} rewards`)
+    let ids: Tensor | undefined
+    if (hasIds) {
+      const g = asTensor(o.groupIds, 'groupIds', 'i32')
+      if (g.owned) owned.push(g.tensor)
+      ids = g.tensor
+      dtype(ids, ['i32'], 'groupIds')
+      shape(ids, [K], 'groupIds')
+      sameDevice(r.tensor.device, [[ids, 'groupIds']])
+    }
+    const nativeOptions = { ...o, groupIds: ids?.native }
+    return { rewards: r.tensor.native, options: nativeOptions, owned }
+  } catch (error) {
+    for (const t of owned) t.dispose()
+    throw error
+  }
+}
+
+function wrapGroupAdvantages(r: NativeGroupAdvantages): GroupAdvantagesResult {
+  return { ...r, advantages: Tensor.fromNative(r.advantages) }
+}
+
+/** Group-relative advantages of the rewards (spec §2), with per-group statistics. */
+export async function groupAdvantages(rewards: Tensor | ArrayLike<number>, opts?: GroupAdvantagesOptions): Promise<GroupAdvantagesResult> {
+  const p = prepareGroupAdvantages(rewards, opts)
+  try {
+    return wrapGroupAdvantages(await native().groupAdvantages(p.rewards, p.options, true))
+  } finally {
+    for (const t of p.owned) t.dispose()
+  }
+}
+
+export function groupAdvantagesSync(rewards: Tensor | ArrayLike<number>, opts?: GroupAdvantagesOptions): GroupAdvantagesResult {
+  const p = prepareGroupAdvantages(rewards, opts)
+  try {
+    return wrapGroupAdvantages(native().groupAdvantages(p.rewards, p.options, false))
+  } finally {
+    for (const t of p.owned) t.dispose()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// policyLoss
+
+function preparePolicyLoss(inputs: PolicyLossInputs, opts: LossOptions | undefined) {
+  const i = options(inputs, 'policyLoss inputs')
+  const o = options(opts, 'policyLoss options')
+  const logp = tensor(i.logp, 'logp')
+  const advantages = tensor(i.advantages, 'advantages')
+  const [oldLogp, refLogp, mask, entropy] = [
+    optionalTensor(i.oldLogp, 'oldLogp'),
+    optionalTensor(i.refLogp, 'refLogp'),
+    optionalTensor(i.mask, 'mask'),
+    optionalTensor(i.entropy, 'entropy'),
+  ]
+  dtype(logp, ['f32'], 'logp')
+  if (logp.shape.length !== 2) fail('ERR_GRPO_SHAPE', 'a tensor of rank 2 [B, L]', 'logp', `shape [${logp.shape.join(', ')}]`)
+  const [B, L] = logp.shape as [number, number]
+  checkTokenInputs(B, L, logp.device, { mask, oldLogp, refLogp, advantages })
+  if (entropy) {
+    dtype(entropy, ['f32'], 'entropy')
+    shape(entropy, [B, L], 'entropy')
+    sameDevice(logp.device, [[entropy, 'entropy']])
+  }
+  checkLossOptions(o, false)
+  if ((o.beta ?? 0) > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
+  const nativeInputs = {
+    logp: logp.native,
+    advantages: advantages.native,
+    oldLogp: nativeOf(oldLogp),
+    refLogp: nativeOf(refLogp),
+    mask: nativeOf(mask),
+    entropy: nativeOf(entropy),
+  }
+  return { inputs: nativeInputs, options: o }
+}
+
+function wrapPolicyLoss(r: NativePolicyLoss): PolicyLossResult {
+  return { loss: r.loss, stats: r.stats, gradLogp: Tensor.fromNative(r.gradLogp) }
+}
+
+/** The GRPO loss from per-token log-probs (spec §3-4), with ∂loss/∂logp. */
+export async function policyLoss(inputs: PolicyLossInputs, opts?: LossOptions): Promise<PolicyLossResult> {
+  const p = preparePolicyLoss(inputs, opts)
+  return wrapPolicyLoss(await native().policyLoss(p.inputs, p.options, true))
+}
+
+export function policyLossSync(inputs: PolicyLossInputs, opts?: LossOptions): PolicyLossResult {
+  const p = preparePolicyLoss(inputs, opts)
+  return wrapPolicyLoss(native().policyLoss(p.inputs, p.options, false))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// grpoLoss (fused)
+
+function prepareGrpoLoss(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefined) {
+  const i = options(inputs, 'grpoLoss inputs')
+  const o = options(opts, 'grpoLoss options')
+  const logits = tensor(i.logits, 'logits')
+  const targets = tensor(i.targets, 'targets')
+  const advantages = tensor(i.advantages, 'advantages')
+  const [oldLogp, refLogp, mask] = [optionalTensor(i.oldLogp, 'oldLogp'), optionalTensor(i.refLogp, 'refLogp'), optionalTensor(i.mask, 'mask')]
+  dtype(logits, FLOAT_DTYPES, 'logits')
+  if (logits.shape.length !== 3) fail('ERR_GRPO_SHAPE', 'a tensor of rank 3 [B, L, V]', 'logits', `shape [${logits.shape.join(', ')}]`)
+  const [B, L] = logits.shape as [number, number, number]
+  dtype(targets, ['i32'], 'targets')
+  shape(targets, [B, L], 'targets')
+  sameDevice(logits.device, [[targets, 'targets']])
+  checkTokenInputs(B, L, logits.device, { mask, oldLogp, refLogp, advantages })
+  checkLossOptions(o, true)
+  if ((o.beta ?? 0) > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
+  if (o.gradDtype !== undefined && o.gradDtype !== 'f32' && o.gradDtype !== logits.dtype) {
+    invalidArg(`'f32' or '${logits.dtype}'`, 'gradDtype', o.gradDtype)
+  }
+  if (o.inplace !== undefined && typeof o.inplace !== 'boolean') invalidArg('a boolean', 'inplace', o.inplace)
+  if (o.inplace && (o.gradDtype ?? logits.dtype) !== logits.dtype) {
+    invalidArg(`gradDtype '${logits.dtype}' (the logits' dtype) with inplace`, 'gradDtype', o.gradDtype)
+  }
+  const nativeInputs = {
+    logits: logits.native,
+    targets: targets.native,
+    advantages: advantages.native,
+    oldLogp: nativeOf(oldLogp),
+    refLogp: nativeOf(refLogp),
+    mask: nativeOf(mask),
+  }
+  return { inputs: nativeInputs, options: o, logits }
+}
+
+function wrapGrpoLoss(r: NativeGrpoLoss, logits: Tensor, inplace: boolean): GrpoLossResult {
+  let gradLogits: Tensor
+  if (inplace) {
+    r.gradLogits.dispose() // a second handle on the logits' own storage: hand back the caller's tensor instead
+    gradLogits = logits
+  } else {
+    gradLogits = Tensor.fromNative(r.gradLogits)
+  }
+  return { loss: r.loss, stats: r.stats, logp: Tensor.fromNative(r.logp), gradLogits }
+}
+
+/**
+ * The fused GRPO step on the logits: log-softmax, ratio, clip, KL, entropy, aggregation, and the gradient
+ * with respect to the logits, in one pass over each row.
+ */
+export async function grpoLoss(inputs: GrpoLossInputs, opts?: GrpoLossOptions): Promise<GrpoLossResult> {
+  const p = prepareGrpoLoss(inputs, opts)
+  return wrapGrpoLoss(await native().grpoLoss(p.inputs, p.options, true), p.logits, p.options.inplace === true)
+}
+
+export function grpoLossSync(inputs: GrpoLossInputs, opts?: GrpoLossOptions): GrpoLossResult {
+  const p = prepareGrpoLoss(inputs, opts)
+  return wrapGrpoLoss(native().grpoLoss(p.inputs, p.options, false), p.logits, p.options.inplace === true)
+}

@@ -1,0 +1,218 @@
+/**
+ * Tensor: an n-dimensional array in native memory (host now; GPU memory with the CUDA backend), in the
+ * dtypes trainers use. Native memory is freed by dispose() (or `using` / `await using`); garbage collection
+ * only backs that up.
+ */
+import type { NativeTensor } from '../types/binding.js'
+import { BYTES_PER_ELEMENT, DTYPES, bf16ToFloat32, f16ToFloat32, float32ToBf16, float32ToF16 } from './dtype.js'
+import type { DType, Device } from './dtype.js'
+import { GrpoError, fail, invalidArg } from './errors.js'
+import { native } from './native.js'
+
+export type { DType, Device } from './dtype.js'
+export type TensorData = Float32Array | Uint16Array | Int32Array | Uint8Array
+
+export interface TensorOptions {
+  dtype?: DType
+  device?: Device
+}
+
+function inferDType(data: unknown): DType | undefined {
+  if (data instanceof Float32Array || Array.isArray(data)) return 'f32'
+  if (data instanceof Int32Array) return 'i32'
+  if (data instanceof Uint8Array) return 'u8'
+  return undefined
+}
+
+function checkShape(shape: unknown): number[] {
+  if (!Array.isArray(shape)) invalidArg('an array of non-negative integers', 'shape', shape)
+  shape.forEach((d, i) => {
+    if (!Number.isSafeInteger(d) || (d as number) < 0) fail('ERR_GRPO_SHAPE', 'a non-negative integer', `shape[${i}]`, d)
+  })
+  return shape as number[]
+}
+
+/** Converts `data` to the typed array that holds `dtype` values, rounding floats for bf16/f16. */
+function toStorage(data: ArrayLike<number>, dtype: DType): TensorData {
+  switch (dtype) {
+    case 'f32':
+      return data instanceof Float32Array ? data : Float32Array.from(data)
+    case 'bf16':
+      return data instanceof Uint16Array ? data : float32ToBf16(data)
+    case 'f16':
+      return data instanceof Uint16Array ? data : float32ToF16(data)
+    case 'i32':
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]!
+        if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
+          fail('ERR_GRPO_INVALID_ARG', 'a 32-bit integer', `data[${i}] of an i32 tensor`, v)
+        }
+      }
+      return data instanceof Int32Array ? data : Int32Array.from(data)
+    case 'u8':
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]!
+        if (!Number.isInteger(v) || v < 0 || v > 255) fail('ERR_GRPO_INVALID_ARG', 'an integer in [0, 255]', `data[${i}] of a u8 tensor`, v)
+      }
+      return data instanceof Uint8Array ? data : Uint8Array.from(data)
+  }
+}
+
+export class Tensor implements Disposable, AsyncDisposable {
+  readonly dtype: DType
+  readonly shape: readonly number[]
+  readonly device: Device
+  /** Number of elements. */
+  readonly size: number
+  #native: NativeTensor
+
+  private constructor(handle: NativeTensor) {
+    this.#native = handle
+    this.dtype = handle.dtype
+    this.shape = Object.freeze([...handle.shape])
+    this.device = handle.device
+    this.size = this.shape.reduce((a, b) => a * b, 1)
+  }
+
+  /** @internal Wraps a tensor the native side produced. */
+  static fromNative(handle: NativeTensor): Tensor {
+    return new Tensor(handle)
+  }
+
+  /**
+   * Copies `data` into a new tensor. `dtype` defaults from the array (Float32Array or number[] → f32,
+   * Int32Array → i32, Uint8Array → u8). For bf16/f16, floats are rounded to nearest even and a Uint16Array
+   * is taken as raw bits.
+   */
+  static from(data: ArrayLike<number>, shape: readonly number[], options: TensorOptions = {}): Tensor {
+    if (options === null || typeof options !== 'object') invalidArg('an options object', 'Tensor.from options', options)
+    const isArrayLike = Array.isArray(data) || (ArrayBuffer.isView(data) && !(data instanceof DataView))
+    if (!isArrayLike) invalidArg('a typed array or an array of numbers', 'data', data)
+    const dtype = options.dtype ?? inferDType(data)
+    if (dtype === undefined) {
+      fail('ERR_GRPO_DTYPE', "an explicit dtype ('bf16' or 'f16' for Uint16Array data)", 'Tensor.from options.dtype', data)
+    }
+    if (!DTYPES.includes(dtype)) fail('ERR_GRPO_DTYPE', `one of ${DTYPES.join(', ')}`, 'dtype', dtype)
+    const device = options.device ?? 'cpu'
+    if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
+    const dims = checkShape(shape)
+    const count = dims.reduce((a, b) => a * b, 1)
+    if (count !== data.length) {
+      fail('ERR_GRPO_SHAPE', `${count} values for shape [${dims.join(', ')}]`, 'data', data)
+    }
+    if (Array.isArray(data) && dtype !== 'i32' && dtype !== 'u8') {
+      data.forEach((v, i) => {
+        if (typeof v !== 'number') invalidArg('a number', `data[${i}]`, v)
+      })
+    }
+    const storage = toStorage(data, dtype)
+    const { NativeTensor } = native()
+    return new Tensor(new NativeTensor(storage, dims, dtype, device))
+  }
+
+  /** A tensor of zeros. */
+  static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    const dtype = options.dtype ?? 'f32'
+    const count = checkShape(shape).reduce((a, b) => a * b, 1)
+    const bytes = new Uint8Array(count * BYTES_PER_ELEMENT[dtype])
+    return Tensor.from(dtype === 'u8' ? bytes : new (storageClass(dtype))(bytes.buffer), shape, { ...options, dtype })
+  }
+
+  get disposed(): boolean {
+    return this.#native.disposed
+  }
+
+  get byteLength(): number {
+    return this.size * BYTES_PER_ELEMENT[this.dtype]
+  }
+
+  /** @internal The native handle; throws ERR_GRPO_DISPOSED after dispose(). */
+  get native(): NativeTensor {
+    if (this.#native.disposed) {
+      throw new GrpoError(`Expected a live Tensor for this operation but received a disposed ${this.dtype} tensor`, 'ERR_GRPO_DISPOSED')
+    }
+    return this.#native
+  }
+
+  /** The stored values: Float32Array (f32), Uint16Array (bf16/f16 bits), Int32Array (i32), Uint8Array (u8). */
+  async toArray(): Promise<TensorData> {
+    return view(this.dtype, await this.native.read())
+  }
+
+  toArraySync(): TensorData {
+    return view(this.dtype, this.native.readSync())
+  }
+
+  /** The values widened to f32 (for f32, bf16 and f16 tensors). */
+  async toFloat32Array(): Promise<Float32Array> {
+    this.#requireFloat()
+    return widen(this.dtype, await this.toArray())
+  }
+
+  toFloat32ArraySync(): Float32Array {
+    this.#requireFloat()
+    return widen(this.dtype, this.toArraySync())
+  }
+
+  /** Frees the native memory now. Idempotent; any later use throws ERR_GRPO_DISPOSED. */
+  dispose(): void {
+    this.#native.dispose()
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose()
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device}${this.disposed ? ', disposed' : ''})`
+  }
+
+  #requireFloat(): void {
+    if (this.dtype !== 'f32' && this.dtype !== 'bf16' && this.dtype !== 'f16') {
+      fail('ERR_GRPO_DTYPE', 'an f32, bf16 or f16 tensor', 'toFloat32Array', `a ${this.dtype} tensor`)
+    }
+  }
+}
+
+function storageClass(dtype: DType): new (buffer: ArrayBuffer) => TensorData {
+  switch (dtype) {
+    case 'f32':
+      return Float32Array
+    case 'bf16':
+    case 'f16':
+      return Uint16Array
+    case 'i32':
+      return Int32Array
+    default:
+      return Uint8Array
+  }
+}
+
+function view(dtype: DType, buffer: ArrayBuffer): TensorData {
+  return new (storageClass(dtype))(buffer)
+}
+
+function widen(dtype: DType, data: TensorData): Float32Array {
+  if (dtype === 'bf16') return bf16ToFloat32(data)
+  if (dtype === 'f16') return f16ToFloat32(data)
+  return data as Float32Array
+}
+
+export interface MemoryInfo {
+  cpu: { tensors: number; bytes: number }
+  cuda: { tensors: number; bytes: number }
+}
+
+/** Live native buffers and their bytes, per device (a buffer an op still uses counts until the op ends). */
+export function memoryInfo(): MemoryInfo {
+  return native().memoryInfo()
+}
+
+/** @internal For error messages: "a Tensor" or the value's description. */
+export function isTensor(value: unknown): value is Tensor {
+  return value instanceof Tensor
+}

@@ -1,0 +1,88 @@
+// The typed interface of the native binding (build/Release/node_grpo.node), as lib/native.ts loads it.
+// Users never touch it directly: lib/ wraps each export with validation and the public Tensor class.
+
+export type NativeDType = 'f32' | 'bf16' | 'f16' | 'i32' | 'u8'
+export type NativeDevice = 'cpu' | 'cuda'
+
+export declare class NativeTensor {
+  constructor(data: ArrayBufferView, shape: readonly number[], dtype: NativeDType, device: NativeDevice)
+  readonly dtype: NativeDType
+  readonly shape: number[]
+  readonly device: NativeDevice
+  readonly byteLength: number
+  readonly disposed: boolean
+  dispose(): void
+  read(): Promise<ArrayBuffer>
+  readSync(): ArrayBuffer
+}
+
+export interface NativeLossStats {
+  loss: number
+  pgLoss: number
+  klMean: number
+  entropyMean: number
+  clipFrac: number
+  clipFracLower: number
+  ratioMean: number
+  ratioMax: number
+  approxKl: number
+  tokens: number
+}
+
+export interface NativeTokenLogprobs {
+  logp: NativeTensor
+  lse: NativeTensor
+  entropy?: NativeTensor
+}
+
+export interface NativeGroupAdvantages {
+  advantages: NativeTensor
+  groupIds: Int32Array
+  groupMean: Float64Array
+  groupStd: Float64Array
+  zeroStdFraction: number
+}
+
+export interface NativePolicyLoss {
+  loss: number
+  stats: NativeLossStats
+  gradLogp: NativeTensor
+}
+
+export interface NativeGrpoLoss {
+  loss: number
+  stats: NativeLossStats
+  logp: NativeTensor
+  gradLogits: NativeTensor
+}
+
+export interface NativeBackendInfo {
+  requested: string
+  active: string
+  reason: string
+  compiled: string[]
+  cpu: { isa: string; threads: number }
+  cuda: {
+    compiled: boolean
+    build: string
+    available: boolean
+    reason: string
+    devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[]
+    runtimeVersion?: number
+    driverVersion?: number
+  }
+  napiVersion: number
+}
+
+type MaybeAsync<T, A extends boolean> = A extends true ? Promise<T> : T
+
+export interface NativeBinding {
+  NativeTensor: typeof NativeTensor
+  setErrorClass(ctor: new (message: string, code: string) => Error): void
+  memoryInfo(): Record<NativeDevice, { tensors: number; bytes: number }>
+  backendInfo(): NativeBackendInfo
+  tokenLogprobs<A extends boolean>(logits: NativeTensor, targets: NativeTensor, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
+  groupAdvantages<A extends boolean>(rewards: NativeTensor, options: object, async: A): MaybeAsync<NativeGroupAdvantages, A>
+  policyLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativePolicyLoss, A>
+  grpoLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeGrpoLoss, A>
+}
