@@ -34,12 +34,19 @@ Napi::Value memoryInfoBinding(const Napi::CallbackInfo& info) {
     entry.Set("bytes", static_cast<double>(c.bytes));
     o.Set(deviceName(d), entry);
   }
+  o.Get("cpu").As<Napi::Object>().Set("cachedBytes", static_cast<double>(hostCachedBytes()));
   return o;
 }
 
 }  // namespace
 
+Napi::Value releaseCacheBinding(const Napi::CallbackInfo& info) {
+  releaseHostCache();
+  return info.Env().Undefined();
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  exports.Set("releaseCache", Napi::Function::New(env, releaseCacheBinding, "releaseCache"));
   exports.Set("NativeTensor", TensorHandle::define(env));
   exports.Set("setErrorClass", Napi::Function::New(env, setErrorClassBinding, "setErrorClass"));
   exports.Set("memoryInfo", Napi::Function::New(env, memoryInfoBinding, "memoryInfo"));

@@ -51,6 +51,8 @@ struct MemoryCounters {
   int64_t bytes;
 };
 MemoryCounters memoryCounters(Device device);
+size_t hostCachedBytes();  // freed host blocks kept for reuse (not counted as live)
+void releaseHostCache();
 
 // A tensor argument of an op, converted from JavaScript on the main thread.
 struct TensorRef {

@@ -203,13 +203,22 @@ function widen(dtype: DType, data: TensorData): Float32Array {
 }
 
 export interface MemoryInfo {
-  cpu: { tensors: number; bytes: number }
+  /** cachedBytes: freed host blocks kept for reuse by the next allocation of a similar size. */
+  cpu: { tensors: number; bytes: number; cachedBytes: number }
   cuda: { tensors: number; bytes: number }
 }
 
 /** Live native buffers and their bytes, per device (a buffer an op still uses counts until the op ends). */
 export function memoryInfo(): MemoryInfo {
   return native().memoryInfo()
+}
+
+/**
+ * Returns the cached host blocks to the system. Large freed tensors are kept (up to GRPO_CPU_CACHE_MB,
+ * default 1024) so the next step's tensors skip page faults; call this when a long idle phase follows.
+ */
+export function releaseMemoryCache(): void {
+  native().releaseCache()
 }
 
 /** @internal For error messages: "a Tensor" or the value's description. */

@@ -79,7 +79,8 @@ type MaybeAsync<T, A extends boolean> = A extends true ? Promise<T> : T
 export interface NativeBinding {
   NativeTensor: typeof NativeTensor
   setErrorClass(ctor: new (message: string, code: string) => Error): void
-  memoryInfo(): Record<NativeDevice, { tensors: number; bytes: number }>
+  memoryInfo(): { cpu: { tensors: number; bytes: number; cachedBytes: number }; cuda: { tensors: number; bytes: number } }
+  releaseCache(): void
   backendInfo(): NativeBackendInfo
   tokenLogprobs<A extends boolean>(logits: NativeTensor, targets: NativeTensor, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
   groupAdvantages<A extends boolean>(rewards: NativeTensor, options: object, async: A): MaybeAsync<NativeGroupAdvantages, A>

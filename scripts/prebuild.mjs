@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// Makes prebuilds/<platform>-<arch>/node-grpo.node with prebuildify (Node-API, stripped), building through
+// cmake-js via scripts/cmake-js-shim.mjs. node-gyp-build loads it before falling back to build/Release.
+// Usage: npm run prebuilds [-- --arch arm64]. CUDA follows the usual CUDA=AUTO|ON|OFF (env GRPO_CUDA).
+import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const require = createRequire(import.meta.url)
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const prebuildify = require.resolve('prebuildify/bin.js')
+const shim = join(root, 'scripts', 'cmake-js-shim.mjs')
+const args = [prebuildify, '--napi', '--strip', '--node-gyp', shim, ...process.argv.slice(2)]
+const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' })
+process.exit(result.status ?? 1)
