@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/cpu_backend.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "errors.h"
@@ -193,204 +194,199 @@ uint8_t analyzeRow(const TensorRef& logits, int64_t row, int64_t V, int32_t targ
 
 int64_t rowGrain(int64_t V) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(V, 1)); }
 
-class CpuBackend final : public Backend {
- public:
-  const char* name() const override { return "cpu"; }
-  Device device() const override { return Device::Cpu; }
-
-  void tokenLogprobs(TokenLogprobsCall& c) override {
-    const int64_t rows = c.B * c.L;
-    const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
-    const int32_t* targets = c.targets.data<int32_t>();
-    float* logp = c.logp.data<float>();
-    float* lse = c.lse.data<float>();
-    float* ent = c.entropy ? c.entropyOut.data<float>() : nullptr;
-    std::vector<uint8_t> status(rows, kRowOk);
-    for (int64_t i = 0; mask && i < rows; i++) {
-      if (mask[i] > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask" + position(i, c.L), std::to_string(mask[i]));
-    }
-    cpu::parallelFor(rows, rowGrain(c.V), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++) {
-        RowResult r{};
-        if (mask && !mask[i]) {
-          logp[i] = lse[i] = 0;
-          if (ent) ent[i] = 0;
-          continue;
-        }
-        status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.temperature, c.entropy, &r);
-        logp[i] = r.logp;
-        lse[i] = r.lse;
-        if (ent) ent[i] = r.entropy;
-      }
-    });
-    throwRowStatus(status, c.targets, nullptr, c.L, c.V);
-  }
-
-  void grpoLoss(GrpoLossCall& c) override {
-    const int64_t rows = c.B * c.L;
-    const LossParams& params = c.params;
-    std::vector<double> scales = sequenceScales(c.mask, c.B, c.L, params, nullptr);
-    const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
-    const int32_t* targets = c.targets.data<int32_t>();
-    const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
-                             c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
-                             c.perTokenAdvantages, c.L};
-    float* logpOut = c.logp.data<float>();
-    const size_t inBytes = dtypeSize(c.logits.dtype), outBytes = dtypeSize(c.grad.dtype);
-    char* gradBase = static_cast<char*>(c.grad.storage->data());
-    const cpu::RowKernels& kernels = cpu::rowKernels();
-    const float invT = 1.0f / c.params.temperature;
-    std::vector<uint8_t> status(rows, kRowOk);
-    std::vector<TokenRecord> records(rows);
-
-    cpu::parallelFor(rows, rowGrain(c.V), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++) {
-        void* gradRow = gradBase + i * c.V * static_cast<int64_t>(outBytes);
-        if (mask && !mask[i]) {
-          logpOut[i] = 0;
-          kernels.zeroRow(gradRow, c.grad.dtype, c.V);
-          continue;
-        }
-        double old, ref, adv;
-        if (!inputs.read(i, &old, &ref, &adv)) { status[i] = kRowBadInput; continue; }
-        RowResult r{};
-        status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.params.temperature, true, &r);
-        if (status[i] != kRowOk) continue;
-        if (std::isinf(r.logp)) { status[i] = kRowNegInfTarget; continue; }
-        logpOut[i] = r.logp;
-        const double logp = r.logp;
-        if (!params.hasOld) old = logp;
-        TokenTerms terms = tokenTerms(logp, old, ref, adv, r.entropy, params);
-        const double w = scales[i / c.L];
-        cpu::GradParams gp;
-        gp.scale = kLog2e * invT;
-        gp.maxLogit = r.stats.maxLogit;
-        gp.invSum = static_cast<float>(1.0 / r.stats.sum);
-        gp.a = static_cast<float>(w * terms.dlogp * invT);
-        gp.b = static_cast<float>(-w * params.entropyCoef * invT);
-        gp.eShift = static_cast<float>(kLn2 * r.stats.t2 / r.stats.sum);
-        gp.target = targets[i];
-        gp.targetT = r.targetT;
-        const void* row = static_cast<const char*>(c.logits.storage->data()) + i * c.V * static_cast<int64_t>(inBytes);
-        kernels.rowGrad(row, c.logits.dtype, c.V, gp, gradRow, c.grad.dtype);
-        records[i] = recordToken(terms, w, logp, old, r.entropy, params);
-      }
-    });
-    throwRowStatus(status, c.targets, &inputs, c.L, c.V);
-    c.stats = reduceStats(records);
-  }
-
-  void policyLoss(PolicyLossCall& c) override {
-    const int64_t n = c.B * c.L;
-    const LossParams& params = c.params;
-    std::vector<double> scales = sequenceScales(c.mask, c.B, c.L, params, nullptr);
-    const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
-    const float* logpIn = c.logp.data<float>();
-    const float* entropy = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
-    const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
-                             c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
-                             c.perTokenAdvantages, c.L};
-    float* grad = c.gradLogp.data<float>();
-    std::vector<TokenRecord> records(n);
-    for (int64_t i = 0; i < n; i++) {
-      grad[i] = 0;
-      if (mask && !mask[i]) continue;
-      double old, ref, adv;
-      if (!inputs.read(i, &old, &ref, &adv)) failTokenInput(inputs, i, c.L);
-      const double logp = logpIn[i];
-      if (!std::isfinite(logp)) fail(ErrorCode::NonFinite, "a finite value", "logp" + position(i, c.L), describeFloat(logp));
-      const double h = entropy ? entropy[i] : 0;
-      if (!std::isfinite(h)) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, c.L), describeFloat(h));
-      if (!params.hasOld) old = logp;
-      TokenTerms terms = tokenTerms(logp, old, ref, adv, h, params);
-      const double w = scales[i / c.L];
-      grad[i] = static_cast<float>(w * terms.dlogp);
-      records[i] = recordToken(terms, w, logp, old, h, params);
-    }
-    c.stats = reduceStats(records);
-  }
-
-  void groupAdvantages(GroupAdvantagesCall& c) override {
-    const int64_t K = c.rewards.numel();
-    const float* r = c.rewards.data<float>();
-    float* out = c.advantages.data<float>();
-    // Group of each entry, as a dense index 0..G-1 in ascending id order.
-    std::vector<int64_t> group(K);
-    std::vector<int32_t> ids;
-    if (c.groupSize > 0) {
-      for (int64_t k = 0; k < K; k++) group[k] = k / c.groupSize;
-      for (int64_t g = 0; g < K / c.groupSize; g++) ids.push_back(static_cast<int32_t>(g));
-    } else {
-      const int32_t* gid = c.groupIds.data<int32_t>();
-      std::map<int32_t, int64_t> dense;
-      for (int64_t k = 0; k < K; k++) dense.emplace(gid[k], 0);
-      int64_t next = 0;
-      for (auto& [id, index] : dense) {
-        index = next++;
-        ids.push_back(id);
-      }
-      for (int64_t k = 0; k < K; k++) group[k] = dense[gid[k]];
-    }
-    const size_t G = ids.size();
-    std::vector<bool> use(K);
-    for (int64_t k = 0; k < K; k++) {
-      use[k] = std::isfinite(r[k]);
-      if (!use[k] && !c.excludeNonFinite) {
-        fail(ErrorCode::NonFinite, "a finite reward (or nonFinite: 'exclude')", "rewards[" + std::to_string(k) + "]",
-             describeFloat(r[k]));
-      }
-    }
-    // Two passes (mean, then squared deviations) per group, never E[r^2] - E[r]^2.
-    std::vector<double> count(G, 0), sum(G, 0), sq(G, 0), lo(G, INFINITY), hi(G, -INFINITY);
-    double allCount = 0, allSum = 0;
-    for (int64_t k = 0; k < K; k++) {
-      if (!use[k]) continue;
-      count[group[k]] += 1;
-      sum[group[k]] += r[k];
-      lo[group[k]] = std::min<double>(lo[group[k]], r[k]);
-      hi[group[k]] = std::max<double>(hi[group[k]], r[k]);
-      allCount += 1;
-      allSum += r[k];
-    }
-    std::vector<double> mean(G), stdev(G);
-    for (size_t g = 0; g < G; g++) mean[g] = count[g] > 0 ? sum[g] / count[g] : 0;
-    const double allMean = allCount > 0 ? allSum / allCount : 0;
-    double allSq = 0;
-    for (int64_t k = 0; k < K; k++) {
-      if (!use[k]) continue;
-      double d = r[k] - mean[group[k]];
-      sq[group[k]] += d * d;
-      allSq += (r[k] - allMean) * (r[k] - allMean);
-    }
-    size_t zeroSpread = 0;
-    for (size_t g = 0; g < G; g++) {
-      stdev[g] = count[g] > 1 ? std::sqrt(sq[g] / (count[g] - 1)) : 0;
-      if (count[g] < 2 || lo[g] == hi[g]) zeroSpread++;
-    }
-    const double batchStd = allCount > 1 ? std::sqrt(allSq / (allCount - 1)) : 0;
-    for (int64_t k = 0; k < K; k++) {
-      const int64_t g = group[k];
-      if (!use[k] || count[g] < 2 || lo[g] == hi[g]) {
-        out[k] = 0;  // excluded, singleton, or zero spread: exactly 0
-        continue;
-      }
-      double baseline = c.baseline == Baseline::Mean ? mean[g] : (sum[g] - r[k]) / (count[g] - 1);
-      double a = r[k] - baseline;
-      if (c.scale == AdvantageScale::Group) a /= stdev[g] + c.eps;
-      else if (c.scale == AdvantageScale::Batch) a /= batchStd + c.eps;
-      out[k] = static_cast<float>(a);
-    }
-    c.ids = std::move(ids);
-    c.groupMean = std::move(mean);
-    c.groupStd = std::move(stdev);
-    c.zeroStdFraction = G > 0 ? static_cast<double>(zeroSpread) / static_cast<double>(G) : 0;
-  }
-};
-
 }  // namespace
 
+void cpu::CpuBackend::tokenLogprobs(TokenLogprobsCall& c) {
+  const int64_t rows = c.B * c.L;
+  const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
+  const int32_t* targets = c.targets.data<int32_t>();
+  float* logp = c.logp.data<float>();
+  float* lse = c.lse.data<float>();
+  float* ent = c.entropy ? c.entropyOut.data<float>() : nullptr;
+  std::vector<uint8_t> status(rows, kRowOk);
+  for (int64_t i = 0; mask && i < rows; i++) {
+    if (mask[i] > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask" + position(i, c.L), std::to_string(mask[i]));
+  }
+  cpu::parallelFor(rows, rowGrain(c.V), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      RowResult r{};
+      if (mask && !mask[i]) {
+        logp[i] = lse[i] = 0;
+        if (ent) ent[i] = 0;
+        continue;
+      }
+      status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.temperature, c.entropy, &r);
+      logp[i] = r.logp;
+      lse[i] = r.lse;
+      if (ent) ent[i] = r.entropy;
+    }
+  });
+  throwRowStatus(status, c.targets, nullptr, c.L, c.V);
+}
+
+void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
+  const int64_t rows = c.B * c.L;
+  const LossParams& params = c.params;
+  std::vector<double> scales = sequenceScales(c.mask, c.B, c.L, params, nullptr);
+  const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
+  const int32_t* targets = c.targets.data<int32_t>();
+  const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
+                           c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
+                           c.perTokenAdvantages, c.L};
+  float* logpOut = c.logp.data<float>();
+  const size_t inBytes = dtypeSize(c.logits.dtype), outBytes = dtypeSize(c.grad.dtype);
+  char* gradBase = static_cast<char*>(c.grad.storage->data());
+  const cpu::RowKernels& kernels = cpu::rowKernels();
+  const float invT = 1.0f / c.params.temperature;
+  std::vector<uint8_t> status(rows, kRowOk);
+  std::vector<TokenRecord> records(rows);
+
+  cpu::parallelFor(rows, rowGrain(c.V), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      void* gradRow = gradBase + i * c.V * static_cast<int64_t>(outBytes);
+      if (mask && !mask[i]) {
+        logpOut[i] = 0;
+        kernels.zeroRow(gradRow, c.grad.dtype, c.V);
+        continue;
+      }
+      double old, ref, adv;
+      if (!inputs.read(i, &old, &ref, &adv)) { status[i] = kRowBadInput; continue; }
+      RowResult r{};
+      status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.params.temperature, true, &r);
+      if (status[i] != kRowOk) continue;
+      if (std::isinf(r.logp)) { status[i] = kRowNegInfTarget; continue; }
+      logpOut[i] = r.logp;
+      const double logp = r.logp;
+      if (!params.hasOld) old = logp;
+      TokenTerms terms = tokenTerms(logp, old, ref, adv, r.entropy, params);
+      const double w = scales[i / c.L];
+      cpu::GradParams gp;
+      gp.scale = kLog2e * invT;
+      gp.maxLogit = r.stats.maxLogit;
+      gp.invSum = static_cast<float>(1.0 / r.stats.sum);
+      gp.a = static_cast<float>(w * terms.dlogp * invT);
+      gp.b = static_cast<float>(-w * params.entropyCoef * invT);
+      gp.eShift = static_cast<float>(kLn2 * r.stats.t2 / r.stats.sum);
+      gp.target = targets[i];
+      gp.targetT = r.targetT;
+      const void* row = static_cast<const char*>(c.logits.storage->data()) + i * c.V * static_cast<int64_t>(inBytes);
+      kernels.rowGrad(row, c.logits.dtype, c.V, gp, gradRow, c.grad.dtype);
+      records[i] = recordToken(terms, w, logp, old, r.entropy, params);
+    }
+  });
+  throwRowStatus(status, c.targets, &inputs, c.L, c.V);
+  c.stats = reduceStats(records);
+}
+
+void cpu::CpuBackend::policyLoss(PolicyLossCall& c) {
+  const int64_t n = c.B * c.L;
+  const LossParams& params = c.params;
+  std::vector<double> scales = sequenceScales(c.mask, c.B, c.L, params, nullptr);
+  const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
+  const float* logpIn = c.logp.data<float>();
+  const float* entropy = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
+  const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
+                           c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
+                           c.perTokenAdvantages, c.L};
+  float* grad = c.gradLogp.data<float>();
+  std::vector<TokenRecord> records(n);
+  for (int64_t i = 0; i < n; i++) {
+    grad[i] = 0;
+    if (mask && !mask[i]) continue;
+    double old, ref, adv;
+    if (!inputs.read(i, &old, &ref, &adv)) failTokenInput(inputs, i, c.L);
+    const double logp = logpIn[i];
+    if (!std::isfinite(logp)) fail(ErrorCode::NonFinite, "a finite value", "logp" + position(i, c.L), describeFloat(logp));
+    const double h = entropy ? entropy[i] : 0;
+    if (!std::isfinite(h)) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, c.L), describeFloat(h));
+    if (!params.hasOld) old = logp;
+    TokenTerms terms = tokenTerms(logp, old, ref, adv, h, params);
+    const double w = scales[i / c.L];
+    grad[i] = static_cast<float>(w * terms.dlogp);
+    records[i] = recordToken(terms, w, logp, old, h, params);
+  }
+  c.stats = reduceStats(records);
+}
+
+void cpu::CpuBackend::groupAdvantages(GroupAdvantagesCall& c) {
+  const int64_t K = c.rewards.numel();
+  const float* r = c.rewards.data<float>();
+  float* out = c.advantages.data<float>();
+  // Group of each entry, as a dense index 0..G-1 in ascending id order.
+  std::vector<int64_t> group(K);
+  std::vector<int32_t> ids;
+  if (c.groupSize > 0) {
+    for (int64_t k = 0; k < K; k++) group[k] = k / c.groupSize;
+    for (int64_t g = 0; g < K / c.groupSize; g++) ids.push_back(static_cast<int32_t>(g));
+  } else {
+    const int32_t* gid = c.groupIds.data<int32_t>();
+    std::map<int32_t, int64_t> dense;
+    for (int64_t k = 0; k < K; k++) dense.emplace(gid[k], 0);
+    int64_t next = 0;
+    for (auto& [id, index] : dense) {
+      index = next++;
+      ids.push_back(id);
+    }
+    for (int64_t k = 0; k < K; k++) group[k] = dense[gid[k]];
+  }
+  const size_t G = ids.size();
+  std::vector<bool> use(K);
+  for (int64_t k = 0; k < K; k++) {
+    use[k] = std::isfinite(r[k]);
+    if (!use[k] && !c.excludeNonFinite) {
+      fail(ErrorCode::NonFinite, "a finite reward (or nonFinite: 'exclude')", "rewards[" + std::to_string(k) + "]",
+           describeFloat(r[k]));
+    }
+  }
+  // Two passes (mean, then squared deviations) per group, never E[r^2] - E[r]^2.
+  std::vector<double> count(G, 0), sum(G, 0), sq(G, 0), lo(G, INFINITY), hi(G, -INFINITY);
+  double allCount = 0, allSum = 0;
+  for (int64_t k = 0; k < K; k++) {
+    if (!use[k]) continue;
+    count[group[k]] += 1;
+    sum[group[k]] += r[k];
+    lo[group[k]] = std::min<double>(lo[group[k]], r[k]);
+    hi[group[k]] = std::max<double>(hi[group[k]], r[k]);
+    allCount += 1;
+    allSum += r[k];
+  }
+  std::vector<double> mean(G), stdev(G);
+  for (size_t g = 0; g < G; g++) mean[g] = count[g] > 0 ? sum[g] / count[g] : 0;
+  const double allMean = allCount > 0 ? allSum / allCount : 0;
+  double allSq = 0;
+  for (int64_t k = 0; k < K; k++) {
+    if (!use[k]) continue;
+    double d = r[k] - mean[group[k]];
+    sq[group[k]] += d * d;
+    allSq += (r[k] - allMean) * (r[k] - allMean);
+  }
+  size_t zeroSpread = 0;
+  for (size_t g = 0; g < G; g++) {
+    stdev[g] = count[g] > 1 ? std::sqrt(sq[g] / (count[g] - 1)) : 0;
+    if (count[g] < 2 || lo[g] == hi[g]) zeroSpread++;
+  }
+  const double batchStd = allCount > 1 ? std::sqrt(allSq / (allCount - 1)) : 0;
+  for (int64_t k = 0; k < K; k++) {
+    const int64_t g = group[k];
+    if (!use[k] || count[g] < 2 || lo[g] == hi[g]) {
+      out[k] = 0;  // excluded, singleton, or zero spread: exactly 0
+      continue;
+    }
+    double baseline = c.baseline == Baseline::Mean ? mean[g] : (sum[g] - r[k]) / (count[g] - 1);
+    double a = r[k] - baseline;
+    if (c.scale == AdvantageScale::Group) a /= stdev[g] + c.eps;
+    else if (c.scale == AdvantageScale::Batch) a /= batchStd + c.eps;
+    out[k] = static_cast<float>(a);
+  }
+  c.ids = std::move(ids);
+  c.groupMean = std::move(mean);
+  c.groupStd = std::move(stdev);
+  c.zeroStdFraction = G > 0 ? static_cast<double>(zeroSpread) / static_cast<double>(G) : 0;
+}
+
+
 Backend& cpuBackend() {
-  static CpuBackend instance;
+  static cpu::CpuBackend instance;
   return instance;
 }
 

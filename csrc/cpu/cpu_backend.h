@@ -1,0 +1,18 @@
+// The CPU implementation of the op table. Each op family defines its members in its own file:
+// cpu/backend.cc (log-probs, advantages, losses).
+#pragma once
+#include "backend.h"
+
+namespace grpo::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  Device device() const override { return Device::Cpu; }
+  void tokenLogprobs(TokenLogprobsCall& c) override;
+  void groupAdvantages(GroupAdvantagesCall& c) override;
+  void policyLoss(PolicyLossCall& c) override;
+  void grpoLoss(GrpoLossCall& c) override;
+};
+
+}  // namespace grpo::cpu
