@@ -14,6 +14,7 @@
 #include "cpu/thread_pool.h"
 #include "errors.h"
 #include "half.h"
+#include "ops/loss_host.h"
 
 namespace grpo {
 namespace {
@@ -21,149 +22,11 @@ namespace {
 constexpr double kLn2 = 0.693147180559945309;
 constexpr float kLog2e = 1.4426950408889634f;
 
-std::string position(int64_t index, int64_t L) {
-  return "[" + std::to_string(index / L) + ", " + std::to_string(index % L) + "]";
-}
-
 float readLogit(const TensorRef& logits, int64_t offset) {
   switch (logits.dtype) {
     case DType::BF16: return bf16ToFloat(logits.data<uint16_t>()[offset]);
     case DType::F16: return f16ToFloat(logits.data<uint16_t>()[offset]);
     default: return logits.data<float>()[offset];
-  }
-}
-
-std::string describeFloat(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
-
-// Row problems found inside the parallel loop; the first in row order is reported after it.
-enum RowStatus : uint8_t { kRowOk = 0, kRowBadTarget, kRowNonFiniteLogits, kRowAllNegInf, kRowNegInfTarget, kRowBadInput };
-
-// Checks the mask (0/1 only) and derives the per-sequence weight scales of spec §4.
-std::vector<double> sequenceScales(const TensorRef& mask, int64_t B, int64_t L, const LossParams& params,
-                                   AggregationTotals* totalsOut) {
-  std::vector<double> counted(B, 0.0);
-  const uint8_t* m = mask.defined() ? mask.data<uint8_t>() : nullptr;
-  for (int64_t b = 0; b < B; b++) {
-    int64_t n = 0;
-    for (int64_t l = 0; l < L; l++) {
-      uint8_t v = m ? m[b * L + l] : 1;
-      if (v > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask" + position(b * L + l, L), std::to_string(v));
-      n += v;
-    }
-    counted[b] = static_cast<double>(n);
-  }
-  AggregationTotals totals{0, 0, 0};
-  for (double c : counted) {
-    totals.tokens += c;
-    totals.sequences += c > 0 ? 1 : 0;
-  }
-  totals.batchLength = static_cast<double>(B) * (params.normLength > 0 ? params.normLength : static_cast<double>(L));
-  std::vector<double> scales(B);
-  for (int64_t b = 0; b < B; b++) scales[b] = sequenceScale(params, counted[b], totals);
-  if (totalsOut) *totalsOut = totals;
-  return scales;
-}
-
-// What one counted token contributes to the statistics.
-struct TokenRecord {
-  double weightedLoss, weightedPg, kl, entropy, ratio, approxKl;
-  bool counted, clipped, capped;
-};
-
-LossStats reduceStats(const std::vector<TokenRecord>& records) {
-  LossStats s;
-  double n = 0, ratioSum = 0, klSum = 0, entropySum = 0, approxSum = 0, clipped = 0, capped = 0;
-  double ratioMax = -std::numeric_limits<double>::infinity();
-  for (const TokenRecord& r : records) {
-    if (!r.counted) continue;
-    n += 1;
-    s.loss += r.weightedLoss;
-    s.pgLoss += r.weightedPg;
-    klSum += r.kl;
-    entropySum += r.entropy;
-    ratioSum += r.ratio;
-    ratioMax = std::max(ratioMax, r.ratio);
-    approxSum += r.approxKl;
-    clipped += r.clipped;
-    capped += r.capped;
-  }
-  s.tokens = n;
-  if (n > 0) {
-    s.klMean = klSum / n;
-    s.entropyMean = entropySum / n;
-    s.ratioMean = ratioSum / n;
-    s.ratioMax = ratioMax;
-    s.approxKl = approxSum / n;
-    s.clipFrac = clipped / n;
-    s.clipFracLower = capped / n;
-  }
-  return s;
-}
-
-TokenRecord recordToken(const TokenTerms& terms, double weight, double logp, double old, double entropy,
-                        const LossParams& params) {
-  TokenRecord r{};
-  r.counted = true;
-  r.weightedLoss = weight * terms.loss;
-  r.weightedPg = weight * terms.pg;
-  r.kl = terms.kl;
-  r.entropy = entropy;
-  r.ratio = terms.ratio;
-  r.approxKl = params.hasOld ? old - logp : 0;
-  r.clipped = terms.clipped;
-  r.capped = terms.capped;
-  return r;
-}
-
-// Reads the per-token inputs of the loss (old, ref, advantage) and checks that they are finite.
-struct TokenInputs {
-  const float* old;
-  const float* ref;
-  const float* adv;
-  bool perTokenAdv;
-  int64_t L;
-
-  bool read(int64_t i, double* o, double* r, double* a) const {
-    *o = old ? old[i] : 0;
-    *r = ref ? ref[i] : 0;
-    *a = perTokenAdv ? adv[i] : adv[i / L];
-    return std::isfinite(*o) && std::isfinite(*r) && std::isfinite(*a);
-  }
-};
-
-[[noreturn]] void failTokenInput(const TokenInputs& in, int64_t i, int64_t L) {
-  double o, r, a;
-  in.read(i, &o, &r, &a);
-  if (!std::isfinite(o)) fail(ErrorCode::NonFinite, "a finite value", "oldLogp" + position(i, L), describeFloat(o));
-  if (!std::isfinite(r)) fail(ErrorCode::NonFinite, "a finite value", "refLogp" + position(i, L), describeFloat(r));
-  std::string where = in.perTokenAdv ? position(i, L) : "[" + std::to_string(i / L) + "]";
-  fail(ErrorCode::NonFinite, "a finite value", "advantages" + where, describeFloat(a));
-}
-
-void throwRowStatus(const std::vector<uint8_t>& status, const TensorRef& targets, const TokenInputs* inputs,
-                    int64_t L, int64_t V) {
-  for (size_t i = 0; i < status.size(); i++) {
-    switch (status[i]) {
-      case kRowOk: continue;
-      case kRowBadTarget:
-        fail(ErrorCode::InvalidArg, "a token id in [0, " + std::to_string(V) + ")", "targets" + position(i, L),
-             std::to_string(targets.data<int32_t>()[i]));
-      case kRowNonFiniteLogits:
-        fail(ErrorCode::NonFinite, "finite logits (or -Infinity)", "logits" + position(i, L), "NaN or +Infinity");
-      case kRowAllNegInf:
-        fail(ErrorCode::NonFinite, "at least one finite logit", "logits" + position(i, L), "a row of -Infinity");
-      case kRowNegInfTarget:
-        fail(ErrorCode::NonFinite, "a finite log-prob", "the target of logits" + position(i, L),
-             "-Infinity (the target's logit is -Infinity)");
-      case kRowBadInput:
-        failTokenInput(*inputs, static_cast<int64_t>(i), L);
-    }
   }
 }
 
@@ -221,13 +84,13 @@ void cpu::CpuBackend::tokenLogprobs(TokenLogprobsCall& c) {
       if (ent) ent[i] = r.entropy;
     }
   });
-  throwRowStatus(status, c.targets, nullptr, c.L, c.V);
+  throwRowStatus(status.data(), rows, c.targets.data<int32_t>(), nullptr, c.L, c.V);
 }
 
 void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
   const int64_t rows = c.B * c.L;
   const LossParams& params = c.params;
-  std::vector<double> scales = sequenceScales(c.mask, c.B, c.L, params, nullptr);
+  std::vector<double> scales = sequenceScales(c.mask.defined() ? c.mask.data<uint8_t>() : nullptr, c.B, c.L, params);
   const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
   const int32_t* targets = c.targets.data<int32_t>();
   const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
@@ -274,14 +137,14 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       records[i] = recordToken(terms, w, logp, old, r.entropy, params);
     }
   });
-  throwRowStatus(status, c.targets, &inputs, c.L, c.V);
-  c.stats = reduceStats(records);
+  throwRowStatus(status.data(), rows, c.targets.data<int32_t>(), &inputs, c.L, c.V);
+  c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));
 }
 
 void cpu::CpuBackend::policyLoss(PolicyLossCall& c) {
   const int64_t n = c.B * c.L;
   const LossParams& params = c.params;
-  std::vector<double> scales = sequenceScales(c.mask, c.B, c.L, params, nullptr);
+  std::vector<double> scales = sequenceScales(c.mask.defined() ? c.mask.data<uint8_t>() : nullptr, c.B, c.L, params);
   const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
   const float* logpIn = c.logp.data<float>();
   const float* entropy = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
@@ -305,7 +168,7 @@ void cpu::CpuBackend::policyLoss(PolicyLossCall& c) {
     grad[i] = static_cast<float>(w * terms.dlogp);
     records[i] = recordToken(terms, w, logp, old, h, params);
   }
-  c.stats = reduceStats(records);
+  c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));
 }
 
 void cpu::CpuBackend::groupAdvantages(GroupAdvantagesCall& c) {
