@@ -1,0 +1,138 @@
+// One block per row of logits: the row's log-sum-exp state (max, sum of exponentials and, for the entropy,
+// sum of e*t) in a single streaming pass, then a helper that walks the row again for the gradient.
+//
+// Per thread: an online state (m, s, t2) over its 16-byte vectors, rescaled only when a vector raises the
+// max; then one block-wide merge. Units: t_j = (x_j - max) * scale, scale = log2(e) / T, so that
+// exp(z_j - zmax) = exp2(t_j): the temperature is folded into one multiply and the exponential is exp2f.
+#pragma once
+#include "common.cuh"
+
+namespace grpo::GRPO_CUDA_NS {
+
+struct RowStatsDevice {
+  float max;  // max_j x_j (-inf when the row is all -inf)
+  float sum;  // S = sum_j exp2(t_j)
+  float t2;   // sum_j exp2(t_j) * t_j, for H = ln S - ln2 * t2 / S
+  bool bad;   // NaN or +inf somewhere in the row
+};
+
+struct OnlineState {
+  float m = -INFINITY, s = 0.0f, t2 = 0.0f;
+  bool bad = false;
+
+  template <int N>
+  __device__ __forceinline__ void add(const float (&v)[N], int count, float scale) {
+    float vmax = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < N; k++) {
+      if (k < count) {
+        bad |= (v[k] != v[k]) || (v[k] == INFINITY);
+        vmax = fmaxf(vmax, v[k]);
+      }
+    }
+    if (vmax > m) {
+      if (m != -INFINITY) {
+        const float d = (m - vmax) * scale;  // <= 0
+        const float f = exp2f(d);
+        t2 = f * (t2 + d * s);
+        s *= f;
+      }
+      m = vmax;
+    }
+    if (m == -INFINITY) return;
+#pragma unroll
+    for (int k = 0; k < N; k++) {
+      if (k < count) {
+        const float t = (v[k] - m) * scale;
+        const float e = exp2f(t);      // exactly 0 for -inf entries
+        s += e;
+        t2 += e * fmaxf(t, -127.0f);  // keeps 0 * -inf out of the sum
+      }
+    }
+  }
+};
+
+// Must be called by every thread of the block. scratch: kBlock / 32 floats of shared memory.
+template <typename T>
+__device__ RowStatsDevice rowStats(const T* row, int64_t V, float scale, float* scratch) {
+  constexpr int N = Vec16<T>::N;
+  OnlineState st;
+  const int64_t head = alignedHead(row, V);
+  const int64_t vectors = (V - head) / N;
+  const int64_t tail = head + vectors * N;
+  for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
+    float v[1] = {toFloat(row[j])};
+    st.add(v, 1, scale);
+  }
+  for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
+    float v[N];
+    load16(row + head + k * N, v);
+    st.add(v, N, scale);
+  }
+  for (int64_t j = tail + threadIdx.x; j < V; j += blockDim.x) {
+    float v[1] = {toFloat(row[j])};
+    st.add(v, 1, scale);
+  }
+  RowStatsDevice r;
+  r.max = blockMax(st.m, scratch);
+  float s = 0.0f, t2 = 0.0f;
+  if (st.m != -INFINITY) {
+    const float d = (st.m - r.max) * scale;
+    const float f = exp2f(d);
+    s = st.s * f;
+    t2 = f * (st.t2 + d * st.s);
+  }
+  r.sum = blockSum(s, scratch);
+  r.t2 = blockSum(t2, scratch);
+  r.bad = blockMax(st.bad ? 1.0f : 0.0f, scratch) > 0.0f;
+  return r;
+}
+
+// Stores n values as OutT: 16-byte stores where the address allows, else one by one.
+template <typename OutT, int N>
+__device__ __forceinline__ void storeValues(OutT* p, const float (&v)[N], int count) {
+  constexpr int per = 16 / sizeof(OutT);
+  if constexpr ((N * sizeof(OutT)) % 16 == 0) {
+    if (count == N && (reinterpret_cast<uintptr_t>(p) & 15u) == 0) {
+#pragma unroll
+      for (int c = 0; c < N / per; c++) store16<OutT>(p + c * per, v + c * per);
+      return;
+    }
+  }
+  for (int k = 0; k < count; k++) p[k] = fromFloat<OutT>(v[k]);
+}
+
+// Walks the row in the same head / vectors / tail split as rowStats, calling f(j0, values[N], count) and
+// storing what f leaves in values at out[j0 ...]. In place (out aliasing row) is safe: each thread reads its
+// elements before it writes them, and no other thread touches them.
+template <typename T, typename OutT, typename F>
+__device__ __forceinline__ void mapRow(const T* row, OutT* out, int64_t V, F f) {
+  constexpr int N = Vec16<T>::N;
+  const int64_t head = alignedHead(row, V);
+  const int64_t vectors = (V - head) / N;
+  const int64_t tail = head + vectors * N;
+  for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
+    float v[1] = {toFloat(row[j])};
+    f(j, v, 1);
+    out[j] = fromFloat<OutT>(v[0]);
+  }
+  for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
+    const int64_t j0 = head + k * N;
+    float v[N];
+    load16(row + j0, v);
+    f(j0, v, N);
+    storeValues<OutT, N>(out + j0, v, N);
+  }
+  for (int64_t j = tail + threadIdx.x; j < V; j += blockDim.x) {
+    float v[1] = {toFloat(row[j])};
+    f(j, v, 1);
+    out[j] = fromFloat<OutT>(v[0]);
+  }
+}
+
+template <typename OutT>
+__device__ __forceinline__ void zeroRow(OutT* out, int64_t V) {
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) out[j] = fromFloat<OutT>(0.0f);
+}
+
+}  // namespace grpo::GRPO_CUDA_NS
