@@ -28,6 +28,10 @@ struct DeviceAllocator {
 };
 void registerDeviceAllocator(Device device, DeviceAllocator allocator);
 
+// Copies between host memory and device memory (registered by the CUDA backend; throws grpo::Error).
+using DeviceCopy = void (*)(void* dst, const void* src, size_t bytes, bool toHost);
+void registerDeviceCopy(DeviceCopy copy);
+
 class Storage {
  public:
   static std::shared_ptr<Storage> allocate(size_t bytes, Device device);

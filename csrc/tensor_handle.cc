@@ -7,11 +7,10 @@
 
 namespace grpo {
 
-using HostCopy = void (*)(void* dst, const void* src, size_t bytes, bool toHost);
 namespace {
-HostCopy deviceCopy = nullptr;
+DeviceCopy deviceCopy = nullptr;
 }
-void registerDeviceCopy(HostCopy copy) { deviceCopy = copy; }
+void registerDeviceCopy(DeviceCopy copy) { deviceCopy = copy; }
 
 void copyToHost(const TensorRef& tensor, void* dst, size_t bytes) {
   if (tensor.device() == Device::Cpu) {
