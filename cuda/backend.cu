@@ -3,6 +3,7 @@
 // Compiled by nvcc as backend "cuda" (tensors in GPU memory) and by the host compiler as backend "simt"
 // (tensors in host memory, kernels run by the SIMT executor): the code is the same.
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -216,7 +217,126 @@ class CudaBackend final : public Backend {
     c.zeroStdFraction = groups.empty() ? 0 : static_cast<double>(zeroGroups) / static_cast<double>(groups.size());
   }
 
+  void embeddingBagForward(EmbeddingBagForwardCall& c) override {
+    cudaStream_t s = stream();
+    DeviceBuffer<int64_t> bad(c.rows);
+    EmbeddingForwardArgs a{c.weight.data<float>(), ptr<float>(c.bias), c.ids.data<int32_t>(), c.rows, c.features, c.H, c.V,
+                           c.out.data<float>(), bad.get()};
+    launchEmbeddingForward(a, s);
+    for (int64_t index : toHost(bad.get(), c.rows, s)) {
+      if (index >= 0) failBadFeature(c.ids, index, c.features, c.H);
+    }
+  }
+
+  void embeddingBagBackward(EmbeddingBagBackwardCall& c) override {
+    cudaStream_t s = stream();
+    const std::vector<int32_t> ids = toHost(c.ids.data<int32_t>(), static_cast<size_t>(c.rows * c.features), s);
+    std::vector<uint8_t> mask;
+    if (c.mask.defined()) mask = toHost(c.mask.data<uint8_t>(), c.rows, s);
+    // Bucket the (row, feature) pairs by feature id, rows in increasing order within an id: the order in
+    // which the kernel adds them, so the result is deterministic.
+    std::map<int32_t, std::vector<int32_t>> rowsOf;
+    for (int64_t r = 0; r < c.rows; r++) {
+      if (!mask.empty() && mask[r] == 0) continue;
+      for (int64_t f = 0; f < c.features; f++) {
+        const int32_t h = ids[r * c.features + f];
+        if (h < -1 || h >= c.H) failBadFeature(c.ids, r * c.features + f, c.features, c.H);
+        if (h >= 0) rowsOf[h].push_back(static_cast<int32_t>(r));
+      }
+    }
+    std::vector<int64_t> rowStart{0};
+    std::vector<int32_t> rowList, featureOf;
+    for (const auto& [h, list] : rowsOf) {
+      featureOf.push_back(h);
+      rowList.insert(rowList.end(), list.begin(), list.end());
+      rowStart.push_back(static_cast<int64_t>(rowList.size()));
+    }
+    DeviceBuffer<int64_t> dStart(rowStart.size());
+    DeviceBuffer<int32_t> dRows(rowList.size()), dFeature(featureOf.size());
+    toDevice(dStart.get(), rowStart, s);
+    toDevice(dRows.get(), rowList, s);
+    toDevice(dFeature.get(), featureOf, s);
+    EmbeddingBackwardArgs a{c.grad.data<float>(), dStart.get(), dRows.get(), dFeature.get(), static_cast<int64_t>(featureOf.size()), c.V,
+                            c.gradWeight.data<float>(), c.gradBias.defined() ? c.gradBias.data<float>() : nullptr, ptr<uint8_t>(c.mask), c.rows};
+    launchEmbeddingBackward(a, s);
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  void sampleTokens(SampleTokensCall& c) override {
+    cudaStream_t s = stream();
+    DeviceBuffer<double> p(static_cast<size_t>(c.rows * c.V));
+    DeviceBuffer<int32_t> order(c.topP < 1.0 && !c.greedy ? static_cast<size_t>(c.rows * c.V) : 0);
+    DeviceBuffer<uint8_t> status(c.rows);
+    SampleArgs a{c.logits.storage->data(), c.logits.dtype, ptr<int32_t>(c.streams), c.rows, c.V,
+                 1.0 / static_cast<double>(c.temperature), c.topP, c.greedy, c.seed, c.step, p.get(), order.get(),
+                 c.tokens.data<int32_t>(), c.logp.data<float>(), status.get()};
+    launchSample(a, s);
+    const std::vector<uint8_t> st = toHost(status.get(), c.rows, s);
+    for (int64_t r = 0; r < c.rows; r++) {
+      const std::string where = "logits row [" + std::to_string(r) + "]";
+      if (st[r] == 1) fail(ErrorCode::NonFinite, "finite logits (or -Infinity)", where, "NaN or +Infinity");
+      if (st[r] == 2) fail(ErrorCode::NonFinite, "at least one finite logit", where, "a row of -Infinity");
+    }
+  }
+
+  void gradNorm(GradNormCall& c) override {
+    cudaStream_t s = stream();
+    double total = 0;
+    for (const TensorRef& t : c.tensors) {
+      const int64_t n = t.numel();
+      const int64_t chunks = (n + kNormChunk - 1) / kNormChunk;
+      DeviceBuffer<double> partial(chunks);
+      launchSumSquares(t.data<float>(), n, partial.get(), s);
+      for (double v : toHost(partial.get(), chunks, s)) total += v;  // chunk order, as on the CPU
+    }
+    c.norm = std::sqrt(total);
+    c.coef = 1;
+    // A non-finite norm is reported, not clipped: scaling would spread the NaN, and the caller decides.
+    if (c.maxNorm > 0 && std::isfinite(c.norm) && c.norm > c.maxNorm) c.coef = c.maxNorm / (c.norm + 1e-6);
+    if (!c.scale || c.coef == 1) return;
+    for (const TensorRef& t : c.tensors) launchScale(t.data<float>(), t.numel(), static_cast<float>(c.coef), s);
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  void adamw(AdamWCall& c) override {
+    cudaStream_t s = stream();
+    const double t = static_cast<double>(c.step);
+    for (size_t i = 0; i < c.params.size(); i++) {
+      AdamWArgs a{};
+      a.param = c.params[i].data<float>();
+      a.grad = c.grads[i].data<float>();
+      a.m = c.m[i].data<float>();
+      a.v = c.v[i].data<float>();
+      a.n = c.params[i].numel();
+      a.beta1 = static_cast<float>(c.beta1);
+      a.beta2 = static_cast<float>(c.beta2);
+      a.eps = static_cast<float>(c.eps);
+      a.gradScale = static_cast<float>(c.gradScale);
+      a.decay = static_cast<float>(1.0 - c.lr * c.weightDecay);
+      a.stepSize = static_cast<float>(c.lr / (1.0 - std::pow(c.beta1, t)));
+      a.invSqrtBc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(c.beta2, t)));
+      a.zeroGrad = c.zeroGrad;
+      launchAdamW(a, s);
+    }
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  void zeroTensors(ZeroTensorsCall& c) override {
+    cudaStream_t s = stream();
+    for (const TensorRef& t : c.tensors) {
+      check(cudaMemsetAsync(t.storage->data(), 0, static_cast<size_t>(t.numel()) * dtypeSize(t.dtype), s), "cudaMemsetAsync");
+    }
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
  private:
+  [[noreturn]] void failBadFeature(const TensorRef& ids, int64_t index, int64_t F, int64_t H) {
+    int32_t value = 0;
+    check(cudaMemcpy(&value, ids.data<int32_t>() + index, sizeof value, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
+    fail(ErrorCode::InvalidArg, "a feature id in [0, " + std::to_string(H) + ") or -1 (padding)",
+         "ids[" + std::to_string(index / F) + ", " + std::to_string(index % F) + "]", std::to_string(value));
+  }
+
   cudaStream_t stream() {
     std::call_once(streamOnce_, [this] { check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags"); });
     return stream_;

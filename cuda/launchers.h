@@ -79,3 +79,65 @@ struct GroupAdvantagesArgs {
 void launchGroupAdvantages(const GroupAdvantagesArgs& a, cudaStream_t stream);
 
 }  // namespace grpo::GRPO_CUDA_NS
+
+// ---- model ops (cuda/model.cu, cuda/optimizer.cu) ----
+namespace grpo::GRPO_CUDA_NS {
+
+struct EmbeddingForwardArgs {
+  const float* weight;
+  const float* bias;  // null
+  const int32_t* ids;
+  int64_t rows, features, H, V;
+  float* out;
+  int64_t* badIndex;  // [rows]: first bad (row, feature) index of the row, or -1
+};
+void launchEmbeddingForward(const EmbeddingForwardArgs& a, cudaStream_t stream);
+
+struct EmbeddingBackwardArgs {
+  const float* grad;         // [rows, V]
+  const int64_t* rowStart;   // CSR over the distinct feature ids: rows of entry e are rowList[rowStart[e] .. rowStart[e+1])
+  const int32_t* rowList;
+  const int32_t* featureOf;  // [entries]: the feature id of entry e
+  int64_t entries, V;
+  float* gradWeight;
+  float* gradBias;           // null
+  const uint8_t* mask;       // null: every row
+  int64_t rows;
+};
+void launchEmbeddingBackward(const EmbeddingBackwardArgs& a, cudaStream_t stream);
+
+struct SampleArgs {
+  const void* logits;
+  DType dtype;
+  const int32_t* streams;  // null: stream r
+  int64_t rows, V;
+  double invT, topP;
+  bool greedy;
+  uint64_t seed, step;
+  double* p;              // scratch [rows, V]
+  int32_t* order;         // scratch [rows, V] (top-p only)
+  int32_t* tokens;
+  float* logp;
+  uint8_t* status;        // 1 non-finite, 2 all -inf
+};
+void launchSample(const SampleArgs& a, cudaStream_t stream);
+
+// Partial sums of squares of n floats: blocks of fixed chunks, one double per chunk, summed on the host in
+// chunk order (the same result whatever the device).
+constexpr int64_t kNormChunk = 1 << 15;  // the CPU backend's chunk too
+void launchSumSquares(const float* x, int64_t n, double* partial, cudaStream_t stream);
+void launchScale(float* x, int64_t n, float factor, cudaStream_t stream);
+
+struct AdamWArgs {
+  float* param;
+  float* grad;
+  float* m;
+  float* v;
+  int64_t n;
+  // The CPU backend's constants: decay = 1 - lr*wd, stepSize = lr / (1 - b1^t), invSqrtBc2 = 1 / sqrt(1 - b2^t).
+  float beta1, beta2, eps, gradScale, decay, stepSize, invSqrtBc2;
+  bool zeroGrad;
+};
+void launchAdamW(const AdamWArgs& a, cudaStream_t stream);
+
+}  // namespace grpo::GRPO_CUDA_NS
