@@ -13,6 +13,13 @@ Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info);
 Napi::Value policyLossBinding(const Napi::CallbackInfo& info);
 Napi::Value grpoLossBinding(const Napi::CallbackInfo& info);
 Napi::Value backendInfoBinding(const Napi::CallbackInfo& info);
+Napi::Value measureMachineBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBagForwardBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBagBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
+Napi::Value gradNormBinding(const Napi::CallbackInfo& info);
+Napi::Value adamwBinding(const Napi::CallbackInfo& info);
+Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
 
 namespace {
 
@@ -51,10 +58,17 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorClass", Napi::Function::New(env, setErrorClassBinding, "setErrorClass"));
   exports.Set("memoryInfo", Napi::Function::New(env, memoryInfoBinding, "memoryInfo"));
   exports.Set("backendInfo", Napi::Function::New(env, backendInfoBinding, "backendInfo"));
+  exports.Set("measureMachine", Napi::Function::New(env, measureMachineBinding, "measureMachine"));
   exports.Set("tokenLogprobs", Napi::Function::New(env, tokenLogprobsBinding, "tokenLogprobs"));
   exports.Set("groupAdvantages", Napi::Function::New(env, groupAdvantagesBinding, "groupAdvantages"));
   exports.Set("policyLoss", Napi::Function::New(env, policyLossBinding, "policyLoss"));
   exports.Set("grpoLoss", Napi::Function::New(env, grpoLossBinding, "grpoLoss"));
+  exports.Set("embeddingBagForward", Napi::Function::New(env, embeddingBagForwardBinding, "embeddingBagForward"));
+  exports.Set("embeddingBagBackward", Napi::Function::New(env, embeddingBagBackwardBinding, "embeddingBagBackward"));
+  exports.Set("sampleTokens", Napi::Function::New(env, sampleTokensBinding, "sampleTokens"));
+  exports.Set("gradNorm", Napi::Function::New(env, gradNormBinding, "gradNorm"));
+  exports.Set("adamw", Napi::Function::New(env, adamwBinding, "adamw"));
+  exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
   return exports;
 }
 

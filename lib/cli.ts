@@ -7,6 +7,10 @@ type CommandModule = { run(args: string[]): Promise<number | void> }
 
 const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   tour: { summary: 'a short tour of the ops on the active backend', load: () => import('./commands/tour.js') },
+  reward: { summary: 'score tool-call completions (JSONL in, scores out)', load: () => import('./commands/reward.js') },
+  data: { summary: 'prepare xLAM and ToolACE training data', load: () => import('./commands/data.js') },
+  serve: { summary: 'the reward as an HTTP service (OpenRLHF remote reward protocol)', load: () => import('./commands/serve.js') },
+  bench: { summary: 'benchmark the kernels against the machine and the alternatives', load: () => import('./commands/bench.js') },
 }
 
 function usage(): string {

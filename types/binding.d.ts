@@ -82,8 +82,25 @@ export interface NativeBinding {
   memoryInfo(): { cpu: { tensors: number; bytes: number; cachedBytes: number }; cuda: { tensors: number; bytes: number } }
   releaseCache(): void
   backendInfo(): NativeBackendInfo
+  measureMachine(options: { bytes?: number; reps?: number }): { threads: number; isa: string; copyGBps: number; readGBps: number; expPerSecond: number }
   tokenLogprobs<A extends boolean>(logits: NativeTensor, targets: NativeTensor, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
   groupAdvantages<A extends boolean>(rewards: NativeTensor, options: object, async: A): MaybeAsync<NativeGroupAdvantages, A>
   policyLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativePolicyLoss, A>
   grpoLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeGrpoLoss, A>
+  embeddingBagForward<A extends boolean>(weight: NativeTensor, ids: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  embeddingBagBackward<A extends boolean>(gradLogits: NativeTensor, ids: NativeTensor, gradWeight: NativeTensor, options: object, async: A): MaybeAsync<void, A>
+  sampleTokens<A extends boolean>(logits: NativeTensor, options: object, async: A): MaybeAsync<NativeSampledTokens, A>
+  gradNorm<A extends boolean>(grads: NativeTensor[], options: object, async: A): MaybeAsync<NativeGradNorm, A>
+  adamw<A extends boolean>(tensors: { params: NativeTensor[]; grads: NativeTensor[]; m: NativeTensor[]; v: NativeTensor[] }, options: object, async: A): MaybeAsync<void, A>
+  zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
+}
+
+export interface NativeSampledTokens {
+  tokens: NativeTensor
+  logp: NativeTensor
+}
+
+export interface NativeGradNorm {
+  norm: number
+  coef: number
 }

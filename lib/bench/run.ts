@@ -1,0 +1,244 @@
+/**
+ * The kernel benchmark (`npm run bench`): every op at the given shapes and dtypes, timed right (warm-up,
+ * repetitions, median and spread, inputs rotated so that caches do not flatter the numbers, never zeros),
+ * against the machine's own limits measured in the same run and against the baselines a user would
+ * otherwise have (plain TypeScript, and our own ops unfused). Results: a table, a JSON file, an SVG chart.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import type { DType, Device } from '../dtype.js'
+import { float32ToBf16, float32ToF16 } from '../dtype.js'
+import { native } from '../native.js'
+import * as ops from '../ops.js'
+import { Tensor } from '../tensor.js'
+import { plainGrpoLoss } from './baselines.js'
+import { benchChartSvg } from './chart.js'
+
+export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch'
+export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch']
+
+export interface BenchOptions {
+  device: Device
+  ops: readonly BenchOp[]
+  vocab: readonly number[]
+  tokens: readonly number[]
+  dtypes: readonly ('f32' | 'bf16' | 'f16')[]
+  reps: number
+  warmup: number
+  baselineReps: number
+  out: string
+  seed: number
+  log: (line: string) => void
+}
+
+export interface Timing {
+  medianMs: number
+  minMs: number
+  maxMs: number
+  reps: number
+}
+
+export interface BenchCase {
+  op: BenchOp
+  impl: 'native' | 'plain-ts' | 'unfused-ops'
+  dtype: string
+  V: number
+  tokens: number
+  timing: Timing
+  tokensPerSecond: number
+  bytesPerToken: number // moved by design: one read of the logits (and one write of the gradient)
+  gbps: number
+  shareOfLimit: number // achieved GB/s over the machine's measured bandwidth
+  note?: string
+}
+
+export interface MachineLimits {
+  threads: number
+  isa: string
+  copyGBps: number
+  readGBps: number
+  expPerSecond: number
+}
+
+function xorshift(seed: number): () => number {
+  let s = seed >>> 0 || 1
+  return () => {
+    s ^= s << 13
+    s ^= s >>> 17
+    s ^= s << 5
+    return (s >>> 0) / 4294967296
+  }
+}
+
+async function time(reps: number, warmup: number, run: () => Promise<unknown> | unknown): Promise<Timing> {
+  for (let i = 0; i < warmup; i++) await run()
+  const samples: number[] = []
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now()
+    await run()
+    samples.push(performance.now() - t0)
+  }
+  samples.sort((a, b) => a - b)
+  return { medianMs: samples[samples.length >> 1]!, minMs: samples[0]!, maxMs: samples[samples.length - 1]!, reps }
+}
+
+const BYTES: Record<string, number> = { f32: 4, bf16: 2, f16: 2 }
+
+function logitsTensor(values: Float32Array, shape: number[], dtype: DType, device: Device): Tensor {
+  const data = dtype === 'bf16' ? float32ToBf16(values) : dtype === 'f16' ? float32ToF16(values) : values
+  return Tensor.from(data, shape, { dtype, device })
+}
+
+function disposeAll(value: unknown): void {
+  if (value instanceof Tensor) value.dispose()
+  else if (value && typeof value === 'object') for (const v of Object.values(value)) if (v instanceof Tensor) v.dispose()
+}
+
+/** Runs the benchmark and writes its results; returns them too. */
+export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; files: string[] }> {
+  const random = xorshift(o.seed)
+  o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
+  const machine = native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 })
+  o.log(
+    `  ${machine.threads} threads, ${machine.isa}: copy ${machine.copyGBps.toFixed(1)} GB/s (read+write), read ${machine.readGBps.toFixed(1)} GB/s, exp ${(machine.expPerSecond / 1e9).toFixed(2)} G/s`,
+  )
+  const cases: BenchCase[] = []
+  const add = (c: Omit<BenchCase, 'tokensPerSecond' | 'gbps' | 'shareOfLimit'>, limitGBps: number) => {
+    const seconds = c.timing.medianMs / 1000
+    const gbps = (c.bytesPerToken * c.tokens) / seconds / 1e9
+    const full: BenchCase = { ...c, tokensPerSecond: c.tokens / seconds, gbps, shareOfLimit: limitGBps > 0 ? gbps / limitGBps : 0 }
+    cases.push(full)
+    o.log(
+      `  ${full.op.padEnd(22)} ${full.impl.padEnd(11)} ${full.dtype.padEnd(4)} V=${String(full.V).padEnd(6)} tokens=${String(full.tokens).padEnd(5)} ` +
+        `${full.timing.medianMs.toFixed(2).padStart(9)} ms [${full.timing.minMs.toFixed(2)}-${full.timing.maxMs.toFixed(2)}] ` +
+        `${(full.tokensPerSecond / 1e3).toFixed(1).padStart(8)}k tok/s ${full.gbps.toFixed(1).padStart(6)} GB/s ${(full.shareOfLimit * 100).toFixed(0).padStart(4)}% of limit` +
+        (full.note ? `  ${full.note}` : ''),
+    )
+    return full
+  }
+
+  const rowOps = o.ops.filter((op) => op === 'grpoLoss' || op === 'tokenLogprobs' || op === 'tokenLogprobs+entropy')
+  for (const V of rowOps.length ? o.vocab : []) {
+    for (const N of o.tokens) {
+      // Two input sets, used alternately: the second run of a case never finds the first one's rows in cache.
+      const sets = [0, 1].map(() => {
+        const values = new Float32Array(N * V)
+        for (let i = 0; i < values.length; i++) values[i] = (random() - 0.5) * 12
+        const targets = Int32Array.from({ length: N }, () => Math.floor(random() * V))
+        return { values, targets }
+      })
+      for (const dtype of o.dtypes) {
+        const inputs = sets.map((s) => ({
+          logits: logitsTensor(s.values, [1, N, V], dtype, o.device),
+          targets: Tensor.from(s.targets, [1, N], { device: o.device }),
+        }))
+        const logp0 = await ops.tokenLogprobs(inputs[0]!.logits, inputs[0]!.targets)
+        const logpValues = (await logp0.logp.toArray()) as Float32Array
+        disposeAll(logp0)
+        const old = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.2), [1, N], { device: o.device })
+        const ref = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.1), [1, N], { device: o.device })
+        const advantages = Tensor.from(Float32Array.from({ length: N }, () => random() * 2 - 1), [1, N], { device: o.device })
+        const lossOptions = { clipLow: 0.2, clipHigh: 0.2, beta: 1e-3, kl: 'k3' as const }
+        let k = 0
+        const next = () => inputs[k++ & 1]!
+        const inBytes = BYTES[dtype]! * V
+        if (o.ops.includes('tokenLogprobs')) {
+          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets)) })
+          add({ op: 'tokenLogprobs', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes }, machine.readGBps)
+        }
+        if (o.ops.includes('tokenLogprobs+entropy')) {
+          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets, { entropy: true })) })
+          add({ op: 'tokenLogprobs+entropy', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes }, machine.readGBps)
+        }
+        if (o.ops.includes('grpoLoss')) {
+          const bytesPerToken = 2 * inBytes // one read of the logits, one write of the gradient
+          const fused = await time(o.reps, o.warmup, async () => {
+            const i = next()
+            disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages }, lossOptions))
+          })
+          const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken }, machine.copyGBps)
+          // Our own ops unfused: log-softmax, then the loss on the log-probs, then a separate gradient pass
+          // over the logits (grpoLoss with per-token advantages set so that its ∂loss/∂logp is the policy
+          // loss's gradient: the same two passes over the row as a stand-alone log-softmax backward).
+          const unfused = await time(o.reps, o.warmup, async () => {
+            const i = next()
+            const lp = await ops.tokenLogprobs(i.logits, i.targets)
+            const pl = await ops.policyLoss({ logp: lp.logp, oldLogp: old, refLogp: ref, advantages }, lossOptions)
+            const g = (await pl.gradLogp.toArray()) as Float32Array
+            const scaled = Tensor.from(g.map((v) => -v * N), [1, N], { device: o.device })
+            disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, advantages: scaled }))
+            scaled.dispose()
+            disposeAll(lp)
+            disposeAll(pl)
+          })
+          const u = add({ op: 'grpoLoss', impl: 'unfused-ops', dtype, V, tokens: N, timing: unfused, bytesPerToken }, machine.copyGBps)
+          u.note = `fused is ${(unfused.medianMs / fused.medianMs).toFixed(2)}x faster`
+          o.log(`    ${u.note}`)
+          if (dtype === 'f32' && o.baselineReps > 0) {
+            const s = sets[0]!
+            const oldV = (await old.toArray()) as Float32Array, refV = (await ref.toArray()) as Float32Array
+            const advV = (await advantages.toArray()) as Float32Array
+            let plainLoss = 0
+            const plain = await time(o.baselineReps, 0, () => {
+              plainLoss = plainGrpoLoss({ logits: s.values, targets: s.targets, oldLogp: oldV, refLogp: refV, advantages: advV, V, temperature: 1, clip: 0.2, beta: 1e-3 }).loss
+            })
+            const check = await ops.grpoLoss({ logits: inputs[0]!.logits, targets: inputs[0]!.targets, oldLogp: old, refLogp: ref, advantages }, lossOptions)
+            const agree = Math.abs(check.loss - plainLoss) <= 1e-4 * Math.max(1e-6, Math.abs(plainLoss))
+            disposeAll(check)
+            const p = add({ op: 'grpoLoss', impl: 'plain-ts', dtype, V, tokens: N, timing: plain, bytesPerToken }, machine.copyGBps)
+            p.note = `native is ${(plain.medianMs / native.timing.medianMs).toFixed(1)}x faster; losses ${agree ? 'agree' : 'DIFFER'}`
+            o.log(`    ${p.note}`)
+          }
+        }
+        for (const t of [...inputs.flatMap((i) => [i.logits, i.targets]), old, ref, advantages]) t.dispose()
+      }
+    }
+  }
+
+  for (const N of o.ops.includes('groupAdvantages') || o.ops.includes('policyLoss') ? o.tokens : []) {
+    if (o.ops.includes('groupAdvantages')) {
+      const rewards = Tensor.from(Float32Array.from({ length: N * 5 }, () => (random() < 0.4 ? 1 : 0)), [N * 5], { device: o.device })
+      const timing = await time(o.reps, o.warmup, async () => disposeAll(await ops.groupAdvantages(rewards, { groupSize: 5 })))
+      add({ op: 'groupAdvantages', impl: 'native', dtype: 'f32', V: 0, tokens: N * 5, timing, bytesPerToken: 8, note: 'tokens = rewards, groups of 5' }, machine.copyGBps)
+      rewards.dispose()
+    }
+    if (o.ops.includes('policyLoss')) {
+      const L = 512, B = Math.max(1, Math.ceil(N / L))
+      const values = () => Tensor.from(Float32Array.from({ length: B * L }, () => -random() * 5), [B, L], { device: o.device })
+      const [logp, old, ref] = [values(), values(), values()]
+      const advantages = Tensor.from(Float32Array.from({ length: B }, () => random() * 2 - 1), [B], { device: o.device })
+      const timing = await time(o.reps, o.warmup, async () =>
+        disposeAll(await ops.policyLoss({ logp, oldLogp: old, refLogp: ref, advantages }, { beta: 1e-3 })),
+      )
+      add({ op: 'policyLoss', impl: 'native', dtype: 'f32', V: 0, tokens: B * L, timing, bytesPerToken: 16 }, machine.copyGBps)
+      for (const t of [logp, old, ref, advantages]) t.dispose()
+    }
+  }
+
+  if (o.ops.includes('scoreBatch')) {
+    const { scoreBatchBench } = await import('./reward-bench.js')
+    const r = await scoreBatchBench(o.reps, o.seed)
+    cases.push(r)
+    o.log(`  scoreBatch             ${r.timing.medianMs.toFixed(2)} ms for ${r.tokens} completions: ${(r.tokensPerSecond / 1e3).toFixed(1)}k completions/s`)
+  }
+
+  const files = await writeResults(o.out, machine, cases, o)
+  return { machine, cases, files }
+}
+
+function machineName(): string {
+  const cpu = (os.cpus()[0]?.model ?? 'cpu').replace(/\(R\)|\(TM\)|CPU|Processor|@.*$/g, '').trim().replace(/[^A-Za-z0-9]+/g, '-')
+  return `${cpu.toLowerCase()}-${os.cpus().length}c`.replace(/-+/g, '-')
+}
+
+async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions): Promise<string[]> {
+  mkdirSync(outDir, { recursive: true })
+  const date = new Date().toISOString().slice(0, 10)
+  const base = join(outDir, `${o.device}-${machineName()}-${date}`)
+  const json = `${base}.json`
+  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, machine, options: { ...o, log: undefined }, cases }, null, 2) + '\n')
+  const svg = `${base}.svg`
+  writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
+  return [json, svg]
+}
