@@ -93,7 +93,7 @@ export class Tensor implements Disposable, AsyncDisposable {
       fail('ERR_GRPO_DTYPE', "an explicit dtype ('bf16' or 'f16' for Uint16Array data)", 'Tensor.from options.dtype', data)
     }
     if (!DTYPES.includes(dtype)) fail('ERR_GRPO_DTYPE', `one of ${DTYPES.join(', ')}`, 'dtype', dtype)
-    const device = options.device ?? 'cpu'
+    const device = options.device ?? defaultDevice()
     if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
     const dims = checkShape(shape)
     const count = dims.reduce((a, b) => a * b, 1)
@@ -200,6 +200,17 @@ function widen(dtype: DType, data: TensorData): Float32Array {
   if (dtype === 'bf16') return bf16ToFloat32(data)
   if (dtype === 'f16') return f16ToFloat32(data)
   return data as Float32Array
+}
+
+let cachedDefault: Device | undefined
+
+/**
+ * Where tensors go when Tensor.from is given no device: 'cuda' when the active backend is CUDA
+ * (GRPO_BACKEND=cuda, or auto with a GPU present), else 'cpu'. The SIMT backend works on cpu tensors.
+ */
+export function defaultDevice(): Device {
+  cachedDefault ??= native().backendInfo().active === 'cuda' ? 'cuda' : 'cpu'
+  return cachedDefault
 }
 
 export interface MemoryInfo {
