@@ -19,6 +19,18 @@
 
 namespace grpo {
 
+#if defined(GRPO_HAVE_SIMT)
+namespace simt {
+Backend& backend();
+}
+#endif
+#if defined(GRPO_HAVE_CUDA)
+namespace cuda {
+Backend& backend();
+void registerDeviceMemory();
+}  // namespace cuda
+#endif
+
 namespace {
 
 struct Selection {
@@ -43,6 +55,7 @@ const Selection& selection() {
     s.probe = cuda::probe();
     s.cudaAvailable = s.probe.available;
     s.cudaReason = s.probe.available ? "device found" : s.probe.reason;
+    if (s.cudaAvailable) cuda::registerDeviceMemory();
 #else
     s.cudaReason = std::string("this binary was built without CUDA: ") + GRPO_CUDA_BUILD_STATUS;
 #endif
@@ -54,7 +67,11 @@ const Selection& selection() {
       s.reason = s.cudaAvailable ? "GRPO_BACKEND=cuda" : "GRPO_BACKEND=cuda, but CUDA is not usable: " + s.cudaReason;
     } else if (s.requested == "simt") {
       s.active = "simt";
+#if defined(GRPO_HAVE_SIMT)
+      s.reason = "GRPO_BACKEND=simt: the CUDA kernel source runs on the CPU's SIMT executor";
+#else
       s.reason = "GRPO_BACKEND=simt, but the SIMT executor is not built into this binary";
+#endif
     } else {
       s.active = s.cudaAvailable ? "cuda" : "cpu";
       s.reason = s.cudaAvailable ? "auto: a CUDA device answered" : "auto: CUDA not usable (" + s.cudaReason + ")";
@@ -69,10 +86,17 @@ const Selection& selection() {
 Backend& backendFor(Device device) {
   const Selection& s = selection();
   if (device == Device::Cuda) {
+#if defined(GRPO_HAVE_CUDA)
+    if (s.cudaAvailable) return cuda::backend();
+#endif
     throw Error(ErrorCode::NoCuda, "Expected a usable CUDA backend for a cuda tensor but received: " + s.cudaReason);
   }
   if (s.active == "simt") {
+#if defined(GRPO_HAVE_SIMT)
+    return simt::backend();
+#else
     throw Error(ErrorCode::NoCuda, "Expected the SIMT executor for GRPO_BACKEND=simt but received a binary built without it");
+#endif
   }
   if (s.active == "cuda" && !s.cudaAvailable) {
     throw Error(ErrorCode::NoCuda, "Expected a usable CUDA device for GRPO_BACKEND=cuda but received: " + s.cudaReason);
@@ -90,6 +114,9 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
   Napi::Array compiled = Napi::Array::New(env);
   compiled.Set(uint32_t(0), "cpu");
   if (s.cudaCompiled) compiled.Set(compiled.Length(), "cuda");
+#if defined(GRPO_HAVE_SIMT)
+  compiled.Set(compiled.Length(), "simt");
+#endif
   o.Set("compiled", compiled);
 
   Napi::Object cpu = Napi::Object::New(env);

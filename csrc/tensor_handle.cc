@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend.h"
 #include "napi_util.h"
 
 namespace grpo {
@@ -78,6 +79,7 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
     if (deviceStr == "cpu") device = Device::Cpu;
     else if (deviceStr == "cuda") device = Device::Cuda;
     else fail(ErrorCode::InvalidArg, "'cpu' or 'cuda'", "device", describeValue(info[3]));
+    if (device == Device::Cuda) backendFor(Device::Cuda);  // ERR_GRPO_NO_CUDA without a usable GPU; sets up device memory
     Napi::Array shapeArr = info[1].As<Napi::Array>();
     std::vector<int64_t> shape;
     double count = 1;

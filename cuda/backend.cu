@@ -68,7 +68,7 @@ void checkMaskValues(const std::vector<uint8_t>& mask, int64_t L) {
 
 class CudaBackend final : public Backend {
  public:
-#if defined(GRPO_SIMT)
+#if !defined(__CUDACC__)  // the SIMT build: tensors in host memory
   const char* name() const override { return "simt"; }
   Device device() const override { return Device::Cpu; }
 #else

@@ -1,27 +1,15 @@
 // Shared pieces of the CUDA kernels. Every .cu file here is compiled twice: by nvcc for the GPU (backend
-// "cuda"), and by the host compiler against the SIMT executor of cuda/simt/ (backend "simt", GRPO_SIMT=1),
+// "cuda"), and by the host compiler against the SIMT executor of cuda/simt/ (backend "simt"),
 // which runs the same kernel source on the CPU so that tests execute it on machines without a GPU.
 #pragma once
 #include <cstdint>
 #include <string>
 
-#if defined(__CUDACC__)
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#else
-#include "simt/simt.h"
-#endif
+#include <type_traits>
 
 #include "errors.h"
-#include "launch.cuh"
+#include "launch.cuh"  // the CUDA headers under nvcc, the SIMT executor's stand-ins otherwise; GRPO_CUDA_NS
 #include "ops/policy_math.h"
-
-#if defined(GRPO_SIMT)
-#define GRPO_CUDA_NS simt_impl
-#else
-#define GRPO_CUDA_NS cuda_impl
-#endif
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -33,7 +21,7 @@ inline void check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
   ErrorCode code = e == cudaErrorMemoryAllocation ? ErrorCode::Oom : ErrorCode::Cuda;
   throw Error(code, std::string("Expected success from ") + what + " but received " + cudaGetErrorName(e) + " (" +
-                        cudaGetErrorString(e) + ")");
+                        grpoErrorDetail(e) + ")");
 }
 
 // ---- element conversions ----

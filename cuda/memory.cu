@@ -16,7 +16,7 @@
 #include "common.cuh"
 #include "tensor.h"
 
-namespace grpo::cuda_impl {
+namespace grpo::GRPO_CUDA_NS {
 
 namespace {
 
@@ -150,4 +150,4 @@ void registerDeviceMemory() {
   registerDeviceCopy([](void* dst, const void* src, size_t bytes, bool toHost) { staging().copy(dst, src, bytes, toHost); });
 }
 
-}  // namespace grpo::cuda_impl
+}  // namespace grpo::GRPO_CUDA_NS
