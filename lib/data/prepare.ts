@@ -1,0 +1,175 @@
+/**
+ * The data pipeline: xLAM and ToolACE files in, training instances out (one JSON object per line), and a
+ * report that lists every dropped record with its reason.
+ */
+import { once } from 'node:events'
+import { createWriteStream } from 'node:fs'
+import type { Writable } from 'node:stream'
+import { finished } from 'node:stream/promises'
+import { stringify } from 'lossless-json'
+import { invalidArg } from '../errors.js'
+import { readRecordTexts, type TextSource } from './read.js'
+import {
+  DROP_REASONS,
+  parseRecordText,
+  prepareToolaceRecord,
+  prepareXlamRecord,
+  xlamNeedsExactParse,
+  type DropReason,
+  type RecordOutcome,
+  type TrainingInstance,
+} from './records.js'
+
+export type Source = 'xlam' | 'toolace'
+
+export interface DropEntry {
+  source: Source
+  /** The record's position in its file, from 0. */
+  index: number
+  /** The record's own id, when it has one (xLAM). */
+  id?: unknown
+  reason: DropReason
+  detail: string
+}
+
+export interface SourceCounts {
+  records: number
+  kept: number
+  dropped: number
+  instances: number
+  /** Dropped records per reason. */
+  reasons: Partial<Record<DropReason, number>>
+}
+
+export class DropReport {
+  readonly sources: Record<Source, SourceCounts> = {
+    xlam: { records: 0, kept: 0, dropped: 0, instances: 0, reasons: {} },
+    toolace: { records: 0, kept: 0, dropped: 0, instances: 0, reasons: {} },
+  }
+  readonly drops: DropEntry[] = []
+
+  kept(source: Source, instances: number): void {
+    const counts = this.sources[source]
+    counts.records++
+    counts.kept++
+    counts.instances += instances
+  }
+
+  dropped(entry: DropEntry): void {
+    const counts = this.sources[entry.source]
+    counts.records++
+    counts.dropped++
+    counts.reasons[entry.reason] = (counts.reasons[entry.reason] ?? 0) + 1
+    this.drops.push(entry)
+  }
+
+  /** A few lines for a terminal: per source, records read, kept, instances, and drops per reason. */
+  summary(): string {
+    const lines: string[] = []
+    for (const source of ['xlam', 'toolace'] as const) {
+      const c = this.sources[source]
+      if (c.records === 0) continue
+      lines.push(`${source}: ${c.records} records, ${c.kept} kept, ${c.instances} instances, ${c.dropped} dropped`)
+      for (const reason of DROP_REASONS) if (c.reasons[reason]) lines.push(`  ${reason}: ${c.reasons[reason]}`)
+    }
+    return lines.join('\n')
+  }
+
+  toJSON(): { sources: Record<Source, SourceCounts>; drops: DropEntry[] } {
+    return { sources: this.sources, drops: this.drops }
+  }
+}
+
+export interface PrepareOptions {
+  xlam?: TextSource
+  toolace?: TextSource
+  /** Receives every instance in input order (xLAM first); a returned promise is awaited (backpressure). */
+  onInstance: (instance: TrainingInstance, source: Source) => void | Promise<void>
+}
+
+async function run(
+  source: Source,
+  input: TextSource,
+  report: DropReport,
+  onInstance: PrepareOptions['onInstance'],
+): Promise<void> {
+  const exact = source === 'xlam' ? xlamNeedsExactParse : undefined
+  const prepare = source === 'xlam' ? prepareXlamRecord : prepareToolaceRecord
+  for await (const { index, text } of readRecordTexts(input)) {
+    const parsed = parseRecordText(text, exact)
+    const result: RecordOutcome = 'drop' in parsed ? parsed : prepare(parsed.record)
+    if ('drop' in result) {
+      const id = 'record' in parsed ? parsed.record.id : undefined
+      report.dropped({ source, index, ...(id !== undefined ? { id } : {}), ...result.drop })
+      continue
+    }
+    report.kept(source, result.instances.length)
+    for (const instance of result.instances) {
+      const pending = onInstance(instance, source)
+      if (pending) await pending
+    }
+  }
+}
+
+/** Reads the files (paths or streams of text), preprocesses every record, and reports what was dropped. */
+export async function prepareData(options: PrepareOptions): Promise<DropReport> {
+  if (typeof options !== 'object' || options === null) invalidArg('an options object', 'options', options)
+  if (options.xlam === undefined && options.toolace === undefined) {
+    invalidArg('at least one of xlam and toolace', 'options', options)
+  }
+  if (typeof options.onInstance !== 'function') invalidArg('a function', 'options.onInstance', options.onInstance)
+  const report = new DropReport()
+  if (options.xlam !== undefined) await run('xlam', options.xlam, report, options.onInstance)
+  if (options.toolace !== undefined) await run('toolace', options.toolace, report, options.onInstance)
+  return report
+}
+
+/** The JSONL line of an instance: `{"messages", "tools", "answer"}`, numbers exactly as in the source. */
+export function instanceLine(instance: TrainingInstance): string {
+  return stringify({ messages: instance.messages, tools: instance.tools, answer: instance.answer }) + '\n'
+}
+
+/**
+ * Writes the training instances of the files as JSONL to `out` (a path or a writable stream, which is ended)
+ * and returns the report.
+ */
+export async function writeTrainingData(options: {
+  xlam?: TextSource
+  toolace?: TextSource
+  out: string | Writable
+}): Promise<DropReport> {
+  const stream = typeof options.out === 'string' ? createWriteStream(options.out) : options.out
+  let failure: unknown = null
+  const onError = (error: unknown) => {
+    failure ??= error
+  }
+  stream.on('error', onError)
+  let buffer = ''
+  const flush = async () => {
+    if (failure) throw failure
+    const ok = stream.write(buffer)
+    buffer = ''
+    // once() rejects if the stream fails while we wait.
+    if (!ok) await once(stream, 'drain')
+  }
+  try {
+    const report = await prepareData({
+      xlam: options.xlam,
+      toolace: options.toolace,
+      onInstance: (instance) => {
+        buffer += instanceLine(instance)
+        // Write in blocks of about a megabyte: one write per line would dominate the time.
+        if (buffer.length >= 1 << 20) return flush()
+      },
+    })
+    if (buffer) await flush()
+    stream.end()
+    await finished(stream)
+    return report
+  } catch (error) {
+    stream.destroy()
+    throw error
+  } finally {
+    stream.off('error', onError)
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The tool-calling prompt of the Tool-N1 recipe (spec/reward.md, "Prompt template") and a ChatML renderer for
+ * Qwen-style chat models.
+ */
+import { isLosslessNumber } from 'lossless-json'
+import { invalidArg } from './errors.js'
+
+export type Role = 'system' | 'user' | 'assistant' | 'tool'
+
+export interface ChatMessage {
+  role: Role
+  content: string
+}
+
+/** A call in a conversation: the same `{name, arguments}` shape the reward expects. */
+export interface PromptToolCall {
+  name: string
+  arguments: unknown
+}
+
+/**
+ * One turn of the conversation before the reply to be generated. An assistant turn with `calls` is rendered as
+ * a `<tool_call>[…]</tool_call>` turn (after its `content`, when it has one); a `tool` turn holds a tool's
+ * result.
+ */
+export interface ConversationTurn {
+  role: 'user' | 'assistant' | 'tool'
+  content?: string
+  calls?: readonly PromptToolCall[]
+}
+
+const EXAMPLE_REPLY =
+  '<think>The user wants tomorrow\'s forecast for Paris in degrees Celsius. get_weather takes a city, a number ' +
+  'of days and a unit, and the request gives all three, so one call is enough.</think>\n' +
+  '<tool_call>\n[{"name": "get_weather", "arguments": {"city": "Paris", "days": 1, "unit": "celsius"}}]\n</tool_call>'
+
+/**
+ * The system prompt: the role, the tools (one JSON object per line inside `<tools></tools>`), the reply format
+ * and one complete example reply.
+ */
+export function toolSystemPrompt(tools: readonly unknown[]): string {
+  const lines = tools.map((tool, i) => pythonJson(asFunctionTool(tool, i), `tools[${i}]`))
+  return [
+    'You are an expert in composing function calls. You are given a user request and a set of tools ' +
+      '(functions). Decide which calls to the tools fulfil the request, and make them.',
+    '',
+    'The tools are listed inside <tools></tools>, one JSON object per line:',
+    '<tools>',
+    ...lines,
+    '</tools>',
+    '',
+    'How to reply:',
+    '1. First reason about the request inside <think> </think>: which tools apply, and which argument values ' +
+      'the request gives.',
+    '2. Then write the calls inside <tool_call></tool_call> as a JSON list of objects, each with the key ' +
+      '"name" (the tool\'s name) and the key "arguments" (an object from argument names to values).',
+    '3. Both parts belong in the same reply, the reasoning first and the calls after it.',
+    '',
+    'Example of a complete reply:',
+    EXAMPLE_REPLY,
+  ].join('\n')
+}
+
+function asFunctionTool(tool: unknown, i: number): unknown {
+  if (typeof tool !== 'object' || tool === null || Array.isArray(tool)) invalidArg('a tool object', `tools[${i}]`, tool)
+  const record = tool as Record<string, unknown>
+  // Already in the {"type": "function", "function": {...}} form: keep it as it is.
+  if (record.type === 'function' && typeof record.function === 'object' && record.function !== null) return tool
+  return { type: 'function', function: tool }
+}
+
+/** The text of an assistant turn that made `calls`. */
+export function renderCalls(calls: readonly PromptToolCall[], what = 'calls'): string {
+  if (!Array.isArray(calls)) invalidArg('an array of {name, arguments} objects', what, calls)
+  const parts = calls.map((call, i) => {
+    if (typeof call !== 'object' || call === null || typeof call.name !== 'string' || !('arguments' in call)) {
+      invalidArg('a {name, arguments} object with a string name', `${what}[${i}]`, call)
+    }
+    return pythonJson({ name: call.name, arguments: call.arguments }, `${what}[${i}]`)
+  })
+  return `<tool_call>\n[${parts.join(', ')}]\n</tool_call>`
+}
+
+/**
+ * The chat messages for a tool-calling request: the system prompt, then the conversation. `conversation` may
+ * be the user's request as a string.
+ */
+export function buildToolPrompt(tools: readonly unknown[], conversation: readonly ConversationTurn[] | string): ChatMessage[] {
+  if (!Array.isArray(tools)) invalidArg('an array of tool objects', 'tools', tools)
+  const turns: readonly ConversationTurn[] = typeof conversation === 'string' ? [{ role: 'user', content: conversation }] : conversation
+  if (!Array.isArray(turns)) invalidArg('an array of turns or a string', 'conversation', conversation)
+  const messages: ChatMessage[] = [{ role: 'system', content: toolSystemPrompt(tools) }]
+  turns.forEach((turn, i) => {
+    const what = `conversation[${i}]`
+    if (typeof turn !== 'object' || turn === null) invalidArg('a {role, content} object', what, turn)
+    if (turn.role !== 'user' && turn.role !== 'assistant' && turn.role !== 'tool') {
+      invalidArg('"user", "assistant" or "tool"', `${what}.role`, turn.role)
+    }
+    if (turn.content !== undefined && typeof turn.content !== 'string') invalidArg('a string', `${what}.content`, turn.content)
+    if (turn.calls !== undefined) {
+      if (turn.role !== 'assistant') invalidArg('calls only on an assistant turn', `${what}.calls`, turn.calls)
+      const block = renderCalls(turn.calls, `${what}.calls`)
+      messages.push({ role: 'assistant', content: turn.content ? `${turn.content}\n${block}` : block })
+      return
+    }
+    if (turn.content === undefined) invalidArg('a string', `${what}.content`, turn.content)
+    messages.push({ role: turn.role, content: turn.content })
+  })
+  return messages
+}
+
+export interface RenderOptions {
+  /** Append the opening of an assistant turn, for generation. Default false. */
+  addGenerationPrompt?: boolean
+}
+
+/**
+ * Qwen-style ChatML: `<|im_start|>role\ncontent<|im_end|>\n` per message. Tool results are rendered as Qwen2.5
+ * does: consecutive `tool` messages become one user turn of `<tool_response>` blocks.
+ */
+export function renderChatML(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
+  if (!Array.isArray(messages)) invalidArg('an array of {role, content} messages', 'messages', messages)
+  let out = ''
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i]!
+    if (typeof message !== 'object' || message === null) invalidArg('a {role, content} object', `messages[${i}]`, message)
+    if (typeof message.role !== 'string' || message.role === '') invalidArg('a role name', `messages[${i}].role`, message.role)
+    if (typeof message.content !== 'string') invalidArg('a string', `messages[${i}].content`, message.content)
+    if (message.role === 'tool') {
+      const first = i === 0 || messages[i - 1]!.role !== 'tool'
+      const last = i === messages.length - 1 || messages[i + 1]!.role !== 'tool'
+      if (first) out += '<|im_start|>user'
+      out += `\n<tool_response>\n${message.content}\n</tool_response>`
+      if (last) out += '<|im_end|>\n'
+      continue
+    }
+    out += `<|im_start|>${message.role}\n${message.content}<|im_end|>\n`
+  }
+  if (options.addGenerationPrompt) out += '<|im_start|>assistant\n'
+  return out
+}
+
+/**
+ * JSON as Python's `json.dumps(value, ensure_ascii=False)` writes it (", " and ": " separators, keys in
+ * insertion order), which is how chat templates show tools. LosslessNumbers keep their lexeme.
+ */
+export function pythonJson(value: unknown, what = 'value'): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value)
+    case 'boolean':
+      return value ? 'true' : 'false'
+    case 'bigint':
+      return value.toString()
+    case 'number':
+      if (!Number.isFinite(value)) invalidArg('a finite number', what, value)
+      return String(value)
+    case 'object': {
+      if (value === null) return 'null'
+      if (Array.isArray(value)) return '[' + value.map((v, i) => pythonJson(v, `${what}[${i}]`)).join(', ') + ']'
+      if (isLosslessNumber(value)) return String(value)
+      const parts: string[] = []
+      for (const key of Object.keys(value)) {
+        const v = (value as Record<string, unknown>)[key]
+        if (v === undefined) continue
+        parts.push(`${JSON.stringify(key)}: ${pythonJson(v, `${what}.${key}`)}`)
+      }
+      return '{' + parts.join(', ') + '}'
+    }
+    default:
+      return invalidArg('a JSON value', what, value)
+  }
+}

@@ -1,0 +1,103 @@
+import t from 'tap'
+import { writeFileSync, createWriteStream } from 'node:fs'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { readRecordTexts, RecordSplitter, type RecordText } from '../../lib/data/index.js'
+
+async function collect(source: Parameters<typeof readRecordTexts>[0]): Promise<RecordText[]> {
+  const out: RecordText[] = []
+  for await (const record of readRecordTexts(source)) out.push(record)
+  return out
+}
+
+async function* pieces(text: string, size: number): AsyncGenerator<string> {
+  for (let i = 0; i < text.length; i += size) yield text.slice(i, i + size)
+}
+
+const tricky = [
+  { id: 1, query: 'a, b ] } [ {', tools: '[{"name": "f"}]' },
+  { id: 2, query: 'quote " and backslash \\ and \\" and ]', nested: [[1, 2], { a: [3] }] },
+  { id: 3, query: 'ünïcödé 東京 😀' },
+]
+
+t.test('a JSON array is split into records, whatever the chunk boundaries', async (t) => {
+  const text = '\ufeff \n' + JSON.stringify(tricky, null, 2) + '\n'
+  for (const size of [1, 2, 3, 7, 64, 1 << 20]) {
+    const records = await collect(pieces(text, size))
+    t.same(records.map((r) => r.index), [0, 1, 2], `chunk size ${size}`)
+    t.same(records.map((r) => JSON.parse(r.text)), tricky, `chunk size ${size}`)
+  }
+})
+
+t.test('JSONL: one record per line, blank lines skipped, CRLF accepted', async (t) => {
+  const text = tricky.map((r) => JSON.stringify(r)).join('\r\n\r\n') + '\r\n\n'
+  for (const size of [1, 5, 1 << 20]) {
+    const records = await collect(pieces(text, size))
+    t.same(records.map((r) => JSON.parse(r.text)), tricky, `chunk size ${size}`)
+  }
+  t.same(await collect(pieces('{"a": 1}', 3)), [{ index: 0, text: '{"a": 1}' }], 'no final newline')
+  // A malformed line is passed on as it is: the record's own parse reports it.
+  t.same((await collect(pieces('{"a": 1}\nnot json\n', 4))).map((r) => r.text), ['{"a": 1}', 'not json'])
+})
+
+t.test('bytes with multi-byte characters split across chunks', async (t) => {
+  const bytes = Buffer.from(JSON.stringify(tricky))
+  async function* byteChunks() {
+    for (let i = 0; i < bytes.length; i += 3) yield bytes.subarray(i, i + 3)
+  }
+  t.same((await collect(byteChunks())).map((r) => JSON.parse(r.text)), tricky)
+})
+
+t.test('empty inputs, malformed arrays', async (t) => {
+  t.same(await collect(pieces('', 1)), [])
+  t.same(await collect(pieces('  \n ', 1)), [])
+  t.same(await collect(pieces('[]', 1)), [])
+  t.same(await collect(pieces(' [ \n ] \n', 1)), [])
+  t.same((await collect(pieces('[1, "a,b", null]', 2))).map((r) => r.text), ['1', '"a,b"', 'null'])
+  t.same((await collect(pieces('[{"a": 1}, {"b": }]', 2))).map((r) => r.text), ['{"a": 1}', '{"b": }'])
+  await t.rejects(collect(pieces('[{"a": 1}, {"b": 2}', 4)), { code: 'ERR_GRPO_INVALID_ARG', message: /closing \]/ })
+  await t.rejects(collect(pieces('[{"a": 1}] x', 4)), { code: 'ERR_GRPO_INVALID_ARG', message: /nothing after the closing \]/ })
+  const splitter = new RecordSplitter('x.json')
+  splitter.push('[')
+  t.throws(() => splitter.end(), { message: /for x\.json/ })
+})
+
+t.test('60,000 records from a file, streamed: records come before the file is read whole', async (t) => {
+  const dir = t.testdir()
+  const record = (i: number) => ({ id: i, query: `query ${i}, with "quotes" and ] brackets`, tools: '[]', answers: '[]' })
+  for (const [name, array] of [['xlam.json', true], ['xlam.jsonl', false]] as const) {
+    const path = join(dir, name)
+    const out = createWriteStream(path)
+    out.write(array ? '[\n' : '')
+    for (let i = 0; i < 60000; i++) {
+      out.write((array && i > 0 ? ',\n' : '') + JSON.stringify(record(i)) + (array ? '' : '\n'))
+    }
+    out.end(array ? '\n]\n' : '')
+    await once(out, 'finish')
+    let count = 0
+    let ok = true
+    for await (const { index, text } of readRecordTexts(path)) {
+      if (index !== count || JSON.parse(text).id !== count) ok = false
+      count++
+    }
+    t.equal(count, 60000, name)
+    t.ok(ok, `${name}: records in order`)
+  }
+  // Progressive: the first record is yielded while most chunks are still unread.
+  let consumed = 0
+  async function* counted() {
+    for (let i = 0; i < 100; i++) {
+      consumed++
+      yield (i === 0 ? '[' : ',') + JSON.stringify(record(i))
+    }
+    yield ']'
+  }
+  for await (const first of readRecordTexts(counted())) {
+    t.equal(first.index, 0)
+    t.ok(consumed < 5, `first record after ${consumed} chunks`)
+    break
+  }
+  writeFileSync(join(dir, 'empty.jsonl'), '')
+  t.same(await collect(join(dir, 'empty.jsonl')), [])
+  await t.rejects(collect(join(dir, 'missing.jsonl')), { code: 'ENOENT' })
+})

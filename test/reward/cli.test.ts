@@ -1,0 +1,125 @@
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough, Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import { runReward } from '../../lib/commands/reward.js'
+import { scoreToolCall } from '../../lib/reward/index.js'
+// @ts-expect-error: a plain .mjs helper shared with the benchmark
+import { makeItems } from '../../bench/reward-data.mjs'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+const GT = '[{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}]'
+const GOOD = '<think>ok</think><tool_call>[{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}]</tool_call>'
+
+function sink() {
+  const stream = new PassThrough()
+  let text = ''
+  stream.on('data', (chunk) => (text += chunk))
+  return { stream, text: () => text }
+}
+
+async function runWith(args: string[], stdin = '') {
+  const stdout = sink()
+  const stderr = sink()
+  const code = await runReward(args, { stdin: Readable.from([stdin]), stdout: stdout.stream, stderr: stderr.stream })
+  return { code, stdout: stdout.text(), stderr: stderr.text() }
+}
+
+t.test('scores a JSONL file: one line out per line in, a summary on stderr', async (t) => {
+  const lines = [
+    { completion: GOOD, ground_truth: GT },
+    { completion: 'no call', ground_truth: GT },
+    { completion: GOOD.replace('"days": 2', '"days": 2.0'), ground_truth: JSON.parse(GT) },
+    { completion: GOOD, ground_truth: JSON.parse(GT) },
+  ]
+  const dir = t.testdir({ 'in.jsonl': lines.map((l) => JSON.stringify(l)).join('\n') + '\n' })
+  const { code, stdout, stderr } = await runWith(['--input', join(dir, 'in.jsonl')])
+  t.equal(code, 0)
+  t.same(stdout.trimEnd().split('\n').map((l) => JSON.parse(l)), [
+    { score: 1, reason: 'ok' },
+    { score: 0, reason: 'no-call' },
+    { score: 0, reason: 'args-mismatch' },
+    { score: 1, reason: 'ok' },
+  ])
+  t.match(stderr, /4 completions, mean score 0\.5000/)
+  t.match(stderr, /ok\s+2\n/)
+  t.match(stderr, /no-call\s+1\n/)
+})
+
+t.test('options, stdin, an output file, and a batch large enough for the workers', async (t) => {
+  const items: Array<{ completion: string; groundTruth: string }> = makeItems(1000, 5, 31)
+  const input = items.map((i) => JSON.stringify({ completion: i.completion, ground_truth: i.groundTruth })).join('\n')
+  const dir = t.testdir()
+  const out = join(dir, 'scores.jsonl')
+  const { code, stdout } = await runWith(['-i', '-', '-o', out, '--variant', 'partial-name', '--think-order', 'strict'], input)
+  t.equal(code, 0)
+  t.equal(stdout, '')
+  const scores = readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l))
+  t.equal(scores.length, 5000)
+  const expected = items.map((i) => scoreToolCall(i.completion, i.groundTruth, { variant: 'partial-name', thinkOrder: 'strict' }))
+  t.ok(scores.every((s, i) => s.score === expected[i]!.score && s.reason === expected[i]!.reason), 'same as the single form')
+})
+
+t.test('lines that cannot be scored are reported in place, and the exit code says so', async (t) => {
+  const input = [
+    JSON.stringify({ completion: GOOD, ground_truth: GT }),
+    'not json',
+    JSON.stringify([1]),
+    JSON.stringify({ completion: 5, ground_truth: GT }),
+    JSON.stringify({ completion: GOOD }),
+    JSON.stringify({ completion: GOOD, ground_truth: '[{"name": "f"}]' }),
+    JSON.stringify({ completion: GOOD, ground_truth: GT }),
+  ].join('\n')
+  const { code, stdout, stderr } = await runWith(['--input', '-'], input)
+  t.equal(code, 2)
+  const out = stdout.trimEnd().split('\n').map((l) => JSON.parse(l))
+  t.same(out.map((o) => o.reason), ['ok', 'invalid-input', 'invalid-input', 'invalid-input', 'invalid-input', 'invalid-input', 'ok'])
+  t.match(out[1].error, /invalid JSON/)
+  t.match(out[2].error, /a JSON object/)
+  t.match(out[3].error, /a string for completion/)
+  t.match(out[4].error, /ground_truth/)
+  t.match(out[5].error, /for ground_truth\[0\]/)
+  t.match(stderr, /invalid-input\s+5/)
+})
+
+t.test('help and usage errors', async (t) => {
+  const help = await runWith(['--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /^Usage: node-grpo reward/)
+  const missing = await runWith([])
+  t.equal(missing.code, 1)
+  t.match(missing.stderr, /--input is required/)
+  const unknown = await runWith(['--nope'])
+  t.equal(unknown.code, 1)
+  await t.rejects(runWith(['--input', '-', '--variant', 'soft']), { code: 'ERR_GRPO_INVALID_ARG', message: /options\.variant/ })
+  await t.rejects(runWith(['--input', '/nonexistent/in.jsonl']), { code: 'ENOENT' })
+  const empty = await runWith(['--input', '-'], '')
+  t.equal(empty.code, 0)
+  t.match(empty.stderr, /0 completions/)
+})
+
+t.test('node-grpo reward from the command line', async (t) => {
+  const dir = t.testdir({ 'in.jsonl': JSON.stringify({ completion: GOOD, ground_truth: GT }) + '\n' + JSON.stringify({ completion: 'x', ground_truth: GT }) + '\n' })
+  const result = spawnSync(process.execPath, [...process.execArgv, 'lib/cli.ts', 'reward', '--input', join(dir, 'in.jsonl')], { cwd: root, encoding: 'utf8', timeout: 60_000 })
+  t.equal(result.status, 0, result.stderr)
+  t.equal(result.stdout, '{"score":1,"reason":"ok"}\n{"score":0,"reason":"no-call"}\n')
+  t.match(result.stderr, /2 completions, mean score 0\.5000/)
+})
+
+t.test('the node-grpo dispatcher lists reward, data and serve and reports command errors', async (t) => {
+  const node = (...args: string[]) => spawnSync(process.execPath, [...process.execArgv, 'lib/cli.ts', ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 })
+  const help = node('--help')
+  t.equal(help.status, 0)
+  t.match(help.stdout, /^\s+reward\s+score tool-call completions/m)
+  t.match(help.stdout, /^\s+data\s+prepare xLAM and ToolACE training data/m)
+  t.match(help.stdout, /^\s+serve\s+the reward as an HTTP service/m)
+  const unknown = node('frobnicate')
+  t.equal(unknown.status, 1)
+  t.match(unknown.stderr, /unknown command "frobnicate"/)
+  const failing = node('reward', '--input', '/nonexistent/in.jsonl')
+  t.equal(failing.status, 1)
+  t.match(failing.stderr, /^node-grpo: ENOENT: /)
+  t.equal(node().status, 1, 'no command: usage and exit code 1')
+})
