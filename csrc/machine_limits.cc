@@ -85,7 +85,7 @@ Napi::Value measureMachineBinding(const Napi::CallbackInfo& info) {
       cpu::parallelFor(threads, 1, [&](int64_t b, int64_t e) {
         cpu::RowStats s;
         for (int64_t t = b; t < e; t++) {
-          for (int64_t r = 0; r < rowsPerThread; r++) k.rowStats(row.data(), DType::F32, V, 1.4427f, false, &s);
+          for (int64_t r = 0; r < rowsPerThread; r++) k.rowStats(row.data(), DType::F32, V, -1, 1.4427f, false, &s);
         }
       });
     });

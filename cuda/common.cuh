@@ -13,7 +13,17 @@
 
 namespace grpo::GRPO_CUDA_NS {
 
-constexpr int kBlock = 256;  // threads per block of the row kernels: 8 warps, enough loads in flight per SM
+constexpr int kBlock = 256;  // threads per block of the row kernels at most: 8 warps, enough loads in flight per SM
+
+// Threads for one row of V elements read N per vector: short rows (small vocabularies, tests) get a single
+// warp or a few rather than 256 threads of which most would idle. Always a whole number of warps, as the
+// block reductions need.
+inline int rowBlockThreads(int64_t V, int N) {
+  int64_t vectors = (V + N - 1) / N;
+  int threads = 32;
+  while (threads < kBlock && threads < vectors) threads *= 2;
+  return threads;
+}
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2f = 0.693147180559945309f;
 

@@ -17,7 +17,7 @@ namespace {
 template <typename T, typename OutT>
 __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
   __shared__ float scratch[kBlock / 32];
-  __shared__ float coef[4];  // g/T, gH/T, E[z] - zmax, 1/S
+  __shared__ float coef[5];  // g/T, gH/T, E[z] - zmax, 1/S, 1 - p_y
   __shared__ int skip;
   const RowKernelArgs& r = a.rows;
   const int64_t row = blockIdx.x;
@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
   }
   const T* x = static_cast<const T*>(r.logits) + row * r.V;
   const float scale = kLog2e / r.temperature;
-  const RowStatsDevice s = rowStats(x, r.V, scale, scratch);
+  const RowStatsDevice s = rowStats(x, r.V, y, scale, scratch);
   if (s.bad) status = kRowNonFiniteLogits;
   else if (s.max == -INFINITY) status = kRowAllNegInf;
   if (status != kRowOk) {
@@ -55,10 +55,9 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
     // Per-token math once per row, in double (ops/policy_math.h, shared with the CPU backend). x_y is read
     // here, before the gradient pass can overwrite it in place.
     const double invT = 1.0 / static_cast<double>(r.temperature);
-    const double lnS = log(static_cast<double>(s.sum));
-    const float xy = toFloat(x[y]);
-    const double logp = static_cast<double>(xy - s.max) * invT - lnS;
-    const double entropy = lnS - 0.693147180559945309 * s.t2 / s.sum;
+    const RowTotals tot = rowTotals(s, x, y, scale);
+    const double logp = static_cast<double>(tot.xy - s.max) * invT - tot.lnS;
+    const double entropy = tot.lnS - 0.693147180559945309 * tot.t2 / tot.sum;
     if (isinf(logp)) {
       r.status[row] = kRowNegInfTarget;
       skip = 1;
@@ -67,8 +66,9 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
       const double w = a.seqScale[row / r.L];
       coef[0] = static_cast<float>(w * terms.dlogp * invT);
       coef[1] = static_cast<float>(-w * a.params.entropyCoef * invT);
-      coef[2] = static_cast<float>(0.693147180559945309 * s.t2 / s.sum);
-      coef[3] = static_cast<float>(1.0 / s.sum);
+      coef[2] = static_cast<float>(0.693147180559945309 * tot.t2 / tot.sum);
+      coef[3] = static_cast<float>(1.0 / tot.sum);
+      coef[4] = static_cast<float>(tot.oneMinusPy);
       a.logp[row] = static_cast<float>(logp);
       a.records[row] = recordToken(terms, w, logp, a.params.hasOld ? old : logp, entropy, a.params);
       r.status[row] = kRowOk;
@@ -78,8 +78,9 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
   __syncthreads();
   if (skip) return;
   // dx_j = -p_j (ga + gb (z_j - E[z])) + [j = y] ga, with p_j = exp2(t_j) / S and z_j - E[z] = ln2 t_j - eShift.
-  // The target entry is formed as ga (1 - p_y) in f32 and rounded once (never from a rounded p_y).
-  const float ga = coef[0], gb = coef[1], eShift = coef[2], invS = coef[3];
+  // The target entry is ga (1 - p_y) with 1 - p_y = S_o / S from the sums without the target: no
+  // cancellation near p_y = 1, and one rounding to the output dtype (never from a rounded p_y).
+  const float ga = coef[0], gb = coef[1], eShift = coef[2], invS = coef[3], oneMinusPy = coef[4];
   const float a2 = ga - gb * eShift, b2 = gb * kLn2f, m = s.max;
   mapRow<T, OutT>(x, g, r.V, [&](int64_t j0, auto& v, int count) {
 #pragma unroll
@@ -88,14 +89,14 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
       const float t = (v[k] - m) * scale;
       const float p = exp2f(t) * invS;
       const float tc = fmaxf(t, -127.0f);
-      v[k] = (j0 + k == y) ? ga * (1.0f - p) - p * (b2 * tc - gb * eShift) : -p * (a2 + b2 * tc);
+      v[k] = (j0 + k == y) ? ga * oneMinusPy - p * (b2 * tc - gb * eShift) : -p * (a2 + b2 * tc);
     }
   });
 }
 
 template <typename T>
 cudaError_t launchFor(const GrpoLossArgs& a, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(a.rows.rows)), block(kBlock);
+  const dim3 grid(static_cast<unsigned>(a.rows.rows)), block(rowBlockThreads(a.rows.V, Vec16<T>::N));
   if (a.gradDtype == DType::F32) return grpoLaunch(grpoLossKernel<T, float>, grid, block, 0, stream, a);
   return grpoLaunch(grpoLossKernel<T, T>, grid, block, 0, stream, a);
 }

@@ -9,10 +9,12 @@
 
 namespace grpo::GRPO_CUDA_NS {
 
+// The target's own term is left out of sum and t2 (S_o = sum over j != y); the caller adds it in double, so
+// that 1 - p_y = S_o / S keeps full precision when p_y is close to 1 (S - e_y would cancel).
 struct RowStatsDevice {
-  float max;  // max_j x_j (-inf when the row is all -inf)
-  float sum;  // S = sum_j exp2(t_j)
-  float t2;   // sum_j exp2(t_j) * t_j, for H = ln S - ln2 * t2 / S
+  float max;  // max_j x_j, target included (-inf when the row is all -inf)
+  float sum;  // S_o = sum_{j != y} exp2(t_j)
+  float t2;   // sum_{j != y} exp2(t_j) * t_j
   bool bad;   // NaN or +inf somewhere in the row
 };
 
@@ -20,8 +22,9 @@ struct OnlineState {
   float m = -INFINITY, s = 0.0f, t2 = 0.0f;
   bool bad = false;
 
+  // Values v[0..count) of elements j0, j0 + 1, ...; the target y counts for the max only.
   template <int N>
-  __device__ __forceinline__ void add(const float (&v)[N], int count, float scale) {
+  __device__ __forceinline__ void add(const float (&v)[N], int count, float scale, int64_t j0, int64_t y) {
     float vmax = -INFINITY;
 #pragma unroll
     for (int k = 0; k < N; k++) {
@@ -44,7 +47,7 @@ struct OnlineState {
     for (int k = 0; k < N; k++) {
       if (k < count) {
         const float t = (v[k] - m) * scale;
-        const float e = exp2f(t);      // exactly 0 for -inf entries
+        const float e = j0 + k == y ? 0.0f : exp2f(t);  // exactly 0 for -inf entries
         s += e;
         t2 += e * fmaxf(t, -127.0f);  // keeps 0 * -inf out of the sum
       }
@@ -54,7 +57,7 @@ struct OnlineState {
 
 // Must be called by every thread of the block. scratch: kBlock / 32 floats of shared memory.
 template <typename T>
-__device__ RowStatsDevice rowStats(const T* row, int64_t V, float scale, float* scratch) {
+__device__ RowStatsDevice rowStats(const T* row, int64_t V, int64_t y, float scale, float* scratch) {
   constexpr int N = Vec16<T>::N;
   OnlineState st;
   const int64_t head = alignedHead(row, V);
@@ -62,16 +65,16 @@ __device__ RowStatsDevice rowStats(const T* row, int64_t V, float scale, float* 
   const int64_t tail = head + vectors * N;
   for (int64_t j = threadIdx.x; j < head; j += blockDim.x) {
     float v[1] = {toFloat(row[j])};
-    st.add(v, 1, scale);
+    st.add(v, 1, scale, j, y);
   }
   for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
     float v[N];
     load16(row + head + k * N, v);
-    st.add(v, N, scale);
+    st.add(v, N, scale, head + k * N, y);
   }
   for (int64_t j = tail + threadIdx.x; j < V; j += blockDim.x) {
     float v[1] = {toFloat(row[j])};
-    st.add(v, 1, scale);
+    st.add(v, 1, scale, j, y);
   }
   RowStatsDevice r;
   r.max = blockMax(st.m, scratch);
@@ -128,6 +131,27 @@ __device__ __forceinline__ void mapRow(const T* row, OutT* out, int64_t V, F f) 
     f(j, v, 1);
     out[j] = fromFloat<OutT>(v[0]);
   }
+}
+
+// The row statistics with the target's term added back, in double (thread 0 only needs them).
+struct RowTotals {
+  double sum, t2, lnS;  // S, T2 (target included), ln S
+  double oneMinusPy;    // S_o / S
+  float targetT;        // t_y
+  float xy;             // the target's logit
+};
+
+template <typename T>
+__device__ __forceinline__ RowTotals rowTotals(const RowStatsDevice& s, const T* row, int64_t y, float scale) {
+  RowTotals r;
+  r.xy = toFloat(row[y]);
+  r.targetT = (r.xy - s.max) * scale;
+  const double ty = r.targetT, ey = exp2(ty);
+  r.sum = static_cast<double>(s.sum) + ey;
+  r.t2 = static_cast<double>(s.t2) + ey * (ty < -127 ? -127 : ty);
+  r.lnS = log(r.sum);
+  r.oneMinusPy = static_cast<double>(s.sum) / r.sum;
+  return r;
 }
 
 template <typename OutT>

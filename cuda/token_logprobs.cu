@@ -32,16 +32,15 @@ __global__ void __launch_bounds__(kBlock) tokenLogprobsKernel(TokenLogprobsArgs 
   }
   const T* x = static_cast<const T*>(r.logits) + row * r.V;
   const float scale = kLog2e / r.temperature;
-  const RowStatsDevice s = rowStats(x, r.V, scale, scratch);
+  const RowStatsDevice s = rowStats(x, r.V, y, scale, scratch);
   if (threadIdx.x != 0) return;
   if (s.bad) { r.status[row] = kRowNonFiniteLogits; return; }
   if (s.max == -INFINITY) { r.status[row] = kRowAllNegInf; return; }
   const double invT = 1.0 / static_cast<double>(r.temperature);
-  const double lnS = log(static_cast<double>(s.sum));
-  const float xy = toFloat(x[y]);
-  a.logp[row] = static_cast<float>(static_cast<double>(xy - s.max) * invT - lnS);
-  a.lse[row] = static_cast<float>(static_cast<double>(s.max) * invT + lnS);
-  if (a.entropy) a.entropy[row] = static_cast<float>(lnS - 0.693147180559945309 * s.t2 / s.sum);
+  const RowTotals tot = rowTotals(s, x, y, scale);
+  a.logp[row] = static_cast<float>(static_cast<double>(tot.xy - s.max) * invT - tot.lnS);
+  a.lse[row] = static_cast<float>(static_cast<double>(s.max) * invT + tot.lnS);
+  if (a.entropy) a.entropy[row] = static_cast<float>(tot.lnS - 0.693147180559945309 * tot.t2 / tot.sum);
   r.status[row] = kRowOk;
 }
 
@@ -49,12 +48,12 @@ __global__ void __launch_bounds__(kBlock) tokenLogprobsKernel(TokenLogprobsArgs 
 
 void launchTokenLogprobs(const TokenLogprobsArgs& a, cudaStream_t stream) {
   if (a.rows.rows == 0) return;
-  const dim3 grid(static_cast<unsigned>(a.rows.rows)), block(kBlock);
+  const dim3 grid(static_cast<unsigned>(a.rows.rows));
   cudaError_t e = cudaSuccess;
   switch (a.rows.logitsDtype) {
-    case DType::BF16: e = grpoLaunch(tokenLogprobsKernel<__nv_bfloat16>, grid, block, 0, stream, a); break;
-    case DType::F16: e = grpoLaunch(tokenLogprobsKernel<__half>, grid, block, 0, stream, a); break;
-    default: e = grpoLaunch(tokenLogprobsKernel<float>, grid, block, 0, stream, a); break;
+    case DType::BF16: e = grpoLaunch(tokenLogprobsKernel<__nv_bfloat16>, grid, dim3(rowBlockThreads(a.rows.V, 8)), 0, stream, a); break;
+    case DType::F16: e = grpoLaunch(tokenLogprobsKernel<__half>, grid, dim3(rowBlockThreads(a.rows.V, 8)), 0, stream, a); break;
+    default: e = grpoLaunch(tokenLogprobsKernel<float>, grid, dim3(rowBlockThreads(a.rows.V, 4)), 0, stream, a); break;
   }
   check(e, "the tokenLogprobs kernel launch");
 }

@@ -32,8 +32,9 @@ float readLogit(const TensorRef& logits, int64_t offset) {
 
 // The log-sum-exp statistics of one row; returns a RowStatus.
 struct RowResult {
-  cpu::RowStats stats;
-  float logp, lse, entropy, targetT;
+  cpu::RowStats stats;  // sums without the target's term
+  double sum, t2;       // with it
+  float logp, lse, entropy, targetT, oneMinusPy;
 };
 
 uint8_t analyzeRow(const TensorRef& logits, int64_t row, int64_t V, int32_t target, float temperature,
@@ -42,16 +43,23 @@ uint8_t analyzeRow(const TensorRef& logits, int64_t row, int64_t V, int32_t targ
   const int64_t offset = row * V;
   const void* base = static_cast<const char*>(logits.storage->data()) + offset * static_cast<int64_t>(dtypeSize(logits.dtype));
   const float scale = kLog2e / temperature;
-  cpu::rowKernels().rowStats(base, logits.dtype, V, scale, entropy, &out->stats);
-  if (out->stats.bad) return kRowNonFiniteLogits;
-  if (out->stats.maxLogit == -std::numeric_limits<float>::infinity()) return kRowAllNegInf;
-  const double invT = 1.0 / static_cast<double>(temperature);
-  const double lnS = std::log(out->stats.sum);
+  cpu::RowStats& st = out->stats;
+  cpu::rowKernels().rowStats(base, logits.dtype, V, target, scale, entropy, &st);
+  if (st.bad) return kRowNonFiniteLogits;
+  if (st.maxLogit == -std::numeric_limits<float>::infinity()) return kRowAllNegInf;
+  // The target's own term, added in double (the kernels leave it out of the sums).
   const float xy = readLogit(logits, offset + target);
-  out->targetT = (xy - out->stats.maxLogit) * scale;
-  out->logp = static_cast<float>(static_cast<double>(xy - out->stats.maxLogit) * invT - lnS);
-  out->lse = static_cast<float>(static_cast<double>(out->stats.maxLogit) * invT + lnS);
-  out->entropy = entropy ? static_cast<float>(lnS - kLn2 * out->stats.t2 / out->stats.sum) : 0.0f;
+  out->targetT = (xy - st.maxLogit) * scale;
+  const double ty = out->targetT, ey = std::exp2(ty);
+  const double S = st.sum + ey;
+  const double invT = 1.0 / static_cast<double>(temperature);
+  const double lnS = std::log(S);
+  out->oneMinusPy = static_cast<float>(st.sum / S);
+  out->sum = S;
+  out->t2 = st.t2 + ey * (ty < -127 ? -127 : ty);
+  out->logp = static_cast<float>(static_cast<double>(xy - st.maxLogit) * invT - lnS);
+  out->lse = static_cast<float>(static_cast<double>(st.maxLogit) * invT + lnS);
+  out->entropy = entropy ? static_cast<float>(lnS - kLn2 * out->t2 / S) : 0.0f;
   return kRowOk;
 }
 
@@ -126,12 +134,13 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       cpu::GradParams gp;
       gp.scale = kLog2e * invT;
       gp.maxLogit = r.stats.maxLogit;
-      gp.invSum = static_cast<float>(1.0 / r.stats.sum);
+      gp.invSum = static_cast<float>(1.0 / r.sum);
       gp.a = static_cast<float>(w * terms.dlogp * invT);
       gp.b = static_cast<float>(-w * params.entropyCoef * invT);
-      gp.eShift = static_cast<float>(kLn2 * r.stats.t2 / r.stats.sum);
+      gp.eShift = static_cast<float>(kLn2 * r.t2 / r.sum);
       gp.target = targets[i];
       gp.targetT = r.targetT;
+      gp.oneMinusPy = r.oneMinusPy;
       const void* row = static_cast<const char*>(c.logits.storage->data()) + i * c.V * static_cast<int64_t>(inBytes);
       kernels.rowGrad(row, c.logits.dtype, c.V, gp, gradRow, c.grad.dtype);
       records[i] = recordToken(terms, w, logp, old, r.entropy, params);

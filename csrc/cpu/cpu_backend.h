@@ -13,6 +13,13 @@ class CpuBackend final : public Backend {
   void groupAdvantages(GroupAdvantagesCall& c) override;
   void policyLoss(PolicyLossCall& c) override;
   void grpoLoss(GrpoLossCall& c) override;
+  // cpu/model.cc: embedding bag, sampling; cpu/optimizer.cc: gradient norm, AdamW, zero fill.
+  void embeddingBagForward(EmbeddingBagForwardCall& c) override;
+  void embeddingBagBackward(EmbeddingBagBackwardCall& c) override;
+  void sampleTokens(SampleTokensCall& c) override;
+  void gradNorm(GradNormCall& c) override;
+  void adamw(AdamWCall& c) override;
+  void zeroTensors(ZeroTensorsCall& c) override;
 };
 
 }  // namespace grpo::cpu
