@@ -1,0 +1,20 @@
+/**
+ * The ops suite again, on the simt backend: the CUDA kernel source of cuda/ executed by the SIMT executor.
+ * Each file of test/ops runs in its own process (the backend is chosen once per process) as a subtest here,
+ * so `npm test` reports both runs. The option grid is scaled down (GRPO_TEST_SCALE, default 0.25 here)
+ * because every CUDA thread is a fiber on the CPU; the spec's edge cases (V = 262144, L = 70000) still run.
+ */
+import t from 'tap'
+import { readdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const opsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'ops')
+const files = readdirSync(opsDir).filter((f) => f.endsWith('.test.ts')).sort()
+const env = { ...process.env, GRPO_BACKEND: 'simt', GRPO_TEST_SCALE: process.env.GRPO_SIMT_TEST_SCALE ?? '0.25' }
+
+t.ok(files.length >= 5, `found the ops suite (${files.join(', ')})`)
+for (const file of files) {
+  // Same node flags as this process: tap's TypeScript loader comes with them.
+  t.spawn(process.execPath, [...process.execArgv, join(opsDir, file)], { env, timeout: 900_000 }, `${file} on simt`)
+}
