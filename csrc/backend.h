@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ops/op_args.h"
+#include "ops/model_args.h"
 
 namespace grpo {
 
@@ -17,6 +18,13 @@ class Backend {
   virtual void groupAdvantages(GroupAdvantagesCall& call) = 0;
   virtual void policyLoss(PolicyLossCall& call) = 0;
   virtual void grpoLoss(GrpoLossCall& call) = 0;
+  // Model ops (ops/model_args.h): what a trainable policy and its optimizer run on the policy's device.
+  virtual void embeddingBagForward(EmbeddingBagForwardCall& call) = 0;
+  virtual void embeddingBagBackward(EmbeddingBagBackwardCall& call) = 0;
+  virtual void sampleTokens(SampleTokensCall& call) = 0;
+  virtual void gradNorm(GradNormCall& call) = 0;
+  virtual void adamw(AdamWCall& call) = 0;
+  virtual void zeroTensors(ZeroTensorsCall& call) = 0;
 };
 
 Backend& cpuBackend();
