@@ -66,6 +66,22 @@ void checkMaskValues(const std::vector<uint8_t>& mask, int64_t L) {
   }
 }
 
+// What both loss ops need before their kernel: the weights s_b from the mask (host code shared with the
+// CPU backend; the mask is [B, L] bytes, never logits) on the device, and per-token records and status.
+struct LossScratch {
+  LossScratch(const TensorRef& mask, int64_t B, int64_t L, const LossParams& params, cudaStream_t s)
+      : seqScale(static_cast<size_t>(B)), records(static_cast<size_t>(B * L)), status(static_cast<size_t>(B * L)) {
+    std::vector<uint8_t> m;
+    if (mask.defined()) m = toHost(mask.data<uint8_t>(), static_cast<size_t>(B * L), s);
+    scales = sequenceScales(m.empty() ? nullptr : m.data(), B, L, params);
+    toDevice(seqScale.get(), scales, s);
+  }
+  std::vector<double> scales;  // kept alive until the copy to the device has run
+  DeviceBuffer<double> seqScale;
+  DeviceBuffer<TokenRecord> records;
+  DeviceBuffer<uint8_t> status;
+};
+
 class CudaBackend final : public Backend {
  public:
 #if !defined(__CUDACC__)  // the SIMT build: tensors in host memory
@@ -98,13 +114,9 @@ class CudaBackend final : public Backend {
   void grpoLoss(GrpoLossCall& c) override {
     const int64_t rows = c.B * c.L;
     cudaStream_t s = stream();
-    std::vector<uint8_t> mask;
-    if (c.mask.defined()) mask = toHost(c.mask.data<uint8_t>(), rows, s);
-    const std::vector<double> scales = sequenceScales(mask.empty() ? nullptr : mask.data(), c.B, c.L, c.params);
-    DeviceBuffer<double> seqScale(scales.size());
-    DeviceBuffer<TokenRecord> records(rows);
-    DeviceBuffer<uint8_t> status(rows);
-    toDevice(seqScale.get(), scales, s);
+    LossScratch scratch(c.mask, c.B, c.L, c.params, s);
+    DeviceBuffer<TokenRecord>& records = scratch.records;
+    DeviceBuffer<uint8_t>& status = scratch.status;
     GrpoLossArgs a{};
     a.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
                            rows, c.L, c.V, c.params.temperature, status.get()};
@@ -114,7 +126,7 @@ class CudaBackend final : public Backend {
     a.ref = ptr<float>(c.ref);
     a.adv = c.advantages.data<float>();
     a.perTokenAdv = c.perTokenAdvantages;
-    a.seqScale = seqScale.get();
+    a.seqScale = scratch.seqScale.get();
     a.params = c.params;
     a.logp = c.logp.data<float>();
     a.records = records.get();
@@ -128,13 +140,9 @@ class CudaBackend final : public Backend {
   void policyLoss(PolicyLossCall& c) override {
     const int64_t n = c.B * c.L;
     cudaStream_t s = stream();
-    std::vector<uint8_t> mask;
-    if (c.mask.defined()) mask = toHost(c.mask.data<uint8_t>(), n, s);
-    const std::vector<double> scales = sequenceScales(mask.empty() ? nullptr : mask.data(), c.B, c.L, c.params);
-    DeviceBuffer<double> seqScale(scales.size());
-    DeviceBuffer<TokenRecord> records(n);
-    DeviceBuffer<uint8_t> status(n);
-    toDevice(seqScale.get(), scales, s);
+    LossScratch scratch(c.mask, c.B, c.L, c.params, s);
+    DeviceBuffer<TokenRecord>& records = scratch.records;
+    DeviceBuffer<uint8_t>& status = scratch.status;
     PolicyLossArgs a{};
     a.logp = c.logp.data<float>();
     a.old = ptr<float>(c.old);
@@ -142,7 +150,7 @@ class CudaBackend final : public Backend {
     a.adv = c.advantages.data<float>();
     a.entropy = ptr<float>(c.entropy);
     a.mask = ptr<uint8_t>(c.mask);
-    a.seqScale = seqScale.get();
+    a.seqScale = scratch.seqScale.get();
     a.perTokenAdv = c.perTokenAdvantages;
     a.count = n;
     a.L = c.L;

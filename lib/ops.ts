@@ -3,7 +3,7 @@
  * then the native side checks again and runs the work on a worker thread (Promise form) or on the calling
  * thread (…Sync twin).
  */
-import type { NativeGrpoLoss, NativeGroupAdvantages, NativePolicyLoss, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
+import type { NativeGrpoLoss, NativeGroupAdvantages, NativeLossStats, NativePolicyLoss, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
 import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
@@ -46,18 +46,8 @@ export interface GrpoLossOptions extends LossOptions {
   inplace?: boolean
 }
 
-export interface LossStats {
-  loss: number
-  pgLoss: number
-  klMean: number
-  entropyMean: number
-  clipFrac: number
-  clipFracLower: number
-  ratioMean: number
-  ratioMax: number
-  approxKl: number
-  tokens: number
-}
+/** The statistics of spec §6 returned with every loss (docs/ops.md defines each). */
+export type LossStats = NativeLossStats
 
 export interface TokenLogprobsOptions {
   temperature?: number
