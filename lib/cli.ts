@@ -11,6 +11,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
   data: { summary: 'prepare xLAM and ToolACE training data', load: () => import('./commands/data.js') },
   serve: { summary: 'the reward as an HTTP service (OpenRLHF remote reward protocol)', load: () => import('./commands/serve.js') },
   bench: { summary: 'benchmark the kernels against the machine and the alternatives', load: () => import('./commands/bench.js') },
+  train: { summary: 'GRPO on the bundled tool-calling task: warm start, GRPO, before/after, curves', load: () => import('./commands/train.js') },
 }
 
 function usage(): string {

@@ -1,0 +1,372 @@
+/**
+ * `node-grpo train` (and `npm start`): the main job. On the bundled tool-calling task it
+ *
+ * 1. prints the backend; generates the task and fits its tokenizer;
+ * 2. warm-starts a LogLinearPolicy with supervised (nll) steps on a small slice of reference completions;
+ * 3. evaluates the held-out binary reward (greedy decoding);
+ * 4. runs GRPO with the Tool-N1 preset (group 5, clip 0.2, k3 KL with β = 1e-3, token-mean, T = 0.7),
+ *    with a progress bar showing the live reward;
+ * 5. evaluates again and prints a before/after table;
+ * 6. writes runs/<time>/metrics.jsonl (one line per warm-start step, GRPO step and evaluation),
+ *    summary.json and curves.svg (reward, KL, clip fraction and entropy by step, drawn with vega-lite).
+ *
+ * Ctrl-C stops GRPO after the current step and still evaluates and writes everything.
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import * as backend from '../backend.js'
+import type { Device } from '../dtype.js'
+import { invalidArg } from '../errors.js'
+import { LogLinearPolicy } from '../policy.js'
+import { generateToolTask, fitToolTaskTokenizer, type ToolTaskExample } from '../task/index.js'
+import { defaultDevice } from '../tensor.js'
+import { Trainer, presets, type EvaluateResult, type StepMetrics, type TrainerPrompt } from '../trainer.js'
+
+const USAGE = `Usage: node-grpo train [options]
+
+GRPO on the bundled tool-calling task: warm start, held-out evaluation, GRPO with the Tool-N1 preset,
+evaluation again, and runs/<time>/{metrics.jsonl, summary.json, curves.svg}.
+
+Options:
+  --steps N             GRPO steps (default 300)
+  --seed N              seed of the task, the sampling and the data order (default 1)
+  --device cpu|cuda     where the policy lives (default: the active backend's device)
+  --out DIR             output folder (default runs/<time>)
+  --batch N             prompts per GRPO step; each gets 5 completions (default 16)
+  --lr X                GRPO learning rate (default 0.006)
+  --warmup-examples N   size of the warm-start slice (default 400)
+  --warmup-steps N      supervised steps of 64 examples (default 10)
+  --warmup-lr X         warm-start learning rate (default 0.03)
+  --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
+  --save                also write the trained policy and tokenizer to the output folder
+  --quiet               no progress bar
+  -h, --help            this text`
+
+interface Config {
+  steps: number
+  seed: number
+  device: Device
+  out: string
+  batch: number
+  lr: number
+  warmupLr: number
+  warmupExamples: number
+  warmupSteps: number
+  evalEvery: number
+  save: boolean
+  quiet: boolean
+}
+
+function integer(value: string | undefined, flag: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n < min) invalidArg(`an integer >= ${min}`, flag, value)
+  return n
+}
+
+function parseConfig(args: string[]): Config | null {
+  const { values } = parseArgs({
+    args,
+    options: {
+      steps: { type: 'string' },
+      seed: { type: 'string' },
+      device: { type: 'string' },
+      out: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      'warmup-examples': { type: 'string' },
+      'warmup-steps': { type: 'string' },
+      'warmup-lr': { type: 'string' },
+      'eval-every': { type: 'string' },
+      save: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  if (values.help) return null
+  const device = (values.device ?? defaultDevice()) as Device
+  if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", '--device', values.device)
+  const rate = (value: string | undefined, flag: string, fallback: number): number => {
+    const x = value === undefined ? fallback : Number(value)
+    if (!Number.isFinite(x) || x <= 0) invalidArg('a number > 0', flag, value)
+    return x
+  }
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
+  return {
+    steps: integer(values.steps, '--steps', 300, 0),
+    seed: integer(values.seed, '--seed', 1, 0),
+    device,
+    out: resolve(values.out ?? join('runs', stamp)),
+    batch: integer(values.batch, '--batch', 16, 1),
+    lr: rate(values.lr, '--lr', 0.006),
+    warmupLr: rate(values['warmup-lr'], '--warmup-lr', 0.03),
+    warmupExamples: integer(values['warmup-examples'], '--warmup-examples', 400, 1),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', 10, 0),
+    evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
+    save: values.save ?? false,
+    quiet: values.quiet ?? false,
+  }
+}
+
+/** A one-line progress bar, redrawn in place on a terminal, printed every 10% otherwise. */
+class Progress {
+  #total: number
+  #tty: boolean
+  #quiet: boolean
+  #lastPrinted = -1
+  #start = performance.now()
+
+  constructor(total: number, quiet: boolean) {
+    this.#total = total
+    this.#tty = process.stdout.isTTY === true
+    this.#quiet = quiet
+  }
+
+  update(done: number, text: string): void {
+    if (this.#quiet || this.#total === 0) return
+    const width = 24
+    const filled = Math.round((done / this.#total) * width)
+    const seconds = ((performance.now() - this.#start) / 1000).toFixed(0)
+    const line = `  [${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(done).padStart(String(this.#total).length)}/${this.#total} ${text} ${seconds}s`
+    if (this.#tty) {
+      process.stdout.write(`\r${line}\x1b[K`)
+      return
+    }
+    const decile = Math.floor((done / this.#total) * 10)
+    if (decile !== this.#lastPrinted || done === this.#total) {
+      this.#lastPrinted = decile
+      process.stdout.write(line + '\n')
+    }
+  }
+
+  end(): void {
+    if (this.#tty && !this.#quiet && this.#total > 0) process.stdout.write('\n')
+  }
+}
+
+function ema(values: readonly number[], alpha: number): number[] {
+  let s = values[0] ?? 0
+  return values.map((v) => (s = alpha * v + (1 - alpha) * s))
+}
+
+/** The curves: train reward (per step and smoothed) with held-out points, KL, clip fraction, entropy. */
+async function renderCurves(steps: readonly StepMetrics[], evals: readonly { step: number; reward: number }[], epochs: number): Promise<string> {
+  const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')])
+  const smooth = ema(steps.map((m) => m.rewardMean), 0.15)
+  const rows: Record<string, unknown>[] = []
+  steps.forEach((m, i) => {
+    rows.push({ panel: 'reward', series: 'train batch', step: m.step, value: m.rewardMean })
+    rows.push({ panel: 'reward', series: 'train (smoothed)', step: m.step, value: smooth[i] })
+    rows.push({ panel: 'KL to reference (k3)', series: 'KL', step: m.step, value: m.kl })
+    rows.push({ panel: 'clip fraction', series: 'clip fraction', step: m.step, value: m.clipFrac })
+    rows.push({ panel: 'entropy (nats / token)', series: 'entropy', step: m.step, value: m.entropy })
+  })
+  for (const e of evals) rows.push({ panel: 'reward', series: 'held-out (greedy)', step: e.step, value: e.reward })
+  const x = { field: 'step', type: 'quantitative', title: 'GRPO step' }
+  const color = { field: 'series', type: 'nominal', title: null, legend: { orient: 'top' } }
+  const panel = (key: string, y: Record<string, unknown> = {}, title = key) => ({
+    title,
+    width: 520,
+    height: 140,
+    transform: [{ filter: { field: 'panel', equal: key } }],
+    mark: { type: 'line', strokeWidth: 1.5 },
+    encoding: { x, y: { field: 'value', type: 'quantitative', title: null, ...y }, color },
+  })
+  const reward = {
+    title: 'reward',
+    width: 520,
+    height: 180,
+    transform: [{ filter: { field: 'panel', equal: 'reward' } }],
+    layer: [
+      {
+        transform: [{ filter: "datum.series !== 'held-out (greedy)'" }],
+        mark: { type: 'line', strokeWidth: 1.5 },
+        encoding: {
+          x,
+          y: { field: 'value', type: 'quantitative', title: null, scale: { domain: [0, 1] } },
+          color,
+          opacity: { condition: { test: "datum.series === 'train batch'", value: 0.3 }, value: 1 },
+        },
+      },
+      {
+        transform: [{ filter: "datum.series === 'held-out (greedy)'" }],
+        mark: { type: 'line', point: true, strokeWidth: 2 },
+        encoding: { x, y: { field: 'value', type: 'quantitative' }, color },
+      },
+    ],
+  }
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    data: { values: rows },
+    vconcat: [
+      reward,
+      panel('KL to reference (k3)'),
+      // One on-policy pass per batch (epochs 1) has ratio 1 at every token, so this stays 0 unless epochs > 1.
+      panel('clip fraction', { scale: { domainMin: 0, domainMax: 0.05 } }, epochs > 1 ? 'clip fraction' : 'clip fraction (0: one on-policy pass per batch, ratio 1)'),
+      panel('entropy (nats / token)'),
+    ],
+    resolve: { scale: { color: 'independent' } },
+    config: { font: 'sans-serif', view: { stroke: '#ddd' } },
+  }
+  const compiled = vegaLite.compile(spec as never).spec
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' })
+  try {
+    return await view.toSVG()
+  } finally {
+    view.finalize()
+  }
+}
+
+function table(before: EvaluateResult, after: EvaluateResult): string {
+  const reasons = [...new Set([...Object.keys(before.reasons), ...Object.keys(after.reasons)])].sort()
+  const rows: [string, string, string][] = [
+    ['held-out binary reward', before.reward.toFixed(3), after.reward.toFixed(3)],
+    ...reasons.map((r): [string, string, string] => [`  ${r}`, String(before.reasons[r] ?? 0), String(after.reasons[r] ?? 0)]),
+    ['mean completion tokens', before.completionLength.toFixed(1), after.completionLength.toFixed(1)],
+  ]
+  const w = Math.max(...rows.map((r) => r[0].length))
+  const head = `  ${''.padEnd(w)}  ${'warm start'.padStart(10)}  ${'after GRPO'.padStart(10)}`
+  return [head, ...rows.map(([a, b, c]) => `  ${a.padEnd(w)}  ${b.padStart(10)}  ${c.padStart(10)}`)].join('\n')
+}
+
+export async function run(args: string[]): Promise<number> {
+  const config = parseConfig(args)
+  if (!config) {
+    process.stdout.write(USAGE + '\n')
+    return 0
+  }
+  const started = performance.now()
+  const out = (line = '') => process.stdout.write(line + '\n')
+  const info = backend.info()
+  out(`node-grpo train: backend ${info.active} (${info.reason}); cpu ${info.cpu.isa} x${info.cpu.threads} threads; policy on ${config.device}`)
+
+  const task = generateToolTask({ seed: config.seed, train: 2000, heldOut: 200 })
+  const tokenizer = fitToolTaskTokenizer(task)
+  const toPrompt = (e: ToolTaskExample): TrainerPrompt & { reference: Int32Array } => ({
+    tokens: tokenizer.encode(e.prompt),
+    groundTruth: e.groundTruth,
+    reference: tokenizer.encode(e.reference, { eos: true }),
+  })
+  const train = task.train.map(toPrompt)
+  const heldOut = task.heldOut.map(toPrompt)
+  out(`task: ${task.tools.length} tools, ${train.length} train / ${heldOut.length} held-out requests, vocabulary ${tokenizer.vocabSize} tokens`)
+
+  await mkdir(config.out, { recursive: true })
+  const lines: string[] = []
+  const record = (entry: Record<string, unknown>) => lines.push(JSON.stringify(entry))
+
+  const policy = new LogLinearPolicy({
+    vocabSize: tokenizer.vocabSize,
+    hashSize: 32768,
+    device: config.device,
+    promptWindow: 40,
+    // The features see the user's request: whitespace and the chat markers around it carry nothing.
+    ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
+    windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
+  })
+  const trainer = new Trainer({
+    ...presets.toolN1,
+    policy,
+    decode: (tokens) => tokenizer.decode(tokens),
+    stop: [tokenizer.eosId],
+    maxNewTokens: 64,
+    lr: config.lr,
+    // Adam divides each coordinate by its own gradient scale, so the tiny, always-positive gradients of the
+    // logits of tokens the policy never emits would otherwise move as fast as real signal and slowly lift the
+    // whole tail of the vocabulary; an eps well above those gradients (~1e-9) and well below the real ones
+    // (~1e-4) stops that without slowing learning.
+    eps: 1e-5,
+    seed: config.seed,
+  })
+  const controller = new AbortController()
+  const onSigint = () => controller.abort()
+  process.once('SIGINT', onSigint)
+  try {
+    // 1. Warm start: a few supervised passes over a small slice, so the first samples already earn reward.
+    const slice = train.slice(0, Math.min(config.warmupExamples, train.length))
+    const warmStart = performance.now()
+    let loss = NaN
+    for (let i = 0; i < config.warmupSteps; i++) {
+      const from = (i * 64) % slice.length
+      const examples = slice.slice(from, from + 64).map((p) => ({ prompt: p.tokens, completion: p.reference }))
+      const m = await trainer.supervisedStep(examples, { lr: config.warmupLr })
+      loss = m.loss
+      record({ phase: 'warmup', ...m })
+    }
+    trainer.resetOptimizer()
+    out(`warm start: ${config.warmupSteps} supervised steps on ${slice.length} examples, nll ${loss.toFixed(3)} / token (${((performance.now() - warmStart) / 1000).toFixed(1)}s)`)
+
+    // 2. Held-out reward before GRPO.
+    const before = await trainer.evaluate(heldOut)
+    record({ phase: 'eval', step: 0, ...before })
+    out(`held-out binary reward after warm start: ${before.reward.toFixed(3)}`)
+
+    // 3. GRPO.
+    out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset, lr ${config.lr}`)
+    const progress = new Progress(config.steps, config.quiet)
+    const evals: { step: number; reward: number }[] = [{ step: 0, reward: before.reward }]
+    let recent: number[] = []
+    let lastEval = before.reward
+    const result = await trainer.train(train, {
+      steps: config.steps,
+      batchSize: config.batch,
+      evalEvery: config.evalEvery,
+      evalPrompts: heldOut,
+      signal: controller.signal,
+      onStep: (m) => {
+        record({ phase: 'grpo', ...m })
+        recent = [...recent.slice(-9), m.rewardMean]
+        const live = recent.reduce((a, b) => a + b, 0) / recent.length
+        progress.update(m.step, `reward ${live.toFixed(2)} (held-out ${lastEval.toFixed(2)}) kl ${m.kl.toExponential(1)} ${m.tokensPerSecond.toFixed(0)} tok/s`)
+      },
+      onEval: (e, step) => {
+        lastEval = e.reward
+        evals.push({ step, reward: e.reward })
+        record({ phase: 'eval', step, ...e })
+      },
+    })
+    progress.end()
+    if (result.aborted) out(`interrupted after ${result.steps.length} steps`)
+    const grpoSeconds = result.steps.reduce((a, m) => a + m.time.total, 0)
+
+    // 4. Held-out reward after GRPO.
+    const after = await trainer.evaluate(heldOut)
+    if (evals[evals.length - 1]!.step !== trainer.stepCount) {
+      evals.push({ step: trainer.stepCount, reward: after.reward })
+      record({ phase: 'eval', step: trainer.stepCount, ...after })
+    }
+    out('')
+    out(table(before, after))
+    out('')
+
+    // 5. Files.
+    await writeFile(join(config.out, 'metrics.jsonl'), lines.join('\n') + '\n')
+    const svg = await renderCurves(result.steps, evals, trainer.settings.epochs)
+    await writeFile(join(config.out, 'curves.svg'), svg)
+    const totalSeconds = (performance.now() - started) / 1000
+    const time = { sample: 0, reward: 0, loss: 0, update: 0 }
+    for (const m of result.steps) for (const k of Object.keys(time) as (keyof typeof time)[]) time[k] += m.time[k]
+    const summary = {
+      config,
+      backend: { active: info.active, reason: info.reason, isa: info.cpu.isa, threads: info.cpu.threads },
+      heldOut: { beforeGrpo: before.reward, afterGrpo: after.reward, count: heldOut.length },
+      steps: result.steps.length,
+      aborted: result.aborted,
+      seconds: { total: totalSeconds, grpo: grpoSeconds, ...time },
+    }
+    await writeFile(join(config.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
+    if (config.save) {
+      await policy.save(join(config.out, 'policy.safetensors'))
+      await writeFile(join(config.out, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()) + '\n')
+    }
+    out(`GRPO time split: sampling ${time.sample.toFixed(1)}s, reward ${time.reward.toFixed(1)}s, loss ${time.loss.toFixed(1)}s, update ${time.update.toFixed(1)}s`)
+    out(`wrote ${join(config.out, 'metrics.jsonl')}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? ', policy.safetensors, tokenizer.json' : ''}`)
+    out(`done in ${totalSeconds.toFixed(1)}s`)
+    return 0
+  } finally {
+    process.off('SIGINT', onSigint)
+    trainer.dispose()
+    policy.dispose()
+  }
+}

@@ -1,0 +1,739 @@
+/**
+ * Trainer: the GRPO loop of the Tool-N1 recipe on any Policy.
+ *
+ * One `step(prompts)`:
+ *   sample `groupSize` completions per prompt (Policy.sample, at `temperature`, with their log-probs)
+ *   → reward each (any function; the Tool-N1 binary tool-call reward by default)
+ *   → group-relative advantages (ops.groupAdvantages, inside RolloutBatch.fromRollouts)
+ *   → reference log-probs (a frozen copy of the policy, when β > 0)
+ *   → for `epochs` passes: for each of `miniBatches` micro-batches, the fused ops.grpoLoss (gradient written
+ *     over the logits) and Policy.backward, accumulating with the whole batch's normalizer, so the summed
+ *     gradient is the full batch's; then global-norm clipping and one fused AdamW update on the device.
+ * The sampled log-probs are the old log-probs (same temperature, so the first pass has ratio 1); rollouts
+ * without log-probs use the first pass's own log-probs as old for later passes.
+ *
+ * Also: `stepFromRollouts` (GRPO on rollouts sampled elsewhere), `supervisedStep` (nll warm start on reference
+ * completions), `evaluate` (held-out reward), `train` (steps over a dataset, periodic evaluation, an AbortSignal
+ * that stops cleanly after the current step), and checkpoints (policy, reference, optimizer, position).
+ */
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { GrpoError, invalidArg } from './errors.js'
+import { grpoLoss, tokenLogprobs, type KlEstimator, type LossAggregation, type LossStats } from './ops.js'
+import { AdamW } from './optimizer.js'
+import type { Policy, SampledCompletion } from './policy.js'
+import { scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
+import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
+import { readSafetensors, writeSafetensors } from './safetensors.js'
+import type { Tensor } from './tensor.js'
+
+/** A prompt of a GRPO step: its tokens, and whatever the reward needs (the default reads groundTruth). */
+export interface TrainerPrompt {
+  tokens: ArrayLike<number>
+  groundTruth?: GroundTruth
+  [key: string]: unknown
+}
+
+export interface RewardResult {
+  score: number
+  /** Why (counted in the step's metrics), e.g. the tool-call reward's reason codes. */
+  reason?: string
+}
+
+/** Scores one completion; `completion` is the decoded text, `tokens` the raw ids. */
+export type RewardFunction = (
+  completion: string,
+  prompt: TrainerPrompt,
+  tokens: Int32Array,
+) => number | RewardResult | Promise<number | RewardResult>
+
+/** The Tool-N1 reward (binary by default): scoreToolCall against `prompt.groundTruth`. */
+export function toolCallReward(options: ScoreOptions = {}): RewardFunction {
+  return (completion, prompt) => {
+    if (prompt.groundTruth === undefined) invalidArg('a groundTruth on every prompt (the tool-call reward needs it)', 'prompt.groundTruth', undefined)
+    const r = scoreToolCall(completion, prompt.groundTruth, options)
+    return { score: r.score, reason: r.reason }
+  }
+}
+
+/** The algorithm's settings (everything but the model, the reward and the optimizer). */
+export interface GrpoSettings {
+  /** Completions per prompt. Default 5. */
+  groupSize?: number
+  /** Sampling temperature; the loss divides the logits by the same value. Default 1. */
+  temperature?: number
+  /** Nucleus sampling mass, default 1. */
+  topP?: number
+  /** Default 64. */
+  maxNewTokens?: number
+  /** Token ids that end a completion. */
+  stop?: readonly number[]
+  clipLow?: number
+  clipHigh?: number
+  dualClip?: number | null
+  logRatioClamp?: number | null
+  /** KL coefficient (a reference policy is used when > 0). Default 0. */
+  beta?: number
+  kl?: KlEstimator
+  entropyCoef?: number
+  lossAgg?: LossAggregation
+  normLength?: number
+  /** Passes over each batch, each ending in one optimizer update. Default 1. */
+  epochs?: number
+  /** Micro-batches per pass (gradient accumulation; memory, not math). Default 1. */
+  miniBatches?: number
+  baseline?: 'mean' | 'leave-one-out'
+  scale?: 'group' | 'batch' | 'none'
+  advantageEps?: number
+}
+
+export interface TrainerOptions extends GrpoSettings {
+  policy: Policy
+  /** Frozen reference for the KL term. Default: a clone of the policy at the first GRPO step (when β > 0). */
+  reference?: Policy | null
+  /** Turns completion tokens into the text the reward reads. */
+  decode: (tokens: Int32Array) => string
+  /** Default: toolCallReward() (binary). */
+  reward?: RewardFunction
+  /** AdamW: lr (default 1e-3), beta1, beta2, eps, weightDecay, maxGradNorm (default 1, null for none). */
+  lr?: number
+  beta1?: number
+  beta2?: number
+  eps?: number
+  weightDecay?: number
+  maxGradNorm?: number | null
+  /** Seed of sampling and of the dataset order. Default 0. */
+  seed?: number
+}
+
+/** The settings of the Tool-N1 paper (group 5, clip 0.2, k3 KL with β = 1e-3, token-mean, T = 0.7, no entropy). */
+export const presets = Object.freeze({
+  toolN1: Object.freeze({
+    groupSize: 5,
+    clipLow: 0.2,
+    clipHigh: 0.2,
+    beta: 1e-3,
+    kl: 'k3',
+    lossAgg: 'token-mean',
+    temperature: 0.7,
+    topP: 1,
+    entropyCoef: 0,
+    epochs: 1,
+    baseline: 'mean',
+    scale: 'group',
+  } satisfies GrpoSettings),
+})
+
+export interface StepTimes {
+  /** Seconds spent sampling, rewarding, in the loss passes (reference, forward, loss, backward), in updates. */
+  sample: number
+  reward: number
+  loss: number
+  update: number
+  total: number
+}
+
+export interface StepMetrics {
+  /** Steps done after this one (1 for the first). */
+  step: number
+  rewardMean: number
+  rewardStd: number
+  /** Share of groups whose rewards are all equal (no signal). */
+  zeroStdFraction: number
+  /** Count of each reward reason. */
+  reasons: Record<string, number>
+  /** Loss of the first pass (at the sampling policy). */
+  loss: number
+  pgLoss: number
+  /** Masked means over every pass, weighted by tokens: KL to the reference, clip fraction, entropy. */
+  kl: number
+  approxKl: number
+  clipFrac: number
+  entropy: number
+  ratioMax: number
+  completions: number
+  completionLength: number
+  tokens: number
+  /** Global gradient norm before clipping (mean over the step's updates) and the last clip coefficient. */
+  gradNorm: number
+  clipCoef: number
+  tokensPerSecond: number
+  time: StepTimes
+}
+
+export interface SupervisedMetrics {
+  step: number
+  /** Mean negative log-likelihood per token. */
+  loss: number
+  tokens: number
+  gradNorm: number
+  time: number
+}
+
+export interface EvaluateOptions {
+  /** Argmax decoding (default true); otherwise sampling at the trainer's temperature. */
+  greedy?: boolean
+  /** Completions per prompt (default 1). */
+  n?: number
+  /** Prompts per sampling call (default 256). */
+  batchSize?: number
+  seed?: number
+}
+
+export interface EvaluateResult {
+  /** Mean reward over every completion. */
+  reward: number
+  /** Share of completions with reward 1 (what a binary reward's mean also is). */
+  solved: number
+  count: number
+  reasons: Record<string, number>
+  completionLength: number
+  time: number
+}
+
+export interface TrainOptions {
+  steps: number
+  /** Prompts per step (default 8). */
+  batchSize?: number
+  /** Evaluate every this many steps on evalPrompts (0: never). */
+  evalEvery?: number
+  evalPrompts?: readonly TrainerPrompt[]
+  evalOptions?: EvaluateOptions
+  /** Aborting stops training after the current step. */
+  signal?: AbortSignal
+  onStep?: (metrics: StepMetrics) => void | Promise<void>
+  onEval?: (result: EvaluateResult, step: number) => void | Promise<void>
+}
+
+export interface TrainResult {
+  steps: StepMetrics[]
+  evaluations: { step: number; result: EvaluateResult }[]
+  aborted: boolean
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function intOption(value: unknown, what: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || (value as number) < min) invalidArg(`an integer >= ${min}`, what, value)
+  return value as number
+}
+
+function numberOption(value: unknown, what: string, fallback: number, expected: string, ok: (v: number) => boolean): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) invalidArg(expected, what, value)
+  return value
+}
+
+/** A step's sampling seed: a mix of the trainer's seed and the step number, an integer below 2^53. */
+function mixSeed(seed: number, step: number): number {
+  let h = Math.imul((seed % 0x100000000) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.floor(seed / 0x100000000)
+  h = Math.imul(h ^ (h >>> 13) ^ step, 0xc2b2ae35)
+  const lo = Math.imul(h ^ (h >>> 16) ^ Math.imul(step, 0x27d4eb2f), 0x165667b1) >>> 0
+  return (h >>> 0) * 0x200000 + (lo >>> 11)
+}
+
+function permutation(n: number, seed: number): Int32Array {
+  const out = Int32Array.from({ length: n }, (_, i) => i)
+  let s = seed >>> 0
+  for (let i = n - 1; i > 0; i--) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    const j = Math.floor((s / 4294967296) * (i + 1))
+    ;[out[i], out[j]] = [out[j]!, out[i]!]
+  }
+  return out
+}
+
+interface PassStats {
+  tokens: number
+  kl: number
+  approxKl: number
+  clipFrac: number
+  entropy: number
+  ratioMax: number
+}
+
+const CHECKPOINT_VERSION = 1
+
+export class Trainer implements Disposable, AsyncDisposable {
+  readonly policy: Policy
+  readonly settings: Readonly<Required<Omit<GrpoSettings, 'dualClip' | 'logRatioClamp' | 'normLength' | 'stop'>>> & {
+    dualClip: number | null
+    logRatioClamp: number | null
+    normLength: number | undefined
+    stop: readonly number[]
+  }
+  readonly optimizer: AdamW
+  readonly seed: number
+  #reference: Policy | null | undefined
+  #ownsReference = false
+  #decode: (tokens: Int32Array) => string
+  #reward: RewardFunction
+  #step = 0
+  #cursor = 0
+  #disposed = false
+
+  constructor(options: TrainerOptions) {
+    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'Trainer options', options)
+    const o = options
+    const policy = o.policy
+    if (typeof policy !== 'object' || policy === null || typeof policy.sample !== 'function' || typeof policy.logits !== 'function') {
+      invalidArg('a Policy', 'policy', policy)
+    }
+    if (typeof o.decode !== 'function') invalidArg('a function from token ids to text', 'decode', o.decode)
+    if (o.reward !== undefined && typeof o.reward !== 'function') invalidArg('a reward function', 'reward', o.reward)
+    if (o.reference !== undefined && o.reference !== null && (typeof o.reference !== 'object' || typeof o.reference.logits !== 'function')) {
+      invalidArg('a Policy or null', 'reference', o.reference)
+    }
+    const oneOf = <T extends string>(v: T | undefined, allowed: readonly T[], what: string, fallback: T): T => {
+      if (v === undefined) return fallback
+      if (!allowed.includes(v)) invalidArg(`one of ${allowed.map((a) => `'${a}'`).join(', ')}`, what, v)
+      return v
+    }
+    const nullable = (v: number | null | undefined, what: string, fallback: number | null, expected: string, ok: (x: number) => boolean) =>
+      v === null ? null : numberOption(v, what, fallback as number, expected, ok)
+    const stop = o.stop ?? []
+    if (!Array.isArray(stop) || stop.some((t) => !Number.isSafeInteger(t) || t < 0 || t >= policy.vocabSize)) {
+      invalidArg(`an array of token ids in [0, ${policy.vocabSize})`, 'stop', stop)
+    }
+    this.settings = Object.freeze({
+      groupSize: intOption(o.groupSize, 'groupSize', 5, 2),
+      temperature: numberOption(o.temperature, 'temperature', 1, 'a finite number > 0', (v) => v > 0),
+      topP: numberOption(o.topP, 'topP', 1, 'a number in (0, 1]', (v) => v > 0 && v <= 1),
+      maxNewTokens: intOption(o.maxNewTokens, 'maxNewTokens', 64, 1),
+      stop: Object.freeze([...stop]),
+      clipLow: numberOption(o.clipLow, 'clipLow', 0.2, 'a number in [0, 1)', (v) => v >= 0 && v < 1),
+      clipHigh: numberOption(o.clipHigh, 'clipHigh', 0.2, 'a finite number >= 0', (v) => v >= 0),
+      dualClip: nullable(o.dualClip, 'dualClip', null, 'a number > 1 or null', (v) => v > 1),
+      logRatioClamp: nullable(o.logRatioClamp, 'logRatioClamp', 20, 'a number > 0 or null', (v) => v > 0),
+      beta: numberOption(o.beta, 'beta', 0, 'a finite number >= 0', (v) => v >= 0),
+      kl: oneOf(o.kl, ['k1', 'abs', 'k2', 'k3', 'k3+'], 'kl', 'k3'),
+      entropyCoef: numberOption(o.entropyCoef, 'entropyCoef', 0, 'a finite number', () => true),
+      lossAgg: oneOf(o.lossAgg, ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'], 'lossAgg', 'token-mean'),
+      normLength: o.normLength === undefined ? undefined : numberOption(o.normLength, 'normLength', 1, 'a finite number > 0', (v) => v > 0),
+      epochs: intOption(o.epochs, 'epochs', 1, 1),
+      miniBatches: intOption(o.miniBatches, 'miniBatches', 1, 1),
+      baseline: oneOf(o.baseline, ['mean', 'leave-one-out'], 'baseline', 'mean'),
+      scale: oneOf(o.scale, ['group', 'batch', 'none'], 'scale', 'group'),
+      advantageEps: numberOption(o.advantageEps, 'advantageEps', 1e-6, 'a finite number >= 0', (v) => v >= 0),
+    })
+    if (this.settings.beta > 0 && o.reference === null) invalidArg('a reference policy (beta > 0)', 'reference', null)
+    this.seed = intOption(o.seed, 'seed', 0, 0)
+    this.policy = policy
+    this.#reference = o.reference
+    this.#decode = o.decode
+    this.#reward = o.reward ?? toolCallReward()
+    this.optimizer = new AdamW(() => this.policy.parameters(), {
+      lr: o.lr,
+      beta1: o.beta1,
+      beta2: o.beta2,
+      eps: o.eps,
+      weightDecay: o.weightDecay,
+      maxGradNorm: o.maxGradNorm,
+    })
+  }
+
+  /** GRPO steps done (supervised steps are not counted). */
+  get stepCount(): number {
+    return this.#step
+  }
+
+  /** The reference policy, once there is one. */
+  get reference(): Policy | null {
+    return this.#reference ?? null
+  }
+
+  get disposed(): boolean {
+    return this.#disposed
+  }
+
+  /** One GRPO step on `prompts`: sample, reward, advantages, loss passes and updates. */
+  async step(prompts: readonly TrainerPrompt[]): Promise<StepMetrics> {
+    this.#live()
+    if (!Array.isArray(prompts) || prompts.length === 0) invalidArg('a non-empty array of prompts', 'prompts', prompts)
+    prompts.forEach((p, i) => {
+      if (typeof p !== 'object' || p === null || p.tokens === undefined) invalidArg('a {tokens, …} prompt', `prompts[${i}]`, p)
+    })
+    const s = this.settings
+    const t0 = performance.now()
+    const completions = await this.policy.sample(
+      prompts.map((p) => p.tokens),
+      { n: s.groupSize, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, stop: s.stop, seed: mixSeed(this.seed, this.#step) },
+    )
+    const t1 = performance.now()
+    const { scores, reasons } = await this.#score(completions, prompts)
+    const t2 = performance.now()
+    const rollouts: Rollout[] = completions.map((c, i) => ({
+      prompt: prompts[c.prompt]!.tokens,
+      completion: c.tokens,
+      logprobs: c.logprobs,
+      reward: scores[i]!,
+      group: c.prompt,
+    }))
+    const batch = await this.#batch(rollouts)
+    try {
+      return await this.#update(batch, reasons, { start: t0, sample: (t1 - t0) / 1000, reward: (t2 - t1) / 1000 })
+    } finally {
+      batch.dispose()
+    }
+  }
+
+  /**
+   * One GRPO step on rollouts sampled elsewhere (their log-probs, when given, are the old log-probs), or on a
+   * RolloutBatch built by the caller (which keeps ownership of it).
+   */
+  async stepFromRollouts(rollouts: readonly Rollout[] | RolloutBatch): Promise<StepMetrics> {
+    this.#live()
+    const start = performance.now()
+    if (rollouts instanceof RolloutBatch) return this.#update(rollouts, {}, { start, sample: 0, reward: 0 })
+    const batch = await this.#batch(rollouts)
+    try {
+      return await this.#update(batch, {}, { start, sample: 0, reward: 0 })
+    } finally {
+      batch.dispose()
+    }
+  }
+
+  /** One supervised (nll) update on reference completions: a warm start. */
+  async supervisedStep(examples: readonly SupervisedExample[], options: { lr?: number; temperature?: number } = {}): Promise<SupervisedMetrics> {
+    this.#live()
+    const start = performance.now()
+    const temperature = numberOption(options.temperature, 'temperature', 1, 'a finite number > 0', (v) => v > 0)
+    const batch = RolloutBatch.fromExamples(examples, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength: this.settings.maxNewTokens })
+    const parts = batch.split(Math.min(this.settings.miniBatches, batch.size))
+    let loss = 0
+    try {
+      for (const part of parts) {
+        const logits = await this.policy.logits(part)
+        try {
+          const r = await grpoLoss(
+            { logits, targets: part.targets, mask: part.mask, advantages: part.advantages },
+            { loss: 'nll', lossAgg: 'token-mean', normalizer: batch.tokens, temperature, inplace: true },
+          )
+          r.logp.dispose()
+          loss += r.loss
+          await this.policy.backward(part, logits)
+        } finally {
+          logits.dispose()
+        }
+      }
+      const update = await this.optimizer.step({ lr: options.lr })
+      return { step: this.optimizer.stepCount, loss, tokens: batch.tokens, gradNorm: update.gradNorm, time: (performance.now() - start) / 1000 }
+    } finally {
+      for (const p of parts) p.dispose()
+      batch.dispose()
+    }
+  }
+
+  /** Drops the optimizer's moments and step count (e.g. between a warm start and GRPO). */
+  resetOptimizer(): void {
+    this.#live()
+    this.optimizer.loadState({}, 0)
+  }
+
+  /** The mean reward of the policy's completions on `prompts` (greedy by default). */
+  async evaluate(prompts: readonly TrainerPrompt[], options: EvaluateOptions = {}): Promise<EvaluateResult> {
+    this.#live()
+    if (!Array.isArray(prompts) || prompts.length === 0) invalidArg('a non-empty array of prompts', 'prompts', prompts)
+    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'evaluate options', options)
+    const start = performance.now()
+    const greedy = options.greedy ?? true
+    if (typeof greedy !== 'boolean') invalidArg('a boolean', 'greedy', greedy)
+    const n = intOption(options.n, 'n', 1, 1)
+    const batchSize = intOption(options.batchSize, 'batchSize', 256, 1)
+    const seed = intOption(options.seed, 'seed', 0, 0)
+    let total = 0
+    let solved = 0
+    let count = 0
+    let length = 0
+    const reasons: Record<string, number> = {}
+    for (let from = 0; from < prompts.length; from += batchSize) {
+      const chunk = prompts.slice(from, from + batchSize)
+      const completions = await this.policy.sample(
+        chunk.map((p) => p.tokens),
+        { n, greedy, temperature: this.settings.temperature, topP: this.settings.topP, maxNewTokens: this.settings.maxNewTokens, stop: this.settings.stop, seed: mixSeed(seed, from) },
+      )
+      const r = await this.#score(completions, chunk)
+      for (const [k, v] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + v
+      for (const score of r.scores) {
+        total += score
+        solved += score === 1 ? 1 : 0
+      }
+      count += completions.length
+      for (const c of completions) length += c.tokens.length
+    }
+    return { reward: total / count, solved: solved / count, count, reasons, completionLength: length / count, time: (performance.now() - start) / 1000 }
+  }
+
+  /**
+   * Runs `steps` GRPO steps on prompts drawn from `dataset` (a fresh seeded permutation per pass over it),
+   * evaluating every `evalEvery` steps. An aborted `signal` ends training after the step in progress.
+   */
+  async train(dataset: readonly TrainerPrompt[], options: TrainOptions): Promise<TrainResult> {
+    this.#live()
+    if (!Array.isArray(dataset) || dataset.length === 0) invalidArg('a non-empty array of prompts', 'dataset', dataset)
+    if (typeof options !== 'object' || options === null) invalidArg('an options object with steps', 'train options', options)
+    const steps = intOption(options.steps, 'steps', NaN, 0)
+    if (Number.isNaN(steps)) invalidArg('an integer >= 0', 'steps', options.steps)
+    const batchSize = intOption(options.batchSize, 'batchSize', 8, 1)
+    const evalEvery = intOption(options.evalEvery, 'evalEvery', 0, 0)
+    if (evalEvery > 0 && (!Array.isArray(options.evalPrompts) || options.evalPrompts.length === 0)) {
+      invalidArg('a non-empty array of evalPrompts (evalEvery > 0)', 'evalPrompts', options.evalPrompts)
+    }
+    const signal = options.signal
+    if (signal !== undefined && !(signal instanceof AbortSignal)) invalidArg('an AbortSignal', 'signal', signal)
+    const result: TrainResult = { steps: [], evaluations: [], aborted: false }
+    for (let k = 0; k < steps; k++) {
+      if (signal?.aborted) break
+      const metrics = await this.step(this.#nextPrompts(dataset, batchSize))
+      result.steps.push(metrics)
+      await options.onStep?.(metrics)
+      if (evalEvery > 0 && (k + 1) % evalEvery === 0) {
+        const e = await this.evaluate(options.evalPrompts!, options.evalOptions)
+        result.evaluations.push({ step: this.#step, result: e })
+        await options.onEval?.(e, this.#step)
+      }
+    }
+    result.aborted = signal?.aborted ?? false
+    return result
+  }
+
+  /** Saves the policy, the reference (when the trainer made it), the optimizer state and the position. */
+  async saveCheckpoint(dir: string): Promise<void> {
+    this.#live()
+    if (typeof dir !== 'string' || dir === '') invalidArg('a directory path', 'dir', dir)
+    await mkdir(dir, { recursive: true })
+    await this.policy.save(join(dir, 'policy.safetensors'))
+    if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
+    await writeSafetensors(join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors(), { step: String(this.optimizer.stepCount) })
+    const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
+    await writeFile(join(dir, 'trainer.json'), JSON.stringify(meta, null, 2) + '\n')
+  }
+
+  /** Restores a checkpoint written by saveCheckpoint into this trainer (same policy configuration). */
+  async loadCheckpoint(dir: string): Promise<void> {
+    this.#live()
+    if (typeof dir !== 'string' || dir === '') invalidArg('a directory path', 'dir', dir)
+    let meta: { version: number; step: number; cursor: number; seed: number; optimizerStep: number; reference: boolean }
+    try {
+      meta = JSON.parse(await readFile(join(dir, 'trainer.json'), 'utf8'))
+    } catch (cause) {
+      throw new GrpoError(`Expected a checkpoint directory with trainer.json for ${dir} but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
+    }
+    if (meta.version !== CHECKPOINT_VERSION) invalidArg(`checkpoint version ${CHECKPOINT_VERSION}`, `${dir}/trainer.json`, meta.version)
+    await this.policy.load(join(dir, 'policy.safetensors'))
+    if (meta.reference) {
+      const path = join(dir, 'reference.safetensors')
+      await stat(path)
+      if (!this.#reference) {
+        this.#reference = await this.policy.clone()
+        this.#ownsReference = true
+      }
+      await this.#reference.load(path)
+    }
+    const opt = await readSafetensors(join(dir, 'optimizer.safetensors'))
+    this.optimizer.loadState(opt.tensors, meta.optimizerStep)
+    this.#step = meta.step
+    this.#cursor = meta.cursor
+  }
+
+  dispose(): void {
+    if (this.#disposed) return
+    this.#disposed = true
+    this.optimizer.dispose()
+    if (this.#ownsReference) this.#reference?.dispose()
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose()
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+
+  #live(): void {
+    if (this.#disposed) throw new GrpoError('Expected a live Trainer for this operation but received a disposed one', 'ERR_GRPO_DISPOSED')
+  }
+
+  #nextPrompts(dataset: readonly TrainerPrompt[], count: number): TrainerPrompt[] {
+    const out: TrainerPrompt[] = []
+    let order: Int32Array | null = null
+    let pass = -1
+    for (let i = 0; i < count; i++) {
+      const p = Math.floor(this.#cursor / dataset.length)
+      if (p !== pass) {
+        pass = p
+        order = permutation(dataset.length, mixSeed(this.seed, 0x40000 + p) % 0x100000000)
+      }
+      out.push(dataset[order![this.#cursor % dataset.length]!]!)
+      this.#cursor++
+    }
+    return out
+  }
+
+  async #score(completions: readonly SampledCompletion[], prompts: readonly TrainerPrompt[]): Promise<{ scores: number[]; reasons: Record<string, number> }> {
+    const scores: number[] = []
+    const reasons: Record<string, number> = {}
+    for (const c of completions) {
+      const text = this.#decode(c.tokens)
+      if (typeof text !== 'string') invalidArg('a string from decode', 'decode(tokens)', text)
+      const r = await this.#reward(text, prompts[c.prompt]!, c.tokens)
+      const score = typeof r === 'number' ? r : r?.score
+      if (typeof score !== 'number' || !Number.isFinite(score)) {
+        throw new GrpoError(`Expected a finite number (or {score}) from the reward function but received ${String(score)}`, 'ERR_GRPO_NONFINITE')
+      }
+      scores.push(score)
+      if (typeof r === 'object' && typeof r.reason === 'string') reasons[r.reason] = (reasons[r.reason] ?? 0) + 1
+    }
+    return { scores, reasons }
+  }
+
+  #batch(rollouts: readonly Rollout[]): Promise<RolloutBatch> {
+    const s = this.settings
+    return RolloutBatch.fromRollouts(rollouts, {
+      device: this.policy.device,
+      vocabSize: this.policy.vocabSize,
+      baseline: s.baseline,
+      scale: s.scale,
+      eps: s.advantageEps,
+    })
+  }
+
+  async #referenceFor(): Promise<Policy | null> {
+    if (this.#reference === undefined) {
+      if (this.settings.beta === 0) return null
+      this.#reference = await this.policy.clone()
+      this.#ownsReference = true
+    }
+    return this.#reference
+  }
+
+  #normalizer(batch: RolloutBatch): number {
+    switch (this.settings.lossAgg) {
+      case 'token-mean':
+        return batch.tokens
+      case 'seq-mean-token-sum-norm':
+        return batch.size * (this.settings.normLength ?? batch.length)
+      default:
+        return batch.completions.filter((c) => c.length > 0).length
+    }
+  }
+
+  async #update(batch: RolloutBatch, reasons: Record<string, number>, timing: { start: number; sample: number; reward: number }): Promise<StepMetrics> {
+    const s = this.settings
+    if (batch.device !== this.policy.device) invalidArg(`a batch on ${this.policy.device}`, 'batch', `a batch on ${batch.device}`)
+    const lossStart = performance.now()
+    let updateTime = 0
+    const parts = batch.split(Math.min(s.miniBatches, batch.size))
+    const firstPassLogp: (Tensor | undefined)[] = []
+    try {
+      const reference = await this.#referenceFor()
+      if (reference) {
+        for (const part of parts) {
+          const logits = await reference.logits(part)
+          try {
+            const r = await tokenLogprobs(logits, part.targets, { temperature: s.temperature, mask: part.mask })
+            r.lse.dispose()
+            part.setRefLogp(r.logp)
+          } finally {
+            logits.dispose()
+          }
+        }
+      }
+      const normalizer = this.#normalizer(batch)
+      const lossOptions = {
+        temperature: s.temperature,
+        clipLow: s.clipLow,
+        clipHigh: s.clipHigh,
+        dualClip: s.dualClip,
+        logRatioClamp: s.logRatioClamp,
+        beta: reference ? s.beta : 0,
+        kl: s.kl,
+        entropyCoef: s.entropyCoef,
+        lossAgg: s.lossAgg,
+        normLength: s.normLength,
+        normalizer,
+        inplace: true,
+      }
+      let loss = 0
+      let pgLoss = 0
+      const acc: PassStats = { tokens: 0, kl: 0, approxKl: 0, clipFrac: 0, entropy: 0, ratioMax: 0 }
+      let gradNorm = 0
+      let clipCoef = 1
+      for (let epoch = 0; epoch < s.epochs; epoch++) {
+        for (const [i, part] of parts.entries()) {
+          const logits = await this.policy.logits(part)
+          let stats: LossStats
+          try {
+            const r = await grpoLoss(
+              { logits, targets: part.targets, mask: part.mask, oldLogp: part.oldLogp ?? firstPassLogp[i], refLogp: part.refLogp, advantages: part.advantages },
+              lossOptions,
+            )
+            stats = r.stats
+            // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
+            if (epoch === 0 && !part.oldLogp && s.epochs > 1) firstPassLogp[i] = r.logp
+            else r.logp.dispose()
+            await this.policy.backward(part, logits)
+          } finally {
+            logits.dispose()
+          }
+          if (epoch === 0) {
+            loss += stats.loss
+            pgLoss += stats.pgLoss
+          }
+          acc.tokens += stats.tokens
+          acc.kl += stats.klMean * stats.tokens
+          acc.approxKl += stats.approxKl * stats.tokens
+          acc.clipFrac += stats.clipFrac * stats.tokens
+          acc.entropy += stats.entropyMean * stats.tokens
+          acc.ratioMax = Math.max(acc.ratioMax, stats.ratioMax)
+        }
+        const u0 = performance.now()
+        const update = await this.optimizer.step()
+        updateTime += performance.now() - u0
+        gradNorm += update.gradNorm / s.epochs
+        clipCoef = update.clipCoef
+      }
+      this.#step++
+      const end = performance.now()
+      const total = (end - timing.start) / 1000
+      const rewards = batch.rewards
+      const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length
+      const variance = rewards.length > 1 ? rewards.reduce((a, b) => a + (b - mean) ** 2, 0) / (rewards.length - 1) : 0
+      const n = acc.tokens || 1
+      return {
+        step: this.#step,
+        rewardMean: mean,
+        rewardStd: Math.sqrt(variance),
+        zeroStdFraction: batch.groupStats?.zeroStdFraction ?? 0,
+        reasons,
+        loss,
+        pgLoss,
+        kl: acc.kl / n,
+        approxKl: acc.approxKl / n,
+        clipFrac: acc.clipFrac / n,
+        entropy: acc.entropy / n,
+        ratioMax: acc.ratioMax,
+        completions: batch.size,
+        completionLength: batch.tokens / batch.size,
+        tokens: batch.tokens,
+        gradNorm,
+        clipCoef,
+        tokensPerSecond: batch.tokens / total,
+        time: {
+          sample: timing.sample,
+          reward: timing.reward,
+          loss: (end - lossStart - updateTime) / 1000,
+          update: updateTime / 1000,
+          total,
+        },
+      }
+    } finally {
+      for (const t of firstPassLogp) t?.dispose()
+      for (const p of parts) p.dispose()
+    }
+  }
+}
