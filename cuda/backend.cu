@@ -241,6 +241,9 @@ class CudaBackend final : public Backend {
     const std::vector<int32_t> ids = toHost(c.ids.data<int32_t>(), static_cast<size_t>(c.rows * c.features), s);
     std::vector<uint8_t> mask;
     if (c.mask.defined()) mask = toHost(c.mask.data<uint8_t>(), c.rows, s);
+    for (size_t r = 0; r < mask.size(); r++) {
+      if (mask[r] > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask[" + std::to_string(r) + "]", std::to_string(mask[r]));
+    }
     // Bucket the (row, feature) pairs by feature id, rows in increasing order within an id: the order in
     // which the kernel adds them, so the result is deterministic.
     std::map<int32_t, std::vector<int32_t>> rowsOf;
@@ -281,7 +284,7 @@ class CudaBackend final : public Backend {
     launchSample(a, s);
     const std::vector<uint8_t> st = toHost(status.get(), c.rows, s);
     for (int64_t r = 0; r < c.rows; r++) {
-      const std::string where = "logits row [" + std::to_string(r) + "]";
+      const std::string where = "logits row[" + std::to_string(r) + "]";
       if (st[r] == 1) fail(ErrorCode::NonFinite, "finite logits (or -Infinity)", where, "NaN or +Infinity");
       if (st[r] == 2) fail(ErrorCode::NonFinite, "at least one finite logit", where, "a row of -Infinity");
     }
@@ -317,7 +320,9 @@ class CudaBackend final : public Backend {
       a.v = c.v[i].data<float>();
       a.n = c.params[i].numel();
       a.beta1 = static_cast<float>(c.beta1);
+      a.oneMinusBeta1 = static_cast<float>(1.0 - c.beta1);
       a.beta2 = static_cast<float>(c.beta2);
+      a.oneMinusBeta2 = static_cast<float>(1.0 - c.beta2);
       a.eps = static_cast<float>(c.eps);
       a.gradScale = static_cast<float>(c.gradScale);
       a.decay = static_cast<float>(1.0 - c.lr * c.weightDecay);

@@ -134,8 +134,9 @@ struct AdamWArgs {
   float* m;
   float* v;
   int64_t n;
-  // The CPU backend's constants: decay = 1 - lr*wd, stepSize = lr / (1 - b1^t), invSqrtBc2 = 1 / sqrt(1 - b2^t).
-  float beta1, beta2, eps, gradScale, decay, stepSize, invSqrtBc2;
+  // The CPU backend's constants, each formed in double and rounded once: 1 - b1, 1 - b2, decay = 1 - lr*wd,
+  // stepSize = lr / (1 - b1^t), invSqrtBc2 = 1 / sqrt(1 - b2^t).
+  float beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, gradScale, decay, stepSize, invSqrtBc2;
   bool zeroGrad;
 };
 void launchAdamW(const AdamWArgs& a, cudaStream_t stream);

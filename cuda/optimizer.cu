@@ -32,8 +32,8 @@ __global__ void __launch_bounds__(kBlock) adamwKernel(AdamWArgs a) {
   if (i >= a.n) return;
   // The same float expression, in the same order, as the CPU backend.
   const float g = a.grad[i] * a.gradScale;
-  const float m = a.beta1 * a.m[i] + (1.0f - a.beta1) * g;
-  const float v = a.beta2 * a.v[i] + (1.0f - a.beta2) * g * g;
+  const float m = a.beta1 * a.m[i] + a.oneMinusBeta1 * g;
+  const float v = a.beta2 * a.v[i] + a.oneMinusBeta2 * g * g;
   a.m[i] = m;
   a.v[i] = v;
   a.param[i] = a.param[i] * a.decay - a.stepSize * m / (sqrtf(v) * a.invSqrtBc2 + a.eps);

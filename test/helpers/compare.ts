@@ -1,0 +1,163 @@
+/**
+ * Comparisons against the float64 reference (spec §7).
+ *
+ * - Arrays: ‖out − ref‖₂ / ‖ref‖₂ over the whole output. When ‖ref‖ = 0 the ratio is undefined; then ‖out‖ itself
+ *   is the error, so "error ≤ tol" means the output is (near) zero too.
+ * - NaN never passes: a NaN anywhere in the output, or an infinity where the reference is finite, is error ∞.
+ *   Where the reference itself is ±∞ (logp of a banned target), the output must hold the same infinity.
+ * - Scalars that are sums of signed terms (the loss, pgLoss, klMean with k1, approxKl) are compared relative to
+ *   max(|ref|, mass), mass = Σ|term| from the reference: a float32 sum is accurate relative to the mass of its
+ *   terms, and the value of a cancelling sum can be far below it. For sums of non-negative terms mass = |ref|
+ *   and this is the plain relative error.
+ */
+import type { Test } from 'tap'
+import type { LossStats, LossStatsMass } from '../reference/grpo-reference.js'
+
+type Num = ArrayLike<number>
+
+export function norm(a: Num): number {
+  let s = 0
+  for (let i = 0; i < a.length; i++) s += a[i] * a[i]
+  return Math.sqrt(s)
+}
+
+export interface ArrayError {
+  error: number
+  /** index of the largest absolute difference (or of the first non-finite mismatch) */
+  worst: number
+  got: number
+  want: number
+}
+
+export function relativeError(out: Num, ref: Num): ArrayError {
+  if (out.length !== ref.length) return { error: Infinity, worst: -1, got: out.length, want: ref.length }
+  let diff = 0
+  let refSq = 0
+  let outSq = 0
+  let worst = -1
+  let worstAbs = -1
+  for (let i = 0; i < out.length; i++) {
+    const o = out[i]
+    const r = ref[i]
+    if (Number.isNaN(o) || Number.isNaN(r)) return { error: Infinity, worst: i, got: o, want: r }
+    if (!Number.isFinite(r) || !Number.isFinite(o)) {
+      if (o === r) continue
+      return { error: Infinity, worst: i, got: o, want: r }
+    }
+    const d = o - r
+    diff += d * d
+    refSq += r * r
+    outSq += o * o
+    if (Math.abs(d) > worstAbs) {
+      worstAbs = Math.abs(d)
+      worst = i
+    }
+  }
+  const error = refSq > 0 ? Math.sqrt(diff) / Math.sqrt(refSq) : Math.sqrt(outSq)
+  return { error, worst, got: worst >= 0 ? out[worst] : NaN, want: worst >= 0 ? ref[worst] : NaN }
+}
+
+/** Asserts ‖out − ref‖/‖ref‖ ≤ tol. */
+export function checkRelative(t: Test, out: Num, ref: Num, tol: number, what: string): boolean {
+  const e = relativeError(out, ref)
+  return t.ok(e.error <= tol, `${what}: relative error ${e.error.toExponential(2)} ≤ ${tol}`, {
+    length: out.length,
+    worstIndex: e.worst,
+    got: e.got,
+    want: e.want,
+  })
+}
+
+/** Asserts |out_i − ref_i| ≤ atol for every i (NaN fails; equal infinities pass). */
+export function checkElementwise(t: Test, out: Num, ref: Num, atol: number, what: string): boolean {
+  let worst = -1
+  let worstAbs = 0
+  let bad = out.length !== ref.length
+  for (let i = 0; i < out.length && !bad; i++) {
+    const o = out[i]
+    const r = ref[i]
+    if (Number.isNaN(o) || Number.isNaN(r) || (!Number.isFinite(o) || !Number.isFinite(r) ? o !== r : Math.abs(o - r) > atol)) {
+      bad = true
+      worst = i
+      break
+    }
+    if (Number.isFinite(r) && Math.abs(o - r) > worstAbs) {
+      worstAbs = Math.abs(o - r)
+      worst = i
+    }
+  }
+  return t.ok(!bad, `${what}: every |out − ref| ≤ ${atol} (max ${worstAbs.toExponential(2)})`, {
+    worstIndex: worst,
+    got: worst >= 0 ? out[worst] : undefined,
+    want: worst >= 0 ? ref[worst] : undefined,
+  })
+}
+
+/** Asserts every listed element is exactly zero (±0). */
+export function checkZeroAt(t: Test, out: Num, indices: Iterable<number>, what: string): boolean {
+  for (const i of indices) {
+    if (out[i] !== 0) return t.fail(`${what}: expected 0 at ${i}, got ${out[i]}`)
+  }
+  return t.pass(`${what}: zero where expected`)
+}
+
+/** |got − want| ≤ rtol·max(|want|, mass), or |got| ≤ atol when want and mass are 0. NaN fails. */
+export function scalarOk(got: number, want: number, rtol: number, atol: number, mass = Math.abs(want)): boolean {
+  if (typeof got !== 'number' || Number.isNaN(got) || Number.isNaN(want)) return false
+  const scale = Math.max(Math.abs(want), mass)
+  if (scale === 0) return Math.abs(got) <= atol
+  return Math.abs(got - want) <= rtol * scale
+}
+
+export function checkScalar(t: Test, got: number, want: number, what: string, rtol = 1e-5, atol = 1e-6, mass?: number): boolean {
+  return t.ok(scalarOk(got, want, rtol, atol, mass), `${what}: ${got} vs reference ${want}`, { got, want, mass, rtol })
+}
+
+const STAT_KEYS: ReadonlyArray<keyof LossStats> = [
+  'loss',
+  'pgLoss',
+  'klMean',
+  'entropyMean',
+  'clipFrac',
+  'clipFracLower',
+  'ratioMean',
+  'ratioMax',
+  'approxKl',
+  'tokens',
+]
+
+/**
+ * Every statistic of §6. tokens must match exactly; clipFrac and clipFracLower are counts over tokens and must
+ * match exactly too (the generators keep every token away from the clip and cap boundaries, so a kernel and
+ * the reference cannot disagree on a branch); the others within rtol of max(|ref|, mass).
+ */
+export function checkStats(t: Test, got: LossStats, want: LossStats, mass: LossStatsMass, what: string, rtol = 1e-5): boolean {
+  const failures: string[] = []
+  if (got === null || typeof got !== 'object') return t.fail(`${what}: stats is not an object`)
+  for (const key of STAT_KEYS) {
+    const g = got[key]
+    const w = want[key]
+    if (typeof g !== 'number') {
+      failures.push(`${key}: missing (${String(g)})`)
+      continue
+    }
+    if (key === 'tokens') {
+      if (g !== w) failures.push(`tokens: ${g} vs ${w}`)
+    } else if (key === 'clipFrac' || key === 'clipFracLower') {
+      const n = want.tokens
+      if (Number.isNaN(g) || Math.abs(g * n - w * n) > 0.5 || (n === 0 && g !== 0)) failures.push(`${key}: ${g} vs ${w} (of ${n} tokens)`)
+    } else if (!scalarOk(g, w, rtol, 1e-6, mass[key])) {
+      failures.push(`${key}: ${g} vs ${w} (mass ${mass[key]})`)
+    }
+  }
+  return t.ok(failures.length === 0, `${what}: stats match the reference`, { failures, got, want })
+}
+
+/** Asserts two typed arrays hold the same bytes (t.same is too slow on large arrays). */
+export function checkSameBits(t: Test, got: ArrayBufferView, want: ArrayBufferView, what: string): boolean {
+  const a = new Uint8Array(got.buffer, got.byteOffset, got.byteLength)
+  const b = new Uint8Array(want.buffer, want.byteOffset, want.byteLength)
+  let first = a.length === b.length ? -1 : Math.min(a.length, b.length)
+  for (let i = 0; i < a.length && first < 0; i++) if (a[i] !== b[i]) first = i
+  return t.ok(first < 0, `${what}: identical bits`, { firstDifferentByte: first, lengths: [a.length, b.length] })
+}
