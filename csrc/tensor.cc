@@ -3,7 +3,9 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <map>
+#include <vector>
 #include <mutex>
 #include <new>
 
@@ -35,14 +37,33 @@ class HostCache {
     void* p = it->second.ptr;
     cached_ -= it->first;
     blocks_.erase(it);
+    order_.erase(std::find(order_.begin(), order_.end(), p));
     return p;
   }
-  // Returns false when the block does not fit in the cache (the caller frees it).
+  // Returns false when the block cannot be cached (the caller frees it). A full cache frees its oldest
+  // blocks first: the block just released is the one the next step is most likely to ask for again.
   bool give(void* p, size_t capacity) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (capacity < kCacheMinBytes || cached_ + capacity > limit()) return false;
-    blocks_.emplace(capacity, Block{p});
-    cached_ += capacity;
+    std::vector<void*> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (capacity < kCacheMinBytes || capacity > limit()) return false;
+      while (cached_ + capacity > limit() && !order_.empty()) {
+        void* old = order_.front();
+        order_.erase(order_.begin());
+        for (auto it = blocks_.begin(); it != blocks_.end(); ++it) {
+          if (it->second.ptr == old) {
+            cached_ -= it->first;
+            blocks_.erase(it);
+            break;
+          }
+        }
+        evicted.push_back(old);
+      }
+      blocks_.emplace(capacity, Block{p});
+      order_.push_back(p);
+      cached_ += capacity;
+    }
+    for (void* old : evicted) std::free(old);  // outside the lock: freeing hundreds of MB takes a while
     return true;
   }
   size_t cachedBytes() {
@@ -53,6 +74,7 @@ class HostCache {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& [size, block] : blocks_) std::free(block.ptr);
     blocks_.clear();
+    order_.clear();
     cached_ = 0;
   }
 
@@ -70,6 +92,7 @@ class HostCache {
   }
   std::mutex mutex_;
   std::multimap<size_t, Block> blocks_;
+  std::vector<void*> order_;  // cached blocks, oldest first
   size_t cached_ = 0;
 };
 
