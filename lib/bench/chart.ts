@@ -3,6 +3,12 @@ import * as vega from 'vega'
 import * as vegaLite from 'vega-lite'
 import type { BenchCase, MachineLimits } from './run.js'
 
+function vocabDomain(values: { V: number }[]): [number, number] {
+  const vs = values.map((v) => v.V)
+  const lo = Math.min(...vs), hi = Math.max(...vs)
+  return lo === hi ? [lo / 2, hi * 2] : [lo * 0.9, hi * 1.1]
+}
+
 export async function benchChartSvg(cases: readonly BenchCase[], machine: MachineLimits, title: string): Promise<string> {
   // The largest token count per (op, impl, dtype, V): the steady-state number, not the launch-bound one.
   const best = new Map<string, BenchCase>()
@@ -23,9 +29,9 @@ export async function benchChartSvg(cases: readonly BenchCase[], machine: Machin
         data: { values },
         mark: { type: 'line', point: true },
         encoding: {
-          x: { field: 'V', type: 'quantitative', title: 'vocabulary size V', scale: { type: 'log' } },
+          x: { field: 'V', type: 'quantitative', title: 'vocabulary size V', scale: { type: 'log', nice: false, domain: vocabDomain(values) } },
           y: { field: 'gbps', type: 'quantitative', title: 'achieved GB/s (bytes moved by design / time)' },
-          color: { field: 'series', type: 'nominal', title: null },
+          color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 0 } },
         },
       },
       {

@@ -1,0 +1,81 @@
+/**
+ * The benchmark and the tour on tiny shapes: every op and baseline runs, results and chart are written, the
+ * plain TypeScript baseline agrees with the native loss, and bad flags fail with GrpoError codes.
+ */
+import t from 'tap'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { GrpoError } from '../../lib/index.js'
+import { ALL_OPS, runBench } from '../../lib/bench/run.js'
+import { plainGrpoLoss } from '../../lib/bench/baselines.js'
+
+// Commands print to stdout; keep that out of the TAP stream.
+async function quietly<T>(fn: () => Promise<T>): Promise<{ value: T; output: string }> {
+  const write = process.stdout.write.bind(process.stdout)
+  let output = ''
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    output += String(chunk)
+    return true
+  }) as typeof process.stdout.write
+  try {
+    return { value: await fn(), output }
+  } finally {
+    process.stdout.write = write
+  }
+}
+
+t.test('runBench: every op on tiny shapes, results, chart and baselines', async (t) => {
+  const out = t.testdir()
+  const lines: string[] = []
+  const result = await runBench({
+    device: 'cpu', ops: ALL_OPS, vocab: [64, 100], tokens: [8], dtypes: ['f32', 'bf16'],
+    reps: 2, warmup: 1, baselineReps: 1, out, seed: 3, log: (l) => lines.push(l),
+  })
+  t.ok(result.machine.copyGBps > 0 && result.machine.readGBps > 0 && result.machine.expPerSecond > 0, 'machine limits measured')
+  for (const op of ALL_OPS) t.ok(result.cases.some((c) => c.op === op), `${op} was timed`)
+  for (const impl of ['native', 'unfused-ops', 'plain-ts'] as const) {
+    t.ok(result.cases.some((c) => c.op === 'grpoLoss' && c.impl === impl), `grpoLoss ${impl} was timed`)
+  }
+  const plain = result.cases.filter((c) => c.impl === 'plain-ts')
+  t.ok(plain.length > 0 && plain.every((c) => /losses agree/.test(c.note ?? '')), 'plain TypeScript agrees with the native loss')
+  for (const c of result.cases) {
+    t.ok(c.timing.medianMs >= c.timing.minMs && c.timing.maxMs >= c.timing.medianMs, `${c.op} ${c.impl} ${c.dtype}: min <= median <= max`)
+    if (c.bytesPerToken > 0 && c.op !== 'scoreBatch') t.ok(c.gbps > 0 && c.shareOfLimit > 0, `${c.op} ${c.impl}: GB/s and share of limit`)
+  }
+  t.equal(result.files.length, 2, 'a JSON and an SVG')
+  const json = JSON.parse(readFileSync(result.files[0]!, 'utf8'))
+  t.equal(json.cases.length, result.cases.length, 'the JSON holds every case')
+  t.match(readFileSync(result.files[1]!, 'utf8'), /<svg/, 'the chart is an SVG')
+  t.ok(lines.some((l) => /fused is/.test(l)), 'the log prints the fusion ratio')
+})
+
+t.test('the plain TypeScript baseline follows the math', async (t) => {
+  // One row, V = 2, no ratio change (old = logp), A = 1: the loss is -1 and the gradient is -(e_y - p).
+  const logits = Float32Array.of(0, Math.log(3))
+  const logp = Math.log(1 / 4)
+  const r = plainGrpoLoss({ logits, targets: Int32Array.of(0), oldLogp: Float32Array.of(logp), refLogp: Float32Array.of(logp), advantages: Float32Array.of(1), V: 2, temperature: 1, clip: 0.2, beta: 0 })
+  t.ok(Math.abs(r.loss + 1) < 1e-6, `loss ${r.loss}`)
+  t.ok(Math.abs(r.grad[0]! + 0.75) < 1e-6 && Math.abs(r.grad[1]! - 0.75) < 1e-6, `gradient ${Array.from(r.grad)}`)
+})
+
+t.test('bench command: --help, a small run, and bad flags', async (t) => {
+  const { run } = await import('../../lib/commands/bench.js')
+  t.equal((await quietly(() => run(['--help']))).value, 0, '--help')
+  const dir = t.testdir()
+  const small = await quietly(() => run(['--ops', 'tokenLogprobs,groupAdvantages', '--vocab', '32', '--tokens', '4', '--dtypes', 'f16', '--reps', '1', '--warmup', '0', '--out', dir]))
+  t.equal(small.value, 0, 'a small run succeeds')
+  t.match(small.output, /wrote .*\.json/, 'it names its results')
+  t.ok(existsSync(join(dir)), 'the results folder exists')
+  for (const [flag, value] of [['--ops', 'nope'], ['--dtypes', 'i32'], ['--vocab', '0'], ['--device', 'tpu'], ['--tokens', ',']]) {
+    await t.rejects(quietly(() => run([flag!, value!])), GrpoError, `${flag} ${value} is rejected`)
+  }
+})
+
+t.test('tour command', async (t) => {
+  const { run } = await import('../../lib/commands/tour.js')
+  t.equal((await quietly(() => run(['--help']))).value, 0, '--help')
+  const tour = await quietly(() => run(['--vocab', '50', '--tokens', '16', '--group', '2', '--dtype', 'f16']))
+  t.equal(tour.value, 0, 'the tour runs')
+  t.match(tour.output, /grpoLoss \(forward \+ backward\)/, 'it shows the fused loss')
+  t.match(tour.output, /live native tensors after dispose: 0/, 'it frees what it made')
+})
