@@ -29,6 +29,7 @@ import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
+import { boolean, dtype, number, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
 
 export interface EmbeddingBagForwardOptions {
   /** f32 [V], added to every row. */
@@ -97,45 +98,6 @@ export interface AdamWOptions {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-
-function tensor(value: unknown, what: string): Tensor {
-  if (!(value instanceof Tensor)) invalidArg('a Tensor', what, value)
-  value.native // throws ERR_GRPO_DISPOSED for a disposed tensor
-  return value
-}
-
-function optionalTensor(value: unknown, what: string): Tensor | undefined {
-  return value === undefined || value === null ? undefined : tensor(value, what)
-}
-
-function dtype(t: Tensor, allowed: readonly DType[], what: string): void {
-  if (!allowed.includes(t.dtype)) fail('ERR_GRPO_DTYPE', `a ${allowed.join(' or ')} tensor`, what, `a ${t.dtype} tensor`)
-}
-
-function shape(t: Tensor, expected: readonly number[], what: string): void {
-  if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
-    fail('ERR_GRPO_SHAPE', `shape [${expected.join(', ')}]`, what, `a tensor of shape [${t.shape.join(', ')}]`)
-  }
-}
-
-function sameDevice(device: string, t: Tensor | undefined, what: string): void {
-  if (t && t.device !== device) invalidArg(`a tensor on ${device} (all inputs of a call on one device)`, what, `a tensor on ${t.device}`)
-}
-
-function options<T extends object>(value: T | undefined, what: string): T {
-  if (value === undefined || value === null) return {} as T
-  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an options object', what, value)
-  return value
-}
-
-function number(value: unknown, what: string, expected: string, ok: (v: number) => boolean): void {
-  if (value === undefined) return
-  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) invalidArg(expected, what, value)
-}
-
-function boolean(value: unknown, what: string): void {
-  if (value !== undefined && typeof value !== 'boolean') invalidArg('a boolean', what, value)
-}
 
 function counter(value: unknown, what: string): void {
   if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 0)) invalidArg('an integer in [0, 2^53)', what, value)

@@ -6,6 +6,7 @@
 import type { NativeGrpoLoss, NativeGroupAdvantages, NativeLossStats, NativePolicyLoss, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
 import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
+import { FLOAT_DTYPES, boolean, dtype, number, oneOf, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 
@@ -112,49 +113,6 @@ export interface GrpoLossResult {
 // ---------------------------------------------------------------------------------------------------------
 // Validation (the native side repeats it; this layer gives the TypeScript names and fails before any work).
 
-const FLOAT_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16']
-
-function tensor(value: unknown, what: string): Tensor {
-  if (!(value instanceof Tensor)) invalidArg('a Tensor', what, value)
-  value.native // throws ERR_GRPO_DISPOSED for a disposed tensor
-  return value
-}
-
-function optionalTensor(value: unknown, what: string): Tensor | undefined {
-  return value === undefined || value === null ? undefined : tensor(value, what)
-}
-
-function dtype(t: Tensor, allowed: readonly DType[], what: string): void {
-  if (!allowed.includes(t.dtype)) fail('ERR_GRPO_DTYPE', `a ${allowed.join(' or ')} tensor`, what, `a ${t.dtype} tensor`)
-}
-
-function shape(t: Tensor, expected: readonly number[], what: string): void {
-  if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
-    fail('ERR_GRPO_SHAPE', `shape [${expected.join(', ')}]`, what, `a tensor of shape [${t.shape.join(', ')}]`)
-  }
-}
-
-function sameDevice(device: string, entries: [Tensor | undefined, string][]): void {
-  for (const [t, what] of entries) {
-    if (t && t.device !== device) invalidArg(`a tensor on ${device} (all inputs of a call on one device)`, what, `a tensor on ${t.device}`)
-  }
-}
-
-function options<T extends object>(value: T | undefined, what: string): T {
-  if (value === undefined || value === null) return {} as T
-  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an options object', what, value)
-  return value
-}
-
-function oneOf<T extends string>(value: unknown, allowed: readonly T[], what: string): void {
-  if (value !== undefined && !allowed.includes(value as T)) invalidArg(`one of ${allowed.map((a) => `'${a}'`).join(', ')}`, what, value)
-}
-
-function number(value: unknown, what: string, expected: string, ok: (v: number) => boolean, nullable = false): void {
-  if (value === undefined || (nullable && value === null)) return
-  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) invalidArg(expected, what, value)
-}
-
 function checkLossOptions(o: GrpoLossOptions, fused: boolean): void {
   if (fused) number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
   number(o.clipLow, 'clipLow', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
@@ -193,7 +151,7 @@ function checkTokenInputs(
   if (!perSequence && !perToken) {
     fail('ERR_GRPO_SHAPE', `shape [${B}] or [${B}, ${L}]`, 'advantages', `a tensor of shape [${advantages.shape.join(', ')}]`)
   }
-  sameDevice(device, [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [advantages, 'advantages']])
+  for (const [t, what] of [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [advantages, 'advantages']] as const) sameDevice(device, t, what)
 }
 
 function nativeOf(t: Tensor | undefined): NativeTensor | undefined {
@@ -217,9 +175,10 @@ function prepareTokenLogprobs(logits: Tensor, targets: Tensor, opts: TokenLogpro
     dtype(mask, ['u8'], 'mask')
     shape(mask, [B, L], 'mask')
   }
-  sameDevice(logits.device, [[targets, 'targets'], [mask, 'mask']])
+  sameDevice(logits.device, targets, 'targets')
+  sameDevice(logits.device, mask, 'mask')
   number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
-  if (o.entropy !== undefined && typeof o.entropy !== 'boolean') invalidArg('a boolean', 'entropy', o.entropy)
+  boolean(o.entropy, 'entropy')
   return { logits: logits.native, targets: targets.native, options: { temperature: o.temperature, entropy: o.entropy, mask: nativeOf(mask) } }
 }
 
@@ -281,7 +240,7 @@ function prepareGroupAdvantages(rewards: Tensor | ArrayLike<number>, opts: Group
       ids = g.tensor
       dtype(ids, ['i32'], 'groupIds')
       shape(ids, [K], 'groupIds')
-      sameDevice(r.tensor.device, [[ids, 'groupIds']])
+      sameDevice(r.tensor.device, ids, 'groupIds')
     }
     const nativeOptions = { ...o, groupIds: ids?.native }
     return { rewards: r.tensor.native, options: nativeOptions, owned }
@@ -335,7 +294,7 @@ function preparePolicyLoss(inputs: PolicyLossInputs, opts: LossOptions | undefin
   if (entropy) {
     dtype(entropy, ['f32'], 'entropy')
     shape(entropy, [B, L], 'entropy')
-    sameDevice(logp.device, [[entropy, 'entropy']])
+    sameDevice(logp.device, entropy, 'entropy')
   }
   checkLossOptions(o, false)
   if ((o.beta ?? 0) > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
@@ -380,14 +339,14 @@ function prepareGrpoLoss(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefin
   const [B, L] = logits.shape as [number, number, number]
   dtype(targets, ['i32'], 'targets')
   shape(targets, [B, L], 'targets')
-  sameDevice(logits.device, [[targets, 'targets']])
+  sameDevice(logits.device, targets, 'targets')
   checkTokenInputs(B, L, logits.device, { mask, oldLogp, refLogp, advantages })
   checkLossOptions(o, true)
   if ((o.beta ?? 0) > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
   if (o.gradDtype !== undefined && o.gradDtype !== 'f32' && o.gradDtype !== logits.dtype) {
     invalidArg(`'f32' or '${logits.dtype}'`, 'gradDtype', o.gradDtype)
   }
-  if (o.inplace !== undefined && typeof o.inplace !== 'boolean') invalidArg('a boolean', 'inplace', o.inplace)
+  boolean(o.inplace, 'inplace')
   if (o.inplace && (o.gradDtype ?? logits.dtype) !== logits.dtype) {
     invalidArg(`gradDtype '${logits.dtype}' (the logits' dtype) with inplace`, 'gradDtype', o.gradDtype)
   }
