@@ -25,7 +25,6 @@
  * ("Expected X for Y but received Z"). Each has a Promise form and a …Sync twin.
  */
 import type { NativeTensor } from '../types/binding.js'
-import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
