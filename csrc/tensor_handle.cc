@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "backend.h"
 #include "napi_util.h"
@@ -42,6 +43,7 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                                         InstanceMethod<&TensorHandle::dispose>("dispose"),
                                         InstanceMethod<&TensorHandle::read>("read"),
                                         InstanceMethod<&TensorHandle::readSync>("readSync"),
+                                        InstanceMethod<&TensorHandle::to>("to"),
                                     });
   addonData(env).tensorClass = Napi::Persistent(ctor);
   return ctor;
@@ -175,6 +177,46 @@ Napi::Value TensorHandle::read(const Napi::CallbackInfo& info) {
         c.buffer.Reset();
         return v;
       });
+}
+
+}  // namespace grpo
+
+namespace grpo {
+
+// to(device, async): a copy of the tensor on `device` (a copy even on the same device, so the result is
+// always a tensor the caller owns). Host <-> device transfers go through the CUDA backend's pinned staging.
+Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const TensorRef& src = live(env);
+    const std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    Device device;
+    if (name == "cpu") device = Device::Cpu;
+    else if (name == "cuda") device = Device::Cuda;
+    else fail(ErrorCode::InvalidArg, "'cpu' or 'cuda'", "device", describeValue(info[0]));
+    if (device == Device::Cuda) backendFor(Device::Cuda);  // ERR_GRPO_NO_CUDA without a usable GPU
+    struct CopyCall {
+      TensorRef src, dst;
+    };
+    auto call = std::make_shared<CopyCall>();
+    call->src = src;
+    call->dst = makeTensor(src.dtype, src.shape, device);
+    return runOp<CopyCall>(
+        env, info[1].ToBoolean(), call,
+        [](CopyCall& c) {
+          const size_t bytes = static_cast<size_t>(c.src.numel()) * dtypeSize(c.src.dtype);
+          if (c.src.device() == Device::Cpu) {
+            copyFromHost(c.dst, c.src.storage->data(), bytes);
+          } else if (c.dst.device() == Device::Cpu) {
+            copyToHost(c.src, c.dst.storage->data(), bytes);
+          } else {
+            std::vector<char> staging(bytes);  // device to device: rare (a clone), so through the host
+            copyToHost(c.src, staging.data(), bytes);
+            copyFromHost(c.dst, staging.data(), bytes);
+          }
+        },
+        [](Napi::Env e, CopyCall& c) { return wrapTensor(e, c.dst); });
+  });
 }
 
 }  // namespace grpo

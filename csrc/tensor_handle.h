@@ -26,6 +26,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value dispose(const Napi::CallbackInfo& info);
   Napi::Value read(const Napi::CallbackInfo& info);
   Napi::Value readSync(const Napi::CallbackInfo& info);
+  Napi::Value to(const Napi::CallbackInfo& info);
   const TensorRef& live(Napi::Env env);
 
   TensorRef ref_;

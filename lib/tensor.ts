@@ -94,7 +94,7 @@ export class Tensor implements Disposable, AsyncDisposable {
     }
     if (!DTYPES.includes(dtype)) fail('ERR_GRPO_DTYPE', `one of ${DTYPES.join(', ')}`, 'dtype', dtype)
     const device = options.device ?? defaultDevice()
-    if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
+    checkDevice(device)
     const dims = checkShape(shape)
     const count = dims.reduce((a, b) => a * b, 1)
     if (count !== data.length) {
@@ -154,6 +154,20 @@ export class Tensor implements Disposable, AsyncDisposable {
     return widen(this.dtype, this.toArraySync())
   }
 
+  /**
+   * A copy of this tensor on `device` ('cpu' or 'cuda'), made off the main thread; host transfers use pinned
+   * staging buffers. Ops never move tensors implicitly: mixing devices in one call is an error.
+   */
+  async to(device: Device): Promise<Tensor> {
+    checkDevice(device)
+    return new Tensor(await this.native.to(device, true))
+  }
+
+  toSync(device: Device): Tensor {
+    checkDevice(device)
+    return new Tensor(this.native.to(device, false))
+  }
+
   /** Frees the native memory now. Idempotent; any later use throws ERR_GRPO_DISPOSED. */
   dispose(): void {
     this.#native.dispose()
@@ -176,6 +190,10 @@ export class Tensor implements Disposable, AsyncDisposable {
       fail('ERR_GRPO_DTYPE', 'an f32, bf16 or f16 tensor', 'toFloat32Array', `a ${this.dtype} tensor`)
     }
   }
+}
+
+function checkDevice(device: unknown): asserts device is Device {
+  if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
 }
 
 function storageClass(dtype: DType): new (buffer: ArrayBuffer) => TensorData {

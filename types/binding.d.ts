@@ -14,6 +14,8 @@ export declare class NativeTensor {
   dispose(): void
   read(): Promise<ArrayBuffer>
   readSync(): ArrayBuffer
+  to(device: NativeDevice, async: true): Promise<NativeTensor>
+  to(device: NativeDevice, async: false): NativeTensor
 }
 
 export interface NativeLossStats {
