@@ -249,8 +249,3 @@ export function memoryInfo(): MemoryInfo {
 export function releaseMemoryCache(): void {
   native().releaseCache()
 }
-
-/** @internal For error messages: "a Tensor" or the value's description. */
-export function isTensor(value: unknown): value is Tensor {
-  return value instanceof Tensor
-}

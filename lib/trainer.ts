@@ -19,7 +19,7 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { GrpoError, invalidArg } from './errors.js'
-import { grpoLoss, tokenLogprobs, type KlEstimator, type LossAggregation, type LossStats } from './ops.js'
+import { grpoLoss, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
 import { AdamW } from './optimizer.js'
 import type { Policy, SampledCompletion } from './policy.js'
 import { scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
@@ -56,8 +56,12 @@ export function toolCallReward(options: ScoreOptions = {}): RewardFunction {
   }
 }
 
-/** The algorithm's settings (everything but the model, the reward and the optimizer). */
-export interface GrpoSettings {
+/**
+ * The algorithm's settings (everything but the model, the reward and the optimizer). The loss options are
+ * those of ops.grpoLoss; beta > 0 also makes the trainer keep a reference policy.
+ */
+export interface GrpoSettings
+  extends Pick<GrpoLossOptions, 'clipLow' | 'clipHigh' | 'dualClip' | 'logRatioClamp' | 'beta' | 'kl' | 'entropyCoef' | 'lossAgg' | 'normLength'> {
   /** Completions per prompt. Default 5. */
   groupSize?: number
   /** Sampling temperature; the loss divides the logits by the same value. Default 1. */
@@ -68,16 +72,6 @@ export interface GrpoSettings {
   maxNewTokens?: number
   /** Token ids that end a completion. */
   stop?: readonly number[]
-  clipLow?: number
-  clipHigh?: number
-  dualClip?: number | null
-  logRatioClamp?: number | null
-  /** KL coefficient (a reference policy is used when > 0). Default 0. */
-  beta?: number
-  kl?: KlEstimator
-  entropyCoef?: number
-  lossAgg?: LossAggregation
-  normLength?: number
   /** Passes over each batch, each ending in one optimizer update. Default 1. */
   epochs?: number
   /** Micro-batches per pass (gradient accumulation; memory, not math). Default 1. */

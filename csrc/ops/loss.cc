@@ -109,15 +109,8 @@ Napi::Value grpoLossBinding(const Napi::CallbackInfo& info) {
     c.mask = optionalTensor(inputs, "mask");
     c.old = optionalTensor(inputs, "oldLogp");
     c.ref = optionalTensor(inputs, "refLogp");
-    expectDType(c.logits, {DType::F32, DType::BF16, DType::F16}, "logits");
-    expectRank(c.logits, 3, "logits");
-    c.B = c.logits.shape[0];
-    c.L = c.logits.shape[1];
-    c.V = c.logits.shape[2];
-    if (c.V < 1) fail(ErrorCode::Shape, "a vocabulary of at least 1", "logits", "shape " + shapeString(c.logits.shape));
+    checkLogitsAndTargets(c.logits, c.targets, &c.B, &c.L, &c.V);
     const Device device = c.logits.device();
-    expectDType(c.targets, {DType::I32}, "targets");
-    expectShape(c.targets, {c.B, c.L}, "targets");
     expectDevice(c.targets, device, "targets");
     checkTokenInputs(c.mask, c.old, c.ref, c.B, c.L, device);
     c.perTokenAdvantages = checkAdvantages(c.advantages, c.B, c.L);

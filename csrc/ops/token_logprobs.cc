@@ -15,14 +15,7 @@ Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info) {
     c.targets = tensorArg(info[1], "targets");
     Napi::Object opts = objectArg(info[2], "options");
     bool async = info[3].ToBoolean();
-    expectDType(c.logits, {DType::F32, DType::BF16, DType::F16}, "logits");
-    expectRank(c.logits, 3, "logits");
-    c.B = c.logits.shape[0];
-    c.L = c.logits.shape[1];
-    c.V = c.logits.shape[2];
-    if (c.V < 1) fail(ErrorCode::Shape, "a vocabulary of at least 1", "logits", "shape " + shapeString(c.logits.shape));
-    expectDType(c.targets, {DType::I32}, "targets");
-    expectShape(c.targets, {c.B, c.L}, "targets");
+    checkLogitsAndTargets(c.logits, c.targets, &c.B, &c.L, &c.V);
     c.mask = optionalTensor(opts, "mask");
     if (c.mask.defined()) {
       expectDType(c.mask, {DType::U8}, "mask");

@@ -38,6 +38,17 @@ void expectDevice(const TensorRef& t, Device device, const std::string& what) {
   }
 }
 
+void checkLogitsAndTargets(const TensorRef& logits, const TensorRef& targets, int64_t* B, int64_t* L, int64_t* V) {
+  expectDType(logits, {DType::F32, DType::BF16, DType::F16}, "logits");
+  expectRank(logits, 3, "logits");
+  *B = logits.shape[0];
+  *L = logits.shape[1];
+  *V = logits.shape[2];
+  if (*V < 1) fail(ErrorCode::Shape, "a vocabulary of at least 1", "logits", "shape " + shapeString(logits.shape));
+  expectDType(targets, {DType::I32}, "targets");
+  expectShape(targets, {*B, *L}, "targets");
+}
+
 bool checkAdvantages(const TensorRef& adv, int64_t B, int64_t L) {
   expectDType(adv, {DType::F32}, "advantages");
   if (adv.shape.size() == 1 && adv.shape[0] == B) return false;
