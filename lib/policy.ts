@@ -509,8 +509,8 @@ export class LogLinearPolicy implements Policy {
     const copy = new LogLinearPolicy({ ...this.config, device: this.device, trainable: false })
     copy.#weight.dispose()
     copy.#bias.dispose()
-    copy.#weight = Tensor.from(await this.#weight.toArray(), this.#weight.shape, { device: this.device })
-    copy.#bias = Tensor.from(await this.#bias.toArray(), this.#bias.shape, { device: this.device })
+    copy.#weight = await this.#weight.to(this.device)
+    copy.#bias = await this.#bias.to(this.device)
     return copy
   }
 
