@@ -7,7 +7,7 @@
  * per-category counts and the reason counts; writes results.json, table.md and accuracy.svg.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Device } from '../dtype.js'
 import { invalidArg } from '../errors.js'
@@ -211,7 +211,8 @@ export async function run(args: string[]): Promise<number> {
     })
     const notes = '\n\nAccuracy in %. * = a summary over the categories present only; — = not evaluated.\n'
     await writeFile(join(outDir, 'table.md'), `${table}${notes}\n${categoryTable(report)}\n\n${reasonTable(report)}\n`)
-    await writeFile(join(outDir, 'accuracy.svg'), await accuracyChartSvg(report, `${name} on BFCL (${report.evaluated} entries)`))
+    const dataLabel = values.task ? "the bundled task's held-out requests" : basename(dataPath)
+    await writeFile(join(outDir, 'accuracy.svg'), await accuracyChartSvg(report, `${name}: ${report.evaluated} entries of ${dataLabel}`))
     out(`wrote ${join(outDir, 'results.json')}, table.md, accuracy.svg (${report.seconds.toFixed(1)}s)`)
     return 0
   } finally {

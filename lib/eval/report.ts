@@ -108,7 +108,7 @@ export async function accuracyChartSvg(report: BfclReport, title: string): Promi
     ['Overall', report.summary.overall],
   ]
   for (const [label, s] of summaries) {
-    if (s.accuracy !== null) values.push({ label: `${label} (summary)`, group: 'Summary', accuracy: s.accuracy * 100, text: summaryCell(s) + '%' })
+    if (s.accuracy !== null) values.push({ label: `${label} (summary)`, group: 'Summary', accuracy: s.accuracy * 100, text: `${percent(s.accuracy)}%${s.missing.length > 0 ? '*' : ''}` })
   }
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -117,7 +117,7 @@ export async function accuracyChartSvg(report: BfclReport, title: string): Promi
     width: 460,
     height: { step: 22 },
     encoding: {
-      y: { field: 'label', type: 'nominal', sort: null, title: null },
+      y: { field: 'label', type: 'nominal', sort: null, title: null, axis: { labelLimit: 0 } },
       x: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 100] }, title: 'accuracy (%)' },
     },
     layer: [
