@@ -153,7 +153,7 @@ t.test('/v1/chat/completions streaming: role, content deltas, tool calls, finish
 
 t.test('greedy requests that arrive together share one policy call', async (t) => {
   const before = model.policy.calls.length
-  model.policy.delayMs = 100
+  model.policy.delayMs = 300
   t.teardown(() => void (model.policy.delayMs = 0))
   const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => post('/v1/completions', { prompt: i % 2 ? 'count' : 'weather', max_tokens: 5 + i, temperature: 0 })))
   t.ok(replies.every((r) => r.status === 200))
