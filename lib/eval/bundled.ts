@@ -10,6 +10,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify as losslessStringify } from 'lossless-json'
+import { counterOption, integerOption, parseOptions, type Schema } from '../options.js'
 import { generateToolTask, type ToolSpec, type ToolTaskExample } from '../task/tool-task.js'
 import type { ExpectedCall } from './checker.js'
 import type { BfclCategory, BfclEntry } from './data.js'
@@ -20,6 +21,11 @@ export interface BundledBfclOptions {
   seed?: number
   /** Entries per category (default 100). */
   perCategory?: number
+}
+
+const BUNDLED_BFCL_SCHEMA: Schema<BundledBfclOptions> = {
+  seed: counterOption(1),
+  perCategory: integerOption(1, 100),
 }
 
 /** A task tool as a BFCL function document (`parameters.type` "dict", as BFCL writes it). */
@@ -53,8 +59,7 @@ function entry(id: string, category: BfclCategory, example: ToolTaskExample, too
 
 /** The bundled task's held-out requests as BFCL entries: simple, multiple, parallel_multiple, irrelevance. */
 export function toolTaskBfcl(options: BundledBfclOptions = {}): BfclEntry[] {
-  const seed = options.seed ?? 1
-  const n = options.perCategory ?? 100
+  const { seed, perCategory: n } = parseOptions(BUNDLED_BFCL_SCHEMA, options, 'toolTaskBfcl options') as Required<BundledBfclOptions>
   // Two-call requests are a quarter of the draws: draw enough for n of them.
   const shown = generateToolTask({ seed, train: 0, heldOut: n * 6 }).heldOut
   const alone = generateToolTask({ seed, train: 0, heldOut: n * 2, distractors: 0 }).heldOut

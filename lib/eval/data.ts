@@ -18,6 +18,7 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { isLosslessNumber } from 'lossless-json'
 import { invalidArg } from '../errors.js'
+import { integerOption, parseOptions, valueOption, type Schema } from '../options.js'
 import { parseLossless } from '../reward/json.js'
 import type { ExpectedCall } from './checker.js'
 import { type PyValue, fromJson, isDict } from './values.js'
@@ -88,6 +89,11 @@ export interface ReadBfclOptions {
   categories?: readonly string[]
   /** At most this many entries per category, in file order. */
   limit?: number
+}
+
+const READ_BFCL_SCHEMA: Schema<ReadBfclOptions> = {
+  categories: valueOption(`a list of categories among ${CATEGORIES.join(', ')}`, (v) => Array.isArray(v) && v.every((c) => (CATEGORIES as readonly string[]).includes(c))),
+  limit: integerOption(1),
 }
 
 /** The category of a question file name, or null when it is not a BFCL question file. */
@@ -243,12 +249,9 @@ async function readCategoryFile(file: string, category: BfclCategory, options: R
  * Reads a BFCL data folder (the released `data/` folder, with `possible_answer/` inside) or one question file.
  * Categories come in the order of CATEGORIES.
  */
-export async function readBfcl(path: string, options: ReadBfclOptions = {}): Promise<BfclData> {
+export async function readBfcl(path: string, readOptions: ReadBfclOptions = {}): Promise<BfclData> {
   if (typeof path !== 'string' || path === '') invalidArg('a BFCL data folder or question file', 'path', path)
-  if (options.limit !== undefined && (!Number.isSafeInteger(options.limit) || options.limit < 1)) invalidArg('a positive integer', 'limit', options.limit)
-  for (const c of options.categories ?? []) {
-    if (!(CATEGORIES as readonly string[]).includes(c)) invalidArg(`one of ${CATEGORIES.join(', ')}`, 'a category', c)
-  }
+  const options = parseOptions(READ_BFCL_SCHEMA, readOptions, 'readBfcl options')
   let info
   try {
     info = await stat(path)

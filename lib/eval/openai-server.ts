@@ -20,6 +20,7 @@
 import { randomBytes, randomInt } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { GrpoError, describe } from '../errors.js'
+import { integerOption, parseOptions, valueOption, type Schema } from '../options.js'
 import type { SampledCompletion } from '../policy.js'
 import { isLosslessNumber, parseLossless } from '../reward/json.js'
 import { decodeToolCallBlocks } from './decode.js'
@@ -35,6 +36,16 @@ export interface OpenAIHandlerOptions {
   maxTokensLimit?: number
   /** The largest request body, in bytes (default 16 MiB). */
   maxBodyBytes?: number
+}
+
+const OPENAI_HANDLER_SCHEMA: Schema<OpenAIHandlerOptions> = {
+  model: valueOption('a LoadedModel (loadModel, modelFromPolicy)', (v) => {
+    const m = v as Partial<LoadedModel> | null
+    return typeof m === 'object' && m !== null && typeof m.policy?.sample === 'function' && typeof m.tokenizer?.encode === 'function'
+  }),
+  maxBatch: integerOption(1, 64),
+  maxTokensLimit: integerOption(1, 4096),
+  maxBodyBytes: integerOption(1, 16 * 1024 * 1024),
 }
 
 export interface OpenAIHandler {
@@ -448,14 +459,13 @@ function chatMessages(value: unknown): PromptMessage[] {
   })
 }
 
-export function createOpenAIHandler(options: OpenAIHandlerOptions): OpenAIHandler {
+export function createOpenAIHandler(handlerOptions: OpenAIHandlerOptions): OpenAIHandler {
+  const options = parseOptions(OPENAI_HANDLER_SCHEMA, handlerOptions, 'OpenAI handler options') as Required<OpenAIHandlerOptions>
   const model = options.model
-  if (typeof model?.policy?.sample !== 'function' || typeof model.tokenizer?.encode !== 'function') {
-    throw new GrpoError(`Expected a LoadedModel for the OpenAI handler but received ${describe(model)}`, 'ERR_GRPO_INVALID_ARG')
-  }
-  const maxBatch = options.maxBatch ?? 64
-  const limits = { maxTokens: options.maxTokensLimit ?? 4096, defaultTokens: Math.min(model.maxNewTokens, options.maxTokensLimit ?? 4096) }
-  const maxBody = options.maxBodyBytes ?? 16 * 1024 * 1024
+  if (model === undefined) throw new GrpoError('Expected a LoadedModel (loadModel, modelFromPolicy) for model but received undefined', 'ERR_GRPO_INVALID_ARG')
+  const maxBatch = options.maxBatch
+  const limits = { maxTokens: options.maxTokensLimit, defaultTokens: Math.min(model.maxNewTokens, options.maxTokensLimit) }
+  const maxBody = options.maxBodyBytes
   const queue = new GenerationQueue(model, maxBatch)
 
   const generate = async (prompts: Int32Array[], c: Common) =>

@@ -3,6 +3,7 @@
  * accuracy, BFCL's summary figures, and the count of every reason.
  */
 import { invalidArg } from '../errors.js'
+import { oneOfOption, parseOptions, valueOption, type Schema } from '../options.js'
 import { type CheckResult, type Reason, REASONS, checkAst, checkRelevance, decodeFailure, sourceFailure } from './checker.js'
 import { type BfclEntry, CATEGORIES, type BfclCategory, isRelevanceCategory } from './data.js'
 import { type CallFormat, CALL_FORMATS, decodeText } from './decode.js'
@@ -64,6 +65,12 @@ export interface EvaluateBfclOptions {
   /** Called after each entry is checked. */
   onProgress?: (done: number, total: number, correct: number) => void
   signal?: AbortSignal
+}
+
+const EVALUATE_BFCL_SCHEMA: Schema<EvaluateBfclOptions> = {
+  format: oneOfOption(CALL_FORMATS, 'auto'),
+  onProgress: valueOption('a function (done, total, correct)', (v) => typeof v === 'function'),
+  signal: valueOption('an AbortSignal', (v) => v instanceof AbortSignal),
 }
 
 function plainCalls(calls: readonly { name: string; arguments: Map<string, unknown> }[]): EntryResult['calls'] {
@@ -132,11 +139,11 @@ export function score(results: readonly EntryResult[]): Pick<BfclReport, 'catego
 }
 
 /** Runs `source` on `entries` and checks every completion. */
-export async function evaluateBfcl(entries: readonly BfclEntry[], source: CompletionSource, options: EvaluateBfclOptions = {}): Promise<BfclReport> {
+export async function evaluateBfcl(entries: readonly BfclEntry[], source: CompletionSource, evaluateOptions: EvaluateBfclOptions = {}): Promise<BfclReport> {
   if (!Array.isArray(entries)) invalidArg('an array of BFCL entries', 'entries', entries)
   if (typeof source?.complete !== 'function') invalidArg('a CompletionSource', 'source', source)
-  const format = options.format ?? 'auto'
-  if (!CALL_FORMATS.includes(format)) invalidArg(`one of ${CALL_FORMATS.join(', ')}`, 'format', format)
+  const options = parseOptions(EVALUATE_BFCL_SCHEMA, evaluateOptions, 'evaluateBfcl options')
+  const format = options.format!
   const started = performance.now()
   const results: (EntryResult | undefined)[] = new Array(entries.length)
   let done = 0

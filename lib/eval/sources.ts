@@ -15,6 +15,7 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify as losslessStringify } from 'lossless-json'
 import { invalidArg } from '../errors.js'
+import { booleanOption, counterOption, integerOption, numberOption, oneOfOption, parseOptions, temperature, valueOption, type Schema } from '../options.js'
 import type { Policy } from '../policy.js'
 import { parseLossless } from '../reward/json.js'
 import type { BfclEntry, DataProblem } from './data.js'
@@ -48,11 +49,10 @@ export interface CompletionSource {
   complete(entries: readonly BfclEntry[], onCompletion: (index: number, completion: Completion) => void, options?: CompleteOptions): Promise<void>
 }
 
-function positiveInt(value: unknown, what: string, fallback: number, min = 1): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) < min) invalidArg(`an integer >= ${min}`, what, value)
-  return value as number
-}
+const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isFunction = (v: unknown) => typeof v === 'function'
+const isString = (v: unknown) => typeof v === 'string'
+const templateOption = valueOption<PromptTemplate>('a PromptTemplate function ({messages, tools}) => prompt text', isFunction)
 
 // ---------------------------------------------------------------------------------------------------------
 // A Policy
@@ -82,12 +82,26 @@ export interface PolicySourceOptions {
   name?: string
 }
 
+const POLICY_SOURCE_SCHEMA: Schema<PolicySourceOptions> = {
+  policy: valueOption('a Policy (with sample)', (v) => isObject(v) && isFunction((v as Policy).sample)),
+  tokenizer: valueOption('a tokenizer with encode and decode', (v) => isObject(v) && isFunction((v as TextTokenizer).encode) && isFunction((v as TextTokenizer).decode)),
+  stop: valueOption('an array of token ids', (v) => Array.isArray(v) && v.every((t) => Number.isSafeInteger(t) && t >= 0)),
+  template: templateOption,
+  maxNewTokens: integerOption(1, 256),
+  batchSize: integerOption(1, 64),
+  greedy: booleanOption(true),
+  temperature,
+  seed: counterOption(0),
+  name: valueOption('a string', isString),
+}
+
 /** Completions from a Policy of ours. A failed sampling call fails the entries of its batch (source-error). */
-export function policySource(options: PolicySourceOptions): CompletionSource {
-  if (typeof options !== 'object' || options === null || typeof options.policy?.sample !== 'function') invalidArg('{policy, tokenizer}', 'policySource options', options)
-  if (typeof options.tokenizer?.encode !== 'function' || typeof options.tokenizer.decode !== 'function') invalidArg('a tokenizer with encode and decode', 'tokenizer', options.tokenizer)
-  const maxNewTokens = positiveInt(options.maxNewTokens, 'maxNewTokens', 256)
-  const batchSize = positiveInt(options.batchSize, 'batchSize', 64)
+export function policySource(sourceOptions: PolicySourceOptions): CompletionSource {
+  const options = parseOptions(POLICY_SOURCE_SCHEMA, sourceOptions, 'policySource options')
+  if (options.policy === undefined) invalidArg('a Policy (with sample)', 'policy', undefined)
+  if (options.tokenizer === undefined) invalidArg('a tokenizer with encode and decode', 'tokenizer', undefined)
+  const maxNewTokens = options.maxNewTokens!
+  const batchSize = options.batchSize!
   const template = options.template ?? toolN1Template
   const { policy, tokenizer } = options
   return {
@@ -101,7 +115,7 @@ export function policySource(options: PolicySourceOptions): CompletionSource {
         try {
           const prompts = chunk.map((e) => tokenizer.encode(entryPrompt(e, template)))
           const samples = await policy.sample(prompts, {
-            greedy: options.greedy ?? true,
+            greedy: options.greedy,
             temperature: options.temperature,
             seed: options.seed,
             maxNewTokens,
@@ -243,6 +257,21 @@ export interface OpenAISourceOptions {
   headers?: Record<string, string>
 }
 
+const OPENAI_SOURCE_SCHEMA: Schema<OpenAISourceOptions> = {
+  endpoint: valueOption('an http(s) URL such as http://127.0.0.1:8000', isString),
+  api: oneOfOption(['chat', 'completions'], 'chat'),
+  model: valueOption('a string', isString),
+  apiKey: valueOption('a string', isString),
+  template: templateOption,
+  maxTokens: integerOption(1, 256),
+  temperature: numberOption('a number >= 0', (v) => v >= 0, 0) as Schema<OpenAISourceOptions>['temperature'],
+  concurrency: integerOption(1, 8),
+  retries: integerOption(0, 2),
+  timeoutMs: integerOption(1, 60_000),
+  backoffMs: integerOption(0, 250),
+  headers: valueOption('an object of header strings', (v) => isObject(v) && Object.values(v as object).every(isString)),
+}
+
 /** The base URL ending in /v1, without a trailing slash. */
 export function apiBase(endpoint: string): string {
   let url: URL
@@ -274,18 +303,11 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true })
   })
 
-export function openAISource(options: OpenAISourceOptions): CompletionSource {
-  if (typeof options !== 'object' || options === null) invalidArg('an options object with endpoint', 'openAISource options', options)
+export function openAISource(sourceOptions: OpenAISourceOptions): CompletionSource {
+  if (typeof sourceOptions !== 'object' || sourceOptions === null) invalidArg('an options object with endpoint', 'openAISource options', sourceOptions)
+  const options = parseOptions(OPENAI_SOURCE_SCHEMA, sourceOptions, 'openAISource options') as Required<Omit<OpenAISourceOptions, 'model' | 'apiKey' | 'template' | 'headers'>> & OpenAISourceOptions
   const base = apiBase(options.endpoint)
-  const api = options.api ?? 'chat'
-  if (api !== 'chat' && api !== 'completions') invalidArg("'chat' or 'completions'", 'api', api)
-  const concurrency = positiveInt(options.concurrency, 'concurrency', 8)
-  const retries = positiveInt(options.retries, 'retries', 2, 0)
-  const timeoutMs = positiveInt(options.timeoutMs, 'timeoutMs', 60_000)
-  const backoffMs = positiveInt(options.backoffMs, 'backoffMs', 250, 0)
-  const maxTokens = positiveInt(options.maxTokens, 'maxTokens', 256)
-  const temperature = options.temperature ?? 0
-  if (typeof temperature !== 'number' || !(temperature >= 0)) invalidArg('a number >= 0', 'temperature', temperature)
+  const { api, concurrency, retries, timeoutMs, backoffMs, maxTokens, temperature } = options
   const template = options.template ?? toolN1Template
   const url = `${base}/${api === 'chat' ? 'chat/completions' : 'completions'}`
   const headers: Record<string, string> = { 'content-type': 'application/json', ...(options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}), ...options.headers }

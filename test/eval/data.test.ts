@@ -105,8 +105,9 @@ t.test('categories, limit, a single file, and argument errors', async (t) => {
   t.same((await readBfcl(dir, { categories: ['live_irrelevance'] })).entries.map((e) => e.id), ['li0', 'li1'])
   t.same((await readBfcl(join(dir, 'BFCL_v3_simple.json'))).entries.length, 3, 'one question file, answers from the folder next to it')
   await t.rejects(readBfcl(join(root, 'missing')), { code: 'ERR_GRPO_INVALID_ARG', message: /existing BFCL data folder/ })
-  await t.rejects(readBfcl(dir, { categories: ['exec_simple'] }), { message: /one of simple, multiple/ })
-  await t.rejects(readBfcl(dir, { limit: 0 }), { message: /positive integer for limit/ })
+  await t.rejects(readBfcl(dir, { categories: ['exec_simple'] }), { message: /a list of categories among simple, multiple, .* for categories/ })
+  await t.rejects(readBfcl(dir, { limit: 0 }), { message: /an integer >= 1 for limit/ })
+  await t.rejects(readBfcl(dir, { limt: 2 } as never), { message: /did you mean limit\?/ })
   await t.rejects(readBfcl(''), { code: 'ERR_GRPO_INVALID_ARG' })
   const empty = join(root, 'empty')
   await mkdir(empty)
@@ -133,6 +134,7 @@ t.test('prompts: JSON-Schema tools in written order, the Tool-N1 template, OpenA
 })
 
 t.test('the bundled task as BFCL data: categories, files that read back, and prompts identical to training', async (t) => {
+  t.throws(() => toolTaskBfcl({ perCategory: 0 }), { message: /an integer >= 1 for perCategory/ })
   const entries = toolTaskBfcl({ seed: 3, perCategory: 12 })
   const count = (c: string) => entries.filter((e) => e.category === c).length
   t.same([count('simple'), count('multiple'), count('parallel_multiple'), count('irrelevance')], [12, 12, 12, 12])

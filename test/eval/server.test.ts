@@ -213,7 +213,9 @@ t.test('refusals: bad JSON, bad fields, unsupported settings, wrong method, too 
   t.equal((await fetch(smallBase + '/nope')).status, 404)
   small.closeAllConnections()
   await new Promise<void>((resolve) => small.close(() => resolve()))
-  t.throws(() => createOpenAIHandler({ model: {} as never }), { code: 'ERR_GRPO_INVALID_ARG' })
+  t.throws(() => createOpenAIHandler({ model: {} as never }), { code: 'ERR_GRPO_INVALID_ARG', message: /a LoadedModel/ })
+  t.throws(() => createOpenAIHandler({} as never), { message: /a LoadedModel .* but received undefined/ })
+  t.throws(() => createOpenAIHandler({ model, maxBatch: 0 }), { message: /an integer >= 1 for maxBatch/ })
 })
 
 t.test('a policy that fails answers 500 and the server keeps serving', async (t) => {
