@@ -1,0 +1,203 @@
+/**
+ * The collectives (lib/distributed.ts over csrc/dist): in this process as a world of one (what they do there,
+ * and every argument error), then as 2 and 3 MPI ranks over loopback, each rank's results against the
+ * single-process result computed here from every rank's inputs (in double precision).
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import * as distributed from '../../lib/distributed.js'
+import { GrpoError } from '../../lib/errors.js'
+import { Tensor } from '../../lib/tensor.js'
+import { SEED } from '../helpers/random.js'
+import { N, bf16, f32, values } from './inputs.js'
+import { mpirun, needsMpi } from './mpi.js'
+
+const worker = join(import.meta.dirname, 'collectives-worker.ts')
+
+// Before init: the launcher's environment is read at every info() until MPI starts.
+t.test('assignDevice: one GPU per local rank', async (t) => {
+  const env = { ...process.env }
+  t.teardown(() => {
+    for (const k of ['OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK', 'OMPI_COMM_WORLD_LOCAL_SIZE', 'CUDA_VISIBLE_DEVICES', 'GRPO_DIST_DEVICE']) {
+      if (env[k] === undefined) delete process.env[k]
+      else process.env[k] = env[k]
+    }
+  })
+  // Pretend to be local rank 1 of 2 on this machine, rank 3 of 4 in all.
+  Object.assign(process.env, { OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_RANK: '3', OMPI_COMM_WORLD_LOCAL_RANK: '1', OMPI_COMM_WORLD_LOCAL_SIZE: '2' })
+  const i = distributed.info()
+  t.match(i, { launcher: 'mpirun (Open MPI)', launchedSize: 4 })
+  t.equal(distributed.launched(), true)
+  process.env.CUDA_VISIBLE_DEVICES = '4,6'
+  t.equal(distributed.assignDevice(), '6', 'the local rank-th visible device')
+  t.equal(process.env.CUDA_VISIBLE_DEVICES, '6')
+  t.equal(distributed.assignDevice(), null, 'a single visible device is left alone')
+  process.env.CUDA_VISIBLE_DEVICES = '0,1'
+  process.env.GRPO_DIST_DEVICE = 'shared'
+  t.equal(distributed.assignDevice(), null, 'GRPO_DIST_DEVICE=shared opts out')
+  delete process.env.GRPO_DIST_DEVICE
+  process.env.CUDA_VISIBLE_DEVICES = '0'
+  Object.assign(process.env, { OMPI_COMM_WORLD_LOCAL_SIZE: '3', OMPI_COMM_WORLD_LOCAL_RANK: '2' })
+  process.env.CUDA_VISIBLE_DEVICES = '0,1'
+  const warn = t.capture(process.stderr, 'write')
+  t.equal(distributed.assignDevice(), '0', 'more ranks than GPUs: shared round-robin')
+  t.match(warn.args()[0]?.[0], /3 ranks on this machine share 2 GPUs/)
+})
+
+t.test('a lone process is a world of one', async (t) => {
+  const before = distributed.info()
+  t.equal(before.launcher, 'none')
+  t.equal(before.launchedSize, 1)
+  t.equal(distributed.launched(), false)
+  t.type(before.mpi.available, 'boolean')
+  t.ok(before.mpi.available || before.mpi.reason.length > 0, 'MPI is available or says why not')
+  t.ok(before.nccl.available || /libcuda|NCCL/.test(before.nccl.reason), `NCCL: ${before.nccl.reason || 'available'}`)
+  t.throws(() => distributed.allReduceSync(Tensor.from([1], [1])), { code: 'ERR_GRPO_INVALID_ARG', message: /distributed.init\(\) first/ }, 'collectives need init')
+  const world = distributed.init({ timeout: 30 })
+  t.match(world, { initialized: true, rank: 0, size: 1, localRank: 0, localSize: 1, timeout: 30, broken: false })
+  t.same(distributed.world(), { rank: 0, size: 1 })
+  t.equal(distributed.init().timeout, 30, 'init is idempotent and keeps the timeout')
+  t.equal(distributed.assignDevice(), null, 'a lone process keeps its devices')
+
+  using a = Tensor.from([1, -2, 3], [3])
+  await distributed.allReduce(a)
+  t.same(await a.toArray(), Float32Array.from([1, -2, 3]), 'allReduce of one rank: unchanged')
+  await distributed.allReduce([a], { op: 'max' })
+  await distributed.broadcast([a], { root: 0 })
+  t.same(await a.toArray(), Float32Array.from([1, -2, 3]), 'broadcast of one rank: unchanged')
+  using out = Tensor.zeros([3])
+  await distributed.allGather(a, out)
+  t.same(await out.toArray(), Float32Array.from([1, -2, 3]), 'allGather of one rank: a copy')
+  using x = Tensor.zeros([1])
+  using y = Tensor.zeros([2])
+  await distributed.allGather(a, [x, y])
+  t.same([...(await x.toArray()), ...(await y.toArray())], [1, -2, 3], 'into several outputs')
+  using b = Tensor.from([1.5, 2.5, 3.5], [3], { dtype: 'bf16' })
+  using r = Tensor.zeros([3], { dtype: 'bf16' })
+  await distributed.reduceScatter([b], r)
+  t.same(Array.from(await r.toFloat32Array()), [1.5, 2.5, 3.5], 'reduceScatter of one rank: a copy')
+  t.same(Array.from(await distributed.allReduceValues([1, 2])), [1, 2])
+  t.same(await distributed.allGatherJSON({ a: 1 }), [{ a: 1 }])
+  await distributed.barrier()
+  distributed.barrierSync()
+  t.ok(distributed.info().collectives >= 8, 'collectives are counted')
+})
+
+t.test('argument errors', async (t) => {
+  distributed.init()
+  using f = Tensor.from([1, 2], [2])
+  using i = Tensor.from(Int32Array.from([1, 2]), [2])
+  using h = Tensor.from([1, 2], [2], { dtype: 'f16' })
+  const invalid = { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG' }
+  await t.rejects(distributed.allReduce(i), { code: 'ERR_GRPO_DTYPE', message: /f32 or bf16 tensors/ })
+  await t.rejects(distributed.allReduce(h), { code: 'ERR_GRPO_DTYPE' }, 'f16 sums are not offered')
+  await t.rejects(distributed.allReduce([f, i]), { code: 'ERR_GRPO_DTYPE', message: /one dtype per call/ })
+  await t.rejects(distributed.allReduce([]), invalid)
+  await t.rejects(distributed.allReduce([f, 3 as unknown as Tensor]), { ...invalid, message: /tensors\[1\]/ })
+  await t.rejects(distributed.allReduce(f, { op: 'avg' as 'sum' }), { ...invalid, message: /'sum', 'max', 'min'/ })
+  await t.rejects(distributed.allReduce(f, { opp: 'sum' } as never), { ...invalid, message: /did you mean op/ })
+  await t.rejects(distributed.broadcast(f, { root: 1 }), { ...invalid, message: /a rank in \[0, 1\)/ })
+  await t.rejects(distributed.broadcast(f, { root: -1 }), invalid)
+  t.throws(() => distributed.broadcastSync(f, { root: 1 }), invalid)
+  using three = Tensor.zeros([3])
+  await t.rejects(distributed.allGather(f, three), { code: 'ERR_GRPO_SHAPE', message: /2 values in all/ })
+  await t.rejects(distributed.allGather(f, Tensor.zeros([2], { dtype: 'bf16' })), { code: 'ERR_GRPO_DTYPE' })
+  await t.rejects(distributed.reduceScatter(three, f), { code: 'ERR_GRPO_SHAPE' })
+  const gone = Tensor.from([1], [1])
+  gone.dispose()
+  await t.rejects(distributed.allReduce(gone), { code: 'ERR_GRPO_DISPOSED' })
+  await t.rejects(distributed.allReduceValues('12' as never), invalid)
+  t.throws(() => distributed.allReduceValuesSync([1, 'x' as never]), { ...invalid, message: /values\[1\]/ })
+  await t.rejects(distributed.allGatherBytes([1] as never), invalid)
+  await t.rejects(distributed.allGatherJSON(10n as never), { ...invalid, message: /JSON-serializable/ })
+  await t.rejects(distributed.allGatherJSON(undefined), invalid)
+  t.throws(() => distributed.init({ timeout: -1 }), invalid)
+  t.throws(() => distributed.init({ timout: 5 } as never), { ...invalid, message: /did you mean timeout/ })
+  const saved = process.env.GRPO_DIST_TIMEOUT
+  process.env.GRPO_DIST_TIMEOUT = 'soon'
+  t.throws(() => distributed.init(), { ...invalid, message: /GRPO_DIST_TIMEOUT/ })
+  process.env.GRPO_DIST_TIMEOUT = '45'
+  t.equal(distributed.init().timeout, 45, 'GRPO_DIST_TIMEOUT sets the timeout')
+  if (saved === undefined) delete process.env.GRPO_DIST_TIMEOUT
+  else process.env.GRPO_DIST_TIMEOUT = saved
+  t.ok(new GrpoError('x', 'ERR_GRPO_DIST_TIMEOUT') instanceof Error)
+})
+
+/** The single-process results, from every rank's inputs. */
+function expected(seed: number, size: number) {
+  const all = (label: string, n: number) => Array.from({ length: size }, (_, r) => f32(values(seed, r, label, n)))
+  const reduce = (xs: Float64Array[], op: (a: number, b: number) => number) => xs.reduce((a, b) => a.map((v, i) => op(v, b[i]!)))
+  const sum = (xs: Float64Array[]) => reduce(xs, (a, b) => a + b)
+  const gather = Array.from({ length: size }, (_, r) => Array.from(f32(values(seed, r, 'gather', N.gather)))).flat()
+  const scatter = sum(all('scatter', size * N.scatter))
+  const bf16Scatter = sum(Array.from({ length: size }, (_, r) => bf16(values(seed, r, 'scatter', size * N.scatter))))
+  return {
+    sum: sum(all('sum', N.sum)),
+    max: reduce(all('sum', N.sum), Math.max),
+    min: reduce(all('sum', N.sum), Math.min),
+    bucket: N.bucket.map((n, k) => sum(all(`bucket${k}`, n))),
+    bf16: sum(Array.from({ length: size }, (_, r) => bf16(values(seed, r, 'bf16', N.bf16)))),
+    large: sum(all('large', N.large)),
+    flight: Array.from({ length: N.flight }, (_, k) => (k % 2 === 0 ? sum : (xs: Float64Array[]) => reduce(xs, Math.max))(all(`flight${k}`, 64))[0]!),
+    bcast: f32(values(seed, size - 1, 'bcast', 9)),
+    gather,
+    scatter: (r: number) => scatter.slice(r * N.scatter, (r + 1) * N.scatter),
+    bf16Scatter: (r: number) => bf16(bf16Scatter.slice(r * N.scatter, (r + 1) * N.scatter)),
+  }
+}
+
+function close(t: Tap.Test, got: readonly number[], want: ArrayLike<number>, tol: (w: number) => number, what: string) {
+  let worst = 0
+  let at = -1
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i]! - want[i]!) / tol(want[i]!)
+    if (!(d <= worst)) (worst = d), (at = i)
+  }
+  t.ok(got.length === want.length && worst <= 1, `${what}: ${want.length} values within tolerance${at >= 0 ? ` (worst [${at}] ${got[at]} vs ${want[at]})` : ''}`)
+}
+
+for (const size of [2, 3]) {
+  t.test(`${size} ranks: every collective equals the single-process result`, needsMpi(), async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'node-grpo-collectives-'))
+    t.teardown(() => rm(dir, { recursive: true, force: true }))
+    const run = await mpirun(size, worker, [String(SEED), dir])
+    t.equal(run.code, 0, `mpirun exits 0 (seed ${SEED}) ${run.code === 0 ? '' : run.stderr.slice(-2000)}`)
+    const want = expected(SEED, size)
+    // f32 sums of `size` terms in any order: a few ulps of the largest partial sum.
+    const f32tol = () => 4 * size * 2 ** -23
+    // bf16 sums: the exact sum rounded once to bf16 (1 bf16 ulp of slack for the f32 rounding before it).
+    const bf16tol = (w: number) => Math.max(Math.abs(w), 2 ** -126) * 2 ** -8 + 2 ** -24
+    for (let rank = 0; rank < size; rank++) {
+      const r = JSON.parse(await readFile(join(dir, `rank-${rank}.json`), 'utf8'))
+      t.match(r, { rank, size, launcher: /mpirun|mpiexec/, initialized: true }, `rank ${rank} of ${size}`)
+      close(t, r['allReduce.sum'], want.sum, f32tol, `rank ${rank} allReduce sum`)
+      t.same(r['allReduce.max'], Array.from(want.max), `rank ${rank} allReduce max (exact)`)
+      t.same(r['allReduce.min'], Array.from(want.min), `rank ${rank} allReduce min (exact)`)
+      want.bucket.forEach((b, k) => close(t, r['allReduce.bucket'][k], b, f32tol, `rank ${rank} bucket tensor ${k}`))
+      close(t, r['allReduce.bf16'], bf16(want.bf16), bf16tol, `rank ${rank} allReduce bf16`)
+      close(t, r['allReduce.large'], [want.large[0]!, want.large[12345]!, want.large[N.large - 1]!], f32tol, `rank ${rank} allReduce of ${N.large} values`)
+      close(t, r['allReduce.flight'], want.flight, f32tol, `rank ${rank}: ${N.flight} collectives in flight, each with its own result`)
+      t.same(r.broadcast, {
+        f32: Array.from(want.bcast),
+        i32: [0, 1, 2, 3].map((k) => (size - 1) * 100 + k),
+        u8: [0, 1, 2],
+      }, `rank ${rank} broadcast from the last rank and from rank 0`)
+      t.same(r.allGather.whole, want.gather, `rank ${rank} allGather`)
+      t.same(r.allGather.split, want.gather, `rank ${rank} allGather into two tensors`)
+      close(t, r.reduceScatter.whole, want.scatter(rank), f32tol, `rank ${rank} reduceScatter`)
+      close(t, r.reduceScatter.split, want.scatter(rank), f32tol, `rank ${rank} reduceScatter from three tensors`)
+      close(t, r.reduceScatter.bf16, want.bf16Scatter(rank), bf16tol, `rank ${rank} reduceScatter bf16`)
+      const ranks = Array.from({ length: size }, (_, k) => k)
+      t.same(r.values, {
+        sum: [ranks.reduce((a, b) => a + b), -ranks.reduce((a, b) => a + b), 1.5 * size],
+        max: [size - 1, 0, 1.5],
+        min: [0, -(size - 1), 1.5],
+      }, `rank ${rank} allReduceValues`)
+      t.same(r.json, ranks.map((k) => ({ rank: k, text: 'x'.repeat(k * 3), nested: [k] })), `rank ${rank} allGatherJSON`)
+      const total = (size * (size + 1)) / 2
+      t.same(r.sync, { allReduce: [total], allGather: Array(size).fill(total), reduceScatter: [total * size], values: [ranks.reduce((a, b) => a + b)] }, `rank ${rank} the Sync twins`)
+    }
+  })
+}
