@@ -62,6 +62,21 @@ export interface SampleOptions {
   seed?: number
   /** Argmax decoding (log-probs are still reported at `temperature`). Default false. */
   greedy?: boolean
+  /**
+   * Random stream of the first row (default 0): row r draws from stream streamOffset + r, so a data-parallel
+   * rank that samples rows [k, k + n) of a batch draws exactly what one process sampling the whole batch would.
+   */
+  streamOffset?: number
+}
+
+/** Options of Policy.backward. */
+export interface BackwardOptions {
+  /**
+   * Called as soon as the gradients of the named parameters are complete, before backward returns, so that a
+   * data-parallel trainer can start reducing them while the rest of the backward runs. Optional for a policy:
+   * one that never calls it simply gets its gradients reduced after backward.
+   */
+  onGradients?: (names: readonly string[]) => void
 }
 
 export interface SampledCompletion {
@@ -87,8 +102,11 @@ export interface Policy extends Disposable, AsyncDisposable {
   readonly disposed: boolean
   /** f32 [B, L, V] logits of the completion positions: row (b, l) predicts completions[b][l]. */
   logits(batch: PolicyBatch): Promise<Tensor>
-  /** Accumulates (adds) the parameters' gradients for ∂loss/∂logits = gradLogits ([B, L, V] f32). */
-  backward(batch: PolicyBatch, gradLogits: Tensor): Promise<void>
+  /**
+   * Accumulates (adds) the parameters' gradients for ∂loss/∂logits = gradLogits ([B, L, V] f32). A policy whose
+   * backward runs in stages may report each finished parameter through options.onGradients.
+   */
+  backward(batch: PolicyBatch, gradLogits: Tensor, options?: BackwardOptions): Promise<void>
   parameters(): PolicyParameter[]
   zeroGrad(): Promise<void>
   sample(prompts: readonly ArrayLike<number>[], options?: SampleOptions): Promise<SampledCompletion[]>
@@ -457,9 +475,11 @@ export class LogLinearPolicy implements Policy {
     const maxNewTokens = positiveInt(options.maxNewTokens, 'maxNewTokens', 64)
     const seed = options.seed ?? 0
     if (!Number.isSafeInteger(seed) || seed < 0) invalidArg('an integer in [0, 2^53)', 'seed', seed)
+    const streamOffset = options.streamOffset ?? 0
+    if (!Number.isSafeInteger(streamOffset) || streamOffset < 0) invalidArg('an integer >= 0', 'streamOffset', streamOffset)
     const stop = new Set(tokenArray(options.stop ?? [], 'stop', V))
     const sampling = { temperature: options.temperature, topP: options.topP, greedy: options.greedy, seed }
-    if (prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'prompts × n', prompts.length * n)
+    if (streamOffset + prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'streamOffset + prompts × n', streamOffset + prompts.length * n)
     const windows = prompts.map((p, i) => this.promptContext(tokenArray(p, `prompts[${i}]`, V)))
     const rows: { state: SequenceState; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []
     for (let p = 0; p < prompts.length; p++) {
@@ -472,7 +492,7 @@ export class LogLinearPolicy implements Policy {
       const idValues = new Int32Array(active.length * F).fill(-1)
       active.forEach((r, i) => rows[r]!.state.features(idValues, i * F, this.hashSize))
       const ids = Tensor.from(idValues, [active.length, F], { device: this.device })
-      const streams = Tensor.from(Int32Array.from(active), [active.length], { device: this.device })
+      const streams = Tensor.from(Int32Array.from(active, (r) => r + streamOffset), [active.length], { device: this.device })
       let logits: Tensor | undefined
       let drawn: { tokens: Tensor; logp: Tensor } | undefined
       let tokens: Int32Array, logp: Float32Array
