@@ -225,6 +225,8 @@ export class HfTokenizer implements ChatRenderer {
     list.forEach((id, i) => {
       if (!Number.isSafeInteger(id) || id < 0 || id >= this.vocabSize) invalidArg(`a token id in [0, ${this.vocabSize})`, `ids[${i}]`, id)
     })
+    // Tokenizers.js refuses an empty list; the text of no tokens is empty.
+    if (list.length === 0) return ''
     return this.#tokenizer.decode(list, { skip_special_tokens: options.skipSpecialTokens ?? false })
   }
 
