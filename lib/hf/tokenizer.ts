@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isLosslessNumber } from 'lossless-json'
-import { GrpoError, describe, invalidArg } from '../errors.js'
+import { GrpoError, invalidArg } from '../errors.js'
 
 type TokenizersModule = typeof import('@huggingface/tokenizers')
 type JinjaModule = typeof import('@huggingface/jinja')
@@ -304,9 +304,5 @@ export class HfTokenizer implements ChatRenderer {
   /** The raw tokenizer_config.json this tokenizer was built from. */
   get config(): Readonly<Record<string, unknown>> {
     return this.#config
-  }
-
-  toString(): string {
-    return `HfTokenizer(${describe(this.#config.tokenizer_class ?? 'tokenizer')}, ${this.vocabSize} ids)`
   }
 }

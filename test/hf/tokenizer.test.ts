@@ -243,6 +243,19 @@ t.test('the tiny tokenizer: files, round trips, chat template', async (t) => {
       '<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA\n<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call><|im_end|>\n' +
       '<|im_start|>user\n<tool_response>\nR\n</tool_response><|im_end|>\n<|im_start|>assistant\n',
   )
+  t.equal(tok.config.eos_token, '<|im_end|>')
+  // A post-processor runs only with addSpecialTokens (as Llama 3's adds <|begin_of_text|>).
+  const tokenizerJson = JSON.parse(await readFile(join(dir, 'tokenizer.json'), 'utf8'))
+  const bos = { id: '<|endoftext|>', ids: [tok.padTokenId!], tokens: ['<|endoftext|>'] }
+  tokenizerJson.post_processor = {
+    type: 'TemplateProcessing',
+    single: [{ SpecialToken: { id: '<|endoftext|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+    pair: [{ SpecialToken: { id: '<|endoftext|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+    special_tokens: { '<|endoftext|>': bos },
+  }
+  const withBos = await hf.HfTokenizer.fromJSON(tokenizerJson, tok.config)
+  t.same(Array.from(withBos.encode('hi', { addSpecialTokens: true })), [tok.padTokenId!, ...tok.encode('hi')])
+  t.same(Array.from(withBos.encode('hi')), Array.from(tok.encode('hi')))
   // A template in chat_template.jinja (where newer transformers save it) is read when the config has none.
   const config = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8'))
   delete config.chat_template
