@@ -272,3 +272,17 @@ t.test('the tiny tokenizer: files, round trips, chat template', async (t) => {
   await t.rejects(hf.HfTokenizer.fromDir(join(dir, 'missing')), { message: /readable tokenizer.json/ })
   await t.rejects(hf.HfTokenizer.fromDir(''), { message: /folder path/ })
 })
+
+t.test('without the optional packages: the rest works, the tokenizer says what to install', async (t) => {
+  const { spawnSync } = await import('node:child_process')
+  const script = fileURLToPath(new URL('./without-hf-packages-child.ts', import.meta.url))
+  const run = spawnSync(process.execPath, [...process.execArgv, script], { encoding: 'utf8' })
+  t.equal(run.status, 0, run.stderr)
+  const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!)
+  t.equal(result.tensors, 12)
+  t.equal(result.errors.length, 2, 'each attempt fails (the failed import is not cached as a success)')
+  for (const error of result.errors) {
+    t.equal(error.code, 'ERR_GRPO_MISSING_DEPENDENCY')
+    t.match(error.message, /Expected the package @huggingface\/(tokenizers|jinja) \(for .*\) to be installed but it could not be loaded .*; install it with: npm install @huggingface\//)
+  }
+})
