@@ -15,7 +15,7 @@ import t from 'tap'
 import { hf } from '../../lib/index.js'
 import { writeTinyModel } from '../helpers/hf-tiny-model.js'
 import { Rng, SEED, seedComment } from '../helpers/random.js'
-import { referenceForward, type ReferenceModelConfig } from './llama-reference.js'
+import { referenceCompletionLogits, referenceForward, type ReferenceModelConfig } from './llama-reference.js'
 
 const root = await mkdtemp(join(tmpdir(), 'node-grpo-llamaref-'))
 t.teardown(() => rm(root, { recursive: true, force: true }))
@@ -256,4 +256,16 @@ t.test('rope scaling changes only what it should', async (t) => {
   t.ok(maxAbsDiff(plain, scaled, V, 3 * V) > 1e-6, 'later positions are')
   t.throws(() => referenceForward(config, weights, [config.vocabSize]), /out of range/)
   t.throws(() => referenceForward(config, new Map(), [0]), /missing weight model.embed_tokens.weight/)
+})
+
+t.test('completion logits follow the Policy contract', async (t) => {
+  const { config, weights } = await tinyModel({ architecture: 'Qwen2ForCausalLM' })
+  const V = config.vocabSize
+  const prompt = [5, 6, 7]
+  const completion = [8, 9]
+  const rows = referenceCompletionLogits(config, weights, prompt, completion)
+  const full = referenceForward(config, weights, [...prompt, ...completion]).logits
+  t.equal(rows.length, 2 * V)
+  t.equal(maxAbsDiff(rows, full.subarray(2 * V, 4 * V)), 0, 'row 0 is the last prompt position')
+  t.throws(() => referenceCompletionLogits(config, weights, [], completion), /at least one token/)
 })

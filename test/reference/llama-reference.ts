@@ -202,3 +202,20 @@ export function referenceForward(config: ReferenceModelConfig, weights: Referenc
   }
   return { hidden, logits }
 }
+
+/**
+ * The logits in the Policy contract: row l predicts `completion[l]`, so it is the forward's position
+ * `prompt.length - 1 + l` over `prompt ++ completion` ([completion.length, vocabSize]; the prompt must not be
+ * empty).
+ */
+export function referenceCompletionLogits(
+  config: ReferenceModelConfig,
+  weights: ReferenceWeights,
+  prompt: readonly number[],
+  completion: readonly number[],
+): Float64Array {
+  if (prompt.length === 0) throw new Error('reference: the prompt must hold at least one token')
+  const V = config.vocabSize
+  const { logits } = referenceForward(config, weights, [...prompt, ...completion])
+  return logits.slice((prompt.length - 1) * V, (prompt.length - 1 + completion.length) * V)
+}
