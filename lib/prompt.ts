@@ -4,6 +4,7 @@
  */
 import { isLosslessNumber } from 'lossless-json'
 import { invalidArg } from './errors.js'
+import { TOOL_PROMPT_SCHEMA, parseOptions, type Schema } from './options.js'
 
 export type Role = 'system' | 'user' | 'assistant' | 'tool'
 
@@ -225,13 +226,12 @@ export interface ToolPromptOptions {
  * are `tool` turns, which Qwen's templates wrap in `<tool_response>` blocks.
  */
 export function renderToolPrompt(tools: readonly unknown[], conversation: readonly ConversationTurn[] | string, options: ToolPromptOptions = {}): string {
-  const mode = options.tools ?? 'system'
-  if (mode !== 'system' && mode !== 'template') invalidArg('"system" or "template"', 'options.tools', mode)
-  const addGenerationPrompt = options.addGenerationPrompt ?? true
-  const template = options.template ?? null
+  const settings = parseOptions(TOOL_PROMPT_SCHEMA as unknown as Schema<ToolPromptOptions>, options, 'renderToolPrompt options')
+  const { tools: mode, addGenerationPrompt, variables } = settings
+  const template = settings.template ?? null
   if (template === null || template.chatTemplate === null) return renderChatML(buildToolPrompt(tools, conversation), { addGenerationPrompt })
   if (mode === 'system') {
-    return template.applyChatTemplate(buildToolPrompt(tools, conversation), { addGenerationPrompt, variables: options.variables })
+    return template.applyChatTemplate(buildToolPrompt(tools, conversation), { addGenerationPrompt, variables })
   }
   // Template mode: validate as buildToolPrompt does, then hand tools and calls over in the structured form.
   const checked = buildToolPrompt(tools, conversation)
@@ -251,6 +251,6 @@ export function renderToolPrompt(tools: readonly unknown[], conversation: readon
   return template.applyChatTemplate(messages, {
     tools: tools.map((tool, i) => asFunctionTool(tool, i)),
     addGenerationPrompt,
-    variables: options.variables,
+    variables,
   })
 }

@@ -9,6 +9,7 @@ import { float32ToBf16, float32ToF16, type DType } from '../dtype.js'
 import { GrpoError, invalidArg } from '../errors.js'
 import type { SafetensorsEntry } from '../safetensors.js'
 import { Tensor, type TensorData } from '../tensor.js'
+import { SAVE_MODEL_SCHEMA, parseOptions, type SaveModelOptions } from '../options.js'
 import { readModelConfig, writeModelConfig, type ModelConfig, type TorchDtype } from './config.js'
 import { SafetensorsCheckpoint, entryToFloat32, writeSafetensorsCheckpoint, type TensorSource, type WrittenCheckpoint } from './safetensors.js'
 import { checkCheckpointTensors, expectedTensors, type TensorSpec } from './tensors.js'
@@ -82,15 +83,6 @@ export async function readModelWeights(dir: string): Promise<{ config: ModelConf
 
 const TORCH_DTYPE: Record<'f32' | 'bf16' | 'f16', TorchDtype> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' }
 
-export interface SaveModelOptions {
-  /** Store every weight in this dtype (f32 values are rounded to nearest even); default: as given. */
-  dtype?: 'f32' | 'bf16' | 'f16'
-  /** Largest shard in bytes (default 5e9); see writeSafetensorsCheckpoint. */
-  maxShardBytes?: number
-  /** A folder whose tokenizer files (tokenizer.json, tokenizer_config.json, …) are copied beside the model. */
-  tokenizerFrom?: string
-}
-
 /** The tokenizer files transformers reads, copied by `saveModelFolder` when they exist. */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt', 'added_tokens.json']
 
@@ -119,11 +111,10 @@ export async function saveModelFolder(
   options: SaveModelOptions = {},
 ): Promise<WrittenCheckpoint> {
   if (typeof dir !== 'string' || dir === '') invalidArg('a model folder path', 'dir', dir)
+  const { dtype, maxShardBytes, tokenizerFrom } = parseOptions(SAVE_MODEL_SCHEMA, options, 'saveModelFolder options')
   const list: [string, TensorSource | Tensor][] = Symbol.iterator in (tensors as object) ? [...(tensors as Iterable<[string, TensorSource | Tensor]>)] : Object.entries(tensors)
   const byName = new Map(list.map(([name, t]) => [name, { dtype: t.dtype, shape: [...t.shape] }]))
   if (byName.size !== list.length) invalidArg('unique tensor names', 'tensors', list.length)
-  const dtype = options.dtype
-  if (dtype !== undefined && !(dtype in TORCH_DTYPE)) invalidArg('"f32", "bf16" or "f16"', 'dtype', dtype)
   checkCheckpointTensors(config, byName, 'the tensors to save')
   // Stored in transformers' parameter order, whatever order they were given in.
   const order = expectedTensors(config).map((spec) => spec.name)
@@ -132,9 +123,9 @@ export async function saveModelFolder(
   const stored = new Set(ordered.map(([, t]) => t.dtype))
   const torchDtype = stored.size === 1 ? TORCH_DTYPE[[...stored][0] as 'f32' | 'bf16' | 'f16'] : (config.torchDtype ?? 'float32')
   await mkdir(dir, { recursive: true })
-  const written = await writeSafetensorsCheckpoint(dir, ordered, { maxShardBytes: options.maxShardBytes })
+  const written = await writeSafetensorsCheckpoint(dir, ordered, { maxShardBytes })
   await writeModelConfig(dir, { ...config, torchDtype })
-  if (options.tokenizerFrom !== undefined) await copyTokenizerFiles(options.tokenizerFrom, dir)
+  if (tokenizerFrom !== undefined) await copyTokenizerFiles(tokenizerFrom, dir)
   return written
 }
 
@@ -157,4 +148,4 @@ export async function copyTokenizerFiles(from: string, to: string): Promise<stri
   return copied
 }
 
-export type { SafetensorsEntry }
+export type { SafetensorsEntry, SaveModelOptions }

@@ -23,7 +23,10 @@ import { BYTES_PER_ELEMENT, bf16ToFloat32, f16ToFloat32, type DType } from '../d
 import { GrpoError, describe, invalidArg } from '../errors.js'
 import type { SafetensorsEntry } from '../safetensors.js'
 import { Tensor, type TensorData } from '../tensor.js'
+import { WRITE_CHECKPOINT_SCHEMA, parseOptions, type WriteCheckpointOptions } from '../options.js'
 import { writeJsonAtomic } from './config.js'
+
+export type { WriteCheckpointOptions }
 
 const FROM_FILE: Record<string, DType> = { F32: 'f32', BF16: 'bf16', F16: 'f16', I32: 'i32', U8: 'u8' }
 const TO_FILE: Record<DType, string> = { f32: 'F32', bf16: 'BF16', f16: 'F16', i32: 'I32', u8: 'U8' }
@@ -339,17 +342,6 @@ export interface TensorSource {
   data: TensorData | Tensor | (() => Promise<TensorData> | TensorData)
 }
 
-export interface WriteCheckpointOptions {
-  /**
-   * Most bytes of tensor data per shard (default 5e9, transformers' "5GB"); a single larger tensor gets a
-   * shard of its own. One shard is written as `model.safetensors`, more as `model-0000i-of-0000n.safetensors`
-   * with `model.safetensors.index.json`.
-   */
-  maxShardBytes?: number
-  /** Header metadata; `format: "pt"` is added unless given. */
-  metadata?: Record<string, string>
-}
-
 export interface WrittenCheckpoint {
   /** The files written, in order (the index last, when there is one). */
   files: string[]
@@ -367,10 +359,8 @@ export async function writeSafetensorsCheckpoint(
 ): Promise<WrittenCheckpoint> {
   checkEndianness()
   if (typeof dir !== 'string' || dir === '') invalidArg('a folder path', 'dir', dir)
-  const maxShardBytes = options.maxShardBytes ?? 5e9
-  if (!Number.isSafeInteger(maxShardBytes) || maxShardBytes < 1) invalidArg('an integer >= 1', 'maxShardBytes', maxShardBytes)
-  const metadata: Record<string, string> = { format: 'pt', ...options.metadata }
-  for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') invalidArg('a string', `metadata.${k}`, v)
+  const { maxShardBytes, metadata: given } = parseOptions(WRITE_CHECKPOINT_SCHEMA, options, 'writeSafetensorsCheckpoint options')
+  const metadata: Record<string, string> = { format: 'pt', ...given }
   const list: [string, TensorSource][] = []
   const seen = new Set<string>()
   const entries = Symbol.iterator in (tensors as object) ? (tensors as Iterable<[string, TensorSource | Tensor]>) : Object.entries(tensors)
@@ -393,7 +383,7 @@ export async function writeSafetensorsCheckpoint(
   let totalBytes = 0
   for (const [name, source] of list) {
     const bytes = source.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[source.dtype]
-    if (current.length > 0 && currentBytes + bytes > maxShardBytes) {
+    if (current.length > 0 && currentBytes + bytes > maxShardBytes!) {
       shards.push(current)
       current = []
       currentBytes = 0

@@ -14,6 +14,17 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isLosslessNumber } from 'lossless-json'
 import { GrpoError, invalidArg } from '../errors.js'
+import {
+  CHAT_TEMPLATE_SCHEMA,
+  DECODE_SCHEMA,
+  ENCODE_SCHEMA,
+  parseOptions,
+  type ChatTemplateOptions,
+  type DecodeOptions,
+  type EncodeOptions,
+} from '../options.js'
+
+export type { ChatTemplateOptions, DecodeOptions, EncodeOptions }
 
 type TokenizersModule = typeof import('@huggingface/tokenizers')
 type JinjaModule = typeof import('@huggingface/jinja')
@@ -55,29 +66,13 @@ export interface TemplateMessage {
   [key: string]: unknown
 }
 
-export interface ChatTemplateOptions {
-  /** Tool definitions (`{type: "function", function: {...}}`) the template lists, when it supports tools. */
-  tools?: readonly unknown[]
-  /** Append the opening of an assistant turn. Default false. */
-  addGenerationPrompt?: boolean
-  /** More variables for the template (for example `enable_thinking: false` for Qwen3). */
-  variables?: Record<string, unknown>
-}
 
 /** An object that renders conversations as text, as `HfTokenizer` does with its chat template. */
 export interface ChatRenderer {
   applyChatTemplate(messages: readonly TemplateMessage[], options?: ChatTemplateOptions): string
 }
 
-export interface EncodeOptions {
-  /** Run the tokenizer's post-processor (for example Llama 3's `<|begin_of_text|>`). Default false. */
-  addSpecialTokens?: boolean
-}
 
-export interface DecodeOptions {
-  /** Drop special tokens (`<|im_end|>`, …). Default false. */
-  skipSpecialTokens?: boolean
-}
 
 function tokenContent(value: unknown, what: string): string | null {
   if (value === undefined || value === null) return null
@@ -210,7 +205,8 @@ export class HfTokenizer implements ChatRenderer {
   /** Token ids of `text`. Special-token strings in the text (`<|im_start|>`) become their ids. */
   encode(text: string, options: EncodeOptions = {}): Int32Array {
     if (typeof text !== 'string') invalidArg('a string', 'text', text)
-    const { ids } = this.#tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? false })
+    const { addSpecialTokens } = parseOptions(ENCODE_SCHEMA, options, 'encode options')
+    const { ids } = this.#tokenizer.encode(text, { add_special_tokens: addSpecialTokens })
     return Int32Array.from(ids)
   }
 
@@ -221,13 +217,14 @@ export class HfTokenizer implements ChatRenderer {
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    const { skipSpecialTokens } = parseOptions(DECODE_SCHEMA, options, 'decode options')
     const list = Array.from(ids)
     list.forEach((id, i) => {
       if (!Number.isSafeInteger(id) || id < 0 || id >= this.vocabSize) invalidArg(`a token id in [0, ${this.vocabSize})`, `ids[${i}]`, id)
     })
     // Tokenizers.js refuses an empty list; the text of no tokens is empty.
     if (list.length === 0) return ''
-    return this.#tokenizer.decode(list, { skip_special_tokens: options.skipSpecialTokens ?? false })
+    return this.#tokenizer.decode(list, { skip_special_tokens: skipSpecialTokens })
   }
 
   tokenToId(token: string): number | undefined {
@@ -258,8 +255,8 @@ export class HfTokenizer implements ChatRenderer {
     messages.forEach((m, i) => {
       if (typeof m !== 'object' || m === null || typeof m.role !== 'string') invalidArg('a {role, content} message', `messages[${i}]`, m)
     })
-    if (options.tools !== undefined && !Array.isArray(options.tools)) invalidArg('an array of tool definitions', 'tools', options.tools)
-    const hasTools = options.tools !== undefined && options.tools.length > 0
+    const { tools, addGenerationPrompt, variables } = parseOptions(CHAT_TEMPLATE_SCHEMA, options, 'chat template options')
+    const hasTools = tools !== undefined && tools.length > 0
     const name = hasTools && this.#templates.has('tool_use') ? 'tool_use' : 'default'
     const source = this.#templates.get(name)
     if (source === undefined) {
@@ -279,15 +276,15 @@ export class HfTokenizer implements ChatRenderer {
       this.#compiled.set(name, template)
     }
     const context: Record<string, unknown> = {
-      ...(options.variables ?? {}),
+      ...variables,
       messages: plain(messages),
-      add_generation_prompt: options.addGenerationPrompt ?? false,
+      add_generation_prompt: addGenerationPrompt,
       bos_token: this.bosToken ?? '',
       eos_token: this.eosToken ?? '',
       pad_token: this.padToken ?? '',
       unk_token: this.unkToken ?? '',
     }
-    if (hasTools) context.tools = plain(options.tools)
+    if (hasTools) context.tools = plain(tools)
     try {
       return template.render(context)
     } catch (cause) {

@@ -90,7 +90,7 @@ t.test('saveModelFolder: dtype conversion, order, tokenizer files, generation co
 
   await t.rejects(hf.saveModelFolder(fresh(), config, tensors.slice(1)), { code: 'ERR_GRPO_SHAPE', message: /tensor lm_head.weight with shape \[\d+, 16\] in the tensors to save but it is missing/ })
   await t.rejects(hf.saveModelFolder(fresh(), config, [...tensors, tensors[0]!]), { message: /unique tensor names/ })
-  await t.rejects(hf.saveModelFolder(fresh(), config, tensors, { dtype: 'f64' as never }), { message: /"f32", "bf16" or "f16" for dtype/ })
+  await t.rejects(hf.saveModelFolder(fresh(), config, tensors, { dtype: 'f64' as never }), { message: /one of 'f32', 'bf16', 'f16' for dtype/ })
   await t.rejects(hf.saveModelFolder('', config, tensors), { message: /model folder path/ })
   await t.rejects(hf.saveModelFolder(fresh(), config, tensors, { tokenizerFrom: fresh() }), { message: /tokenizer.json in .* to copy but it does not exist/ })
 })

@@ -172,7 +172,12 @@ t.test('renderToolPrompt: the Tool-N1 prompt through Qwen2.5\'s template', async
   const q3 = prompt.renderToolPrompt(tools, 'Weather in Paris?', { template: qwen3, variables: { enable_thinking: false } })
   t.ok(q3.endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n'))
 
-  t.throws(() => prompt.renderToolPrompt(tools, 'x', { tools: 'nope' as never }), { message: /"system" or "template" for options.tools/ })
+  t.throws(() => prompt.renderToolPrompt(tools, 'x', { tools: 'nope' as never }), { message: /one of 'system', 'template' for tools but received "nope"/ })
+  t.throws(() => prompt.renderToolPrompt(tools, 'x', { addGenerationPromt: false } as never), { message: /did you mean addGenerationPrompt\?/ })
+  t.throws(() => prompt.renderToolPrompt(tools, 'x', { template: {} as never }), { message: /chat template renderer \(an HfTokenizer\) or null for template/ })
+  t.throws(() => qwen25.encode('x', { addSpecialToken: true } as never), { message: /did you mean addSpecialTokens\?/ })
+  t.throws(() => qwen25.decode([1], { skipSpecialTokens: 1 as never }), { message: /a boolean for skipSpecialTokens/ })
+  t.throws(() => qwen25.applyChatTemplate([], { variables: [] as never }), { message: /object of template variables for variables/ })
   t.throws(() => prompt.renderToolPrompt(tools, [{ role: 'tool', calls: [] } as never], { template: qwen25, tools: 'template' }), { message: /calls only on an assistant turn/ })
 })
 
