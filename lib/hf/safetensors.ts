@@ -16,7 +16,7 @@
  * The single-file helpers `readSafetensors` / `writeSafetensors` (lib/safetensors.ts) keep working; this module
  * shares their format and adds what large checkpoints need.
  */
-import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { endianness } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { BYTES_PER_ELEMENT, bf16ToFloat32, f16ToFloat32, type DType } from '../dtype.js'
@@ -394,6 +394,7 @@ export async function writeSafetensorsCheckpoint(
   }
   if (current.length > 0 || shards.length === 0) shards.push(current)
 
+  await mkdir(dir, { recursive: true })
   const names = shards.length === 1 ? [SINGLE_FILE] : shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`)
   const files: string[] = []
   const weightMap: Record<string, string> = {}

@@ -126,6 +126,10 @@ t.test('sharded writes: sizes, names, index, metadata, and reading back', async 
   // And a sharded save removes model.safetensors.
   await hf.writeSafetensorsCheckpoint(out, [['a', { dtype: 'f32', shape: [2], data: new Float32Array(2) }], ['b', { dtype: 'f32', shape: [2], data: new Float32Array(2) }]], { maxShardBytes: 8 })
   t.same((await readdir(out)).sort(), ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json'])
+  // The folder is created when missing.
+  await hf.writeSafetensorsCheckpoint(join(out, 'new', 'deeper'), { a: { dtype: 'f32', shape: [1], data: Float32Array.of(2) } })
+  t.same(Array.from((await readSafetensors(join(out, 'new', 'deeper', 'model.safetensors'))).tensors.a!.data), [2])
+  await rm(join(out, 'new'), { recursive: true })
   // An empty checkpoint is one file with only metadata.
   await hf.writeSafetensorsCheckpoint(out, {})
   t.same(Object.keys((await readSafetensors(join(out, 'model.safetensors'))).tensors), [])
