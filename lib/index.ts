@@ -19,3 +19,4 @@ export { AdamW, type AdamWOptions, type OptimizerStepResult } from './optimizer.
 export { readSafetensors, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from './safetensors.js'
 export * as task from './task/index.js'
 export * as hf from './hf/index.js'
+export * as evaluation from './eval/index.js'
