@@ -12,6 +12,7 @@ export type GrpoErrorCode =
   | 'ERR_GRPO_CUDA'
   | 'ERR_GRPO_OOM'
   | 'ERR_GRPO_BINDING_LOAD'
+  | 'ERR_GRPO_MISSING_DEPENDENCY'
   /** A collective failed (MPI or NCCL reported an error, or an earlier collective broke the world). */
   | 'ERR_GRPO_DIST'
   /** A collective did not complete within the timeout: a rank exited, stalls, or called another collective. */
