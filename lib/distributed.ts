@@ -75,9 +75,12 @@ export function info(): DistributedInfo {
   return native().distInfo()
 }
 
-/** True when a launcher (mpirun, mpiexec, srun) started this process as one of several. */
+/**
+ * True when a launcher (mpirun, mpiexec, srun) started this process as one of several. Reads the environment
+ * only: no library is loaded, so a Trainer can ask at construction in every process.
+ */
 export function launched(): boolean {
-  return info().launchedSize > 1
+  return native().distLaunchEnvironment().size > 1
 }
 
 function environmentTimeout(): number | undefined {
@@ -126,7 +129,7 @@ export function init(options: InitOptions = {}): DistributedInfo {
  * Returns the device it chose, or null.
  */
 export function assignDevice(): string | null {
-  const i = info()
+  const i = info().initialized ? info() : native().distLaunchEnvironment()
   if (i.localSize <= 1 || process.env.GRPO_DIST_DEVICE === 'shared') return null
   const visible = process.env.CUDA_VISIBLE_DEVICES
   let devices: string[]

@@ -97,6 +97,7 @@ export interface NativeBinding {
   zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
   distInfo(): NativeDistributedInfo
   distInit(options: { timeout?: number; forceMpi?: boolean }): NativeDistributedInfo
+  distLaunchEnvironment(): { launcher: string; size: number; rank: number; localRank: number; localSize: number }
   distCollective<A extends boolean>(
     kind: 'allReduce' | 'broadcast' | 'allGather' | 'reduceScatter',
     tensors: NativeTensor[],

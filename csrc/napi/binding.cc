@@ -23,6 +23,7 @@ Napi::Value adamwBinding(const Napi::CallbackInfo& info);
 Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
 Napi::Value distInfoBinding(const Napi::CallbackInfo& info);
 Napi::Value distInitBinding(const Napi::CallbackInfo& info);
+Napi::Value distLaunchEnvironmentBinding(const Napi::CallbackInfo& info);
 Napi::Value distCollectiveBinding(const Napi::CallbackInfo& info);
 Napi::Value distAllReduceValuesBinding(const Napi::CallbackInfo& info);
 Napi::Value distAllGatherBytesBinding(const Napi::CallbackInfo& info);
@@ -80,6 +81,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
   exports.Set("distInfo", Napi::Function::New(env, distInfoBinding, "distInfo"));
   exports.Set("distInit", Napi::Function::New(env, distInitBinding, "distInit"));
+  exports.Set("distLaunchEnvironment", Napi::Function::New(env, distLaunchEnvironmentBinding, "distLaunchEnvironment"));
   exports.Set("distCollective", Napi::Function::New(env, distCollectiveBinding, "distCollective"));
   exports.Set("distAllReduceValues", Napi::Function::New(env, distAllReduceValuesBinding, "distAllReduceValues"));
   exports.Set("distAllGatherBytes", Napi::Function::New(env, distAllGatherBytesBinding, "distAllGatherBytes"));

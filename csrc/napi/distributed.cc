@@ -163,6 +163,19 @@ Napi::Value distInfoBinding(const Napi::CallbackInfo& info) {
   return guard(env, [&]() -> Napi::Value { return infoObject(env, dist::worldInfo()); });
 }
 
+// distLaunchEnvironment(): what the launcher's environment says (no library is loaded).
+Napi::Value distLaunchEnvironmentBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const dist::LaunchEnvironment e = dist::launchEnvironment();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("launcher", e.launcher);
+  o.Set("size", e.size);
+  o.Set("rank", e.rank);
+  o.Set("localRank", e.localRank);
+  o.Set("localSize", e.localSize);
+  return o;
+}
+
 // distInit({timeout (seconds), forceMpi}): joins the world (MPI_Init when launched as several processes).
 Napi::Value distInitBinding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
