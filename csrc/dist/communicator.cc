@@ -187,6 +187,13 @@ class World {
     lock.lock();
     info_.rank = mpi_->rank();
     info_.size = mpi_->size();
+    if (env.size > 1 && info_.size != env.size) {
+      // Each process initialized alone: the launcher started them without a way for MPI to find the others.
+      throw Error(ErrorCode::DistUnavailable,
+                  "Expected MPI to see the " + std::to_string(env.size) + " processes " + env.launcher + " started but received a world of " +
+                      std::to_string(info_.size) + ": the launcher and the MPI library do not match (under Slurm, srun needs --mpi=pmix or --mpi=pmi2; "
+                      "an mpirun of one MPI cannot start ranks of another)");
+    }
     info_.localRank = env.localRank;
     info_.localSize = env.localSize;
     if (env.size <= 1) {

@@ -3,6 +3,7 @@
  * and every argument error), then as 2 and 3 MPI ranks over loopback, each rank's results against the
  * single-process result computed here from every rank's inputs (in double precision).
  */
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -123,6 +124,21 @@ t.test('argument errors', async (t) => {
   if (saved === undefined) delete process.env.GRPO_DIST_TIMEOUT
   else process.env.GRPO_DIST_TIMEOUT = saved
   t.ok(new GrpoError('x', 'ERR_GRPO_DIST_TIMEOUT') instanceof Error)
+})
+
+t.test('a launch that MPI cannot serve fails with ERR_GRPO_DIST_UNAVAILABLE', async (t) => {
+  const child = (env: Record<string, string>) => {
+    const r = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, 'init-child.ts')], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } })
+    return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}')
+  }
+  const noLibrary = child({ OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0', GRPO_MPI_LIBRARY: join(tmpdir(), 'no-such-libmpi.so') })
+  t.match(noLibrary, { ok: false, code: 'ERR_GRPO_DIST_UNAVAILABLE', info: { available: false } })
+  t.match(noLibrary.message, /Expected an MPI library for a job of 2 processes \(launcher: mpirun \(Open MPI\)\) but received none: no usable MPI library \(.*no-such-libmpi\.so.*\)\. Install Open MPI/)
+  if (needsMpi().skip === undefined) {
+    // srun without --mpi=pmix: every process initializes alone and would train on its own.
+    const alone = child({ SLURM_STEP_NUM_TASKS: '2', SLURM_PROCID: '0', SLURM_LOCALID: '0', SLURM_NODEID: '0', SLURM_STEP_TASKS_PER_NODE: '2' })
+    t.match(alone, { ok: false, code: 'ERR_GRPO_DIST_UNAVAILABLE', message: /Expected MPI to see the 2 processes srun \(Slurm\) started but received a world of 1: .*srun needs --mpi=pmix/ })
+  }
 })
 
 for (const size of [2, 3]) {
