@@ -36,8 +36,7 @@ function makeTrainer(policy: LogLinearPolicy, options: Partial<TrainerOptions> =
     reward,
     stop: [EOS],
     maxNewTokens: 2,
-    lr: 0.05,
-    eps: 1e-5,
+    optimizer: { lr: 0.05, eps: 1e-5 },
     seed: 3,
     ...options,
   })
