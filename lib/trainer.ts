@@ -39,7 +39,7 @@ import {
   type Schema,
 } from './options.js'
 import type { Policy, SampledCompletion } from './policy.js'
-import { scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
+import { scoreBatch, scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
 import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
 import type { Tensor } from './tensor.js'
@@ -64,13 +64,29 @@ export type RewardFunction = (
   tokens: Int32Array,
 ) => number | RewardResult | Promise<number | RewardResult>
 
-/** The Tool-N1 reward (binary by default): scoreToolCall against `prompt.groundTruth`. */
+/** Marks the reward functions made by toolCallReward, with their options: the Trainer scores those in batches. */
+const TOOL_CALL_REWARD = Symbol('node-grpo.toolCallReward')
+
+function requireGroundTruth(prompt: TrainerPrompt): GroundTruth {
+  if (prompt.groundTruth === undefined) invalidArg('a groundTruth on every prompt (the tool-call reward needs it)', 'prompt.groundTruth', undefined)
+  return prompt.groundTruth
+}
+
+/**
+ * The Tool-N1 reward (binary by default): scoreToolCall against `prompt.groundTruth`. A Trainer given this reward
+ * scores all the completions of a step at once with reward.scoreBatch (on worker threads for large batches)
+ * instead of calling it once per completion on the main thread; the scores are the same.
+ */
 export function toolCallReward(options: ScoreOptions = {}): RewardFunction {
-  return (completion, prompt) => {
-    if (prompt.groundTruth === undefined) invalidArg('a groundTruth on every prompt (the tool-call reward needs it)', 'prompt.groundTruth', undefined)
-    const r = scoreToolCall(completion, prompt.groundTruth, options)
+  const reward: RewardFunction = (completion, prompt) => {
+    const r = scoreToolCall(completion, requireGroundTruth(prompt), options)
     return { score: r.score, reason: r.reason }
   }
+  return Object.assign(reward, { [TOOL_CALL_REWARD]: { ...options } })
+}
+
+function toolCallOptions(reward: RewardFunction): ScoreOptions | undefined {
+  return (reward as { [TOOL_CALL_REWARD]?: ScoreOptions })[TOOL_CALL_REWARD]
 }
 
 /**
@@ -611,13 +627,31 @@ export class Trainer implements Disposable, AsyncDisposable {
     return out
   }
 
+  /**
+   * Scores every completion: the built-in tool-call reward in one reward.scoreBatch call (worker threads for
+   * large batches), any other reward function called for all completions at once and awaited together (an
+   * async reward, a remote scorer, overlaps its waits). The first failure in completion order is reported.
+   */
   async #score(completions: readonly SampledCompletion[], prompts: readonly TrainerPrompt[]): Promise<{ scores: number[]; reasons: Record<string, number> }> {
-    const scores: number[] = []
-    const reasons: Record<string, number> = {}
-    for (const c of completions) {
+    const texts = completions.map((c) => {
       const text = this.#decode(c.tokens)
       if (typeof text !== 'string') invalidArg('a string from decode', 'decode(tokens)', text)
-      const r = await this.#reward(text, prompts[c.prompt]!, c.tokens)
+      return text
+    })
+    let results: (number | RewardResult)[]
+    const builtIn = toolCallOptions(this.#reward)
+    if (builtIn) {
+      const items = completions.map((c, i) => ({ completion: texts[i]!, groundTruth: requireGroundTruth(prompts[c.prompt]!) }))
+      results = (await scoreBatch(items, builtIn)).map((r) => ({ score: r.score, reason: r.reason }))
+    } else {
+      const settled = await Promise.allSettled(completions.map(async (c, i) => this.#reward(texts[i]!, prompts[c.prompt]!, c.tokens)))
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      if (failed) throw failed.reason
+      results = settled.map((r) => (r as PromiseFulfilledResult<number | RewardResult>).value)
+    }
+    const scores: number[] = []
+    const reasons: Record<string, number> = {}
+    for (const r of results) {
       const score = typeof r === 'number' ? r : r?.score
       if (typeof score !== 'number' || !Number.isFinite(score)) {
         throw new GrpoError(`Expected a finite number (or {score}) from the reward function but received ${String(score)}`, 'ERR_GRPO_NONFINITE')
