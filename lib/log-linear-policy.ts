@@ -21,7 +21,8 @@
 import type { Device } from './dtype.js'
 import { GrpoError, fail, invalidArg } from './errors.js'
 import { embeddingBagBackward, embeddingBagForward, sampleTokens, zeroTensors } from './model-ops.js'
-import type { Policy, PolicyBatch, PolicyParameter, SampleOptions, SampledCompletion } from './policy.js'
+import { parseOptions } from './options.js'
+import { SAMPLE_OPTIONS_SCHEMA, type Policy, type PolicyBatch, type PolicyParameter, type SampleOptions, type SampledCompletion } from './policy.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
 import { Tensor, defaultDevice } from './tensor.js'
 
@@ -376,14 +377,13 @@ export class LogLinearPolicy implements Policy {
   async sample(prompts: readonly ArrayLike<number>[], options: SampleOptions = {}): Promise<SampledCompletion[]> {
     this.#live()
     if (!Array.isArray(prompts)) invalidArg('an array of prompts (arrays of token ids)', 'prompts', prompts)
-    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'sample options', options)
+    const o = parseOptions(SAMPLE_OPTIONS_SCHEMA, options, 'sample options')
     const V = this.vocabSize
-    const n = positiveInt(options.n, 'n', 1)
-    const maxNewTokens = positiveInt(options.maxNewTokens, 'maxNewTokens', 64)
-    const seed = options.seed ?? 0
-    if (!Number.isSafeInteger(seed) || seed < 0) invalidArg('an integer in [0, 2^53)', 'seed', seed)
-    const stop = new Set(tokenArray(options.stop ?? [], 'stop', V))
-    const sampling = { temperature: options.temperature, topP: options.topP, greedy: options.greedy, seed }
+    const n = o.n!
+    const maxNewTokens = o.maxNewTokens!
+    const seed = o.seed!
+    const stop = new Set(tokenArray(o.stop, 'stop', V))
+    const sampling = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, seed }
     if (prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'prompts × n', prompts.length * n)
     const windows = prompts.map((p, i) => this.promptContext(tokenArray(p, `prompts[${i}]`, V)))
     const rows: { state: SequenceState; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []

@@ -6,6 +6,7 @@
  * LogLinearPolicy (lib/log-linear-policy.ts) is the built-in implementation.
  */
 import type { Device } from './dtype.js'
+import { booleanOption, counterOption, integerOption, temperature, topP, valueOption, type Schema } from './options.js'
 import type { Tensor } from './tensor.js'
 
 /** The token view of a batch of sequences that a policy computes logits for (RolloutBatch implements it). */
@@ -41,6 +42,19 @@ export interface SampleOptions {
   seed?: number
   /** Argmax decoding (log-probs are still reported at `temperature`). Default false. */
   greedy?: boolean
+}
+
+const isArrayLike = (v: unknown) => Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView))
+
+/** The rules and defaults of SampleOptions, for implementations of Policy.sample (and the Trainer's own). */
+export const SAMPLE_OPTIONS_SCHEMA: Schema<SampleOptions> = {
+  n: integerOption(1, 1, 'a positive integer'),
+  temperature,
+  topP,
+  maxNewTokens: integerOption(1, 64, 'a positive integer'),
+  stop: valueOption<readonly number[]>('an array of token ids', isArrayLike, []),
+  seed: counterOption(0),
+  greedy: booleanOption(false),
 }
 
 export interface SampledCompletion {

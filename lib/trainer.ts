@@ -38,7 +38,7 @@ import {
   type OptionSpec,
   type Schema,
 } from './options.js'
-import type { Policy, SampledCompletion } from './policy.js'
+import { SAMPLE_OPTIONS_SCHEMA, type Policy, type SampledCompletion } from './policy.js'
 import { scoreBatch, scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
 import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
@@ -117,10 +117,10 @@ export interface GrpoSettings
 /** The rule and default of each GrpoSettings entry (the loss entries are ops.grpoLoss's own). */
 export const GRPO_SETTINGS_SCHEMA: Schema<GrpoSettings> = {
   groupSize: integerOption(2, 5),
-  temperature,
-  topP,
-  maxNewTokens: integerOption(1, 64),
-  stop: valueOption<readonly number[]>('an array of token ids', (v) => Array.isArray(v), []),
+  temperature: SAMPLE_OPTIONS_SCHEMA.temperature,
+  topP: SAMPLE_OPTIONS_SCHEMA.topP,
+  maxNewTokens: SAMPLE_OPTIONS_SCHEMA.maxNewTokens,
+  stop: SAMPLE_OPTIONS_SCHEMA.stop,
   clipLow: LOSS_SCHEMA.clipLow,
   clipHigh: LOSS_SCHEMA.clipHigh,
   dualClip: LOSS_SCHEMA.dualClip,
@@ -161,7 +161,7 @@ export const TRAINER_SCHEMA: Schema<TrainerOptions> = {
   decode: valueOption<(tokens: Int32Array) => string>('a function from token ids to text', (v) => typeof v === 'function'),
   reward: valueOption<RewardFunction>('a reward function', (v) => typeof v === 'function'),
   optimizer: valueOption<AdamWOptions>('an options object', (v) => typeof v === 'object' && v !== null && !Array.isArray(v)),
-  seed: integerOption(0, 0),
+  seed: SAMPLE_OPTIONS_SCHEMA.seed,
 }
 
 /** TrainerOptions keys that moved into `optimizer` (a clearer message than the nearest key). */
@@ -243,9 +243,9 @@ export interface EvaluateOptions {
 
 export const EVALUATE_SCHEMA: Schema<EvaluateOptions> = {
   greedy: booleanOption(true),
-  n: integerOption(1, 1),
+  n: SAMPLE_OPTIONS_SCHEMA.n,
   batchSize: integerOption(1, 256),
-  seed: integerOption(0, 0),
+  seed: SAMPLE_OPTIONS_SCHEMA.seed,
 }
 
 export interface EvaluateResult {
@@ -357,9 +357,9 @@ export class Trainer implements Disposable, AsyncDisposable {
     if (o.policy === undefined) invalidArg('a Policy', 'policy', undefined)
     if (o.decode === undefined) invalidArg('a function from token ids to text', 'decode', undefined)
     const policy = o.policy
-    const stop = o.stop!
+    const stop = Array.from(o.stop!)
     if (stop.some((t) => !Number.isSafeInteger(t) || t < 0 || t >= policy.vocabSize)) {
-      invalidArg(`an array of token ids in [0, ${policy.vocabSize})`, 'stop', stop)
+      invalidArg(`an array of token ids in [0, ${policy.vocabSize})`, 'stop', o.stop)
     }
     this.settings = Object.freeze({
       groupSize: o.groupSize!,

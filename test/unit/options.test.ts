@@ -21,7 +21,8 @@ import {
 } from '../../lib/options.js'
 import { GRPO_LOSS_SCHEMA, TOKEN_LOGPROBS_SCHEMA } from '../../lib/ops.js'
 import { ADAMW_STEP_SCHEMA, SAMPLE_TOKENS_SCHEMA } from '../../lib/model-ops.js'
-import { GRPO_SETTINGS_SCHEMA, TRAINER_SCHEMA } from '../../lib/trainer.js'
+import { EVALUATE_SCHEMA, GRPO_SETTINGS_SCHEMA, TRAINER_SCHEMA } from '../../lib/trainer.js'
+import { SAMPLE_OPTIONS_SCHEMA } from '../../lib/policy.js'
 
 interface Demo {
   rate?: number
@@ -112,6 +113,7 @@ t.test('every entry point reads its options through the schema', async (t) => {
   await t.rejects(trainer.evaluate([{ tokens: [1] }], { greddy: true } as never), { message: /did you mean greedy\?/ }, 'evaluate')
   await t.rejects(trainer.train([{ tokens: [1] }], { steps: 1, batchsize: 2 } as never), { message: /did you mean batchSize\?/ }, 'train')
   await t.rejects(trainer.supervisedStep([], { learningRate: 1 } as never), { message: /did you mean/ }, 'supervisedStep')
+  await t.rejects(policy.sample([[1]], { maxNewToken: 3 } as never), { message: /did you mean maxNewTokens\?/ }, 'LogLinearPolicy.sample')
 })
 
 t.test('an option shared by several APIs is one entry', async (t) => {
@@ -123,4 +125,7 @@ t.test('an option shared by several APIs is one entry', async (t) => {
   t.equal(SAMPLE_TOKENS_SCHEMA.topP, GRPO_SETTINGS_SCHEMA.topP, 'sampling and the Trainer share topP')
   for (const key of ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'] as const) t.equal(ADAMW_STEP_SCHEMA[key], ADAMW_SCHEMA[key], `adamw ${key}`)
   t.equal(TRAINER_SCHEMA.clipLow, LOSS_SCHEMA.clipLow)
+  for (const key of ['temperature', 'topP', 'maxNewTokens', 'stop'] as const) t.equal(GRPO_SETTINGS_SCHEMA[key], SAMPLE_OPTIONS_SCHEMA[key], `Trainer ${key} is the sampling option`)
+  t.equal(EVALUATE_SCHEMA.n, SAMPLE_OPTIONS_SCHEMA.n)
+  t.equal(TRAINER_SCHEMA.seed, SAMPLE_OPTIONS_SCHEMA.seed)
 })
