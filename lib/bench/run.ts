@@ -14,52 +14,7 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
 import { benchChartSvg } from './chart.js'
-
-export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch'
-export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch']
-
-export interface BenchOptions {
-  device: Device
-  ops: readonly BenchOp[]
-  vocab: readonly number[]
-  tokens: readonly number[]
-  dtypes: readonly ('f32' | 'bf16' | 'f16')[]
-  reps: number
-  warmup: number
-  baselineReps: number
-  out: string
-  seed: number
-  log: (line: string) => void
-}
-
-export interface Timing {
-  medianMs: number
-  minMs: number
-  maxMs: number
-  reps: number
-}
-
-export interface BenchCase {
-  op: BenchOp
-  impl: 'native' | 'plain-ts' | 'unfused-ops'
-  dtype: string
-  V: number
-  tokens: number
-  timing: Timing
-  tokensPerSecond: number
-  bytesPerToken: number // moved by design: one read of the logits (and one write of the gradient)
-  gbps: number
-  shareOfLimit: number // achieved GB/s over the machine's measured bandwidth
-  note?: string
-}
-
-export interface MachineLimits {
-  threads: number
-  isa: string
-  copyGBps: number
-  readGBps: number
-  expPerSecond: number
-}
+import type { BenchCase, BenchOptions, MachineLimits, Timing } from './types.js'
 
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 1

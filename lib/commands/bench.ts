@@ -4,8 +4,8 @@
  */
 import { parseArgs } from 'node:util'
 import * as backend from '../backend.js'
-import { ALL_OPS, runBench } from '../bench/run.js'
-import type { BenchOp } from '../bench/run.js'
+import { runBench } from '../bench/run.js'
+import { ALL_OPS, type BenchOp } from '../bench/types.js'
 import { invalidArg } from '../errors.js'
 
 const USAGE = `Usage: node-grpo bench [options]

@@ -6,7 +6,8 @@ import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { GrpoError } from '../../lib/index.js'
-import { ALL_OPS, runBench } from '../../lib/bench/run.js'
+import { runBench } from '../../lib/bench/run.js'
+import { ALL_OPS } from '../../lib/bench/types.js'
 import { plainGrpoLoss } from '../../lib/bench/baselines.js'
 
 // Commands print to stdout; keep that out of the TAP stream.
