@@ -7,12 +7,14 @@
 #include <mutex>
 #include <string>
 
+#include "cpu/gemm.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "errors.h"
 #include "napi_util.h"
 #if defined(GRPO_HAVE_CUDA)
 #include "device.h"
+#include "gemm_status.h"
 #endif
 
 #include "build_config.h"
@@ -122,6 +124,10 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("isa", cpu::rowKernels().isa);
   cpu.Set("threads", cpu::threadCount());
+  Napi::Object cpuGemm = Napi::Object::New(env);  // the micro-kernel of cpu/gemm.h per input dtype
+  cpuGemm.Set("f32", cpu::gemmKernelName(DType::F32));
+  cpuGemm.Set("bf16", cpu::gemmKernelName(DType::BF16));
+  cpu.Set("gemm", cpuGemm);
   o.Set("cpu", cpu);
 
   Napi::Object cuda = Napi::Object::New(env);
@@ -144,6 +150,21 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
   cuda.Set("driverVersion", s.probe.driverVersion);
 #endif
   cuda.Set("devices", devices);
+  Napi::Object cudaGemm = Napi::Object::New(env);
+#if defined(GRPO_HAVE_CUDA)
+  if (s.cudaAvailable) {
+    const cuda::GemmStatus& g = cuda::cudaGemmStatus();
+    cudaGemm.Set("library", g.cublasLt ? "cublasLt" : "own");
+    cudaGemm.Set("reason", g.reason);
+  } else {
+    cudaGemm.Set("library", "none");
+    cudaGemm.Set("reason", "no usable CUDA device");
+  }
+#else
+  cudaGemm.Set("library", "none");
+  cudaGemm.Set("reason", "this binary was built without CUDA");
+#endif
+  cuda.Set("gemm", cudaGemm);
   o.Set("cuda", cuda);
   o.Set("napiVersion", NAPI_VERSION);
   return o;

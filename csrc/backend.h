@@ -6,6 +6,7 @@
 
 #include "ops/op_args.h"
 #include "ops/model_args.h"
+#include "core/linear_args.h"
 
 namespace grpo {
 
@@ -25,6 +26,9 @@ class Backend {
   virtual void gradNorm(GradNormCall& call) = 0;
   virtual void adamw(AdamWCall& call) = 0;
   virtual void zeroTensors(ZeroTensorsCall& call) = 0;
+  // The linear layer (core/linear_args.h): GEMM forward and backward.
+  virtual void linear(LinearCall& call) = 0;
+  virtual void linearBackward(LinearBackwardCall& call) = 0;
 };
 
 Backend& cpuBackend();

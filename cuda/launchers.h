@@ -6,6 +6,7 @@
 #include "common.cuh"
 #include "ops/loss_host.h"
 #include "ops/op_args.h"
+#include "core/linear_args.h"
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -141,4 +142,10 @@ struct AdamWArgs {
 };
 void launchAdamW(const AdamWArgs& a, cudaStream_t stream);
 
+}  // namespace grpo::GRPO_CUDA_NS
+
+// ---- the linear layer (cuda/linear.cu): the device GEMM of cuda/gemm.cuh ----
+namespace grpo::GRPO_CUDA_NS {
+void launchLinear(const LinearCall& c, cudaStream_t stream);
+void launchLinearBackward(const LinearBackwardCall& c, cudaStream_t stream);
 }  // namespace grpo::GRPO_CUDA_NS

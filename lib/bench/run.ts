@@ -14,9 +14,10 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
 import { benchChartSvg } from './chart.js'
+import { SQUARE_SIZES, runGemmBench, type GemmBenchResult } from './gemm.js'
 
-export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch'
-export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch']
+export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm'
+export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm']
 
 export interface BenchOptions {
   device: Device
@@ -30,6 +31,10 @@ export interface BenchOptions {
   out: string
   seed: number
   log: (line: string) => void
+  /** GEMM: tokens of the Qwen-layer shapes (default 1024), square sizes (default 256..4096), PyTorch baseline (default on). */
+  gemmTokens?: number
+  gemmSizes?: readonly number[]
+  gemmTorch?: boolean
 }
 
 export interface Timing {
@@ -96,7 +101,7 @@ function disposeAll(value: unknown): void {
 }
 
 /** Runs the benchmark and writes its results; returns them too. */
-export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; files: string[] }> {
+export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; gemm?: GemmBenchResult; files: string[] }> {
   const random = xorshift(o.seed)
   o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
   const machine = native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 })
@@ -229,8 +234,13 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     o.log(`  scoreBatch             ${r.timing.medianMs.toFixed(2)} ms for ${r.tokens} completions: ${(r.tokensPerSecond / 1e3).toFixed(1)}k completions/s`)
   }
 
-  const files = await writeResults(o.out, machine, cases, o)
-  return { machine, cases, files }
+  let gemm: GemmBenchResult | undefined
+  if (o.ops.includes('gemm')) {
+    gemm = await runGemmBench({ device: o.device, reps: Math.min(o.reps, 5), tokens: o.gemmTokens ?? 1024, sizes: o.gemmSizes ?? SQUARE_SIZES, log: o.log, torch: o.gemmTorch ?? true })
+  }
+
+  const files = await writeResults(o.out, machine, cases, o, gemm)
+  return { machine, cases, gemm, files }
 }
 
 function machineName(): string {
@@ -238,12 +248,12 @@ function machineName(): string {
   return `${cpu.toLowerCase()}-${os.cpus().length}c`.replace(/-+/g, '-')
 }
 
-async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions): Promise<string[]> {
+async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions, gemm?: GemmBenchResult): Promise<string[]> {
   mkdirSync(outDir, { recursive: true })
   const date = new Date().toISOString().slice(0, 10)
   const base = join(outDir, `${o.device}-${machineName()}-${date}`)
   const json = `${base}.json`
-  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, machine, options: { ...o, log: undefined }, cases }, null, 2) + '\n')
+  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, loadAverage: os.loadavg(), machine, options: { ...o, log: undefined }, cases, gemm }, null, 2) + '\n')
   const svg = `${base}.svg`
   writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
   return [json, svg]
