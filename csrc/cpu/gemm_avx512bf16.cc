@@ -66,7 +66,7 @@ double dotLoop(int64_t iters) {
     __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[5]), "+v"(acc[10]), "+v"(acc[15]));
   }
   float sink = 0;
-  for (int i = 0; i < 16; i++) sink += _mm512_reduce_add_ps(acc[i]);
+  for (int i = 0; i < 16; i++) sink += _mm512_cvtss_f32(acc[i]);
   __asm__ volatile("" : : "x"(sink));
   return static_cast<double>(iters) * 16 * 32 * 2;  // 32 multiply-adds per instruction
 }
