@@ -27,8 +27,10 @@ gemm::StoreEpilogue storeInto(const TensorRef& c, int64_t ldc, const TensorRef& 
 template <bool AK, bool BK>
 void run(const gemm::Operands& o, DType dtype, const gemm::StoreEpilogue& e, cudaStream_t s, const char* what) {
   if (o.M == 0 || o.N == 0) return;
-  if (o.M > int64_t(gemm::kBM) * 0x7fffffff || o.N > int64_t(gemm::kBN) * 65535) {
-    fail(ErrorCode::Shape, "a product of at most 2^31 row tiles and 65535 column tiles", what, std::to_string(o.M) + " x " + std::to_string(o.N));
+  const int64_t tile = dtype == DType::BF16 ? gemm::kBN : gemm::kF32Tile;  // rows and columns per block
+  if (o.M > tile * 0x7fffffff || o.N > tile * 65535) {
+    fail(ErrorCode::Shape, "a product of at most 2^31 - 1 row tiles and 65535 column tiles of " + std::to_string(tile), what,
+         std::to_string(o.M) + " x " + std::to_string(o.N));
   }
   const cudaError_t err = dtype == DType::BF16 ? gemm::launchBf16<AK, BK>(o, e, s) : gemm::launchF32<AK, BK>(o, e, s);
   check(err, what);

@@ -1,12 +1,12 @@
 // Plain C++ descriptions of one call of the linear op and of its backward (built from JavaScript values on the
-// main thread by csrc/ops/linear.cc, run by a backend on a worker thread). Nothing here is CPU-specific.
+// main thread by csrc/napi/linear.cc, run by a backend on a worker thread). Nothing here is CPU-specific.
 //
 // Layouts are PyTorch's and safetensors': x [N, K] (any leading shape flattened into N), W [M, K], y [N, M].
 // x, W (and dy) share one compute dtype, f32 or bf16; every sum over K (or N) is accumulated in f32.
 #pragma once
 #include <cstdint>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace grpo {
 

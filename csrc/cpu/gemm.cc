@@ -27,7 +27,7 @@
 
 #include "cpu/gemm_kernels.h"
 #include "cpu/thread_pool.h"
-#include "errors.h"
+#include "core/errors.h"
 
 namespace grpo::cpu {
 

@@ -30,7 +30,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace grpo::cpu {
 

@@ -9,11 +9,11 @@
 #include <cstring>
 #include <vector>
 
-#include "backend.h"
+#include "core/backend.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
 #include "cpu/thread_pool.h"
-#include "half.h"
+#include "core/half.h"
 
 namespace grpo {
 namespace {

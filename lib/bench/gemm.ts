@@ -239,3 +239,32 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
   }
   return { peak, openblas, torch, info, cases }
 }
+
+/** The results as a Markdown table (one row per shape and pass; GFLOP/s and the ratios the targets name). */
+export function gemmMarkdown(r: GemmBenchResult): string {
+  const find = (shape: string, pass: GemmPass, dtype: 'f32' | 'bf16', impl: GemmCase['impl']) =>
+    r.cases.find((c) => c.shape === shape && c.pass === pass && c.dtype === dtype && c.impl === impl)
+  const g = (c?: GemmCase) => (c ? c.gflops.toFixed(0) : '—')
+  const ratio = (a?: GemmCase, b?: GemmCase) => (a && b ? `${(a.gflops / b.gflops).toFixed(2)}×` : '—')
+  const lines = [
+    `Peaks measured in the same run (${r.peak.threads} threads): f32 FMA (${r.peak.fmaIsa}) ${r.peak.f32GFlops.toFixed(0)} GFLOP/s, ` +
+      `vdpbf16ps ${r.peak.bf16DotGFlops.toFixed(0)}, AMX ${r.peak.amxGFlops.toFixed(0)}. Kernels: f32 ${r.info.f32}, bf16 ${r.info.bf16}. ` +
+      `OpenBLAS: ${r.openblas.available ? r.openblas.core : 'not installed'}. PyTorch: ${r.torch.reason}.`,
+    '',
+    '| shape (M×N×K of the GEMM) | pass | f32 ours | f32 OpenBLAS | ours / OpenBLAS | f32 % of FMA peak | bf16 ours | bf16 / our f32 | bf16 oneDNN (torch) | ours / oneDNN |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  const seen = new Set<string>()
+  for (const c of r.cases) {
+    const key = `${c.shape}|${c.pass}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    const f32 = find(c.shape, c.pass, 'f32', 'node-grpo'), blas = find(c.shape, c.pass, 'f32', 'openblas')
+    const bf = find(c.shape, c.pass, 'bf16', 'node-grpo'), dnn = find(c.shape, c.pass, 'bf16', 'onednn-torch')
+    lines.push(
+      `| ${c.shape} (${c.M}×${c.N}×${c.K}) | ${c.pass} | ${g(f32)} | ${g(blas)} | ${ratio(f32, blas)} | ${f32 ? (f32.shareOfPeak * 100).toFixed(0) + '%' : '—'} | ` +
+        `${g(bf)} | ${ratio(bf, f32)} | ${g(dnn)} | ${ratio(bf, dnn)} |`,
+    )
+  }
+  return lines.join('\n') + '\n'
+}

@@ -14,7 +14,7 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
 import { benchChartSvg } from './chart.js'
-import { SQUARE_SIZES, runGemmBench, type GemmBenchResult } from './gemm.js'
+import { SQUARE_SIZES, gemmMarkdown, runGemmBench, type GemmBenchResult } from './gemm.js'
 
 export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm'
 export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm']
@@ -254,7 +254,16 @@ async function writeResults(outDir: string, machine: MachineLimits, cases: Bench
   const base = join(outDir, `${o.device}-${machineName()}-${date}`)
   const json = `${base}.json`
   writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, loadAverage: os.loadavg(), machine, options: { ...o, log: undefined }, cases, gemm }, null, 2) + '\n')
-  const svg = `${base}.svg`
-  writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
-  return [json, svg]
+  const files = [json]
+  if (cases.length > 0) {
+    const svg = `${base}.svg`
+    writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
+    files.push(svg)
+  }
+  if (gemm) {
+    const md = `${base}-gemm.md`
+    writeFileSync(md, `# GEMM, ${o.device}, ${machineName()}, ${date} (load average ${os.loadavg().map((l) => l.toFixed(1)).join(', ')})\n\n${gemmMarkdown(gemm)}`)
+    files.push(md)
+  }
+  return files
 }

@@ -1,9 +1,9 @@
 // binding.linear / linearBackward: y = x·Wᵀ (+ b) and its backward (core/linear_args.h). The TypeScript
 // layer (lib/linear.ts) owns the option rules; this side re-checks what protects memory: dtypes, shapes,
 // devices, and that the gradient tensors it writes in place have the sizes the kernels assume.
-#include "backend.h"
-#include "napi_util.h"
-#include "ops/validate.h"
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 namespace {
