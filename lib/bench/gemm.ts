@@ -26,8 +26,9 @@ export interface GemmShape {
 
 export interface GemmCase {
   shape: string
-  N: number
+  /** the GEMM run: C [M, N] = A [M, K] · B [K, N] (forward: M = tokens, N = out features, K = in features) */
   M: number
+  N: number
   K: number
   pass: GemmPass
   impl: 'node-grpo' | 'openblas' | 'onednn-torch' | 'torch'
@@ -169,7 +170,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
   }
   const cases: GemmCase[] = []
   const add = (c: Omit<GemmCase, 'gflops' | 'shareOfPeak'>, peakGFlops: number) => {
-    const flops = 2 * c.N * c.M * c.K
+    const flops = 2 * c.M * c.N * c.K
     const gflops = flops / (c.ms / 1000) / 1e9
     const full: GemmCase = { ...c, gflops, shareOfPeak: peakGFlops > 0 ? gflops / peakGFlops : 0 }
     cases.push(full)
@@ -194,7 +195,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
         else if (pass === 'gradInput') linearBackwardSync(dy, x, w)!.dispose()
         else linearBackwardSync(dy, x, w, { gradWeight: gW, gradInput: false })
       })
-      add({ shape: shape.name, N: gm, M: gn, K: gk, pass, impl: 'node-grpo', dtype, ms }, dtype === 'bf16' ? bf16Peak : peak.f32GFlops)
+      add({ shape: shape.name, M: gm, N: gn, K: gk, pass, impl: 'node-grpo', dtype, ms }, dtype === 'bf16' ? bf16Peak : peak.f32GFlops)
       if (dtype === 'f32' && openblas.available && o.device === 'cpu') {
         // The same product on the same memory: forward C = x·Wᵀ, gradInput C = dy·W, gradWeight C = dyᵀ·x.
         const c = Tensor.zeros([gm, gn], { device: 'cpu' })
@@ -204,7 +205,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
         const blasMs = n.openblasSgemm(a.native, b.native, c.native, { transA, transB, reps }) * 1000
         c.dispose()
         const ours = cases[cases.length - 1]!
-        const blas = add({ shape: shape.name, N: gm, M: gn, K: gk, pass, impl: 'openblas', dtype, ms: blasMs, note: `kernel ${openblas.core}` }, peak.f32GFlops)
+        const blas = add({ shape: shape.name, M: gm, N: gn, K: gk, pass, impl: 'openblas', dtype, ms: blasMs, note: `kernel ${openblas.core}` }, peak.f32GFlops)
         ours.note = `${(ours.gflops / blas.gflops * 100).toFixed(0)}% of OpenBLAS`
         o.log(`    node-grpo f32 at ${ours.note}`)
       }
@@ -229,7 +230,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
     for (const [name, , , , pass, dtype, ms] of run.results) {
       const shape = shapes.find((s) => s.name === name)!
       const [gm, gn, gk] = dims(shape, pass)
-      const c = add({ shape: name, N: gm, M: gn, K: gk, pass, impl: dtype === 'bf16' ? 'onednn-torch' : 'torch', dtype, ms }, dtype === 'bf16' ? bf16Peak : peak.f32GFlops)
+      const c = add({ shape: name, M: gm, N: gn, K: gk, pass, impl: dtype === 'bf16' ? 'onednn-torch' : 'torch', dtype, ms }, dtype === 'bf16' ? bf16Peak : peak.f32GFlops)
       const ours = cases.find((x) => x.shape === name && x.pass === pass && x.dtype === dtype && x.impl === 'node-grpo')
       if (ours) {
         c.note = `node-grpo is ${(ours.gflops / c.gflops).toFixed(2)}x this`
