@@ -98,7 +98,7 @@ export interface NativeBinding {
   zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
   measureGemmPeak(options: { ms?: number }): { threads: number; fmaIsa: string; f32GFlops: number; bf16DotGFlops: number; amxGFlops: number }
   openblasInfo(): { available: boolean; core: string; reason: string }
-  openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): number
+  openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): { seconds: number; cpuSeconds: number }
   linear<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
   linearBackward<A extends boolean>(gradOutput: NativeTensor, x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | null, A>
 }

@@ -13,6 +13,12 @@ struct GemmPeak {
   double amxGFlops = 0;      // AMX TDPBF16PS (0 where AMX is not in use)
 };
 
+// Best of several runs: wall seconds, and CPU seconds of the whole process (every thread).
+struct BlasTiming {
+  double seconds;
+  double cpuSeconds;
+};
+
 struct BlasInfo {
   bool available = false;
   std::string core;    // the kernel OpenBLAS picked (SkylakeX, Haswell, ...)

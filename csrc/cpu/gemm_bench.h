@@ -10,6 +10,6 @@ GemmPeak measureGemmPeak(double ms);
 BlasInfo openblasInfo();
 // Best seconds of `reps` runs of cblas_sgemm: C [M, N] = op(A) · op(B), row-major f32 tensors as they lie
 // (A is [M, K] or, with transA, [K, M]; B is [K, N] or, with transB, [N, K]).
-double openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps);
+BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps);
 
 }  // namespace grpo::cpu

@@ -37,7 +37,7 @@ Napi::Value openblasInfoBinding(const Napi::CallbackInfo& info) {
   });
 }
 
-// openblasSgemm(a, b, c, {transA, transB, reps}) -> best seconds
+// openblasSgemm(a, b, c, {transA, transB, reps}) -> {seconds, cpuSeconds}: best wall and process-CPU time
 Napi::Value openblasSgemmBinding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -45,7 +45,11 @@ Napi::Value openblasSgemmBinding(const Napi::CallbackInfo& info) {
     Napi::Object opts = objectArg(info[3], "options");
     const double reps = numberOption(opts, "reps", 3);
     if (!(reps >= 1 && reps <= 1000)) fail(ErrorCode::InvalidArg, "a repetition count in [1, 1000]", "reps", describeValue(opts.Get("reps")));
-    return Napi::Number::New(env, openblasSgemm(a, b, c, boolOption(opts, "transA", false), boolOption(opts, "transB", false), static_cast<int>(reps)));
+    const BlasTiming t = openblasSgemm(a, b, c, boolOption(opts, "transA", false), boolOption(opts, "transB", false), static_cast<int>(reps));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("seconds", t.seconds);
+    out.Set("cpuSeconds", t.cpuSeconds);
+    return out;
   });
 }
 

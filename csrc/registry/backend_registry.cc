@@ -114,7 +114,7 @@ HostLimits measureHostLimits(size_t bytes, int reps) { return cpu::measureHost(b
 
 GemmPeak measureGemmPeak(double ms) { return cpu::measureGemmPeak(ms); }
 BlasInfo openblasInfo() { return cpu::openblasInfo(); }
-double openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps) {
+BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps) {
   return cpu::openblasSgemm(a, b, c, transA, transB, reps);
 }
 

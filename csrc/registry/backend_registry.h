@@ -49,6 +49,6 @@ HostLimits measureHostLimits(size_t bytes, int reps);
 // For the GEMM benchmark (cpu/gemm_bench.h): multiply-add peaks, and OpenBLAS loaded at run time.
 GemmPeak measureGemmPeak(double ms);
 BlasInfo openblasInfo();
-double openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps);
+BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps);
 
 }  // namespace grpo
