@@ -222,7 +222,10 @@ t.test('N·K past 2^31 elements (GRPO_TEST_HUGE=1, cpu)', { skip: process.env.GR
   // than 2^31 elements. Every value is a small integer, so every sum below is exact.
   const K = 16, M = 4, N = 2 ** 27 + 3
   using s = new Scope()
-  const a = s.from(storageOf('bf16', Array.from({ length: N }, (_, n) => (n % 2 ? -1 : 1))), [N, 1], 'bf16')
+  // bf16 bits of ±1, written directly: a JavaScript array of 2^27 numbers is past V8's array length limit.
+  const aBits = new Uint16Array(N)
+  for (let n = 0; n < N; n++) aBits[n] = n % 2 ? 0xbf80 : 0x3f80
+  const a = s.from(aBits, [N, 1], 'bf16')
   const ramp = s.from(storageOf('bf16', Array.from({ length: K }, (_, k) => k + 1)), [K, 1], 'bf16')
   const x = s.add(await modelOps.linear(a, ramp))
   t.same(x.shape, [N, K])
