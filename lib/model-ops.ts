@@ -326,3 +326,7 @@ export async function zeroTensors(tensors: readonly Tensor[]): Promise<void> {
 export function zeroTensorsSync(tensors: readonly Tensor[]): void {
   native().zeroTensors(tensorList(tensors, 'tensors').map((t) => t.native), false)
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// the linear layer (lib/linear.ts)
+export { linear, linearSync, linearBackward, linearBackwardSync, type LinearOptions, type LinearBackwardOptions } from './linear.js'

@@ -63,7 +63,7 @@ export interface NativeBackendInfo {
   active: string
   reason: string
   compiled: string[]
-  cpu: { isa: string; threads: number }
+  cpu: { isa: string; threads: number; gemm: { f32: string; bf16: string } }
   cuda: {
     compiled: boolean
     build: string
@@ -72,6 +72,7 @@ export interface NativeBackendInfo {
     devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[]
     runtimeVersion?: number
     driverVersion?: number
+    gemm: { library: 'cublasLt' | 'own' | 'none'; reason: string }
   }
   napiVersion: number
 }
@@ -95,6 +96,11 @@ export interface NativeBinding {
   gradNorm<A extends boolean>(grads: NativeTensor[], options: object, async: A): MaybeAsync<NativeGradNorm, A>
   adamw<A extends boolean>(tensors: { params: NativeTensor[]; grads: NativeTensor[]; m: NativeTensor[]; v: NativeTensor[] }, options: object, async: A): MaybeAsync<void, A>
   zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
+  measureGemmPeak(options: { ms?: number }): { threads: number; fmaIsa: string; f32GFlops: number; bf16DotGFlops: number; amxGFlops: number }
+  openblasInfo(): { available: boolean; core: string; reason: string }
+  openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): { seconds: number; cpuSeconds: number }
+  linear<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  linearBackward<A extends boolean>(gradOutput: NativeTensor, x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | null, A>
 }
 
 export interface NativeSampledTokens {

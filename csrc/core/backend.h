@@ -3,6 +3,7 @@
 // (core/op_args.h, core/model_args.h), built by the binding on the main thread and run here on a worker.
 // Which implementation runs a call is decided by the registry (csrc/registry/), not here.
 #pragma once
+#include "core/linear_args.h"
 #include "core/model_args.h"
 #include "core/op_args.h"
 
@@ -24,6 +25,9 @@ class Backend {
   virtual void gradNorm(GradNormCall& call) = 0;
   virtual void adamw(AdamWCall& call) = 0;
   virtual void zeroTensors(ZeroTensorsCall& call) = 0;
+  // The linear layer (core/linear_args.h): GEMM forward and backward.
+  virtual void linear(LinearCall& call) = 0;
+  virtual void linearBackward(LinearBackwardCall& call) = 0;
 };
 
 }  // namespace grpo

@@ -23,6 +23,9 @@ class CpuBackend final : public Backend {
   void gradNorm(GradNormCall& c) override;
   void adamw(AdamWCall& c) override;
   void zeroTensors(ZeroTensorsCall& c) override;
+  // cpu/linear.cc: the linear layer on the GEMM of cpu/gemm.h.
+  void linear(LinearCall& c) override;
+  void linearBackward(LinearBackwardCall& c) override;
 };
 
 }  // namespace grpo::cpu

@@ -20,6 +20,11 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
 Napi::Value gradNormBinding(const Napi::CallbackInfo& info);
 Napi::Value adamwBinding(const Napi::CallbackInfo& info);
 Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
+Napi::Value linearBinding(const Napi::CallbackInfo& info);
+Napi::Value measureGemmPeakBinding(const Napi::CallbackInfo& info);
+Napi::Value openblasInfoBinding(const Napi::CallbackInfo& info);
+Napi::Value openblasSgemmBinding(const Napi::CallbackInfo& info);
+Napi::Value linearBackwardBinding(const Napi::CallbackInfo& info);
 
 namespace {
 
@@ -69,6 +74,11 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("gradNorm", Napi::Function::New(env, gradNormBinding, "gradNorm"));
   exports.Set("adamw", Napi::Function::New(env, adamwBinding, "adamw"));
   exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
+  exports.Set("linear", Napi::Function::New(env, linearBinding, "linear"));
+  exports.Set("measureGemmPeak", Napi::Function::New(env, measureGemmPeakBinding, "measureGemmPeak"));
+  exports.Set("openblasInfo", Napi::Function::New(env, openblasInfoBinding, "openblasInfo"));
+  exports.Set("openblasSgemm", Napi::Function::New(env, openblasSgemmBinding, "openblasSgemm"));
+  exports.Set("linearBackward", Napi::Function::New(env, linearBackwardBinding, "linearBackward"));
   return exports;
 }
 

@@ -14,6 +14,7 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
 import { benchChartSvg } from './chart.js'
+import { SQUARE_SIZES, gemmMarkdown, runGemmBench, type GemmBenchResult } from './gemm.js'
 import type { BenchCase, BenchOptions, MachineLimits, Timing } from './types.js'
 
 function xorshift(seed: number): () => number {
@@ -51,7 +52,7 @@ function disposeAll(value: unknown): void {
 }
 
 /** Runs the benchmark and writes its results; returns them too. */
-export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; files: string[] }> {
+export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; gemm?: GemmBenchResult; files: string[] }> {
   const random = xorshift(o.seed)
   o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
   const machine = native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 })
@@ -184,8 +185,13 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     o.log(`  scoreBatch             ${r.timing.medianMs.toFixed(2)} ms for ${r.tokens} completions: ${(r.tokensPerSecond / 1e3).toFixed(1)}k completions/s`)
   }
 
-  const files = await writeResults(o.out, machine, cases, o)
-  return { machine, cases, files }
+  let gemm: GemmBenchResult | undefined
+  if (o.ops.includes('gemm')) {
+    gemm = await runGemmBench({ device: o.device, reps: Math.min(o.reps, 5), tokens: o.gemmTokens ?? 1024, sizes: o.gemmSizes ?? SQUARE_SIZES, log: o.log, torch: o.gemmTorch ?? true })
+  }
+
+  const files = await writeResults(o.out, machine, cases, o, gemm)
+  return { machine, cases, gemm, files }
 }
 
 function machineName(): string {
@@ -193,13 +199,22 @@ function machineName(): string {
   return `${cpu.toLowerCase()}-${os.cpus().length}c`.replace(/-+/g, '-')
 }
 
-async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions): Promise<string[]> {
+async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions, gemm?: GemmBenchResult): Promise<string[]> {
   mkdirSync(outDir, { recursive: true })
   const date = new Date().toISOString().slice(0, 10)
   const base = join(outDir, `${o.device}-${machineName()}-${date}`)
   const json = `${base}.json`
-  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, machine, options: { ...o, log: undefined }, cases }, null, 2) + '\n')
-  const svg = `${base}.svg`
-  writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
-  return [json, svg]
+  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, loadAverage: os.loadavg(), machine, options: { ...o, log: undefined }, cases, gemm }, null, 2) + '\n')
+  const files = [json]
+  if (cases.length > 0) {
+    const svg = `${base}.svg`
+    writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
+    files.push(svg)
+  }
+  if (gemm) {
+    const md = `${base}-gemm.md`
+    writeFileSync(md, `# GEMM, ${o.device}, ${machineName()}, ${date} (load average ${os.loadavg().map((l) => l.toFixed(1)).join(', ')})\n\n${gemmMarkdown(gemm)}`)
+    files.push(md)
+  }
+  return files
 }

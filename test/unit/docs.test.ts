@@ -2,7 +2,8 @@
  * Every document the repository cites is in the repository: each `something.md` named in a source, a test, a
  * script or a document resolves to a file (next to the citing file, or from the root), each relative link of a
  * Markdown page points to a file that exists, and nothing cites the contracts by the name they had before they
- * moved into docs/ ("spec §3", "spec/…", "DESIGN.md").
+ * moved into docs/ ("spec §3", "spec/…", "DESIGN.md"). A name built in a template string (`${base}-gemm.md`) is
+ * an output file, not a citation.
  */
 import t from 'tap'
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
@@ -39,7 +40,7 @@ export function brokenCitations(file: string, text: string, exists: (path: strin
   const resolves = (target: string) => [join(here, target), target].some((p) => exists(p.replace(/^\.\//, '')))
   text.split('\n').forEach((content, i) => {
     const seen = new Set<string>()
-    for (const m of content.matchAll(/(?<![\w/.@-])((?:\.{1,2}\/)?[\w.-]+(?:\/[\w.-]+)*\.md)\b/g)) {
+    for (const m of content.matchAll(/(?<![\w/.@}-])((?:\.{1,2}\/)?[\w.-]+(?:\/[\w.-]+)*\.md)\b/g)) {
       const target = m[1]!
       if (seen.has(target) || /^https?:/.test(target)) continue
       seen.add(target)
