@@ -6,6 +6,7 @@
 
 #include "ops/op_args.h"
 #include "ops/model_args.h"
+#include "core/transformer_args.h"
 
 namespace grpo {
 
@@ -25,6 +26,20 @@ class Backend {
   virtual void gradNorm(GradNormCall& call) = 0;
   virtual void adamw(AdamWCall& call) = 0;
   virtual void zeroTensors(ZeroTensorsCall& call) = 0;
+  // Transformer ops (core/transformer_args.h): the blocks of a Llama/Qwen decoder, forward and backward.
+  virtual void rmsNorm(RmsNormCall& call) = 0;
+  virtual void rmsNormBackward(RmsNormBackwardCall& call) = 0;
+  virtual void rope(RopeCall& call) = 0;
+  virtual void swiglu(SwigluCall& call) = 0;
+  virtual void swigluBackward(SwigluBackwardCall& call) = 0;
+  virtual void embedding(EmbeddingCall& call) = 0;
+  virtual void embeddingBackward(EmbeddingBackwardCall& call) = 0;
+  virtual void add(AddCall& call) = 0;
+  virtual void cast(CastCall& call) = 0;
+  virtual void attention(AttentionCall& call) = 0;
+  virtual void attentionBackward(AttentionBackwardCall& call) = 0;
+  virtual void attentionDecode(AttentionDecodeCall& call) = 0;
+  virtual void kvCacheWrite(KvCacheWriteCall& call) = 0;
 };
 
 Backend& cpuBackend();

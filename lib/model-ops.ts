@@ -21,6 +21,9 @@
  *   as `gradScale · grad`, so a clip coefficient costs no extra pass; `zeroGrad` clears the gradient).
  * - `zeroTensors(tensors)`: fills tensors with zeros in place.
  *
+ * - The transformer ops (lib/transformer-ops.ts, re-exported here): rmsNorm, rope, swiglu, embedding, add, cast,
+ *   attention (training and decode) and the KV-cache write, each with its backward.
+ *
  * Every function validates here, the native side checks again, and errors are GrpoErrors
  * ("Expected X for Y but received Z"). Each has a Promise form and a …Sync twin.
  */
@@ -29,6 +32,8 @@ import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 import { boolean, dtype, number, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
+
+export * from './transformer-ops.js'
 
 export interface EmbeddingBagForwardOptions {
   /** f32 [V], added to every row. */

@@ -15,8 +15,8 @@ import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
 import { benchChartSvg } from './chart.js'
 
-export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch'
-export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch']
+export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'attention' | 'transformerOps'
+export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'attention', 'transformerOps']
 
 export interface BenchOptions {
   device: Device
@@ -29,6 +29,10 @@ export interface BenchOptions {
   baselineReps: number
   out: string
   seed: number
+  /** Sequence lengths of the attention benchmark (4096 tokens per call). Default 512, 2048. */
+  attentionLengths?: readonly number[]
+  /** Tokens of the transformer-ops benchmark (and per attention call). Default 4096. */
+  transformerTokens?: number
   log: (line: string) => void
 }
 
@@ -220,6 +224,14 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
       add({ op: 'policyLoss', impl: 'native', dtype: 'f32', V: 0, tokens: B * L, timing, bytesPerToken: 16 }, machine.copyGBps)
       for (const t of [logp, old, ref, advantages]) t.dispose()
     }
+  }
+
+  if (o.ops.includes('attention') || o.ops.includes('transformerOps')) {
+    const { benchAttention, benchRowOps } = await import('./transformer-bench.js')
+    const tb = { device: o.device, dtypes: o.dtypes.filter((d): d is 'f32' | 'bf16' => d !== 'f16'), reps: o.reps, warmup: o.warmup, random, time, add, log: o.log }
+    const T = o.transformerTokens ?? 4096
+    if (o.ops.includes('transformerOps')) await benchRowOps(tb, machine, T, Math.max(...o.vocab))
+    if (o.ops.includes('attention')) await benchAttention(tb, o.attentionLengths, T)
   }
 
   if (o.ops.includes('scoreBatch')) {
