@@ -75,7 +75,23 @@ __global__ void __launch_bounds__(kElementBlock) sumChunksKernel(const float* pa
   gradWeight[i] += acc;
 }
 
-// cos and sin of pos·invFreq in double (the angle reduced exactly enough for positions up to 2^31), rounded.
+// cos and sin of an angle, in double up to the final rounding: reduced by the nearest multiple of π/2 (Cody-Waite,
+// three parts of π/2), then Taylor polynomials on [-π/4, π/4]. The library sin/cos would do the same but carry a
+// Payne-Hanek path for huge arguments that needs local memory.
+__device__ __forceinline__ float2 cosSin(double a) {
+  const double nq = rint(a * 0.63661977236758134308);
+  double r = a - nq * 1.5707963267341256e+00;
+  r -= nq * 6.0771005065061922e-11;
+  r -= nq * 2.0222662487959506e-21;
+  const double r2 = r * r;
+  const double sn = r * (1 + r2 * (-1.0 / 6 + r2 * (1.0 / 120 + r2 * (-1.0 / 5040 + r2 * (1.0 / 362880 + r2 * (-1.0 / 39916800 + r2 * (1.0 / 6227020800.0)))))));
+  const double cs = 1 + r2 * (-0.5 + r2 * (1.0 / 24 + r2 * (-1.0 / 720 + r2 * (1.0 / 40320 + r2 * (-1.0 / 3628800 + r2 * (1.0 / 479001600.0))))));
+  const int q = static_cast<int>(static_cast<long long>(nq) & 3);
+  const double sv = q == 0 ? sn : q == 1 ? cs : q == 2 ? -sn : -cs;
+  const double cv = q == 0 ? cs : q == 1 ? -sn : q == 2 ? -cs : sn;
+  return make_float2(static_cast<float>(cv), static_cast<float>(sv));
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kBlock) ropeKernel(const T* x, const int32_t* positions, const double* invFreq, int64_t H,
                                                      int64_t D, bool inverse, T* out) {
@@ -83,10 +99,9 @@ __global__ void __launch_bounds__(kBlock) ropeKernel(const T* x, const int32_t* 
   const int64_t t = blockIdx.x, half = D / 2;
   const double pos = static_cast<double>(positions[t]);
   for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
-    double s, c;
-    sincos(pos * invFreq[i], &s, &c);
-    table[i] = static_cast<float>(c);
-    table[half + i] = static_cast<float>(inverse ? -s : s);
+    const float2 cs = cosSin(pos * invFreq[i]);
+    table[i] = cs.x;
+    table[half + i] = inverse ? -cs.y : cs.y;
   }
   __syncthreads();
   const T* xt = x + t * H * D;
@@ -101,28 +116,34 @@ __global__ void __launch_bounds__(kBlock) ropeKernel(const T* x, const int32_t* 
 
 __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// Rows on grid.y (strided), columns on grid.x · blockDim.x: no 64-bit division per element.
 template <typename T>
 __global__ void __launch_bounds__(kElementBlock) swigluKernel(const T* gate, const T* up, int64_t rows, int64_t n, bool fused, T* out) {
-  const int64_t total = rows * n;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = e / n, i = e % n;
-    const float g = fused ? ld(gate, r * 2 * n + i) : ld(gate, e);
-    const float u = fused ? ld(gate, r * 2 * n + n + i) : ld(up, e);
-    out[e] = fromFloat<T>(g * sigmoidf(g) * u);
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const T* g = fused ? gate + r * 2 * n : gate + r * n;
+    const T* u = fused ? g + n : up + r * n;
+    const float gv = ld(g, i);
+    out[r * n + i] = fromFloat<T>(gv * sigmoidf(gv) * ld(u, i));
   }
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kElementBlock) swigluBackwardKernel(const T* dy, const T* gate, const T* up, int64_t rows, int64_t n,
                                                                       bool fused, T* dGate, T* dUp) {
-  const int64_t total = rows * n;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = e / n, i = e % n;
-    const int64_t gi = fused ? r * 2 * n + i : e, ui = fused ? r * 2 * n + n + i : e;
-    const float g = ld(gate, gi), u = fused ? ld(gate, ui) : ld(up, ui), d = ld(dy, e);
-    const float s = sigmoidf(g);
-    dGate[gi] = fromFloat<T>(d * u * s * (1.0f + g * (1.0f - s)));
-    (fused ? dGate : dUp)[ui] = fromFloat<T>(d * g * s);
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int64_t stride = fused ? 2 * n : n;
+    const T* g = gate + r * stride;
+    const T* u = fused ? g + n : up + r * n;
+    T* dg = dGate + r * stride;
+    T* du = fused ? dg + n : dUp + r * n;
+    const float gv = ld(g, i), uv = ld(u, i), d = ld(dy, r * n + i);
+    const float sg = sigmoidf(gv);
+    dg[i] = fromFloat<T>(d * uv * sg * (1.0f + gv * (1.0f - sg)));
+    du[i] = fromFloat<T>(d * gv * sg);
   }
 }
 
@@ -170,6 +191,11 @@ __global__ void __launch_bounds__(kBlock) cacheWriteKernel(const uint16_t* src, 
     const int64_t h = e / rowWords, w = e % rowWords;
     cache[((b * Hkv + h) * S + cacheStart[b] + i) * rowWords + w] = from[e];
   }
+}
+
+// Columns over grid.x, rows over grid.y (at most 65535; the kernels stride over the rest).
+dim3 rowGrid(int64_t rows, int64_t n) {
+  return dim3(static_cast<unsigned>((n + kElementBlock - 1) / kElementBlock), static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
 }
 
 unsigned elementGrid(int64_t n) {
@@ -250,7 +276,7 @@ void runSwiglu(SwigluCall& c, cudaStream_t s) {
   if (n == 0) return;
   byDtype(c.gate.dtype, [&](auto* tt) {
     using T = std::remove_pointer_t<decltype(tt)>;
-    check(grpoLaunch(swigluKernel<T>, dim3(elementGrid(n)), dim3(kElementBlock), 0, s, cptr<T>(c.gate),
+    check(grpoLaunch(swigluKernel<T>, rowGrid(c.rows, c.n), dim3(kElementBlock), 0, s, cptr<T>(c.gate),
                      c.fused ? static_cast<const T*>(nullptr) : cptr<T>(c.up), c.rows, c.n, c.fused, mptr<T>(c.out)),
           "the swiglu kernel launch");
   });
@@ -262,7 +288,7 @@ void runSwigluBackward(SwigluBackwardCall& c, cudaStream_t s) {
   if (n == 0) return;
   byDtype(c.gate.dtype, [&](auto* tt) {
     using T = std::remove_pointer_t<decltype(tt)>;
-    check(grpoLaunch(swigluBackwardKernel<T>, dim3(elementGrid(n)), dim3(kElementBlock), 0, s, cptr<T>(c.gradOut), cptr<T>(c.gate),
+    check(grpoLaunch(swigluBackwardKernel<T>, rowGrid(c.rows, c.n), dim3(kElementBlock), 0, s, cptr<T>(c.gradOut), cptr<T>(c.gate),
                      c.fused ? static_cast<const T*>(nullptr) : cptr<T>(c.up), c.rows, c.n, c.fused, mptr<T>(c.gradGate),
                      c.fused ? static_cast<T*>(nullptr) : mptr<T>(c.gradUp)),
           "the swiglu backward kernel launch");

@@ -65,6 +65,38 @@ void zeroRows(const TensorRef& t, const std::vector<int64_t>& rows, int64_t rowE
   for (int64_t r : rows) std::memset(base + r * bytes, 0, bytes);
 }
 
+// f32 panels of K and V for every kv head (see KVPanels), filled in parallel over (sequence, kv head).
+struct PackedKV {
+  std::vector<float> kT, vT, kR, vR;
+  std::vector<int64_t> tile0;  // per sequence: its first tile
+  KVPanels panels;
+  PackedKV(const TransformerKernels& k, const TensorRef& K, const TensorRef& V, const std::vector<SequenceRange>& seqs, int64_t T,
+           int64_t Hkv, int64_t D, bool kTiles, bool vTiles, bool kRows, bool vRows) {
+    int64_t tiles = 0;
+    for (const SequenceRange& s : seqs) {
+      tile0.push_back(tiles);
+      tiles += (s.len + kAttnTile - 1) / kAttnTile;
+    }
+    const size_t tileFloats = static_cast<size_t>(Hkv * tiles * D * kAttnTile);
+    if (kTiles) kT.assign(tileFloats, 0.0f);
+    if (vTiles) vT.assign(tileFloats, 0.0f);
+    if (kRows) kR.resize(static_cast<size_t>(Hkv * T * D));
+    if (vRows) vR.resize(static_cast<size_t>(Hkv * T * D));
+    const int64_t B = static_cast<int64_t>(seqs.size());
+    parallelFor(Hkv * B, 1, [&](int64_t u0, int64_t u1) {
+      for (int64_t u = u0; u < u1; u++) {
+        const int64_t h = u / B, b = u % B;
+        const int64_t tileOffset = (h * tiles + tile0[b]) * D * kAttnTile;
+        k.packKV(K.storage->data(), K.dtype, Hkv, D, h, seqs[b], kTiles ? kT.data() + tileOffset : nullptr, kRows ? kR.data() + h * T * D : nullptr);
+        if (vTiles || vRows) {
+          k.packKV(V.storage->data(), V.dtype, Hkv, D, h, seqs[b], vTiles ? vT.data() + tileOffset : nullptr, vRows ? vR.data() + h * T * D : nullptr);
+        }
+      }
+    });
+    panels = {kTiles ? kT.data() : nullptr, vTiles ? vT.data() : nullptr, kRows ? kR.data() : nullptr, vRows ? vR.data() : nullptr, tiles};
+  }
+};
+
 }  // namespace
 
 void CpuBackend::rmsNorm(RmsNormCall& c) {
@@ -166,8 +198,12 @@ void CpuBackend::attention(AttentionCall& c) {
   }
   // The last tiles of a sequence see the most keys: hand them out first so the pool ends together.
   std::stable_sort(units.begin(), units.end(), [](const Unit& a, const Unit& b) { return a.q0 > b.q0; });
+  const PackedKV kv(k, c.k, c.v, seqs, c.tokens, c.kvHeads, c.headDim, true, false, false, true);
   parallelFor(static_cast<int64_t>(units.size()), 1, [&](int64_t u0, int64_t u1) {
-    for (int64_t u = u0; u < u1; u++) k.attentionForward(c, seqs[units[u].seq], units[u].head, units[u].q0);
+    for (int64_t u = u0; u < u1; u++) {
+      const Unit& w = units[u];
+      k.attentionForward(c, seqs[w.seq], w.head, w.q0, kv.panels, kv.tile0[w.seq]);
+    }
   });
   const std::vector<int64_t> pad = paddingTokens(seqs, c.tokens);
   zeroRows(c.out, pad, c.heads * c.headDim);
@@ -187,8 +223,12 @@ void CpuBackend::attentionBackward(AttentionBackwardCall& c) {
     for (int64_t h = 0; h < Hq; h++) units.push_back({static_cast<int32_t>(s), static_cast<int32_t>(h)});
   }
   std::stable_sort(units.begin(), units.end(), [&](const auto& a, const auto& b) { return seqs[a.first].len > seqs[b.first].len; });
+  const PackedKV kv(k, c.k, c.v, seqs, T, Hkv, D, true, true, true, false);
   parallelFor(static_cast<int64_t>(units.size()), 1, [&](int64_t u0, int64_t u1) {
-    for (int64_t u = u0; u < u1; u++) k.attentionBackward(c, seqs[units[u].first], units[u].second, partialK.data(), partialV.data());
+    for (int64_t u = u0; u < u1; u++) {
+      const int32_t b = units[u].first;
+      k.attentionBackward(c, seqs[b], units[u].second, partialK.data(), partialV.data(), kv.panels, kv.tile0[b]);
+    }
   });
   const std::vector<int64_t> pad = paddingTokens(seqs, T);
   for (int64_t t : pad) {

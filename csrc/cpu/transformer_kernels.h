@@ -9,8 +9,16 @@
 
 namespace grpo::cpu {
 
-// Per-thread buffers of one attention work unit (allocated by the caller, reused across units).
-struct AttentionScratch;
+// K and V of an attention call converted once to f32 (cpu/transformer.cc fills them with packKV): per kv head,
+// each sequence's keys in tiles of kAttnTile, transposed ([D][kAttnTile], zero past the sequence's end; the
+// sequence's first tile is its tile0), and rows [T][D]. Entries a call does not need are null.
+struct KVPanels {
+  const float* kTiles = nullptr;  // [Hkv][tiles][D][kAttnTile]
+  const float* vTiles = nullptr;
+  const float* kRows = nullptr;   // [Hkv][T][D]
+  const float* vRows = nullptr;
+  int64_t tiles = 0;              // tiles per kv head (Σ over sequences of ceil(len / kAttnTile))
+};
 
 struct TransformerKernels {
   const char* isa;
@@ -25,11 +33,15 @@ struct TransformerKernels {
   void (*add)(const AddCall& c, int64_t i0, int64_t i1);
   // dst[0..n) += src[0..n) (src f32 or bf16).
   void (*accumulateRow)(float* dst, const void* src, DType srcType, int64_t n);
+  // One sequence of kv head kvh of src [T, Hkv, D] into its tiles (the sequence's first tile) and rows (either
+  // may be null).
+  void (*packKV)(const void* src, DType dtype, int64_t Hkv, int64_t D, int64_t kvh, SequenceRange seq, float* tiles, float* rows);
   // One query tile of one head of one sequence: rows [q0, q0 + kAttnTile) ∩ the sequence.
-  void (*attentionForward)(const AttentionCall& c, SequenceRange seq, int64_t head, int64_t q0);
+  void (*attentionForward)(const AttentionCall& c, SequenceRange seq, int64_t head, int64_t q0, const KVPanels& kv, int64_t tile0);
   // Every key tile of one head of one sequence. gradQ rows of (seq, head) are written (in q's dtype);
   // dK/dV of this q head go to partialK/partialV (f32 [T, Hq, D], rows of this sequence and head only).
-  void (*attentionBackward)(const AttentionBackwardCall& c, SequenceRange seq, int64_t head, float* partialK, float* partialV);
+  void (*attentionBackward)(const AttentionBackwardCall& c, SequenceRange seq, int64_t head, float* partialK, float* partialV,
+                            const KVPanels& kv, int64_t tile0);
   // The q heads of kv head `kvHead` of sequence b against the cache.
   void (*attentionDecode)(const AttentionDecodeCall& c, int64_t b, int64_t kvHead, int32_t cacheLen);
 };
