@@ -63,7 +63,7 @@ async function runCase(t: Test, c: Case): Promise<void> {
   const r = s.adopt(await modelOps.attention(q.tensor, k.tensor, v.tensor, opts))
   const want = ref.attention(q.values, k.values, v.values, shape)
   checkRelative(t, await valuesOf(r.out), want.out, TOL[c.dtype], `${label}: out`)
-  checkRelative(t, await valuesOf(r.lse), want.lse, 2e-6, `${label}: lse`)
+  checkRelative(t, await valuesOf(r.lse), want.lse, 5e-6, `${label}: lse`)
   if (!c.backward) return
   const dO = stored(s, normals(rng, T * c.Hq * c.D), [T, c.Hq, c.D], c.dtype)
   const g = s.adopt(modelOps.attentionBackwardSync(dO.tensor, q.tensor, k.tensor, v.tensor, r.out, r.lse, opts))
