@@ -14,7 +14,8 @@
 #include <unordered_map>
 
 #include "common.cuh"
-#include "tensor.h"
+#include "core/tensor.h"
+#include "device.h"
 
 namespace grpo::GRPO_CUDA_NS {
 

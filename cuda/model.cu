@@ -1,4 +1,4 @@
-// Kernels of the built-in policy (ops/model_args.h): embedding-bag forward and backward, token sampling.
+// Kernels of the built-in policy (core/model_args.h): embedding-bag forward and backward, token sampling.
 //
 // Forward: one block per row, threads across V (coalesced): reads F weight rows + the bias (4(F+1)V bytes),
 // writes 4V bytes. Backward: the (row, feature) pairs are bucketed by feature id on the host (the ids are a

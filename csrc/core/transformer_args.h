@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace grpo {
 

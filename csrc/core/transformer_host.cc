@@ -5,7 +5,7 @@
 #include <string>
 
 #include "core/transformer_args.h"
-#include "errors.h"
+#include "core/errors.h"
 
 namespace grpo {
 

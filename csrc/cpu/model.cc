@@ -1,4 +1,4 @@
-// CPU kernels of the model ops (ops/model_args.h): embedding-bag forward and backward, token sampling.
+// CPU kernels of the model ops (core/model_args.h): embedding-bag forward and backward, token sampling.
 //
 // Embedding bag forward: out[r] = bias + Σ_f W[ids[r, f]]. Reads F rows of W (F·V floats) and writes V floats
 // per output row; rows are independent, so they are spread over the pool. W of a small model stays in cache
@@ -21,11 +21,10 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
-#include "errors.h"
-#include "half.h"
+#include "core/errors.h"
+#include "core/half.h"
 
 // The row adds below are the whole cost of both embedding-bag passes. The file is compiled for baseline x86-64,
 // so on Linux/x86-64 GCC or Clang also emit AVX2 and AVX-512 clones of the loop and pick one at load time.

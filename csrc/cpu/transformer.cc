@@ -20,7 +20,7 @@
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "cpu/transformer_kernels.h"
-#include "errors.h"
+#include "core/errors.h"
 
 namespace grpo::cpu {
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <napi.h>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace grpo {
 
@@ -31,9 +31,5 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 
   TensorRef ref_;
 };
-
-// Copies n bytes from a tensor's storage to host memory (device-aware).
-void copyToHost(const TensorRef& tensor, void* dst, size_t bytes);
-void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes);
 
 }  // namespace grpo

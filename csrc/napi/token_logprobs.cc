@@ -1,8 +1,8 @@
 // binding.tokenLogprobs(logits, targets, options, async): log-probs of the targets, log-sum-exp and
 // (optionally) entropy per position, spec §1.
-#include "backend.h"
-#include "napi_util.h"
-#include "ops/validate.h"
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 

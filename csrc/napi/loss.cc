@@ -1,9 +1,9 @@
 // binding.policyLoss(inputs, options, async) and binding.grpoLoss(inputs, options, async): the clipped
 // surrogate + KL + entropy bonus with its aggregation (spec §3-4), and the fused version that starts from
 // the logits and returns the gradient with respect to them (spec §5).
-#include "backend.h"
-#include "napi_util.h"
-#include "ops/validate.h"
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 

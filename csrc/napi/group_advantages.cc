@@ -1,9 +1,9 @@
 // binding.groupAdvantages(rewards, options, async): group-relative advantages, spec §2.
 #include <cmath>
 
-#include "backend.h"
-#include "napi_util.h"
-#include "ops/validate.h"
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 

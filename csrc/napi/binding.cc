@@ -3,8 +3,8 @@
 // TypeScript.
 #include <napi.h>
 
-#include "napi_util.h"
-#include "tensor_handle.h"
+#include "napi/napi_util.h"
+#include "napi/tensor_handle.h"
 
 namespace grpo {
 

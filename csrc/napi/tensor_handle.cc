@@ -1,36 +1,27 @@
-#include "tensor_handle.h"
+#include "napi/tensor_handle.h"
 
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "backend.h"
-#include "napi_util.h"
+#include "napi/napi_util.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 
-namespace {
-DeviceCopy deviceCopy = nullptr;
-}
-void registerDeviceCopy(DeviceCopy copy) { deviceCopy = copy; }
-
-void copyToHost(const TensorRef& tensor, void* dst, size_t bytes) {
-  if (tensor.device() == Device::Cpu) {
-    if (bytes) std::memcpy(dst, tensor.storage->data(), bytes);
-    return;
-  }
-  if (!deviceCopy) throw Error(ErrorCode::NoCuda, "Expected a CUDA backend for a cuda tensor but received a build without CUDA");
-  deviceCopy(dst, tensor.storage->data(), bytes, true);
+TensorRef tensorArg(Napi::Value v, const std::string& what) {
+  TensorHandle* handle = TensorHandle::unwrap(v);
+  if (!handle) fail(ErrorCode::InvalidArg, "a Tensor", what, describeValue(v));
+  if (handle->disposed()) fail(ErrorCode::Disposed, "a live Tensor", what, "a disposed Tensor");
+  return handle->ref();
 }
 
-void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes) {
-  if (tensor.device() == Device::Cpu) {
-    if (bytes) std::memcpy(tensor.storage->data(), src, bytes);
-    return;
-  }
-  if (!deviceCopy) throw Error(ErrorCode::NoCuda, "Expected a CUDA backend for a cuda tensor but received a build without CUDA");
-  deviceCopy(tensor.storage->data(), src, bytes, false);
+TensorRef optionalTensor(Napi::Object obj, const char* key) {
+  if (!hasOption(obj, key)) return TensorRef{};
+  return tensorArg(obj.Get(key), key);
 }
+
+Napi::Value wrapTensor(Napi::Env env, const TensorRef& tensor) { return TensorHandle::create(env, tensor); }
 
 Napi::Function TensorHandle::define(Napi::Env env) {
   Napi::Function ctor = DefineClass(env, "NativeTensor",

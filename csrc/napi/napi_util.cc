@@ -1,9 +1,7 @@
-#include "napi_util.h"
+#include "napi/napi_util.h"
 
 #include <cmath>
 #include <new>
-
-#include "tensor_handle.h"
 
 namespace grpo {
 
@@ -83,18 +81,6 @@ std::string describeValue(Napi::Value v) {
   return "an object";
 }
 
-TensorRef tensorArg(Napi::Value v, const std::string& what) {
-  TensorHandle* handle = TensorHandle::unwrap(v);
-  if (!handle) fail(ErrorCode::InvalidArg, "a Tensor", what, describeValue(v));
-  if (handle->disposed()) fail(ErrorCode::Disposed, "a live Tensor", what, "a disposed Tensor");
-  return handle->ref();
-}
-
-TensorRef optionalTensor(Napi::Object obj, const char* key) {
-  if (!hasOption(obj, key)) return TensorRef{};
-  return tensorArg(obj.Get(key), key);
-}
-
 Napi::Object objectArg(Napi::Value v, const std::string& what) {
   if (v.IsUndefined() || v.IsNull()) return Napi::Object::New(v.Env());
   if (!v.IsObject() || v.IsArray()) fail(ErrorCode::InvalidArg, "an object", what, describeValue(v));
@@ -127,7 +113,5 @@ std::string stringOption(Napi::Object opts, const char* key, const std::string& 
   if (!v.IsString()) fail(ErrorCode::InvalidArg, "a string", key, describeValue(v));
   return v.As<Napi::String>().Utf8Value();
 }
-
-Napi::Value wrapTensor(Napi::Env env, const TensorRef& tensor) { return TensorHandle::create(env, tensor); }
 
 }  // namespace grpo

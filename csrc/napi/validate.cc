@@ -1,9 +1,9 @@
-#include "ops/validate.h"
+#include "napi/validate.h"
 
 #include <cmath>
 
-#include "errors.h"
-#include "napi_util.h"
+#include "core/errors.h"
+#include "napi/napi_util.h"
 
 namespace grpo {
 

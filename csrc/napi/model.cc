@@ -3,9 +3,9 @@
 // Arguments are checked here on the main thread; the ids and logits themselves are checked by the kernel.
 #include <cmath>
 
-#include "backend.h"
-#include "napi_util.h"
-#include "ops/validate.h"
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 namespace {

@@ -1,11 +1,10 @@
-// One op table, several implementations (DESIGN.md "Backends"): cpu is always built; cuda and simt run
-// the kernels of cuda/ on a GPU or on the CPU executor. The binding picks one per call from the device of
-// the tensors and GRPO_BACKEND.
+// The backend interface: one op table, several implementations. cpu (csrc/cpu/) is always built; cuda and
+// simt run the kernels of cuda/ on a GPU or on the CPU's SIMT executor. Each op takes its call struct
+// (core/op_args.h, core/model_args.h), built by the binding on the main thread and run here on a worker.
+// Which implementation runs a call is decided by the registry (csrc/registry/), not here.
 #pragma once
-#include <string>
-
-#include "ops/op_args.h"
-#include "ops/model_args.h"
+#include "core/model_args.h"
+#include "core/op_args.h"
 #include "core/transformer_args.h"
 
 namespace grpo {
@@ -19,7 +18,7 @@ class Backend {
   virtual void groupAdvantages(GroupAdvantagesCall& call) = 0;
   virtual void policyLoss(PolicyLossCall& call) = 0;
   virtual void grpoLoss(GrpoLossCall& call) = 0;
-  // Model ops (ops/model_args.h): what a trainable policy and its optimizer run on the policy's device.
+  // Model ops (core/model_args.h): what a trainable policy and its optimizer run on the policy's device.
   virtual void embeddingBagForward(EmbeddingBagForwardCall& call) = 0;
   virtual void embeddingBagBackward(EmbeddingBagBackwardCall& call) = 0;
   virtual void sampleTokens(SampleTokensCall& call) = 0;
@@ -41,10 +40,5 @@ class Backend {
   virtual void attentionDecode(AttentionDecodeCall& call) = 0;
   virtual void kvCacheWrite(KvCacheWriteCall& call) = 0;
 };
-
-Backend& cpuBackend();
-
-// The backend that runs ops on tensors of `device` (throws ERR_GRPO_NO_CUDA for cuda without CUDA).
-Backend& backendFor(Device device);
 
 }  // namespace grpo

@@ -3,9 +3,9 @@
 // the call runs on the tensors' backend, synchronously or on a worker.
 #include <cmath>
 
-#include "backend.h"
-#include "napi_util.h"
-#include "ops/validate.h"
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 namespace {

@@ -1,13 +1,13 @@
 // Plain C++ descriptions of one call of each model op (the kernels a trainable policy and its optimizer
 // need): embedding-bag forward and backward, token sampling, global gradient norm, fused AdamW, zero fill.
-// Built from JavaScript values on the main thread (csrc/ops/model.cc, csrc/ops/optimizer.cc), handed to a
+// Built from JavaScript values on the main thread (csrc/napi/model.cc, csrc/napi/optimizer.cc), handed to a
 // backend on a worker thread. Nothing here is CPU-specific: a CUDA backend reads the same fields, with the
 // tensors' storages on the device.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace grpo {
 

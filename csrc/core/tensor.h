@@ -78,4 +78,9 @@ struct TensorRef {
 TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device);
 std::string shapeString(const std::vector<int64_t>& shape);
 
+// Copies `bytes` bytes between a tensor's storage and host memory, on whichever device the storage lives
+// (through the copy the CUDA backend registered; ERR_GRPO_NO_CUDA without one).
+void copyToHost(const TensorRef& tensor, void* dst, size_t bytes);
+void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes);
+
 }  // namespace grpo

@@ -2,9 +2,9 @@
 // live on one device (a policy's parameters, their gradients and the AdamW moments).
 #include <cmath>
 
-#include "backend.h"
-#include "napi_util.h"
-#include "ops/validate.h"
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
 
 namespace grpo {
 namespace {

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "errors.h"
-#include "tensor.h"
+#include "core/errors.h"
+#include "core/tensor.h"
 
 namespace grpo {
 
@@ -29,7 +29,8 @@ Napi::Value guard(Napi::Env env, const std::function<Napi::Value()>& body);
 
 std::string describeValue(Napi::Value v);
 
-// Argument readers: each throws grpo::Error with the Expected/for/received message.
+// Argument readers: each throws grpo::Error with the Expected/for/received message. The tensor readers and
+// wrapTensor are defined with the NativeTensor class (napi/tensor_handle.cc).
 TensorRef tensorArg(Napi::Value v, const std::string& what);
 TensorRef optionalTensor(Napi::Object obj, const char* key);
 Napi::Object objectArg(Napi::Value v, const std::string& what);

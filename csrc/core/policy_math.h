@@ -1,16 +1,12 @@
-// The per-token GRPO math of spec §3 (ratio, clip, dual clip, KL estimators, entropy bonus, nll mode) and
-// the aggregation weights of §4, written once for every backend: plain C++ for the CPU, __host__ __device__
+// The per-token GRPO math of docs/math.md §3 (ratio, clip, dual clip, KL estimators, entropy bonus, nll mode)
+// and the aggregation weights of §4, written once for every backend: plain C++ for the CPU, __host__ __device__
 // for the CUDA kernels and the SIMT executor. It runs once per token, not per logit, so it works in double:
 // that keeps small KL values (exp(d) - d - 1 for tiny d) and ratio statistics accurate at no real cost.
 #pragma once
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define GRPO_HD __host__ __device__ __forceinline__
-#else
-#define GRPO_HD inline
-#endif
+#include "core/hd.h"
 
 namespace grpo {
 
@@ -118,7 +114,7 @@ GRPO_HD TokenTerms tokenTerms(double logp, double old, double ref, double adv, d
   return t;
 }
 
-// Per-sequence scale s_b of the weights w[b,l] = m[b,l] * s_b (spec §4). counted = |o_b|.
+// Per-sequence scale s_b of the weights w[b,l] = m[b,l] * s_b (docs/math.md §4). counted = n_b.
 struct AggregationTotals {
   double tokens;        // N = sum of the mask
   double sequences;     // Bn = sequences with |o_b| > 0

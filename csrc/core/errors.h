@@ -1,5 +1,5 @@
 // Errors of the native side. Every failure is a grpo::Error carrying one of the stable codes that the
-// TypeScript GrpoError exposes; the binding turns it into a GrpoError (csrc/napi_util.cc). Messages read
+// TypeScript GrpoError exposes; the binding turns it into a GrpoError (csrc/napi/napi_util.cc). Messages read
 // "Expected X for Y but received Z" wherever a value was wrong.
 #pragma once
 #include <stdexcept>

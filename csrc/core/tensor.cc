@@ -1,15 +1,16 @@
-#include "tensor.h"
+#include "core/tensor.h"
 
 #include <sys/mman.h>
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
-#include <vector>
 #include <mutex>
 #include <new>
+#include <vector>
 
-#include "errors.h"
+#include "core/errors.h"
 
 namespace grpo {
 
@@ -210,6 +211,29 @@ TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device) {
   t.shape = std::move(shape);
   t.storage = Storage::allocate(static_cast<size_t>(t.numel()) * dtypeSize(dtype), device);
   return t;
+}
+
+namespace {
+DeviceCopy deviceCopy = nullptr;
+}
+void registerDeviceCopy(DeviceCopy copy) { deviceCopy = copy; }
+
+void copyToHost(const TensorRef& tensor, void* dst, size_t bytes) {
+  if (tensor.device() == Device::Cpu) {
+    if (bytes) std::memcpy(dst, tensor.storage->data(), bytes);
+    return;
+  }
+  if (!deviceCopy) throw Error(ErrorCode::NoCuda, "Expected a CUDA backend for a cuda tensor but received a build without CUDA");
+  deviceCopy(dst, tensor.storage->data(), bytes, true);
+}
+
+void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes) {
+  if (tensor.device() == Device::Cpu) {
+    if (bytes) std::memcpy(tensor.storage->data(), src, bytes);
+    return;
+  }
+  if (!deviceCopy) throw Error(ErrorCode::NoCuda, "Expected a CUDA backend for a cuda tensor but received a build without CUDA");
+  deviceCopy(tensor.storage->data(), src, bytes, false);
 }
 
 std::string shapeString(const std::vector<int64_t>& shape) {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "ops/op_args.h"
+#include "core/op_args.h"
 
 namespace grpo {
 

@@ -1,12 +1,12 @@
 // Plain C++ descriptions of one call of each op: built from JavaScript values on the main thread
-// (csrc/ops/*.cc), then handed to a backend on a worker thread. They own references to every tensor they
+// (csrc/napi/*.cc), then handed to a backend on a worker thread. They own references to every tensor they
 // touch, so nothing is freed under a running op.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "ops/policy_math.h"
-#include "tensor.h"
+#include "core/policy_math.h"
+#include "core/tensor.h"
 
 namespace grpo {
 

@@ -1,11 +1,11 @@
-#include "ops/loss_host.h"
+#include "core/loss_host.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 
-#include "errors.h"
+#include "core/errors.h"
 
 namespace grpo {
 
