@@ -50,20 +50,30 @@ export async function benchAttention(o: TransformerBenchOptions, lengths: readon
       const starts = Tensor.from(Int32Array.from({ length: B }, (_, b) => b * L), [B], { device: o.device })
       const lens = Tensor.from(Int32Array.from({ length: B }, () => L), [B], { device: o.device })
       const opts = { seqStarts: starts, seqLens: lens }
+      // CPU seconds per call too (process-wide, every pool thread): on a shared machine the wall clock also counts
+      // the time other processes held the cores, the CPU time does not.
+      const calls = o.reps + o.warmup
+      let cpu0 = process.cpuUsage()
       const forward = await o.time(o.reps, o.warmup, async () => disposeAll(await modelOps.attention(q, k, v, opts)))
-      const fwd = await modelOps.attention(q, k, v, opts)
+      let cpu = process.cpuUsage(cpu0)
+      const forwardCpu = (cpu.user + cpu.system) / 1e6 / calls
+      cpu0 = process.cpuUsage()
       const both = await o.time(o.reps, o.warmup, async () => {
         const r = await modelOps.attention(q, k, v, opts)
         disposeAll(await modelOps.attentionBackward(dO, q, k, v, r.out, r.lse, opts))
         disposeAll(r)
       })
-      disposeAll(fwd)
-      const note = (t: Timing, flops: number) => `${(flops / (t.medianMs / 1000) / 1e9).toFixed(1)} GFLOP/s; L=${L} x ${B} sequences, heads ${Hq}/${Hkv}, D=${D}`
+      cpu = process.cpuUsage(cpu0)
+      const bothCpu = (cpu.user + cpu.system) / 1e6 / calls
+      const cpuNote = (seconds: number, flops: number) =>
+        o.device === 'cpu' ? `; CPU time ${(seconds * 1000).toFixed(0)} ms/call = ${(flops / seconds / 1e9).toFixed(1)} GFLOP/s per busy core` : ''
+      const note = (t: Timing, flops: number, seconds: number) =>
+        `${(flops / (t.medianMs / 1000) / 1e9).toFixed(1)} GFLOP/s${cpuNote(seconds, flops)}; L=${L} x ${B} sequences, heads ${Hq}/${Hkv}, D=${D}`
       const f = o.add({ op: 'attention' as BenchCase['op'], impl: 'native', dtype, V: L, tokens: T, timing: forward, bytesPerToken: 0 }, 0)
-      f.note = `forward: ${note(forward, flopsForward)}`
+      f.note = `forward: ${note(forward, flopsForward, forwardCpu)}`
       o.log(`    ${f.note}`)
       const fb = o.add({ op: 'attention+backward' as BenchCase['op'], impl: 'native', dtype, V: L, tokens: T, timing: both, bytesPerToken: 0 }, 0)
-      fb.note = `forward+backward: ${note(both, 3.5 * flopsForward)}`
+      fb.note = `forward+backward: ${note(both, 3.5 * flopsForward, bothCpu)}`
       o.log(`    ${fb.note}`)
       for (const x of [q, k, v, dO, starts, lens]) x.dispose()
     }
