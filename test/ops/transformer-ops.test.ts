@@ -89,6 +89,17 @@ t.test('rmsNorm forward and backward match the float64 reference', async (t) => 
     const fwd = s.adopt(modelOps.rmsNormSync(x, w))
     const dx = s.add(await modelOps.rmsNormBackward(s.f32(r, [rows, n]), x, w, fwd.rstd))
     await finiteDifference(t, 'rmsNorm gradX', x0, await valuesOf(dx), loss)
+    const gw = s.f32(new Float32Array(n), [n])
+    s.add(modelOps.rmsNormBackwardSync(s.f32(r, [rows, n]), x, w, fwd.rstd, { gradWeight: gw }))
+    const lossW = async (wv: number[]) => {
+      using wt = Tensor.from(Float32Array.from(wv), [n], { device: DEVICE })
+      const o = modelOps.rmsNormSync(x, wt)
+      const y = await valuesOf(o.out)
+      o.out.dispose()
+      o.rstd.dispose()
+      return dot(y, r)
+    }
+    await finiteDifference(t, 'rmsNorm gradWeight', w0, await valuesOf(gw), lossW)
   })
 })
 
@@ -117,6 +128,14 @@ t.test('rope matches the float64 reference, its backward is the inverse rotation
     const y = s.add(modelOps.ropeSync(x, pos))
     const back = s.add(await modelOps.ropeBackward(y, pos))
     checkRelative(t, await valuesOf(back), x0, 1e-6, 'ropeBackward(rope(x)) = x')
+    const r = values(rng, B * L * H * D)
+    const gx = s.add(modelOps.ropeBackwardSync(s.f32(r, [B, L, H, D]), pos, { theta: 500 }))
+    const loss = async (xv: number[]) => {
+      using xt = Tensor.from(Float32Array.from(xv), [B, L, H, D], { device: DEVICE })
+      using y = await modelOps.rope(xt, pos, { theta: 500 })
+      return dot(await valuesOf(y), r)
+    }
+    await finiteDifference(t, 'rope gradX', x0, await valuesOf(gx), loss)
   })
 })
 
@@ -168,6 +187,22 @@ t.test('swiglu forward and backward (separate and fused gate|up) match the float
     }
     const grads = s.adopt(modelOps.swigluBackwardSync(s.f32(r, [1, n]), s.f32(x0, [1, 2 * n])))
     await finiteDifference(t, 'swiglu fused gradient', x0, await valuesOf(grads.gradGate), loss)
+    const gate0 = x0.slice(0, n), up0 = x0.slice(n)
+    const sep = s.adopt(await modelOps.swigluBackward(s.f32(r, [1, n]), s.f32(gate0, [1, n]), s.f32(up0, [1, n])))
+    const upT = s.f32(up0, [1, n])
+    const lossGate = async (gv: number[]) => {
+      using gt = Tensor.from(Float32Array.from(gv), [1, n], { device: DEVICE })
+      using y = modelOps.swigluSync(gt, upT)
+      return dot(await valuesOf(y), r)
+    }
+    await finiteDifference(t, 'swiglu gradGate', gate0, await valuesOf(sep.gradGate), lossGate)
+    const gateT = s.f32(gate0, [1, n])
+    const lossUp = async (uv: number[]) => {
+      using ut = Tensor.from(Float32Array.from(uv), [1, n], { device: DEVICE })
+      using y = modelOps.swigluSync(gateT, ut)
+      return dot(await valuesOf(y), r)
+    }
+    await finiteDifference(t, 'swiglu gradUp', up0, await valuesOf(sep.gradUp!), lossUp)
   })
 })
 
@@ -195,6 +230,17 @@ t.test('embedding gathers rows; its backward scatter-adds them (deterministicall
     const gw2 = s.f32(gw0, [V, C])
     await modelOps.embeddingBackward(g.tensor, idt, gw2)
     t.same(Array.from(gw2.toArraySync()), Array.from(gw.toArraySync()), 'the same bits on a second run')
+    if (dtype === 'f32') {
+      const r = values(rng, T * C)
+      const gwFd = s.f32(new Float32Array(V * C), [V, C])
+      modelOps.embeddingBackwardSync(s.f32(r, [3, 10, C]), idt, gwFd)
+      const loss = async (wv: number[]) => {
+        using wt = Tensor.from(Float32Array.from(wv), [V, C], { device: DEVICE })
+        using y = await modelOps.embedding(wt, idt)
+        return dot(await valuesOf(y), r)
+      }
+      await finiteDifference(t, 'embedding gradWeight', Array.from(w.values), await valuesOf(gwFd), loss)
+    }
     const single = s.add(modelOps.embeddingSync(w.tensor, s.i32([V - 1], [1])))
     t.same(single.shape, [1, C], 'one id')
   }
