@@ -2,14 +2,10 @@
 
 #include <sys/mman.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <mutex>
-#include <new>
-#include <vector>
 
+#include "core/block_cache.h"
 #include "core/errors.h"
 
 namespace grpo {
@@ -21,84 +17,20 @@ DeviceAllocator allocators[kDeviceCount];
 // 64-byte alignment: full cache lines and aligned AVX-512 loads at the start of every tensor.
 constexpr size_t kCpuAlignment = 64;
 
-// Host block cache. A training loop allocates the same large tensors (gradients of [B, L, V] logits,
-// hundreds of MB) every step; fresh pages from the kernel cost a page fault per 4 KB on first write, which
-// was 3x the kernel time of the fused loss. Freed blocks of 1 MB or more are kept for reuse, keyed by
-// size, up to GRPO_CPU_CACHE_MB (default 1024; 0 disables).
+// Freed host blocks of 1 MB or more are kept for reuse (core/block_cache.h), up to GRPO_CPU_CACHE_MB
+// (default 1024; 0 disables): a training loop allocates the same large tensors (gradients of [B, L, V]
+// logits, hundreds of MB) every step, and fresh pages cost a page fault per 4 KB on first write.
 constexpr size_t kCacheMinBytes = size_t(1) << 20;
 constexpr size_t kHugePage = size_t(2) << 20;
 
-class HostCache {
- public:
-  void* take(size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = blocks_.lower_bound(bytes);
-    // Reuse a block up to 1/8 larger than asked: close sizes (a shorter batch) still hit.
-    if (it == blocks_.end() || it->first > bytes + bytes / 8) return nullptr;
-    void* p = it->second.ptr;
-    cached_ -= it->first;
-    blocks_.erase(it);
-    order_.erase(std::find(order_.begin(), order_.end(), p));
-    return p;
-  }
-  // Returns false when the block cannot be cached (the caller frees it). A full cache frees its oldest
-  // blocks first: the block just released is the one the next step is most likely to ask for again.
-  bool give(void* p, size_t capacity) {
-    std::vector<void*> evicted;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (capacity < kCacheMinBytes || capacity > limit()) return false;
-      while (cached_ + capacity > limit() && !order_.empty()) {
-        void* old = order_.front();
-        order_.erase(order_.begin());
-        for (auto it = blocks_.begin(); it != blocks_.end(); ++it) {
-          if (it->second.ptr == old) {
-            cached_ -= it->first;
-            blocks_.erase(it);
-            break;
-          }
-        }
-        evicted.push_back(old);
-      }
-      blocks_.emplace(capacity, Block{p});
-      order_.push_back(p);
-      cached_ += capacity;
-    }
-    for (void* old : evicted) std::free(old);  // outside the lock: freeing hundreds of MB takes a while
-    return true;
-  }
-  size_t cachedBytes() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return cached_;
-  }
-  void clear() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [size, block] : blocks_) std::free(block.ptr);
-    blocks_.clear();
-    order_.clear();
-    cached_ = 0;
-  }
-
- private:
-  struct Block {
-    void* ptr;
-  };
-  static size_t limit() {
-    static const size_t value = [] {
-      const char* env = std::getenv("GRPO_CPU_CACHE_MB");
-      long mb = env && *env ? std::atol(env) : 1024;
-      return static_cast<size_t>(mb < 0 ? 0 : mb) << 20;
-    }();
-    return value;
-  }
-  std::mutex mutex_;
-  std::multimap<size_t, Block> blocks_;
-  std::vector<void*> order_;  // cached blocks, oldest first
-  size_t cached_ = 0;
+struct FreeHost {
+  void operator()(void* p) const { std::free(p); }
 };
+using HostCache = BlockCache<FreeHost>;
 
 HostCache& hostCache() {
-  static HostCache* cache = new HostCache();  // leaked: blocks may be returned during static destruction
+  // Leaked: blocks may be returned during static destruction.
+  static HostCache* cache = new HostCache("GRPO_CPU_CACHE_MB", 1024, kCacheMinBytes, FreeHost{});
   return *cache;
 }
 
@@ -109,10 +41,11 @@ size_t hostCapacity(size_t bytes) {
   return rounded == 0 ? kCpuAlignment : rounded;
 }
 
-void* hostAllocate(size_t bytes) {
+void* hostAllocate(size_t bytes, size_t* taken) {
   const size_t capacity = hostCapacity(bytes);
+  *taken = capacity;
   if (capacity >= kCacheMinBytes) {
-    if (void* p = hostCache().take(capacity)) return p;
+    if (void* p = hostCache().take(capacity, taken)) return p;
   }
   const size_t align = capacity >= kCacheMinBytes ? kHugePage : kCpuAlignment;
   void* p = std::aligned_alloc(align, capacity);
@@ -127,8 +60,7 @@ void* hostAllocate(size_t bytes) {
   return p;
 }
 
-void hostRelease(void* p, size_t bytes) {
-  const size_t capacity = hostCapacity(bytes);
+void hostRelease(void* p, size_t capacity) {
   if (!hostCache().give(p, capacity)) std::free(p);
 }
 }  // namespace
@@ -175,8 +107,9 @@ void registerDeviceAllocator(Device device, DeviceAllocator allocator) {
 
 std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
   void* data = nullptr;
+  size_t capacity = 0;
   if (device == Device::Cpu) {
-    data = hostAllocate(bytes);
+    data = hostAllocate(bytes, &capacity);
     if (!data) {
       throw Error(ErrorCode::Oom, "Expected " + std::to_string(bytes) +
                                       " bytes of host memory for a tensor but received an allocation failure");
@@ -184,18 +117,18 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
   } else {
     const DeviceAllocator& a = allocators[static_cast<int>(device)];
     if (!a.allocate) throw Error(ErrorCode::NoCuda, "Expected a CUDA backend for a cuda tensor but received a build without CUDA");
-    data = a.allocate(bytes);
+    data = a.allocate(bytes, &capacity);
   }
   liveBuffers[static_cast<int>(device)] += 1;
   liveBytes[static_cast<int>(device)] += static_cast<int64_t>(bytes);
-  return std::shared_ptr<Storage>(new Storage(data, bytes, device));
+  return std::shared_ptr<Storage>(new Storage(data, bytes, capacity, device));
 }
 
 Storage::~Storage() {
   if (device_ == Device::Cpu) {
-    hostRelease(data_, bytes_);
+    hostRelease(data_, capacity_);
   } else {
-    allocators[static_cast<int>(device_)].release(data_);
+    allocators[static_cast<int>(device_)].release(data_, capacity_);
   }
   liveBuffers[static_cast<int>(device_)] -= 1;
   liveBytes[static_cast<int>(device_)] -= static_cast<int64_t>(bytes_);

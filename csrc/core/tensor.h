@@ -21,10 +21,11 @@ bool parseDType(const std::string& name, DType* out);
 const char* deviceName(Device device);
 inline bool isFloat(DType dtype) { return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16; }
 
-// Frees device memory; registered by the CUDA backend when it is compiled in.
+// Allocates and frees device memory; registered by the CUDA backend when it is compiled in. A block may be
+// larger than asked (rounding, a cached block): allocate reports its capacity, release gets it back.
 struct DeviceAllocator {
-  void* (*allocate)(size_t bytes);  // throws grpo::Error (ERR_GRPO_OOM / ERR_GRPO_CUDA)
-  void (*release)(void* ptr);
+  void* (*allocate)(size_t bytes, size_t* capacity);  // throws grpo::Error (ERR_GRPO_OOM / ERR_GRPO_CUDA)
+  void (*release)(void* ptr, size_t capacity);
 };
 void registerDeviceAllocator(Device device, DeviceAllocator allocator);
 
@@ -44,9 +45,11 @@ class Storage {
   Device device() const { return device_; }
 
  private:
-  Storage(void* data, size_t bytes, Device device) : data_(data), bytes_(bytes), device_(device) {}
+  Storage(void* data, size_t bytes, size_t capacity, Device device)
+      : data_(data), bytes_(bytes), capacity_(capacity), device_(device) {}
   void* data_;
   size_t bytes_;
+  size_t capacity_;  // what the allocator handed out (>= bytes_), what it gets back
   Device device_;
 };
 

@@ -1,4 +1,4 @@
-// SIMT executor runtime: runs a CUDA grid on the CPU, one fiber per CUDA thread.
+// The SIMT executor: runs a CUDA grid on the CPU, one fiber per CUDA thread.
 //
 // Execution model (cuda/simt/README.md has the user-facing version):
 //  - A launch is executed by a pool of dedicated worker threads that lives as long as the process. Worker 0
@@ -19,74 +19,28 @@
 //    block, the threads and the source lines. Failures never abort the process: the stuck fibers are
 //    abandoned (their stacks are reused by the next launch).
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <condition_variable>
-#include <cstdarg>
-#include <map>
-#include <mutex>
+#include <cstdio>
+#include <cstring>
 #include <new>
 #include <random>
-#include <set>
 #include <stdexcept>
 #include <system_error>
-#include <string>
-#include <thread>
-#include <vector>
 
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
-#include <link.h>
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if !defined(__x86_64__) || defined(GRPO_SIMT_UCONTEXT)
-#define GRPO_SIMT_USE_UCONTEXT 1
-#include <ucontext.h>
-#endif
-
-#include "simt.h"
+#include "internal.h"
 
 namespace grpo_simt {
-namespace cuda_api {
-
-extern const int warpSize = 32;
-
-// The stream and event handles of the emulated runtime.
-struct CUstream_st {
-  unsigned flags;
-  int priority;
-};
-struct CUevent_st {
-  unsigned flags;
-  bool recorded;
-  std::chrono::steady_clock::time_point when;
-};
-
-}  // namespace cuda_api
-
 namespace detail {
-namespace {
 
-using namespace cuda_api;
-
-// ---- configuration --------------------------------------------------------------------------------------------
-constexpr size_t kDefaultSmemPerBlock = 48 * 1024;   // without cudaFuncAttributeMaxDynamicSharedMemorySize
-constexpr size_t kOptinSmemPerBlock = 227 * 1024;    // H100: cudaDevAttrMaxSharedMemoryPerBlockOptin
-constexpr size_t kSmemPerSM = 228 * 1024;
-constexpr size_t kDynAlign = 1024;
-constexpr size_t kDynCanary = 256;   // guard bytes on both sides of dynamic shared memory
-constexpr size_t kAllocAlign = 256;  // cudaMalloc's alignment guarantee
-constexpr size_t kAllocGuard = 256;  // guard bytes on both sides of every device allocation
-constexpr size_t kTotalDeviceMemory = size_t(80) << 30;
-constexpr unsigned kMaxCluster = 16;
-constexpr unsigned kMaxPortableCluster = 8;
-
+// ---- configuration, messages, the per-thread last error, function attributes (declared in internal.h) ----------
 size_t env_size(const char* name, size_t fallback) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -105,8 +59,6 @@ std::atomic<bool> g_quiet{[] {
   return v != nullptr && *v != '\0' && *v != '0';
 }()};
 
-// ---- small utilities --------------------------------------------------------------------------------------------
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 std::string format(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -120,53 +72,34 @@ std::string format(const char* fmt, ...) {
   return s;
 }
 
-std::string dim_str(dim3 d) { return format("(%u,%u,%u)", d.x, d.y, d.z); }
+thread_local unsigned char t_is_worker;
+thread_local cudaError_t t_last_error = cudaSuccess;
+thread_local std::unique_ptr<std::string> t_last_detail;
+thread_local cudaError_t t_last_detail_code = cudaSuccess;
 
-// "0-31,64,66-70": thread or lane sets stay short in messages.
-std::string ranges(const std::vector<unsigned>& sorted) {
-  std::string s;
-  for (size_t i = 0; i < sorted.size();) {
-    size_t j = i;
-    while (j + 1 < sorted.size() && sorted[j + 1] == sorted[j] + 1) ++j;
-    if (!s.empty()) s += ",";
-    s += j == i ? format("%u", sorted[i]) : format("%u-%u", sorted[i], sorted[j]);
-    i = j + 1;
-  }
-  return s;
-}
-std::string threads_str(const std::vector<unsigned>& sorted) {
-  return (sorted.size() == 1 ? "thread " : "threads ") + ranges(sorted);
-}
-std::string lane_ranges(unsigned mask) {
-  std::vector<unsigned> v;
-  for (unsigned i = 0; i < 32; ++i)
-    if (mask >> i & 1u) v.push_back(i);
-  return ranges(v);
+cudaError_t record_error(cudaError_t code, std::string detail) {
+  if (code == cudaSuccess || t_is_worker != 0) return code;
+  t_last_error = code;
+  if (!t_last_detail) t_last_detail.reset(new std::string);
+  *t_last_detail = std::move(detail);
+  t_last_detail_code = code;
+  return code;
 }
 
-struct Site {
-  const char* file = nullptr;
-  int line = 0;
-};
-bool same_site(Site a, Site b) {
-  return a.line == b.line && (a.file == b.file || (a.file != nullptr && b.file != nullptr && std::strcmp(a.file, b.file) == 0));
-}
-std::string site_str(Site s) {
-  if (s.file == nullptr) return "?";
-  const char* base = std::strrchr(s.file, '/');
-  return format("%s:%d", base != nullptr ? base + 1 : s.file, s.line);
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
 }
 
-// splitmix64: a small, well-mixed generator; the executor's randomness needs speed and replayability only.
-uint64_t mix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+FuncAttrs func_attrs(const void* f) {
+  Registry& g = registry();
+  std::lock_guard<std::mutex> lock(g.func_mutex);
+  auto it = g.func_attrs.find(f);
+  return it == g.func_attrs.end() ? FuncAttrs{} : it->second;
 }
-uint64_t below(uint64_t& state, uint64_t n) {
-  return static_cast<uint64_t>((static_cast<unsigned __int128>(mix64(state)) * n) >> 64);
-}
+
+// ---- the order of blocks, and names in messages ------------------------------------------------------------------
+namespace {
 
 // A random bijection of [0, n) in O(1) memory (a grid may have 2^31 blocks): a bijection of the
 // next power of two, iterated until the value falls below n (cycle walking).
@@ -198,124 +131,6 @@ class Permutation {
   uint64_t keys_[3];
   uint64_t mults_[3];
 };
-
-// ---- per-thread API state -----------------------------------------------------------------------------------------
-// Non-zero on the executor's worker threads, and kept across the 0xFF fills of their thread-local block:
-// nothing else of this module's thread-local state may be touched there (kernel code calling the API).
-thread_local unsigned char t_is_worker;
-
-// Like CUDA's, the last error is per host thread (never a worker's).
-thread_local cudaError_t t_last_error = cudaSuccess;
-thread_local std::unique_ptr<std::string> t_last_detail;
-thread_local cudaError_t t_last_detail_code = cudaSuccess;
-
-cudaError_t record_error(cudaError_t code, std::string detail) {
-  if (code == cudaSuccess || t_is_worker != 0) return code;
-  t_last_error = code;
-  if (!t_last_detail) t_last_detail.reset(new std::string);
-  *t_last_detail = std::move(detail);
-  t_last_detail_code = code;
-  return code;
-}
-
-// ---- structures of a running grid ------------------------------------------------------------------------------------
-struct Block;
-struct Worker;
-struct Run;
-
-enum class FState : uint8_t { Idle, Ready, Running, WaitBlock, WaitWarp, WaitCluster, Done, Aborted };
-
-struct Fiber : ThreadCtx {
-  unsigned linear = 0, lane = 0, warp = 0;
-  Block* block = nullptr;
-  Worker* worker = nullptr;
-  FState state = FState::Idle;
-  Site site;
-  BarrierKind bar_kind = BarrierKind::Plain;
-  WarpOp op = WarpOp::Sync;
-  unsigned op_mask = 0;
-  int op_param = 0;
-  uint64_t in = 0, out = 0;
-  int out_pred = 0;
-  bool cluster_pending = false;
-  uint64_t cluster_phase = 0;
-#ifdef GRPO_SIMT_USE_UCONTEXT
-  ucontext_t uc;
-#else
-  void* sp = nullptr;
-#endif
-};
-
-struct WarpGroup {
-  unsigned mask;
-  unsigned arrived;
-  WarpOp op;
-  unsigned bytes;
-  int width;
-  Site site;
-};
-
-struct WarpState {
-  unsigned existing = 0;  // lanes that exist (the last warp of a block may be partial)
-  std::vector<WarpGroup> groups;
-};
-
-struct Block {
-  Run* run = nullptr;
-  uint3 idx{};
-  unsigned rank = 0;
-  Worker* worker = nullptr;
-  unsigned nthreads = 0, ndone = 0;
-  std::vector<Fiber*> fibers;
-  std::vector<Fiber*> ready;
-  std::vector<WarpState> warps;
-  unsigned bar_count = 0;
-  Site bar_site;
-  BarrierKind bar_kind = BarrierKind::Plain;
-  int bar_acc_count = 0;
-  bool bar_acc_and = true, bar_acc_or = false;
-  int bar_result = 0;
-  unsigned char* dyn = nullptr;
-  size_t dyn_bytes = 0;
-};
-
-struct Worker {
-  unsigned index = 0;
-  std::thread thread;
-  pthread_t handle{};
-  bool started = false;
-  unsigned char* tls_base = nullptr;
-  size_t tls_size = 0;
-  std::vector<std::pair<size_t, size_t>> tls_fill;  // [begin, end) offsets filled with 0xFF at block start
-  std::vector<Fiber*> pool;
-  std::vector<std::pair<void*, size_t>> chunks;
-  unsigned char* dyn_raw = nullptr;  // kDynCanary + capacity + kDynCanary bytes, 1024-aligned inside
-  size_t dyn_capacity = 0;
-#ifdef GRPO_SIMT_USE_UCONTEXT
-  ucontext_t sched_uc;
-#else
-  void* sched_sp = nullptr;
-#endif
-};
-
-struct Run {
-  const LaunchRequest* req = nullptr;
-  unsigned nblocks = 0;
-  Block* blocks[kMaxCluster] = {};
-  size_t total_ready = 0;
-  uint64_t rng = 0;
-  dim3 cluster_dim, cluster_idx, cluster_grid;
-  uint64_t cb_phase = 0;
-  unsigned cb_arrived = 0, cb_expected = 0;
-  unsigned blocks_done = 0;
-  bool finished = false;
-  bool faulted = false;
-  cudaError_t fault_code = cudaSuccess;
-  std::string fault_msg;
-  Fiber* handoff = nullptr;
-};
-
-inline Fiber* current_fiber() { return static_cast<Fiber*>(self()); }
 
 std::string thread_str(const Fiber* f) {
   return format("block %s thread %s", dim_str(f->block->idx).c_str(), dim_str(f->thread_idx).c_str());
@@ -357,214 +172,7 @@ bool is_shuffle(WarpOp op) {
   return op == WarpOp::ShflIdx || op == WarpOp::ShflUp || op == WarpOp::ShflDown || op == WarpOp::ShflXor;
 }
 
-// ---- context switching ----------------------------------------------------------------------------------------------
-#ifndef GRPO_SIMT_USE_UCONTEXT
-extern "C" {
-// Saves the callee-saved state of the System V x86-64 ABI (rbx, rbp, r12-r15, the x87 control word and
-// MXCSR) on the current stack, stores the stack pointer in *save_sp and resumes the context saved at
-// next_sp. Everything else is caller-saved, so the compiler has already spilled it around the call.
-void grpo_simt_switch(void** save_sp, void* next_sp) __attribute__((visibility("hidden")));
-// First frame of a fiber: reached by the `ret` of grpo_simt_switch on a fresh stack.
-void grpo_simt_fiber_trampoline() __attribute__((visibility("hidden")));
-}
-asm(R"(
-    .text
-    .p2align 4
-    .globl grpo_simt_switch
-    .hidden grpo_simt_switch
-    .type grpo_simt_switch, @function
-grpo_simt_switch:
-    pushq %rbp
-    pushq %rbx
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    subq $16, %rsp
-    stmxcsr 8(%rsp)
-    fnstcw (%rsp)
-    movq %rsp, (%rdi)
-    movq %rsi, %rsp
-    fldcw (%rsp)
-    ldmxcsr 8(%rsp)
-    addq $16, %rsp
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %rbx
-    popq %rbp
-    ret
-    .size grpo_simt_switch, .-grpo_simt_switch
-
-    .p2align 4
-    .globl grpo_simt_fiber_trampoline
-    .hidden grpo_simt_fiber_trampoline
-    .type grpo_simt_fiber_trampoline, @function
-grpo_simt_fiber_trampoline:
-    xorl %ebp, %ebp
-    call grpo_simt_fiber_main@PLT
-    ud2
-    .size grpo_simt_fiber_trampoline, .-grpo_simt_fiber_trampoline
-)");
-#endif
-
 }  // namespace
-}  // namespace detail
-}  // namespace grpo_simt
-
-extern "C" void grpo_simt_fiber_main() __attribute__((visibility("hidden"), used, noreturn));
-
-namespace grpo_simt {
-namespace detail {
-namespace {
-
-// Layout of a fiber's region: [Fiber at ctx_offset][guard page][stack ... top - ctx_offset]. The stack
-// top is staggered like the header, for the same reason.
-size_t page_size() {
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  return page;
-}
-size_t fiber_header_bytes() {
-  const size_t page = page_size();
-  return (kCtxSlots * kCtxSlotBytes + sizeof(Fiber) + page - 1) / page * page;
-}
-
-struct FpControl {
-  uint16_t fcw = 0x037F;
-  uint32_t mxcsr = 0x1F80;
-};
-FpControl current_fp_control() {
-  FpControl c;
-#ifndef GRPO_SIMT_USE_UCONTEXT
-  asm volatile("fnstcw %0" : "=m"(c.fcw));
-  asm volatile("stmxcsr %0" : "=m"(c.mxcsr));
-#endif
-  return c;
-}
-
-// A fiber starts with the floating-point control state of the worker that prepares it.
-void prepare_fiber(Fiber* f, const FpControl& fp) {
-  const uintptr_t base = reinterpret_cast<uintptr_t>(f) & ~(kFiberBytes - 1);
-  unsigned char* const region = reinterpret_cast<unsigned char*>(base);
-  unsigned char* const top = region + kFiberBytes - ctx_offset(base);
-#ifdef GRPO_SIMT_USE_UCONTEXT
-  unsigned char* const stack = region + fiber_header_bytes() + page_size();
-  getcontext(&f->uc);
-  f->uc.uc_stack.ss_sp = stack;
-  f->uc.uc_stack.ss_size = static_cast<size_t>(top - stack);
-  f->uc.uc_link = nullptr;
-  makecontext(&f->uc, reinterpret_cast<void (*)()>(&grpo_simt_fiber_main), 0);
-  (void)fp;
-#else
-  // The frame grpo_simt_switch pops: control words, r15..r12, rbx, rbp, then the return address. The
-  // trampoline is entered with a 16-byte aligned stack, so its call leaves the ABI's alignment intact.
-  uint64_t words[9] = {0, 0, 0, 0, 0, 0, 0, 0, reinterpret_cast<uint64_t>(&grpo_simt_fiber_trampoline)};
-  std::memcpy(&words[0], &fp.fcw, sizeof fp.fcw);
-  std::memcpy(&words[1], &fp.mxcsr, sizeof fp.mxcsr);
-  unsigned char* sp = top - sizeof words;
-  std::memcpy(sp, words, sizeof words);
-  f->sp = sp;
-#endif
-}
-
-inline void switch_to_fiber(Worker* w, Fiber* f) {
-#ifdef GRPO_SIMT_USE_UCONTEXT
-  swapcontext(&w->sched_uc, &f->uc);
-#else
-  grpo_simt_switch(&w->sched_sp, f->sp);
-#endif
-}
-
-inline void switch_to_scheduler(Fiber* f) {
-#ifdef GRPO_SIMT_USE_UCONTEXT
-  swapcontext(&f->uc, &f->worker->sched_uc);
-#else
-  grpo_simt_switch(&f->sp, f->worker->sched_sp);
-#endif
-}
-
-// ---- thread-local storage of this module (static __shared__) ---------------------------------------------------------
-// Touching it forces the module's TLS block to exist on a worker; its address identifies that block.
-thread_local unsigned char t_tls_anchor;
-
-struct TlsSearch {
-  const unsigned char* anchor;
-  unsigned char* base;
-  size_t size;
-};
-
-int find_tls_block(dl_phdr_info* info, size_t, void* data) {
-  auto* s = static_cast<TlsSearch*>(data);
-  if (info->dlpi_tls_data == nullptr) return 0;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    if (info->dlpi_phdr[i].p_type != PT_TLS) continue;
-    auto* b = static_cast<unsigned char*>(info->dlpi_tls_data);
-    const size_t n = info->dlpi_phdr[i].p_memsz;
-    if (s->anchor >= b && s->anchor < b + n) {
-      s->base = b;
-      s->size = n;
-      return 1;
-    }
-  }
-  return 0;
-}
-
-bool g_tls_warned = false;
-
-void discover_tls(Worker* w) {
-  t_tls_anchor = 1;
-  t_is_worker = 1;
-  TlsSearch s{&t_tls_anchor, nullptr, 0};
-  dl_iterate_phdr(find_tls_block, &s);
-  if (s.base == nullptr) return;
-  w->tls_base = s.base;
-  w->tls_size = s.size;
-  // Ranges that must survive the fills: our own flag, and the C++ runtime's per-thread state in case
-  // libstdc++ is linked statically into this module (exception globals, std::call_once).
-  std::vector<std::pair<size_t, size_t>> keep;
-  auto keep_range = [&](const void* p, size_t n) {
-    auto* c = static_cast<const unsigned char*>(p);
-    if (c >= s.base && c + n <= s.base + s.size) keep.emplace_back(c - s.base, c - s.base + n);
-  };
-  keep_range(&t_is_worker, sizeof t_is_worker);
-  keep_range(abi::__cxa_get_globals(), 2 * sizeof(void*));
-#if defined(__GLIBCXX__) && defined(_GLIBCXX_HAVE_TLS)
-  keep_range(&std::__once_callable, sizeof(void*));
-  keep_range(&std::__once_call, sizeof(void*));
-#endif
-  std::sort(keep.begin(), keep.end());
-  size_t at = 0;
-  for (const auto& k : keep) {
-    if (k.first > at) w->tls_fill.emplace_back(at, k.first);
-    at = std::max(at, k.second);
-  }
-  if (at < s.size) w->tls_fill.emplace_back(at, s.size);
-}
-
-void fill_tls(Worker* w) {
-  for (const auto& r : w->tls_fill) std::memset(w->tls_base + r.first, 0xFF, r.second - r.first);
-}
-
-// ---- functions' attributes ---------------------------------------------------------------------------------------------
-struct FuncAttrs {
-  size_t max_dynamic_smem = kDefaultSmemPerBlock;
-  bool nonportable_cluster = false;
-  int carveout = -1;
-};
-struct Registry {
-  std::mutex func_mutex;
-  std::map<const void*, FuncAttrs> func_attrs;
-  std::mutex handle_mutex;
-  std::set<const CUstream_st*> streams;
-  std::set<const CUevent_st*> events;
-  std::mutex name_mutex;
-  std::map<const void*, std::string> names;
-};
-Registry& registry() {
-  static Registry* r = new Registry;
-  return *r;
-}
 
 // ---- kernel names ----------------------------------------------------------------------------------------------------
 std::string demangle(const char* s) {
@@ -656,86 +264,7 @@ std::string kernel_name(const void* kernel, const char* signature) {
   return name;
 }
 
-// ---- device memory -----------------------------------------------------------------------------------------------------
-struct Allocation {
-  unsigned char* raw;
-  size_t size;
-  size_t total;
-};
-
-unsigned char guard_byte(size_t i) { return static_cast<unsigned char>(0xA5u ^ (i * 0x3Bu) ^ (i >> 8)); }
-
-// Guard bytes before and after dynamic shared memory.
-const std::vector<unsigned char>& canary() {
-  static const std::vector<unsigned char>* c = [] {
-    auto* v = new std::vector<unsigned char>(2 * kDynCanary);
-    for (size_t i = 0; i < v->size(); ++i) (*v)[i] = guard_byte(i);
-    return v;
-  }();
-  return *c;
-}
-
-class Memory {
- public:
-  std::mutex m;
-  std::map<uintptr_t, Allocation> device;  // keyed by the pointer handed out
-  std::set<void*> host;
-  size_t allocated = 0;
-
-  // Returns the allocation containing p, or nullptr.
-  const std::pair<const uintptr_t, Allocation>* find(const void* p) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    auto it = device.upper_bound(a);
-    if (it == device.begin()) return nullptr;
-    --it;
-    if (a >= it->first && a < it->first + std::max<size_t>(it->second.size, 1)) return &*it;
-    return nullptr;
-  }
-
-  static void write_guards(uintptr_t user, const Allocation& al) {
-    for (size_t i = 0; i < kAllocGuard; ++i) al.raw[i] = guard_byte(i);
-    unsigned char* tail = reinterpret_cast<unsigned char*>(user) + al.size;
-    const size_t tail_len = static_cast<size_t>(al.raw + al.total - tail);
-    for (size_t i = 0; i < tail_len; ++i) tail[i] = guard_byte(kAllocGuard + i);
-  }
-  // Offset of the first damaged guard byte relative to the user pointer (negative: before it), or 0.
-  static long long damaged_guard(uintptr_t user, const Allocation& al) {
-    for (size_t i = 0; i < kAllocGuard; ++i)
-      if (al.raw[i] != guard_byte(i)) return static_cast<long long>(i) - static_cast<long long>(kAllocGuard);
-    const unsigned char* tail = reinterpret_cast<unsigned char*>(user) + al.size;
-    const size_t tail_len = static_cast<size_t>(al.raw + al.total - tail);
-    for (size_t i = 0; i < tail_len; ++i)
-      if (tail[i] != guard_byte(kAllocGuard + i)) return static_cast<long long>(al.size + i) + 1;
-    return 0;
-  }
-};
-
-// The runtime's global state is created on first use and never destroyed: the addon's own static
-// destructors may still free memory or destroy streams at exit, after ours would have run.
-Memory& memory() {
-  static Memory* m = new Memory;
-  return *m;
-}
-
-FuncAttrs func_attrs(const void* f) {
-  Registry& g = registry();
-  std::lock_guard<std::mutex> lock(g.func_mutex);
-  auto it = g.func_attrs.find(f);
-  return it == g.func_attrs.end() ? FuncAttrs{} : it->second;
-}
-
-// ---- streams and events --------------------------------------------------------------------------------------------------
-bool valid_stream(cudaStream_t s) {
-  if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
-  Registry& g = registry();
-  std::lock_guard<std::mutex> lock(g.handle_mutex);
-  return g.streams.count(s) != 0;
-}
-bool valid_event(cudaEvent_t e) {
-  Registry& g = registry();
-  std::lock_guard<std::mutex> lock(g.handle_mutex);
-  return e != nullptr && g.events.count(e) != 0;
-}
+namespace {
 
 // ---- seeds ------------------------------------------------------------------------------------------------------------------
 std::atomic<uint64_t> g_base_seed{[] {
@@ -1249,6 +778,9 @@ void Executor::fiber_exited(Fiber* f) {
 }
 
 }  // namespace
+
+std::mutex& device_mutex() { return Executor::get().device_mutex; }
+
 }  // namespace detail
 }  // namespace grpo_simt
 
@@ -1273,6 +805,7 @@ namespace detail {
 
 using namespace cuda_api;
 
+// ---- collectives: barriers, warp operations, clusters (what kernels call through simt.h) ----------------------------
 void not_in_kernel() {
   throw std::logic_error(
       "SIMT: a device built-in (threadIdx, __syncthreads, a shuffle, ...) was used outside a kernel launched on the "
@@ -1580,7 +1113,7 @@ void* cluster_map_shared(const void* ptr, unsigned rank, const char* file, int l
   if (!locate_shared(r, ptr, &owner, &is_static, &offset))
     fiber_fault(f, cudaErrorIllegalAddress,
                 "map_shared_rank at %s:%d on %p, which is not shared memory of a block of this cluster (are the "
-                "kernels and cuda/simt/simt.cc linked into the same module?)",
+                "kernels and the executor of cuda/simt/ linked into the same module?)",
                 file != nullptr ? file : "?", line, ptr);
   const Block& target = *r.blocks[rank];
   return is_static ? static_cast<void*>(target.worker->tls_base + offset) : static_cast<void*>(target.dyn + offset);
@@ -1755,453 +1288,4 @@ void shutdown() {
   ex.shutdown();
 }
 
-// ---- the CUDA runtime API ---------------------------------------------------------------------------------------------------
-namespace cuda_api {
-
-using detail::record_error;
-
-const char* cudaGetErrorName(cudaError_t e) {
-  switch (e) {
-#define GRPO_SIMT_NAME(x) \
-  case x: return #x;
-    GRPO_SIMT_NAME(cudaSuccess)
-    GRPO_SIMT_NAME(cudaErrorInvalidValue)
-    GRPO_SIMT_NAME(cudaErrorMemoryAllocation)
-    GRPO_SIMT_NAME(cudaErrorInitializationError)
-    GRPO_SIMT_NAME(cudaErrorInvalidConfiguration)
-    GRPO_SIMT_NAME(cudaErrorInvalidSymbol)
-    GRPO_SIMT_NAME(cudaErrorInvalidDevicePointer)
-    GRPO_SIMT_NAME(cudaErrorInvalidMemcpyDirection)
-    GRPO_SIMT_NAME(cudaErrorInvalidDeviceFunction)
-    GRPO_SIMT_NAME(cudaErrorNoDevice)
-    GRPO_SIMT_NAME(cudaErrorInvalidDevice)
-    GRPO_SIMT_NAME(cudaErrorInvalidResourceHandle)
-    GRPO_SIMT_NAME(cudaErrorNotReady)
-    GRPO_SIMT_NAME(cudaErrorIllegalAddress)
-    GRPO_SIMT_NAME(cudaErrorLaunchOutOfResources)
-    GRPO_SIMT_NAME(cudaErrorLaunchTimeout)
-    GRPO_SIMT_NAME(cudaErrorAssert)
-    GRPO_SIMT_NAME(cudaErrorIllegalInstruction)
-    GRPO_SIMT_NAME(cudaErrorLaunchFailure)
-    GRPO_SIMT_NAME(cudaErrorNotPermitted)
-    GRPO_SIMT_NAME(cudaErrorNotSupported)
-    GRPO_SIMT_NAME(cudaErrorInvalidClusterSize)
-    GRPO_SIMT_NAME(cudaErrorUnknown)
-#undef GRPO_SIMT_NAME
-  }
-  return "cudaErrorUnknown";
-}
-
-const char* cudaGetErrorString(cudaError_t e) {
-  switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInitializationError: return "initialization error";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorInvalidSymbol: return "invalid device symbol";
-    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
-    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
-    case cudaErrorInvalidDeviceFunction: return "invalid device function";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorNotReady: return "device not ready";
-    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
-    case cudaErrorLaunchTimeout: return "the launch timed out and was terminated";
-    case cudaErrorAssert: return "device-side assert triggered";
-    case cudaErrorIllegalInstruction: return "an illegal instruction was encountered";
-    case cudaErrorLaunchFailure: return "unspecified launch failure";
-    case cudaErrorNotPermitted: return "operation not permitted";
-    case cudaErrorNotSupported: return "operation not supported";
-    case cudaErrorInvalidClusterSize: return "invalid cluster size";
-    case cudaErrorUnknown: return "unknown error";
-  }
-  return "unknown error";
-}
-
-cudaError_t cudaGetLastError() {
-  if (detail::t_is_worker != 0) return cudaSuccess;
-  const cudaError_t e = detail::t_last_error;
-  detail::t_last_error = cudaSuccess;
-  return e;
-}
-cudaError_t cudaPeekAtLastError() { return detail::t_is_worker != 0 ? cudaSuccess : detail::t_last_error; }
-
-cudaError_t cudaGetDeviceCount(int* count) {
-  if (count == nullptr) return record_error(cudaErrorInvalidValue, "cudaGetDeviceCount(nullptr)");
-  *count = 1;
-  return cudaSuccess;
-}
-cudaError_t cudaSetDevice(int device) {
-  return device == 0 ? cudaSuccess : record_error(cudaErrorInvalidDevice, "SIMT: the executor is device 0");
-}
-cudaError_t cudaGetDevice(int* device) {
-  if (device == nullptr) return record_error(cudaErrorInvalidValue, "cudaGetDevice(nullptr)");
-  *device = 0;
-  return cudaSuccess;
-}
-
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-  if (p == nullptr) return record_error(cudaErrorInvalidValue, "cudaGetDeviceProperties(nullptr)");
-  if (device != 0) return record_error(cudaErrorInvalidDevice, "SIMT: the executor is device 0");
-  std::memset(p, 0, sizeof *p);
-  std::snprintf(p->name, sizeof p->name, "%s", "SIMT executor (CPU)");
-  p->totalGlobalMem = detail::kTotalDeviceMemory;
-  p->sharedMemPerBlock = detail::kDefaultSmemPerBlock;
-  p->regsPerBlock = 65536;
-  p->warpSize = 32;
-  p->memPitch = 2147483647;
-  p->maxThreadsPerBlock = 1024;
-  p->maxThreadsDim[0] = 1024;
-  p->maxThreadsDim[1] = 1024;
-  p->maxThreadsDim[2] = 64;
-  p->maxGridSize[0] = 2147483647;
-  p->maxGridSize[1] = 65535;
-  p->maxGridSize[2] = 65535;
-  p->totalConstMem = 65536;
-  p->major = 9;
-  p->minor = 0;
-  p->textureAlignment = 512;
-  p->multiProcessorCount = 132;
-  p->canMapHostMemory = 1;
-  p->concurrentKernels = 1;
-  p->asyncEngineCount = 2;
-  p->unifiedAddressing = 1;
-  p->memoryBusWidth = 5120;
-  p->l2CacheSize = 50 * 1024 * 1024;
-  p->maxThreadsPerMultiProcessor = 2048;
-  p->streamPrioritiesSupported = 1;
-  p->sharedMemPerMultiprocessor = detail::kSmemPerSM;
-  p->regsPerMultiprocessor = 65536;
-  p->computePreemptionSupported = 1;
-  p->sharedMemPerBlockOptin = detail::optin_smem_limit();
-  p->maxBlocksPerMultiProcessor = 32;
-  p->reservedSharedMemPerBlock = 1024;
-  p->memoryPoolsSupported = 1;
-  p->clusterLaunch = 1;
-  return cudaSuccess;
-}
-
-cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-  if (value == nullptr) return record_error(cudaErrorInvalidValue, "cudaDeviceGetAttribute(nullptr)");
-  if (device != 0) return record_error(cudaErrorInvalidDevice, "SIMT: the executor is device 0");
-  switch (attr) {
-    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimX: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimY: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimZ: *value = 64; break;
-    case cudaDevAttrMaxGridDimX: *value = 2147483647; break;
-    case cudaDevAttrMaxGridDimY: *value = 65535; break;
-    case cudaDevAttrMaxGridDimZ: *value = 65535; break;
-    case cudaDevAttrMaxSharedMemoryPerBlock: *value = static_cast<int>(detail::kDefaultSmemPerBlock); break;
-    case cudaDevAttrTotalConstantMemory: *value = 65536; break;
-    case cudaDevAttrWarpSize: *value = 32; break;
-    case cudaDevAttrMaxRegistersPerBlock: *value = 65536; break;
-    case cudaDevAttrClockRate: *value = 1980000; break;
-    case cudaDevAttrMultiProcessorCount: *value = 132; break;
-    case cudaDevAttrIntegrated: *value = 0; break;
-    case cudaDevAttrConcurrentKernels: *value = 1; break;
-    case cudaDevAttrMemoryClockRate: *value = 2619000; break;
-    case cudaDevAttrGlobalMemoryBusWidth: *value = 5120; break;
-    case cudaDevAttrL2CacheSize: *value = 50 * 1024 * 1024; break;
-    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = 2048; break;
-    case cudaDevAttrUnifiedAddressing: *value = 1; break;
-    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
-    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
-    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = static_cast<int>(detail::kSmemPerSM); break;
-    case cudaDevAttrMaxRegistersPerMultiprocessor: *value = 65536; break;
-    case cudaDevAttrCooperativeLaunch: *value = 0; break;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = static_cast<int>(detail::optin_smem_limit()); break;
-    case cudaDevAttrMaxBlocksPerMultiprocessor: *value = 32; break;
-    case cudaDevAttrMaxPersistingL2CacheSize: *value = 0; break;
-    case cudaDevAttrReservedSharedMemoryPerBlock: *value = 1024; break;
-    case cudaDevAttrClusterLaunch: *value = 1; break;
-    default: return record_error(cudaErrorInvalidValue, detail::format("SIMT: device attribute %d is not emulated", static_cast<int>(attr)));
-  }
-  return cudaSuccess;
-}
-
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-cudaError_t cudaDeviceReset() { return cudaSuccess; }
-cudaError_t cudaDeviceSetLimit(cudaLimit, size_t) { return cudaSuccess; }
-cudaError_t cudaDeviceGetLimit(size_t* value, cudaLimit limit) {
-  if (value == nullptr) return record_error(cudaErrorInvalidValue, "cudaDeviceGetLimit(nullptr)");
-  switch (limit) {
-    case cudaLimitStackSize: *value = detail::kFiberBytes / 2; break;
-    case cudaLimitPrintfFifoSize: *value = 1 << 20; break;
-    case cudaLimitMallocHeapSize: *value = 8 << 20; break;
-    default: *value = 0; break;
-  }
-  return cudaSuccess;
-}
-cudaError_t cudaDeviceGetStreamPriorityRange(int* least, int* greatest) {
-  if (least != nullptr) *least = 0;
-  if (greatest != nullptr) *greatest = -5;
-  return cudaSuccess;
-}
-cudaError_t cudaRuntimeGetVersion(int* v) {
-  if (v == nullptr) return record_error(cudaErrorInvalidValue, "cudaRuntimeGetVersion(nullptr)");
-  *v = 13000;
-  return cudaSuccess;
-}
-cudaError_t cudaDriverGetVersion(int* v) {
-  if (v == nullptr) return record_error(cudaErrorInvalidValue, "cudaDriverGetVersion(nullptr)");
-  *v = 13000;
-  return cudaSuccess;
-}
-cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-  detail::Memory& mem = detail::memory();
-  std::lock_guard<std::mutex> lock(mem.m);
-  if (total_bytes != nullptr) *total_bytes = detail::kTotalDeviceMemory;
-  if (free_bytes != nullptr) *free_bytes = mem.allocated >= detail::kTotalDeviceMemory ? 0 : detail::kTotalDeviceMemory - mem.allocated;
-  return cudaSuccess;
-}
-
-// Device memory starts out as 0xFF bytes (NaN), not zeros: a kernel that reads what nobody wrote, or
-// relies on a fresh allocation being zero, produces NaN instead of passing by luck.
-cudaError_t cudaMalloc(void** p, size_t size) {
-  if (p == nullptr) return record_error(cudaErrorInvalidValue, "cudaMalloc(nullptr, ...)");
-  *p = nullptr;
-  if (size == 0) return cudaSuccess;
-  detail::Memory& mem = detail::memory();
-  if (size > detail::kTotalDeviceMemory) return record_error(cudaErrorMemoryAllocation, detail::format("cudaMalloc(%zu): out of memory", size));
-  const size_t padded = (size + detail::kAllocAlign - 1) / detail::kAllocAlign * detail::kAllocAlign;
-  const size_t total = detail::kAllocGuard + padded + detail::kAllocGuard;
-  void* raw = nullptr;
-  if (posix_memalign(&raw, detail::kAllocAlign, total) != 0)
-    return record_error(cudaErrorMemoryAllocation, detail::format("cudaMalloc(%zu): out of memory", size));
-  detail::Allocation al{static_cast<unsigned char*>(raw), size, total};
-  const uintptr_t user = reinterpret_cast<uintptr_t>(al.raw + detail::kAllocGuard);
-  std::memset(al.raw + detail::kAllocGuard, 0xFF, size);
-  detail::Memory::write_guards(user, al);
-  std::lock_guard<std::mutex> lock(mem.m);
-  mem.device.emplace(user, al);
-  mem.allocated += size;
-  *p = reinterpret_cast<void*>(user);
-  return cudaSuccess;
-}
-
-cudaError_t cudaFree(void* p) {
-  if (p == nullptr) return cudaSuccess;
-  detail::Executor& ex = detail::Executor::get();
-  std::lock_guard<std::mutex> dev(ex.device_mutex);
-  detail::Memory& mem = detail::memory();
-  std::lock_guard<std::mutex> lock(mem.m);
-  auto it = mem.device.find(reinterpret_cast<uintptr_t>(p));
-  if (it == mem.device.end())
-    return record_error(cudaErrorInvalidValue, detail::format("cudaFree(%p): not a pointer returned by cudaMalloc", p));
-  const long long damaged = detail::Memory::damaged_guard(it->first, it->second);
-  mem.allocated -= it->second.size;
-  std::free(it->second.raw);
-  mem.device.erase(it);
-  if (damaged != 0)
-    return record_error(cudaErrorIllegalAddress,
-                        detail::format("cudaFree(%p): something wrote outside this allocation (offset %lld)", p, damaged));
-  return cudaSuccess;
-}
-
-cudaError_t cudaMallocHost(void** p, size_t size) {
-  if (p == nullptr) return record_error(cudaErrorInvalidValue, "cudaMallocHost(nullptr, ...)");
-  *p = nullptr;
-  void* raw = nullptr;
-  if (posix_memalign(&raw, detail::kAllocAlign, size == 0 ? 1 : size) != 0)
-    return record_error(cudaErrorMemoryAllocation, detail::format("cudaMallocHost(%zu): out of memory", size));
-  detail::Memory& mem = detail::memory();
-  std::lock_guard<std::mutex> lock(mem.m);
-  mem.host.insert(raw);
-  *p = raw;
-  return cudaSuccess;
-}
-cudaError_t cudaHostAlloc(void** p, size_t size, unsigned int) { return cudaMallocHost(p, size); }
-cudaError_t cudaFreeHost(void* p) {
-  if (p == nullptr) return cudaSuccess;
-  detail::Memory& mem = detail::memory();
-  std::lock_guard<std::mutex> lock(mem.m);
-  if (mem.host.erase(p) == 0)
-    return record_error(cudaErrorInvalidValue, detail::format("cudaFreeHost(%p): not a pointer from cudaMallocHost", p));
-  std::free(p);
-  return cudaSuccess;
-}
-cudaError_t cudaMallocAsync(void** p, size_t size, cudaStream_t stream) {
-  if (!detail::valid_stream(stream)) return record_error(cudaErrorInvalidResourceHandle, "cudaMallocAsync: invalid stream");
-  return cudaMalloc(p, size);
-}
-cudaError_t cudaFreeAsync(void* p, cudaStream_t stream) {
-  if (!detail::valid_stream(stream)) return record_error(cudaErrorInvalidResourceHandle, "cudaFreeAsync: invalid stream");
-  return cudaFree(p);
-}
-
-namespace {
-// A copy or set that touches a device allocation must stay inside it, as the CUDA runtime checks.
-cudaError_t check_range(const char* what, const void* p, size_t count) {
-  detail::Memory& mem = detail::memory();
-  std::lock_guard<std::mutex> lock(mem.m);
-  const auto* a = mem.find(p);
-  if (a == nullptr) return cudaSuccess;
-  const uintptr_t off = reinterpret_cast<uintptr_t>(p) - a->first;
-  if (off + count > a->second.size)
-    return record_error(cudaErrorInvalidValue,
-                        detail::format("%s: %zu bytes at offset %zu run past the end of the %zu-byte allocation %p", what,
-                                       count, static_cast<size_t>(off), a->second.size, reinterpret_cast<void*>(a->first)));
-  return cudaSuccess;
-}
-}  // namespace
-
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
-  if (static_cast<int>(kind) < 0 || static_cast<int>(kind) > 4)
-    return record_error(cudaErrorInvalidMemcpyDirection, "cudaMemcpy: invalid direction");
-  if (count == 0) return cudaSuccess;
-  if (dst == nullptr || src == nullptr) return record_error(cudaErrorInvalidValue, "cudaMemcpy: null pointer");
-  if (check_range("cudaMemcpy (destination)", dst, count) != cudaSuccess) return cudaErrorInvalidValue;
-  if (check_range("cudaMemcpy (source)", src, count) != cudaSuccess) return cudaErrorInvalidValue;
-  detail::Executor& ex = detail::Executor::get();
-  std::lock_guard<std::mutex> dev(ex.device_mutex);
-  std::memmove(dst, src, count);
-  return cudaSuccess;
-}
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t stream) {
-  if (!detail::valid_stream(stream)) return record_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: invalid stream");
-  return cudaMemcpy(dst, src, count, kind);
-}
-cudaError_t cudaMemset(void* p, int value, size_t count) {
-  if (count == 0) return cudaSuccess;
-  if (p == nullptr) return record_error(cudaErrorInvalidValue, "cudaMemset: null pointer");
-  if (check_range("cudaMemset", p, count) != cudaSuccess) return cudaErrorInvalidValue;
-  detail::Executor& ex = detail::Executor::get();
-  std::lock_guard<std::mutex> dev(ex.device_mutex);
-  std::memset(p, value, count);
-  return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t stream) {
-  if (!detail::valid_stream(stream)) return record_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync: invalid stream");
-  return cudaMemset(p, value, count);
-}
-
-cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithPriority(s, cudaStreamDefault, 0); }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) { return cudaStreamCreateWithPriority(s, flags, 0); }
-cudaError_t cudaStreamCreateWithPriority(cudaStream_t* s, unsigned int flags, int priority) {
-  if (s == nullptr) return record_error(cudaErrorInvalidValue, "cudaStreamCreate(nullptr)");
-  auto* st = new CUstream_st{flags, priority};
-  detail::Registry& g = detail::registry();
-  std::lock_guard<std::mutex> lock(g.handle_mutex);
-  g.streams.insert(st);
-  *s = st;
-  return cudaSuccess;
-}
-cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  detail::Registry& g = detail::registry();
-  std::lock_guard<std::mutex> lock(g.handle_mutex);
-  if (s == nullptr || g.streams.erase(s) == 0)
-    return record_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: invalid stream");
-  delete s;
-  return cudaSuccess;
-}
-// Work runs when it is enqueued, so a stream is always idle: synchronising only validates the handle.
-cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-  return detail::valid_stream(s) ? cudaSuccess : record_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: invalid stream");
-}
-cudaError_t cudaStreamQuery(cudaStream_t s) { return cudaStreamSynchronize(s); }
-cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
-  if (!detail::valid_stream(s) || !detail::valid_event(e))
-    return record_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: invalid stream or event");
-  return cudaSuccess;
-}
-
-cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, cudaEventDefault); }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int flags) {
-  if (e == nullptr) return record_error(cudaErrorInvalidValue, "cudaEventCreate(nullptr)");
-  auto* ev = new CUevent_st{flags, false, {}};
-  detail::Registry& g = detail::registry();
-  std::lock_guard<std::mutex> lock(g.handle_mutex);
-  g.events.insert(ev);
-  *e = ev;
-  return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-  if (!detail::valid_event(e) || !detail::valid_stream(s))
-    return record_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: invalid event or stream");
-  std::lock_guard<std::mutex> lock(detail::registry().handle_mutex);
-  e->recorded = true;
-  e->when = std::chrono::steady_clock::now();
-  return cudaSuccess;
-}
-cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-  return detail::valid_event(e) ? cudaSuccess : record_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: invalid event");
-}
-cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  if (ms == nullptr) return record_error(cudaErrorInvalidValue, "cudaEventElapsedTime(nullptr, ...)");
-  if (!detail::valid_event(start) || !detail::valid_event(end))
-    return record_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: invalid event");
-  std::lock_guard<std::mutex> lock(detail::registry().handle_mutex);
-  if ((start->flags & cudaEventDisableTiming) != 0 || (end->flags & cudaEventDisableTiming) != 0 || !start->recorded ||
-      !end->recorded)
-    return record_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event has no timing data");
-  *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();
-  return cudaSuccess;
-}
-cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  detail::Registry& g = detail::registry();
-  std::lock_guard<std::mutex> lock(g.handle_mutex);
-  if (e == nullptr || g.events.erase(e) == 0)
-    return record_error(cudaErrorInvalidResourceHandle, "cudaEventDestroy: invalid event");
-  delete e;
-  return cudaSuccess;
-}
-
-cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
-  if (func == nullptr) return record_error(cudaErrorInvalidDeviceFunction, "cudaFuncSetAttribute: null function");
-  detail::Registry& g = detail::registry();
-  std::lock_guard<std::mutex> lock(g.func_mutex);
-  detail::FuncAttrs& a = g.func_attrs[func];
-  switch (attr) {
-    case cudaFuncAttributeMaxDynamicSharedMemorySize:
-      if (value < 0 || static_cast<size_t>(value) > detail::optin_smem_limit())
-        return record_error(cudaErrorInvalidValue,
-                            detail::format("cudaFuncSetAttribute: %d bytes of dynamic shared memory exceed the device's %zu",
-                                           value, detail::optin_smem_limit()));
-      a.max_dynamic_smem = static_cast<size_t>(value);
-      return cudaSuccess;
-    case cudaFuncAttributePreferredSharedMemoryCarveout:
-      if (value < -1 || value > 100) return record_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: carveout out of range");
-      a.carveout = value;
-      return cudaSuccess;
-    case cudaFuncAttributeNonPortableClusterSizeAllowed:
-      a.nonportable_cluster = value != 0;
-      return cudaSuccess;
-    default:
-      return cudaSuccess;
-  }
-}
-cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
-  if (attr == nullptr) return record_error(cudaErrorInvalidValue, "cudaFuncGetAttributes(nullptr, ...)");
-  if (func == nullptr) return record_error(cudaErrorInvalidDeviceFunction, "cudaFuncGetAttributes: null function");
-  const detail::FuncAttrs a = detail::func_attrs(func);
-  std::memset(attr, 0, sizeof *attr);
-  attr->maxThreadsPerBlock = 1024;
-  attr->numRegs = 32;
-  attr->ptxVersion = 90;
-  attr->binaryVersion = 90;
-  attr->maxDynamicSharedSizeBytes = static_cast<int>(a.max_dynamic_smem);
-  attr->preferredShmemCarveout = a.carveout;
-  attr->nonPortableClusterSizeAllowed = a.nonportable_cluster ? 1 : 0;
-  return cudaSuccess;
-}
-cudaError_t cudaFuncSetCacheConfig(const void* func, cudaFuncCache) {
-  return func != nullptr ? cudaSuccess : record_error(cudaErrorInvalidDeviceFunction, "cudaFuncSetCacheConfig: null function");
-}
-cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, const void* func, int block_size, size_t smem) {
-  if (blocks == nullptr || block_size <= 0 || block_size > 1024)
-    return record_error(cudaErrorInvalidValue, "cudaOccupancyMaxActiveBlocksPerMultiprocessor: invalid argument");
-  if (func == nullptr) return record_error(cudaErrorInvalidDeviceFunction, "cudaOccupancyMaxActiveBlocksPerMultiprocessor: null function");
-  const int warps = (block_size + 31) / 32;
-  int n = std::min(32, 64 / warps);
-  if (smem > 0) n = std::min<int>(n, static_cast<int>(detail::kSmemPerSM / (smem + 1024)));
-  *blocks = std::max(n, 0);
-  return cudaSuccess;
-}
-
-}  // namespace cuda_api
 }  // namespace grpo_simt
