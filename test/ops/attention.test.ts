@@ -1,7 +1,7 @@
 /**
  * Causal grouped-query attention (forward, backward, decode, KV-cache write) against the float64 reference:
  * lengths 1, 2, 65 and 1000 (reduced on simt by GRPO_TEST_SCALE), mixed lengths packed in one batch with padding
- * between them, GQA ratios 1, 2, 7, head dims 64, 128 and 80, f32 and bf16; the backward against finite
+ * between them, GQA ratios 1, 2, 7, head dims 64, 128, 80, 16 and 256, f32 and bf16; the backward against finite
  * differences; decode against the last row of the full forward; bad inputs as GrpoErrors.
  */
 import t, { type Test } from 'tap'
@@ -86,6 +86,7 @@ t.test('forward and backward match the float64 reference', async (t) => {
     { lens: [big], Hq: 2, Hkv: 1, D: 64, dtype: 'f32', backward: true },
     { lens: [big, 5], Hq: 2, Hkv: 2, D: 128, dtype: 'bf16' },
     { lens: [40], Hq: 2, Hkv: 2, D: 16, dtype: 'bf16', backward: true },
+    { lens: [33, 70], Hq: 2, Hkv: 1, D: 256, dtype: 'f32', backward: true },
   ]
   for (const c of cases) await runCase(t, c)
 })
