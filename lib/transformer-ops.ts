@@ -18,7 +18,8 @@ import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
-import { dtype, number, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
+import { numberOption, parseOptions, valueOption, type Schema } from './options.js'
+import { dtype, optionalTensor, sameDevice, shape, tensor } from './validate.js'
 
 const FLOATS: readonly DType[] = ['f32', 'bf16']
 
@@ -87,6 +88,32 @@ export interface KvCacheWriteOptions {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// option schemas (lib/options.ts): each rule once; an unknown key names the nearest known one. Tensors in options
+// are checked against the other inputs by the functions below.
+
+const anything = (v: unknown) => v !== null
+const positiveScale = numberOption('a finite number > 0', (v) => v > 0) as ReturnType<typeof numberOption<number>>
+
+const RMS_NORM_SCHEMA: Schema<RmsNormOptions> = {
+  eps: numberOption('a finite number >= 0', (v) => v >= 0, 1e-6) as Schema<RmsNormOptions>['eps'],
+}
+const RMS_NORM_BACKWARD_SCHEMA: Schema<RmsNormBackwardOptions> = { gradWeight: valueOption('an f32 Tensor [C]', anything) }
+const ROPE_SCHEMA: Schema<RopeOptions> = {
+  theta: numberOption('a finite number > 0', (v) => v > 0, 10000) as Schema<RopeOptions>['theta'],
+}
+const ATTENTION_SCHEMA: Schema<AttentionOptions> = {
+  seqStarts: valueOption('an i32 Tensor [B]', anything),
+  seqLens: valueOption('an i32 Tensor [B]', anything),
+  scale: positiveScale as Schema<AttentionOptions>['scale'],
+}
+const DECODE_SCHEMA: Schema<AttentionDecodeOptions> = { scale: positiveScale as Schema<AttentionDecodeOptions>['scale'] }
+const CACHE_WRITE_SCHEMA: Schema<KvCacheWriteOptions> = {
+  cacheStarts: valueOption('an i32 Tensor [B] of cache positions', anything),
+  seqStarts: valueOption('an i32 Tensor [B]', anything),
+  seqLens: valueOption('an i32 Tensor [B]', anything),
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // argument checks (the native side checks memory safety again)
 
 function floatTensor(value: unknown, what: string): Tensor {
@@ -114,10 +141,6 @@ function rankAtLeast(t: Tensor, rank: number, layout: string, what: string): voi
   if (t.shape.length < rank) fail('ERR_GRPO_SHAPE', `a tensor of rank >= ${rank} ${layout}`, what, `a tensor of shape [${t.shape.join(', ')}]`)
 }
 
-function positive(value: unknown, what: string): void {
-  number(value, what, 'a finite number > 0', (v) => v > 0)
-}
-
 function headDim(t: Tensor, what: string): number {
   const D = t.shape[t.shape.length - 1]!
   if (D < 16 || D > 256 || D % 16 !== 0) {
@@ -139,8 +162,7 @@ function prepareRmsNorm(x: Tensor, weight: Tensor, opts: RmsNormOptions | undefi
   floatTensor(weight, 'weight')
   shape(weight, [x.shape[x.shape.length - 1]!], 'weight')
   sameDevice(x.device, weight, 'weight')
-  const o = options(opts, 'rmsNorm options')
-  number(o.eps, 'eps', 'a finite number >= 0', (v) => v >= 0)
+  const o = parseOptions(RMS_NORM_SCHEMA, opts, 'rmsNorm options')
   return [x.native, weight.native, { eps: o.eps }] as const
 }
 
@@ -170,7 +192,7 @@ function prepareRmsNormBackward(gradOut: Tensor, x: Tensor, weight: Tensor, rstd
   dtype(rstd, ['f32'], 'rstd')
   shape(rstd, x.shape.slice(0, -1), 'rstd')
   sameDevice(x.device, rstd, 'rstd')
-  const o = options(opts, 'rmsNormBackward options')
+  const o = parseOptions(RMS_NORM_BACKWARD_SCHEMA, opts, 'rmsNormBackward options')
   const gradWeight = optionalTensor(o.gradWeight, 'gradWeight')
   if (gradWeight) {
     dtype(gradWeight, ['f32'], 'gradWeight')
@@ -198,8 +220,7 @@ function prepareRope(x: Tensor, positions: Tensor, opts: RopeOptions | undefined
   const D = x.shape[x.shape.length - 1]!
   if (D % 2 !== 0) fail('ERR_GRPO_SHAPE', 'an even head dimension', what, `a tensor of shape [${x.shape.join(', ')}]`)
   i32(positions, 'positions', x.shape.slice(0, -2), x.device)
-  const o = options(opts, 'rope options')
-  positive(o.theta, 'theta')
+  const o = parseOptions(ROPE_SCHEMA, opts, 'rope options')
   return [x.native, positions.native, { theta: o.theta, inverse }] as const
 }
 
@@ -400,7 +421,7 @@ function attentionArgs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions |
   if (Hkv < 1 || Hq % Hkv !== 0) fail('ERR_GRPO_SHAPE', `a number of kv heads that divides the ${Hq} query heads`, 'k', `a tensor of shape [${k.shape.join(', ')}]`)
   tensor(v, 'v')
   like(v, k, 'v')
-  const o = options(opts, what)
+  const o = parseOptions(ATTENTION_SCHEMA, opts, what)
   const seqStarts = optionalTensor(o.seqStarts, 'seqStarts')
   const seqLens = optionalTensor(o.seqLens, 'seqLens')
   if (seqStarts && !seqLens) invalidArg('seqLens with seqStarts', 'seqLens', undefined)
@@ -415,7 +436,6 @@ function attentionArgs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions |
     batch = seqLens.shape[0]!
   }
   if (seqStarts) i32(seqStarts, 'seqStarts', [batch], q.device)
-  positive(o.scale, 'scale')
   return { seqStarts: nativeOf(seqStarts), seqLens: nativeOf(seqLens), scale: o.scale }
 }
 
@@ -492,8 +512,7 @@ function prepareDecode(q: Tensor, kCache: Tensor, vCache: Tensor, cacheLens: Ten
   sameDevice(q.device, kCache, 'kCache')
   if (q.shape[1]! % Hkv !== 0) fail('ERR_GRPO_SHAPE', `a number of query heads divisible by the ${Hkv} kv heads`, 'q', `a tensor of shape [${q.shape.join(', ')}]`)
   i32(cacheLens, 'cacheLens', [B], q.device)
-  const o = options(opts, 'attentionDecode options')
-  positive(o.scale, 'scale')
+  const o = parseOptions(DECODE_SCHEMA, opts, 'attentionDecode options')
   return [q.native, kCache.native, vCache.native, cacheLens.native, { scale: o.scale }] as const
 }
 
@@ -520,9 +539,9 @@ function prepareCacheWrite(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor,
   sameDevice(kCache.device, k, 'k')
   tensor(v, 'v')
   like(v, k, 'v')
-  const o = options(opts, 'kvCacheWrite options')
+  const o = parseOptions(CACHE_WRITE_SCHEMA, opts, 'kvCacheWrite options')
   if (o.cacheStarts === undefined) invalidArg('an i32 tensor [B] of cache positions', 'cacheStarts', undefined)
-  i32(o.cacheStarts, 'cacheStarts', [B], kCache.device)
+  const cacheStarts = i32(o.cacheStarts, 'cacheStarts', [B], kCache.device)
   const seqStarts = optionalTensor(o.seqStarts, 'seqStarts')
   const seqLens = optionalTensor(o.seqLens, 'seqLens')
   if (!seqStarts !== !seqLens) invalidArg('seqStarts and seqLens together', seqStarts ? 'seqLens' : 'seqStarts', undefined)
@@ -531,7 +550,7 @@ function prepareCacheWrite(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor,
   if (!seqStarts && k.shape[0]! % B !== 0) {
     fail('ERR_GRPO_SHAPE', `a token count divisible by the batch ${B} (or seqStarts/seqLens)`, 'k', `a tensor of shape [${k.shape.join(', ')}]`)
   }
-  return [k.native, v.native, kCache.native, vCache.native, { cacheStarts: o.cacheStarts.native, seqStarts: nativeOf(seqStarts), seqLens: nativeOf(seqLens) }] as const
+  return [k.native, v.native, kCache.native, vCache.native, { cacheStarts: cacheStarts.native, seqStarts: nativeOf(seqStarts), seqLens: nativeOf(seqLens) }] as const
 }
 
 /** Copies k/v rows `[T, Hkv, D]` into the caches: token seqStarts[b] + i goes to cache row b, position cacheStarts[b] + i. */

@@ -1,6 +1,7 @@
 // binding.rmsNorm … kvCacheWrite: the transformer ops (core/transformer_args.h). lib/transformer-ops.ts checks
-// every option first; here only what protects memory is checked again (dtypes, shapes, devices, sizes), then
-// the call runs on the tensors' backend, synchronously or on a worker.
+// every option (the only place their rules live); here only what protects memory is checked again (dtypes,
+// shapes, devices, sizes; index ranges in the backends), then the call runs on the tensors' backend,
+// synchronously or on a worker.
 #include <cmath>
 
 #include "napi/napi_util.h"
@@ -30,11 +31,9 @@ void expectMinRank(const TensorRef& t, size_t rank, const std::string& what) {
   }
 }
 
+// Option values were checked by lib/transformer-ops.ts (one rule per option, in TypeScript); here only read.
 float scaleOption(Napi::Object opts, int64_t headDim) {
-  const double fallback = 1.0 / std::sqrt(static_cast<double>(headDim));
-  const double s = numberOption(opts, "scale", fallback);
-  if (!std::isfinite(s) || !(s > 0)) fail(ErrorCode::InvalidArg, "a finite number > 0", "scale", describeValue(opts.Get("scale")));
-  return static_cast<float>(s);
+  return static_cast<float>(numberOption(opts, "scale", 1.0 / std::sqrt(static_cast<double>(headDim))));
 }
 
 void checkHeadDim(int64_t D, const std::string& what, const std::vector<int64_t>& shape) {
@@ -101,9 +100,7 @@ Napi::Value rmsNormBinding(const Napi::CallbackInfo& info) {
     expectFloat(c.weight, "weight");
     expectShape(c.weight, {c.n}, "weight");
     expectDevice(c.weight, c.x.device(), "weight");
-    const double eps = numberOption(opts, "eps", 1e-6);
-    if (!std::isfinite(eps) || eps < 0) fail(ErrorCode::InvalidArg, "a finite number >= 0", "eps", describeValue(opts.Get("eps")));
-    c.eps = static_cast<float>(eps);
+    c.eps = static_cast<float>(numberOption(opts, "eps", 1e-6));
     Backend& backend = backendFor(c.x.device());
     c.out = makeTensor(c.x.dtype, c.x.shape, c.x.device());
     c.rstd = makeTensor(DType::F32, std::vector<int64_t>(c.x.shape.begin(), c.x.shape.end() - 1), c.x.device());
@@ -174,7 +171,6 @@ Napi::Value ropeBinding(const Napi::CallbackInfo& info) {
     expectShape(c.positions, std::vector<int64_t>(c.x.shape.begin(), c.x.shape.end() - 2), "positions");
     expectDevice(c.positions, c.x.device(), "positions");
     c.theta = numberOption(opts, "theta", 10000.0);
-    if (!std::isfinite(c.theta) || !(c.theta > 0)) fail(ErrorCode::InvalidArg, "a finite number > 0", "theta", describeValue(opts.Get("theta")));
     c.inverse = boolOption(opts, "inverse", false);
     Backend& backend = backendFor(c.x.device());
     c.out = makeTensor(c.x.dtype, c.x.shape, c.x.device());
