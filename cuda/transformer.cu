@@ -256,8 +256,11 @@ void runRmsNormBackward(RmsNormBackwardCall& c, cudaStream_t s) {
 void runRope(RopeCall& c, cudaStream_t s) {
   if (c.tokens == 0) return;
   const int64_t half = c.headDim / 2;
-  std::vector<double> inv(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; i++) inv[i] = std::pow(c.theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.headDim));
+  std::vector<double> inv(c.invFreq);
+  if (inv.empty()) {
+    inv.resize(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; i++) inv[i] = std::pow(c.theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.headDim));
+  }
   Scratch<double> invFreq(inv.size());
   check(cudaMemcpyAsync(invFreq.get(), inv.data(), inv.size() * sizeof(double), cudaMemcpyHostToDevice, s), "cudaMemcpyAsync to device");
   const size_t smem = static_cast<size_t>(c.headDim) * sizeof(float);

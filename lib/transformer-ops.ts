@@ -43,6 +43,11 @@ export interface RmsNormBackwardOptions {
 export interface RopeOptions {
   /** The base of the frequencies theta^(−2i/D) (`rope_theta`). Default 10000; finite, > 0. */
   theta?: number
+  /**
+   * The D/2 inverse frequencies themselves, replacing theta^(−2i/D): scaled rope (Hugging Face's `rope_scaling`,
+   * e.g. Llama 3's "llama3" or "linear" types) computes them once per model. Finite numbers.
+   */
+  inverseFrequencies?: ArrayLike<number>
 }
 
 export interface SwigluGrads {
@@ -100,6 +105,10 @@ const RMS_NORM_SCHEMA: Schema<RmsNormOptions> = {
 const RMS_NORM_BACKWARD_SCHEMA: Schema<RmsNormBackwardOptions> = { gradWeight: valueOption('an f32 Tensor [C]', anything) }
 const ROPE_SCHEMA: Schema<RopeOptions> = {
   theta: numberOption('a finite number > 0', (v) => v > 0, 10000) as Schema<RopeOptions>['theta'],
+  inverseFrequencies: valueOption('an array of finite numbers', (v) => {
+    const a = v as ArrayLike<unknown>
+    return typeof a === 'object' && a !== null && typeof a.length === 'number' && Array.from(a).every((x) => typeof x === 'number' && Number.isFinite(x))
+  }),
 }
 const ATTENTION_SCHEMA: Schema<AttentionOptions> = {
   seqStarts: valueOption('an i32 Tensor [B]', anything),
@@ -221,7 +230,9 @@ function prepareRope(x: Tensor, positions: Tensor, opts: RopeOptions | undefined
   if (D % 2 !== 0) fail('ERR_GRPO_SHAPE', 'an even head dimension', what, `a tensor of shape [${x.shape.join(', ')}]`)
   i32(positions, 'positions', x.shape.slice(0, -2), x.device)
   const o = parseOptions(ROPE_SCHEMA, opts, 'rope options')
-  return [x.native, positions.native, { theta: o.theta, inverse }] as const
+  const inv = o.inverseFrequencies === undefined ? undefined : Array.from(o.inverseFrequencies)
+  if (inv && inv.length !== D / 2) fail('ERR_GRPO_SHAPE', `${D / 2} inverse frequencies (D / 2)`, 'inverseFrequencies', `${inv.length} values`)
+  return [x.native, positions.native, { theta: o.theta, inverse, inverseFrequencies: inv }] as const
 }
 
 /**

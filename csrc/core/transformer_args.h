@@ -42,12 +42,14 @@ struct RmsNormBackwardCall {
 };
 
 // Rotary position embedding, Hugging Face's rotate-half convention, on x [T, H, D]:
-//   for i < D/2, angle = positions[t] · theta^(−2i/D):
+//   for i < D/2, angle = positions[t] · invFreq[i], invFreq[i] = theta^(−2i/D) unless given:
 //   out[i] = x[i]·cos − x[i + D/2]·sin,  out[i + D/2] = x[i + D/2]·cos + x[i]·sin
 // inverse: the rotation by −angle (the backward: gradX from gradOut).
 struct RopeCall {
   TensorRef x, positions;  // positions: i32 [T]
   double theta = 10000.0;
+  // The D/2 inverse frequencies when given (scaled rope: Llama 3's "llama3", "linear"...), else theta^(−2i/D).
+  std::vector<double> invFreq;
   bool inverse = false;
   int64_t tokens = 0, heads = 0, headDim = 0;
   TensorRef out;

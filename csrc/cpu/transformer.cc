@@ -127,8 +127,11 @@ void CpuBackend::rmsNormBackward(RmsNormBackwardCall& c) {
 void CpuBackend::rope(RopeCall& c) {
   const TransformerKernels& k = transformerKernels();
   const int64_t half = c.headDim / 2;
-  std::vector<double> invFreq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; i++) invFreq[i] = std::pow(c.theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.headDim));
+  std::vector<double> invFreq(c.invFreq);
+  if (invFreq.empty()) {
+    invFreq.resize(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; i++) invFreq[i] = std::pow(c.theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.headDim));
+  }
   parallelFor(c.tokens, grainFor(c.heads * c.headDim * 8), [&](int64_t t0, int64_t t1) { k.rope(c, invFreq.data(), t0, t1); });
 }
 

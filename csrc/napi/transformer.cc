@@ -171,6 +171,14 @@ Napi::Value ropeBinding(const Napi::CallbackInfo& info) {
     expectShape(c.positions, std::vector<int64_t>(c.x.shape.begin(), c.x.shape.end() - 2), "positions");
     expectDevice(c.positions, c.x.device(), "positions");
     c.theta = numberOption(opts, "theta", 10000.0);
+    if (hasOption(opts, "inverseFrequencies")) {
+      Napi::Value v = opts.Get("inverseFrequencies");
+      if (!v.IsArray() || v.As<Napi::Array>().Length() != static_cast<uint32_t>(c.headDim / 2)) {
+        fail(ErrorCode::Shape, "an array of " + std::to_string(c.headDim / 2) + " numbers (D / 2)", "inverseFrequencies", describeValue(v));
+      }
+      Napi::Array a = v.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) c.invFreq.push_back(a.Get(i).ToNumber().DoubleValue());
+    }
     c.inverse = boolOption(opts, "inverse", false);
     Backend& backend = backendFor(c.x.device());
     c.out = makeTensor(c.x.dtype, c.x.shape, c.x.device());

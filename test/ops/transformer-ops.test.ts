@@ -137,6 +137,34 @@ t.test('rope matches the float64 reference, its backward is the inverse rotation
     }
     await finiteDifference(t, 'rope gradX', x0, await valuesOf(gx), loss)
   })
+  t.test('inverseFrequencies replaces theta^(-2i/D) (scaled rope, e.g. Llama 3)', async (t) => {
+    using s = new Scope()
+    const rng = rngFor('rope invfreq')
+    const [T, H, D] = [9, 2, 32]
+    const x0 = values(rng, T * H * D)
+    const positions = Array.from({ length: T }, (_, i) => i * 37)
+    // Llama 3's scaling keeps high frequencies and divides low ones by the factor: here the last half by 8.
+    const inv = Array.from({ length: D / 2 }, (_, i) => 500000 ** ((-2 * i) / D) / (i >= D / 4 ? 8 : 1))
+    const x = s.f32(x0, [T, H, D])
+    const pos = s.i32(positions, [T])
+    const y = s.add(await modelOps.rope(x, pos, { inverseFrequencies: Float64Array.from(inv) }))
+    const want = new Float64Array(T * H * D)
+    for (let tk = 0; tk < T; tk++) {
+      for (let h = 0; h < H; h++) {
+        for (let i = 0; i < D / 2; i++) {
+          const a = positions[tk]! * inv[i]!
+          const b = (tk * H + h) * D
+          want[b + i] = x0[b + i]! * Math.cos(a) - x0[b + i + D / 2]! * Math.sin(a)
+          want[b + i + D / 2] = x0[b + i + D / 2]! * Math.cos(a) + x0[b + i]! * Math.sin(a)
+        }
+      }
+    }
+    checkRelative(t, await valuesOf(y), want, 2e-6, 'rope with given inverse frequencies')
+    const back = s.add(modelOps.ropeBackwardSync(y, pos, { inverseFrequencies: inv }))
+    checkRelative(t, await valuesOf(back), x0, 1e-6, 'its backward undoes it')
+    await expectBoth(t, (a) => (a ? modelOps.rope(x, pos, { inverseFrequencies: [1, 2] }) : modelOps.ropeSync(x, pos, { inverseFrequencies: [1, 2] })), 'ERR_GRPO_SHAPE', 'the wrong number of frequencies')
+    await expectBoth(t, (a) => (a ? modelOps.rope(x, pos, { inverseFrequencies: [NaN] }) : modelOps.ropeSync(x, pos, { inverseFrequencies: [NaN] })), 'ERR_GRPO_INVALID_ARG', 'a NaN frequency')
+  })
 })
 
 t.test('swiglu forward and backward (separate and fused gate|up) match the float64 reference', async (t) => {
