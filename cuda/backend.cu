@@ -15,6 +15,7 @@
 #if defined(__CUDACC__)
 #include "cublaslt.h"
 #endif
+#include "transformer_launchers.h"
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -337,6 +338,21 @@ class CudaBackend final : public Backend {
     }
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
+
+  // The transformer ops: cuda/transformer.cu, cuda/attention.cu.
+  void rmsNorm(RmsNormCall& c) override { runRmsNorm(c, stream()); }
+  void rmsNormBackward(RmsNormBackwardCall& c) override { runRmsNormBackward(c, stream()); }
+  void rope(RopeCall& c) override { runRope(c, stream()); }
+  void swiglu(SwigluCall& c) override { runSwiglu(c, stream()); }
+  void swigluBackward(SwigluBackwardCall& c) override { runSwigluBackward(c, stream()); }
+  void embedding(EmbeddingCall& c) override { runEmbedding(c, stream()); }
+  void embeddingBackward(EmbeddingBackwardCall& c) override { runEmbeddingBackward(c, stream()); }
+  void add(AddCall& c) override { runAdd(c, stream()); }
+  void cast(CastCall& c) override { runCast(c, stream()); }
+  void attention(AttentionCall& c) override { runAttention(c, stream()); }
+  void attentionBackward(AttentionBackwardCall& c) override { runAttentionBackward(c, stream()); }
+  void attentionDecode(AttentionDecodeCall& c) override { runAttentionDecode(c, stream()); }
+  void kvCacheWrite(KvCacheWriteCall& c) override { runKvCacheWrite(c, stream()); }
 
   void zeroTensors(ZeroTensorsCall& c) override {
     cudaStream_t s = stream();

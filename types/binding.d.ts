@@ -101,6 +101,19 @@ export interface NativeBinding {
   openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): { seconds: number; cpuSeconds: number }
   linear<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
   linearBackward<A extends boolean>(gradOutput: NativeTensor, x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | null, A>
+  rmsNorm<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<{ out: NativeTensor; rstd: NativeTensor }, A>
+  rmsNormBackward<A extends boolean>(gradOut: NativeTensor, x: NativeTensor, weight: NativeTensor, rstd: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  rope<A extends boolean>(x: NativeTensor, positions: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  swiglu<A extends boolean>(gate: NativeTensor, up: NativeTensor | undefined, async: A): MaybeAsync<NativeTensor, A>
+  swigluBackward<A extends boolean>(gradOut: NativeTensor, gate: NativeTensor, up: NativeTensor | undefined, async: A): MaybeAsync<{ gradGate: NativeTensor; gradUp?: NativeTensor }, A>
+  embedding<A extends boolean>(weight: NativeTensor, ids: NativeTensor, async: A): MaybeAsync<NativeTensor, A>
+  embeddingBackward<A extends boolean>(gradOut: NativeTensor, ids: NativeTensor, gradWeight: NativeTensor, async: A): MaybeAsync<void, A>
+  add<A extends boolean>(a: NativeTensor, b: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | undefined, A>
+  cast<A extends boolean>(x: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | undefined, A>
+  attention<A extends boolean>(q: NativeTensor, k: NativeTensor, v: NativeTensor, options: object, async: A): MaybeAsync<{ out: NativeTensor; lse: NativeTensor }, A>
+  attentionBackward<A extends boolean>(gradOut: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, options: object, async: A): MaybeAsync<{ gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor }, A>
+  attentionDecode<A extends boolean>(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheLens: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  kvCacheWrite<A extends boolean>(k: NativeTensor, v: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, options: object, async: A): MaybeAsync<void, A>
 }
 
 export interface NativeSampledTokens {

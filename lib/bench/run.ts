@@ -178,6 +178,14 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     }
   }
 
+  if (o.ops.includes('attention') || o.ops.includes('transformerOps')) {
+    const { benchAttention, benchRowOps } = await import('./transformer-bench.js')
+    const tb = { device: o.device, dtypes: o.dtypes.filter((d): d is 'f32' | 'bf16' => d !== 'f16'), reps: o.reps, warmup: o.warmup, random, time, add, log: o.log }
+    const T = o.transformerTokens ?? 4096
+    if (o.ops.includes('transformerOps')) await benchRowOps(tb, machine, T, Math.max(...o.vocab))
+    if (o.ops.includes('attention')) await benchAttention(tb, o.attentionLengths, T)
+  }
+
   if (o.ops.includes('scoreBatch')) {
     const { scoreBatchBench } = await import('./reward-bench.js')
     const r = await scoreBatchBench(o.reps, o.seed)

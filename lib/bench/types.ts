@@ -5,8 +5,8 @@
  */
 import type { Device } from '../dtype.js'
 
-export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm'
-export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm']
+export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm' | 'attention' | 'transformerOps'
+export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm', 'attention', 'transformerOps']
 
 export interface BenchOptions {
   device: Device
@@ -24,6 +24,10 @@ export interface BenchOptions {
   gemmTokens?: number
   gemmSizes?: readonly number[]
   gemmTorch?: boolean
+  /** Sequence lengths of the attention benchmark (4096 tokens per call). Default 512, 2048. */
+  attentionLengths?: readonly number[]
+  /** Tokens of the transformer-ops benchmark (and per attention call). Default 4096. */
+  transformerTokens?: number
 }
 
 export interface Timing {
