@@ -28,7 +28,7 @@ Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info) {
     if (!(temperature > 0) || !std::isfinite(temperature)) {
       fail(ErrorCode::InvalidArg, "a finite number > 0", "temperature", describeValue(opts.Get("temperature")));
     }
-    c.temperature = static_cast<float>(temperature);
+    c.temperature = temperature;
     c.entropy = boolOption(opts, "entropy", false);
     Backend& backend = backendFor(device);
     c.logp = makeTensor(DType::F32, {c.B, c.L}, device);

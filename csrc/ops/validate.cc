@@ -76,7 +76,7 @@ double nullableOption(Napi::Object opts, const char* key, double fallback, const
 LossParams parseLossParams(Napi::Object opts, bool fused) {
   LossParams p;
   if (fused) {
-    p.temperature = static_cast<float>(finiteOption(opts, "temperature", 1, "a finite number > 0", [](double v) { return v > 0; }));
+    p.temperature = finiteOption(opts, "temperature", 1, "a finite number > 0", [](double v) { return v > 0; });
   }
   p.clipLow = finiteOption(opts, "clipLow", 0.2, "a number in [0, 1)", [](double v) { return v >= 0 && v < 1; });
   p.clipHigh = finiteOption(opts, "clipHigh", 0.2, "a finite number >= 0", [](double v) { return v >= 0; });
