@@ -20,7 +20,6 @@ namespace grpo {
 namespace {
 
 constexpr double kLn2 = 0.693147180559945309;
-constexpr float kLog2e = 1.4426950408889634f;
 
 float readLogit(const TensorRef& logits, int64_t offset) {
   switch (logits.dtype) {
@@ -34,36 +33,68 @@ float readLogit(const TensorRef& logits, int64_t offset) {
 struct RowResult {
   cpu::RowStats stats;  // sums without the target's term
   double sum, t2;       // with it
-  float logp, lse, entropy, targetT, oneMinusPy;
+  double targetT;       // t_y = (x_y - max) * log2(e) / T, in double
+  double py;            // p_y
+  float logp, lse, entropy;
+  double oneMinusPy;
 };
 
-uint8_t analyzeRow(const TensorRef& logits, int64_t row, int64_t V, int32_t target, float temperature,
-                   bool entropy, RowResult* out) {
+uint8_t analyzeRow(const TensorRef& logits, int64_t row, int64_t V, int32_t target, double temperature,
+                   const cpu::ExpScale& scale, bool entropy, cpu::RowChunks chunks, const cpu::RowKeep* keep,
+                   RowResult* out) {
   if (target < 0 || target >= V) return kRowBadTarget;
   const int64_t offset = row * V;
   const void* base = static_cast<const char*>(logits.storage->data()) + offset * static_cast<int64_t>(dtypeSize(logits.dtype));
-  const float scale = kLog2e / temperature;
   cpu::RowStats& st = out->stats;
-  cpu::rowKernels().rowStats(base, logits.dtype, V, target, scale, entropy, &st);
-  if (st.bad) return kRowNonFiniteLogits;
-  if (st.maxLogit == -std::numeric_limits<float>::infinity()) return kRowAllNegInf;
-  // The target's own term, added in double (the kernels leave it out of the sums).
+  cpu::rowKernels().rowStats(base, logits.dtype, V, target, scale, entropy, chunks, keep, &st);
   const float xy = readLogit(logits, offset + target);
-  out->targetT = (xy - st.maxLogit) * scale;
-  const double ty = out->targetT, ey = std::exp2(ty);
+  if (st.bad || xy != xy || xy == std::numeric_limits<float>::infinity()) return kRowNonFiniteLogits;
+  if (st.maxLogit == -std::numeric_limits<float>::infinity()) return kRowAllNegInf;
+  // The target's own term, added in double (the kernels leave it out of the sums). Its exponent comes from
+  // the exact difference x_y - max (both floats) times the same hi + lo scale the kernels use.
+  const double dy = static_cast<double>(xy) - static_cast<double>(st.maxLogit);
+  const double ty = dy * scale.value, ey = std::exp2(ty);
   const double S = st.sum + ey;
-  const double invT = 1.0 / static_cast<double>(temperature);
+  const double invT = 1.0 / temperature;
   const double lnS = std::log(S);
-  out->oneMinusPy = static_cast<float>(st.sum / S);
+  out->targetT = ty;
+  out->py = ey / S;
+  out->oneMinusPy = st.sum / S;
   out->sum = S;
-  out->t2 = st.t2 + ey * (ty < -127 ? -127 : ty);
-  out->logp = static_cast<float>(static_cast<double>(xy - st.maxLogit) * invT - lnS);
+  out->t2 = st.t2 + (ey > 0 ? ey * ty : 0.0);
+  out->logp = static_cast<float>(dy * invT - lnS);
   out->lse = static_cast<float>(static_cast<double>(st.maxLogit) * invT + lnS);
   out->entropy = entropy ? static_cast<float>(lnS - kLn2 * out->t2 / S) : 0.0f;
   return kRowOk;
 }
 
 int64_t rowGrain(int64_t V) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(V, 1)); }
+
+// Gradients larger than this are written with streaming stores: they cannot stay in cache until the caller
+// reads them, and a normal store would first read every destination line from memory (a third transfer).
+constexpr size_t kStreamGradBytes = size_t{16} << 20;
+
+// Per-thread buffers of the fused loss: the row's exponentials (V + 64 floats: kernels store whole vectors),
+// the running max of each chunk and the chunk factors. Reused row after row, so they stay in L2.
+struct RowScratch {
+  std::vector<float> keep, chunkMax, factor;
+  void reserve(int64_t V, int64_t chunks) {
+    if (keep.size() < static_cast<size_t>(V + 64)) keep.resize(static_cast<size_t>(V + 64));
+    if (chunkMax.size() < static_cast<size_t>(chunks)) {
+      chunkMax.resize(static_cast<size_t>(chunks));
+      factor.resize(static_cast<size_t>(chunks));
+    }
+  }
+};
+thread_local RowScratch tlsScratch;
+
+// Chunk 0 ends where the gradient row reaches a 64-byte boundary, so every later chunk starts on one.
+cpu::RowChunks chunksFor(const void* gradRow, size_t outBytes) {
+  cpu::RowChunks chunks;
+  const uintptr_t misalign = reinterpret_cast<uintptr_t>(gradRow) & 63u;
+  if (misalign != 0 && misalign % outBytes == 0) chunks.first = static_cast<int64_t>((64 - misalign) / outBytes);
+  return chunks;
+}
 
 }  // namespace
 
@@ -74,6 +105,7 @@ void cpu::CpuBackend::tokenLogprobs(TokenLogprobsCall& c) {
   float* logp = c.logp.data<float>();
   float* lse = c.lse.data<float>();
   float* ent = c.entropy ? c.entropyOut.data<float>() : nullptr;
+  const cpu::ExpScale scale = cpu::expScaleFor(c.temperature);
   std::vector<uint8_t> status(rows, kRowOk);
   for (int64_t i = 0; mask && i < rows; i++) {
     if (mask[i] > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask" + position(i, c.L), std::to_string(mask[i]));
@@ -86,7 +118,7 @@ void cpu::CpuBackend::tokenLogprobs(TokenLogprobsCall& c) {
         if (ent) ent[i] = 0;
         continue;
       }
-      status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.temperature, c.entropy, &r);
+      status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.temperature, scale, c.entropy, cpu::RowChunks{}, nullptr, &r);
       logp[i] = r.logp;
       lse[i] = r.lse;
       if (ent) ent[i] = r.entropy;
@@ -108,11 +140,14 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
   const size_t inBytes = dtypeSize(c.logits.dtype), outBytes = dtypeSize(c.grad.dtype);
   char* gradBase = static_cast<char*>(c.grad.storage->data());
   const cpu::RowKernels& kernels = cpu::rowKernels();
-  const float invT = 1.0f / c.params.temperature;
+  const cpu::ExpScale scale = cpu::expScaleFor(params.temperature);
+  const double invT = 1.0 / params.temperature;
+  const bool stream = static_cast<size_t>(rows) * static_cast<size_t>(c.V) * outBytes >= kStreamGradBytes;
   std::vector<uint8_t> status(rows, kRowOk);
   std::vector<TokenRecord> records(rows);
 
   cpu::parallelFor(rows, rowGrain(c.V), [&](int64_t begin, int64_t end) {
+    RowScratch& scratch = tlsScratch;
     for (int64_t i = begin; i < end; i++) {
       void* gradRow = gradBase + i * c.V * static_cast<int64_t>(outBytes);
       if (mask && !mask[i]) {
@@ -122,8 +157,13 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       }
       double old, ref, adv;
       if (!inputs.read(i, &old, &ref, &adv)) { status[i] = kRowBadInput; continue; }
+      // Pass 1: the statistics, keeping the row's exponentials for pass 2.
+      const cpu::RowChunks chunks = chunksFor(gradRow, outBytes);
+      const int64_t chunkCount = chunks.count(c.V);
+      scratch.reserve(c.V, chunkCount);
+      const cpu::RowKeep keep{scratch.keep.data(), scratch.chunkMax.data()};
       RowResult r{};
-      status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.params.temperature, true, &r);
+      status[i] = analyzeRow(c.logits, i, c.V, targets[i], params.temperature, scale, true, chunks, &keep, &r);
       if (status[i] != kRowOk) continue;
       if (std::isinf(r.logp)) { status[i] = kRowNegInfTarget; continue; }
       logpOut[i] = r.logp;
@@ -131,18 +171,30 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       if (!params.hasOld) old = logp;
       TokenTerms terms = tokenTerms(logp, old, ref, adv, r.entropy, params);
       const double w = scales[i / c.L];
+      // dx_j = -p_j (a + b (z_j - E[z])) + [j = y] a  with  a = g_t / T, b = gH_t / T,  z_j - E[z] = ln2 t_j - eShift.
+      const double a = w * terms.dlogp * invT;
+      const double b = -w * params.entropyCoef * invT;
+      const double eShift = kLn2 * r.t2 / r.sum;
+      const double M = r.stats.maxLogit;
+      // Each chunk's exponentials were taken against its own running max: p_j = keep_j 2^((m_c - M) s) / S.
+      for (int64_t k = 0; k < chunkCount; k++) {
+        const double mc = scratch.chunkMax[k];
+        const double f = mc == -INFINITY ? 0.0 : -std::exp2((mc - M) * scale.value) / r.sum;
+        scratch.factor[k] = static_cast<float>(b != 0 ? f : f * a);
+      }
       cpu::GradParams gp;
-      gp.scale = kLog2e * invT;
+      gp.scale = scale;
       gp.maxLogit = r.stats.maxLogit;
-      gp.invSum = static_cast<float>(1.0 / r.sum);
-      gp.a = static_cast<float>(w * terms.dlogp * invT);
-      gp.b = static_cast<float>(-w * params.entropyCoef * invT);
-      gp.eShift = static_cast<float>(kLn2 * r.t2 / r.sum);
+      gp.a2 = static_cast<float>(a - b * eShift);
+      gp.b2 = static_cast<float>(b * kLn2);
+      gp.entropy = b != 0;
+      gp.stream = stream;
+      gp.chunks = chunks;
       gp.target = targets[i];
-      gp.targetT = r.targetT;
-      gp.oneMinusPy = r.oneMinusPy;
+      // The target entry, a (1 - p_y) with 1 - p_y = S_o / S (no cancellation near p_y = 1), in double.
+      gp.targetGrad = static_cast<float>(a * r.oneMinusPy - b * r.py * (kLn2 * r.targetT - eShift));
       const void* row = static_cast<const char*>(c.logits.storage->data()) + i * c.V * static_cast<int64_t>(inBytes);
-      kernels.rowGrad(row, c.logits.dtype, c.V, gp, gradRow, c.grad.dtype);
+      kernels.rowGrad(row, c.logits.dtype, c.V, gp, scratch.keep.data(), scratch.factor.data(), gradRow, c.grad.dtype);
       records[i] = recordToken(terms, w, logp, old, r.entropy, params);
     }
   });
