@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace grpo::cpu {
 
