@@ -86,6 +86,7 @@ struct RowScratch {
   }
 };
 thread_local RowScratch tlsScratch;
+constexpr size_t kKeepScratchLimit = size_t{4} << 20;  // floats: 16 MB
 
 // Chunk 0 ends where the gradient row reaches a 64-byte boundary, so every later chunk starts on one.
 cpu::RowChunks chunksFor(const void* gradRow, size_t outBytes) {
@@ -196,6 +197,8 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       kernels.rowGrad(row, c.logits.dtype, c.V, gp, scratch.keep.data(), scratch.factor.data(), gradRow, c.grad.dtype);
       records[i] = recordToken(terms, w, logp, old, r.entropy, params);
     }
+    // A vocabulary far beyond any model's (the buffer is 4V bytes) does not stay allocated after the op.
+    if (scratch.keep.size() > kKeepScratchLimit) scratch = RowScratch{};
   });
   throwRowStatus(status.data(), rows, c.targets.data<int32_t>(), &inputs, c.L, c.V);
   c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));
