@@ -3,6 +3,7 @@
 // the statistics in double, in token order, so results do not depend on the number of threads.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <string>
@@ -69,9 +70,19 @@ uint8_t analyzeRow(const TensorRef& logits, int64_t row, int64_t V, int32_t targ
 
 int64_t rowGrain(int64_t V) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(V, 1)); }
 
-// Gradients larger than this are written with streaming stores: they cannot stay in cache until the caller
-// reads them, and a normal store would first read every destination line from memory (a third transfer).
-constexpr size_t kStreamGradBytes = size_t{16} << 20;
+// Gradients of this size and more are written with streaming stores: they cannot stay in cache until the
+// caller reads them, and a normal store would first read every destination line from memory (a third
+// transfer). GRPO_CPU_STREAM_BYTES overrides the 16 MB default (0: always; the tests use it to run the
+// streaming path on small shapes).
+size_t streamGradBytes() {
+  static const size_t bytes = [] {
+    const char* env = std::getenv("GRPO_CPU_STREAM_BYTES");
+    char* end = nullptr;
+    const unsigned long long v = env && *env ? std::strtoull(env, &end, 10) : 0;
+    return env && *env && end && *end == 0 ? static_cast<size_t>(v) : size_t{16} << 20;
+  }();
+  return bytes;
+}
 
 // Per-thread buffers of the fused loss: the row's exponentials (V + 64 floats: kernels store whole vectors),
 // the running max of each chunk and the chunk factors. Reused row after row, so they stay in L2.
@@ -142,7 +153,7 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
   const cpu::RowKernels& kernels = cpu::rowKernels();
   const cpu::ExpScale scale = cpu::expScaleFor(params.temperature);
   const double invT = 1.0 / params.temperature;
-  const bool stream = static_cast<size_t>(rows) * static_cast<size_t>(c.V) * outBytes >= kStreamGradBytes;
+  const bool stream = static_cast<size_t>(rows) * static_cast<size_t>(c.V) * outBytes >= streamGradBytes();
   std::vector<uint8_t> status(rows, kRowOk);
   std::vector<TokenRecord> records(rows);
 

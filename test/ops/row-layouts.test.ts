@@ -29,7 +29,7 @@ interface RowCase {
 }
 
 /** grpoLoss and tokenLogprobs of `c` against the reference: logp, entropy, loss, gradient, zeros at −∞. */
-async function checkAgainstReference(t: Test, c: RowCase, dtype: FloatDType, options: { temperature?: number; entropyCoef?: number; gradDtype?: 'f32' }): Promise<void> {
+async function checkAgainstReference(t: Test, c: RowCase, dtype: FloatDType, options: { temperature?: number; entropyCoef?: number; gradDtype?: 'f32' }, withTokenLogprobs = true): Promise<void> {
   using s = new Scope()
   const { B, L, V } = c
   const rng = rngFor(`advantages ${dtype} ${V}`)
@@ -37,11 +37,13 @@ async function checkAgainstReference(t: Test, c: RowCase, dtype: FloatDType, opt
   const logits = s.from(storageOf(dtype, c.values), [B, L, V], dtype)
   const targets = s.i32(c.targets, [B, L])
   const T = options.temperature ?? 1
-  const refRows = refTokenLogprobs({ logits: c.values, targets: c.targets, B, L, V }, { temperature: T })
-  const rows = s.adopt(await ops.tokenLogprobs(logits, targets, { temperature: T, entropy: true }))
-  checkElementwise(t, await valuesOf(rows.logp), refRows.logp, 1e-4, 'tokenLogprobs logp')
-  checkRelative(t, await valuesOf(rows.logp), refRows.logp, 1e-5, 'tokenLogprobs logp')
-  checkRelative(t, await valuesOf(rows.entropy!), refRows.entropy, 1e-5, 'tokenLogprobs entropy')
+  if (withTokenLogprobs) {
+    const refRows = refTokenLogprobs({ logits: c.values, targets: c.targets, B, L, V }, { temperature: T })
+    const rows = s.adopt(await ops.tokenLogprobs(logits, targets, { temperature: T, entropy: true }))
+    checkElementwise(t, await valuesOf(rows.logp), refRows.logp, 1e-4, 'tokenLogprobs logp')
+    checkRelative(t, await valuesOf(rows.logp), refRows.logp, 1e-5, 'tokenLogprobs logp')
+    checkRelative(t, await valuesOf(rows.entropy!), refRows.entropy, 1e-5, 'tokenLogprobs entropy')
+  }
 
   const lossOptions = { temperature: T, entropyCoef: options.entropyCoef ?? 0, loss: 'nll' as const }
   const ref = refGrpoLoss({ logits: c.values, targets: c.targets, advantages, B, L, V }, lossOptions)
@@ -124,19 +126,19 @@ t.test('NaN and +∞ are found wherever they are', async (t) => {
 })
 
 t.test('gradients written with streaming stores (>= 16 MB), rows on and off cache-line boundaries', { skip: !RUN_BIG && 'GRPO_TEST_SKIP_BIG=1' }, async (t) => {
-  // 84 rows x 50257 f32 = 16.9 MB: row starts fall anywhere in a cache line. 56 x 151936 bf16 = 17 MB and
-  // f32 gradients of bf16 logits: the other store paths.
+  // 84 rows x 50257 f32 = 16.9 MB: row starts fall anywhere in a cache line. 56 x 151936 bf16 = 17 MB: the
+  // 16-bit store path.
+  // (test/cpu/ops-on-each-isa runs the whole row-kernel suite with every gradient streamed, on small shapes.)
   const cases: [FloatDType, number, number, { entropyCoef?: number; gradDtype?: 'f32'; temperature?: number }][] = [
     ['f32', 84, 50257, { entropyCoef: 0.01, temperature: 0.9 }],
     ['bf16', 56, 151936, {}],
-    ['bf16', 28, 151936, { gradDtype: 'f32', entropyCoef: 0.01 }],
   ]
   for (const [dtype, L, V, options] of cases) {
     const rng = rngFor(`stream ${dtype} ${V}`)
     const c = rowsWith(rng, dtype, 1, L, V, (row, r) => {
       if (r % 7 === 3) row.fill(-Infinity, 100, 30000)
     })
-    await t.test(`${dtype} [1, ${L}, ${V}] ${JSON.stringify(options)}`, (t) => checkAgainstReference(t, c, dtype, options))
+    await t.test(`${dtype} [1, ${L}, ${V}] ${JSON.stringify(options)}`, (t) => checkAgainstReference(t, c, dtype, options, false))
   }
 })
 
