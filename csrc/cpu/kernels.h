@@ -18,6 +18,7 @@ constexpr int64_t kRowChunk = 2048;
 struct RowChunks {
   int64_t first = kRowChunk;  // length of chunk 0 (1..kRowChunk); later chunks are kRowChunk long
   int64_t count(int64_t V) const { return V <= first ? 1 : 1 + (V - first + kRowChunk - 1) / kRowChunk; }
+  int64_t start(int64_t c) const { return c == 0 ? 0 : first + (c - 1) * kRowChunk; }
 };
 
 // The exponential's scale, log2(e) / T, as a sum of two floats: hi + lo equals it to ~2^-48. The kernels
@@ -44,11 +45,13 @@ inline ExpScale expScaleFor(double temperature) {
 // scale = log2(e) / T, so exp(z_j - zmax) = 2^t_j.
 // The target's own term is left out of sum and t2: S_o = sum over j != y. The caller adds it in double, so
 // that 1 - p_y = S_o / S keeps full precision when p_y is close to 1 (S - e_y would cancel).
+// rowStats may cover a row in several calls (chunk ranges in order): the struct is the running state, and
+// starts as constructed here.
 struct RowStats {
-  float maxLogit;  // max_j x_j, target included (-inf when every entry is -inf or NaN)
-  double sum;      // S_o = sum_{j != y} 2^t_j
-  double t2;       // sum_{j != y} 2^t_j * t_j (only with entropy), for H = ln S - ln2 * T2 / S
-  bool bad;        // the row holds NaN or +inf (the target's own entry is the caller's to check)
+  float maxLogit = -std::numeric_limits<float>::infinity();  // max_j x_j, target included (-inf: all -inf or NaN)
+  double sum = 0;    // S_o = sum_{j != y} 2^t_j
+  double t2 = 0;     // sum_{j != y} 2^t_j * t_j (only with entropy), for H = ln S - ln2 * T2 / S
+  bool bad = false;  // the row holds NaN or +inf (the target's own entry is the caller's to check)
 };
 
 // What rowStats keeps for the gradient pass (the fused loss): keep[j] = 2^((x_j - chunkMax[c]) * scale) for
@@ -74,12 +77,15 @@ struct GradParams {
   float targetGrad;   // a (1 - p_y) - b p_y (z_y - E[z]), formed in double and rounded once
 };
 
+// Both row functions work on chunks [cBegin, cEnd) of the row (chunks.count(V) of them in all), so that the
+// fused loss can interleave the gradient pass of one row with the statistics pass of the next: the first
+// is bound by memory writes, the second by the exponentials, and together they keep both busy.
 struct RowKernels {
   const char* isa;
   void (*rowStats)(const void* row, DType dtype, int64_t V, int64_t target, const ExpScale& scale, bool entropy,
-                   RowChunks chunks, const RowKeep* keep, RowStats* out);
+                   RowChunks chunks, const RowKeep* keep, int64_t cBegin, int64_t cEnd, RowStats* out);
   void (*rowGrad)(const void* row, DType dtype, int64_t V, const GradParams& p, const float* keep, const float* factor,
-                  void* out, DType outDtype);
+                  void* out, DType outDtype, int64_t cBegin, int64_t cEnd);
   void (*zeroRow)(void* out, DType outDtype, int64_t V);
   // For measureMachine and the accuracy tests: the kernels' own exponential out[i] = 2^(d[i] * scale),
   // a vectorized read of n floats (returns their sum), and a copy with the gradient pass's streaming stores.

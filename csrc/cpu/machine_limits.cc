@@ -78,7 +78,10 @@ HostLimits measureHost(size_t bytes, int reps) {
     parallelFor(threads, 1, [&](int64_t b, int64_t e) {
       RowStats s;
       for (int64_t t = b; t < e; t++) {
-        for (int64_t r = 0; r < rowsPerThread; r++) k.rowStats(row.data(), DType::F32, V, -1, scale, false, RowChunks{}, nullptr, &s);
+        for (int64_t r = 0; r < rowsPerThread; r++) {
+          s = RowStats{};
+          k.rowStats(row.data(), DType::F32, V, -1, scale, false, RowChunks{}, nullptr, 0, 1, &s);
+        }
       }
     });
   });
