@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "core/linear_args.h"
 #include "core/loss_host.h"
 #include "core/op_args.h"
 
@@ -15,7 +16,8 @@ struct RowKernelArgs {
   const int32_t* targets;
   const uint8_t* mask;     // null: every row counts
   int64_t rows, L, V;
-  float temperature;
+  double temperature;      // as given (rounding it to f32 would shift every t_j by up to |t_j| * 6e-8)
+  ExpScaleArgs scale;      // expScaleOf(temperature)
   uint8_t* status;         // [rows] RowStatus
 };
 
@@ -141,4 +143,10 @@ struct AdamWArgs {
 };
 void launchAdamW(const AdamWArgs& a, cudaStream_t stream);
 
+}  // namespace grpo::GRPO_CUDA_NS
+
+// ---- the linear layer (cuda/linear.cu): the device GEMM of cuda/gemm.cuh ----
+namespace grpo::GRPO_CUDA_NS {
+void launchLinear(const LinearCall& c, cudaStream_t stream);
+void launchLinearBackward(const LinearBackwardCall& c, cudaStream_t stream);
 }  // namespace grpo::GRPO_CUDA_NS

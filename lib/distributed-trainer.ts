@@ -19,7 +19,7 @@ import * as distributed from './distributed.js'
 import { GrpoError, fail, invalidArg } from './errors.js'
 import { adamw, gradNorm, zeroTensors } from './model-ops.js'
 import { groupAdvantages } from './ops.js'
-import { AdamW, type AdamWOptions, type OptimizerStepResult } from './optimizer.js'
+import { ADAMW_STEP_SCHEMA, AdamW, type AdamWOptions, type AdamWStepOverrides, type OptimizerStepResult } from './optimizer.js'
 import { numberOption, parseOptions, valueOption, type OptionSpec, type Schema } from './options.js'
 import type { BackwardOptions, Policy, PolicyParameter } from './policy.js'
 import type { GroupStatistics } from './rollout-batch.js'
@@ -183,7 +183,7 @@ export class DataParallel {
   }
 
   /** The AdamW the Trainer uses: gradients summed across ranks before each update (ZeRO-0), or sharded (ZeRO-1). */
-  createOptimizer(params: () => PolicyParameter[], options: AdamWOptions): AdamW {
+  createOptimizer(params: () => PolicyParameter[], options: AdamWOptions = {}): AdamW {
     this.#optimizer = new DataParallelAdamW(this, params, options)
     return this.#optimizer
   }
@@ -312,7 +312,7 @@ export class DataParallelAdamW extends AdamW {
     await Promise.all(launched)
   }
 
-  override async step(options: { lr?: number } = {}): Promise<OptimizerStepResult> {
+  override async step(options: AdamWStepOverrides = {}): Promise<OptimizerStepResult> {
     if (this.#dp.zero === 0) {
       if (this.#dp.size > 1) await this.#reduceAll(this.#trainable())
       return super.step(options)
@@ -376,8 +376,8 @@ export class DataParallelAdamW extends AdamW {
     }
   }
 
-  async #zeroStepOnce(options: { lr?: number }): Promise<OptimizerStepResult> {
-    if (options.lr !== undefined && (typeof options.lr !== 'number' || !Number.isFinite(options.lr) || options.lr < 0)) invalidArg('a finite number >= 0', 'lr', options.lr)
+  async #zeroStepOnce(options: AdamWStepOverrides): Promise<OptimizerStepResult> {
+    const o = parseOptions(ADAMW_STEP_SCHEMA, options, 'AdamW step options')
     const params = this.#trainable()
     const s = await this.#layout(params)
     const grads = params.map((p) => p.grad)
@@ -396,7 +396,7 @@ export class DataParallelAdamW extends AdamW {
     await adamw(
       { params: [s.param], grads: [s.grad], m: [s.m], v: [s.v] },
       {
-        lr: options.lr ?? this.lr,
+        lr: o.lr ?? this.lr,
         beta1: this.beta1,
         beta2: this.beta2,
         eps: this.eps,

@@ -98,12 +98,13 @@ export function nearestKey(key: string, known: readonly string[]): string {
 
 /**
  * Checks `value` against `schema` and returns a new object with every option of the schema: the given value,
- * else its default, else undefined. `what` names the object in messages ("grpoLoss options"). `moved` maps
- * keys that used to belong here to where they live now, for a better message than the nearest key.
+ * else its default, else undefined. `value` may be undefined (no options), never null or a non-object. `what`
+ * names the object in messages ("grpoLoss options"). `moved` maps keys that used to belong here to where
+ * they live now, for a better message than the nearest key.
  */
 export function parseOptions<T extends object>(schema: Schema<T>, value: unknown, what: string, moved: Record<string, string> = {}): T {
-  if (value === undefined || value === null) value = {}
-  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an options object', what, value)
+  if (value === undefined) value = {}
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) invalidArg('an options object', what, value)
   const given = value as Record<string, unknown>
   const specs = schema as unknown as Record<string, OptionSpec>
   const known = Object.keys(specs)

@@ -1,5 +1,5 @@
 /**
- * The tool-calling prompt of the Tool-N1 recipe (spec/reward.md, "Prompt template") and a ChatML renderer for
+ * The tool-calling prompt of the Tool-N1 recipe (docs/reward.md, "The prompt") and a ChatML renderer for
  * Qwen-style chat models.
  */
 import { isLosslessNumber } from 'lossless-json'

@@ -4,10 +4,12 @@
 // (csrc/napi/) reaches the backends only through here; the backends never include it.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/gemm_bench.h"
 #include "core/host_limits.h"
 
 namespace grpo {
@@ -31,15 +33,28 @@ struct BackendSelection {
   std::vector<std::string> compiled;  // cpu, then cuda and simt when built in
   std::string cpuIsa;
   int cpuThreads = 0;
+  std::string cpuGemmF32, cpuGemmBf16;  // the CPU GEMM micro-kernel per input dtype (cpu/gemm.h)
   bool cudaCompiled = false, cudaAvailable = false;
   std::string cudaBuild;              // how CMake configured CUDA
   std::string cudaReason;             // why CUDA is (not) usable
   int runtimeVersion = 0, driverVersion = 0;
   std::vector<GpuInfo> devices;
+  std::string cudaGemm = "none";      // cublasLt, own or none
+  std::string cudaGemmReason;         // why that GEMM
 };
 const BackendSelection& backendSelection();
 
 // Host memory bandwidth and exp rate, measured now with every core (`bytes` per buffer, best of `reps`).
 HostLimits measureHostLimits(size_t bytes, int reps);
+
+// For the GEMM benchmark (cpu/gemm_bench.h): multiply-add peaks, and OpenBLAS loaded at run time.
+GemmPeak measureGemmPeak(double ms);
+BlasInfo openblasInfo();
+BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps);
+// The CPU row kernels' exponential, out[i] = 2^(d[i] log2(e) / T), by the kernels of instruction set `isa`
+// ("" for the active ones; ERR_GRPO_INVALID_ARG for one this CPU does not run), and its accuracy against
+// float64 over every `stride`-th f32 input. The name of the kernels used comes back in *usedIsa.
+void cpuKernelExp2(const std::string& isa, const float* d, float* out, int64_t n, double temperature, std::string* usedIsa);
+ExpAccuracy measureCpuExpAccuracy(const std::string& isa, double temperature, uint32_t stride, std::string* usedIsa);
 
 }  // namespace grpo

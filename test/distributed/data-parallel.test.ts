@@ -12,7 +12,7 @@ import { DataParallel, DataParallelAdamW, shareOf } from '../../lib/distributed-
 import * as distributed from '../../lib/distributed.js'
 import { readSafetensors } from '../../lib/safetensors.js'
 import { Tensor } from '../../lib/tensor.js'
-import { LogLinearPolicy } from '../../lib/policy.js'
+import { LogLinearPolicy } from '../../lib/log-linear-policy.js'
 import { Trainer, type TrainerOptions, type TrainerPrompt } from '../../lib/trainer.js'
 
 const dir = await mkdtemp(join(tmpdir(), 'node-grpo-dp1-'))
@@ -36,8 +36,7 @@ function make(distributed: TrainerOptions['distributed']): Trainer {
     groupSize: 3,
     beta: 0.02,
     scale: 'batch',
-    lr: 0.05,
-    eps: 1e-3,
+    optimizer: { lr: 0.05, eps: 1e-3 },
     seed: 7,
     distributed,
   })

@@ -9,7 +9,8 @@
  * Imported by the test for the one-process run; run by mpirun for the others (argv: mode, checkpoint dir, out file).
  */
 import { writeFileSync } from 'node:fs'
-import { LogLinearPolicy, type BackwardOptions, type PolicyBatch } from '../../lib/policy.js'
+import { LogLinearPolicy } from '../../lib/log-linear-policy.js'
+import type { BackwardOptions, PolicyBatch } from '../../lib/policy.js'
 import type { Tensor } from '../../lib/tensor.js'
 import { Trainer, type TrainerPrompt } from '../../lib/trainer.js'
 
@@ -46,8 +47,7 @@ function trainer(mode: Mode): Trainer {
     miniBatches: 2,
     // eps well above the gradients' rounding noise: Adam would otherwise turn the last-bit differences of a
     // differently ordered sum into visible parameter differences (lr * noise / eps).
-    lr: 0.05,
-    eps: 1e-3,
+    optimizer: { lr: 0.05, eps: 1e-3 },
     seed: 3,
     distributed: mode === 'single' ? false : { zero: mode === 'zero' ? 1 : 0, bucketMB: 1e-4, timeout: 120 },
   })

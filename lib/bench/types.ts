@@ -1,0 +1,77 @@
+/**
+ * The benchmark's data: which ops it times, its options, and what one measured case holds. Its own module, so
+ * that the runner (run.ts), the chart (chart.ts) and the reward case (reward-bench.ts) all import it and none
+ * imports another (run.ts loads the other two).
+ */
+import type { Device } from '../dtype.js'
+
+export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm' | 'attention' | 'transformerOps'
+export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm', 'attention', 'transformerOps']
+
+export interface BenchOptions {
+  device: Device
+  ops: readonly BenchOp[]
+  vocab: readonly number[]
+  tokens: readonly number[]
+  dtypes: readonly ('f32' | 'bf16' | 'f16')[]
+  reps: number
+  warmup: number
+  baselineReps: number
+  out: string
+  seed: number
+  log: (line: string) => void
+  /** GEMM: tokens of the Qwen-layer shapes (default 1024), square sizes (default 256..4096), PyTorch baseline (default on). */
+  gemmTokens?: number
+  gemmSizes?: readonly number[]
+  gemmTorch?: boolean
+  /** Sequence lengths of the attention benchmark (4096 tokens per call). Default 512, 2048. */
+  attentionLengths?: readonly number[]
+  /** Tokens of the transformer-ops benchmark (and per attention call). Default 4096. */
+  transformerTokens?: number
+}
+
+export interface Timing {
+  medianMs: number
+  minMs: number
+  maxMs: number
+  reps: number
+}
+
+export interface BenchCase {
+  op: BenchOp
+  impl: 'native' | 'plain-ts' | 'unfused-ops'
+  dtype: string
+  V: number
+  tokens: number
+  timing: Timing
+  tokensPerSecond: number
+  bytesPerToken: number // moved by design: one read of the logits (and one write of the gradient)
+  gbps: number
+  shareOfLimit: number // achieved GB/s over the machine's measured bandwidth
+  /** the time to move bytesPerToken * tokens at the measured bandwidth (copy for read+write ops, read otherwise) */
+  bandwidthLimitMs?: number
+  /** median time over bandwidthLimitMs: 1.0 would be the speed of light */
+  timesBandwidthLimit?: number
+  /** exponentials per logit the op computes (the fused loss 1, the unfused ops 2), and the time they take at the
+   *  measured exp rate */
+  expsPerElement?: number
+  expLimitMs?: number
+  /** which limit is the larger, i.e. what a perfect kernel would be bound by on this machine */
+  binds?: 'memory' | 'exp'
+  note?: string
+}
+
+export interface MachineLimits {
+  threads: number
+  isa: string
+  /** read + write: the better of memcpyGBps and streamCopyGBps */
+  copyGBps: number
+  memcpyGBps?: number
+  streamCopyGBps?: number
+  readGBps: number
+  /** exponentials per second with every core: the row kernels' statistics pass over L1-resident data */
+  expPerSecond: number
+  cpuModel?: string
+  /** os.loadavg() when the run started and when it ended (other processes share the cores) */
+  loadAverage?: { start: number[]; end?: number[] }
+}
