@@ -13,7 +13,7 @@ const [seedText, out] = process.argv.slice(2)
 const seed = Number(seedText)
 // GRPO_TEST_DEVICE=cuda runs the same collectives on cuda tensors (cuda.test.ts: NCCL, or host staging over MPI).
 const device = (process.env.GRPO_TEST_DEVICE ?? 'cpu') as 'cpu' | 'cuda'
-const world = distributed.init({ timeout: 120 })
+const world = distributed.init({ timeout: 900 })
 const { rank, size } = world
 const mine = (label: string, n: number) => Float32Array.from(values(seed, rank, label, n))
 const read = async (t: Tensor) => Array.from(await t.toFloat32Array())

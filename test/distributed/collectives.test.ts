@@ -127,9 +127,12 @@ t.test('argument errors', async (t) => {
 })
 
 t.test('a launch that MPI cannot serve fails with ERR_GRPO_DIST_UNAVAILABLE', async (t) => {
+  // The child compiles the TypeScript sources through tap's loader: minutes on a loaded 2-core machine.
   const child = (env: Record<string, string>) => {
-    const r = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, 'init-child.ts')], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } })
-    return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}')
+    const r = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, 'init-child.ts')], { encoding: 'utf8', timeout: 900_000, env: { ...process.env, ...env } })
+    const last = r.stdout.trim().split('\n').at(-1) ?? ''
+    if (!last.startsWith('{')) throw new Error(`init-child printed no outcome (status ${r.status}, signal ${r.signal}, error ${r.error?.message}): ${r.stderr.slice(-2000)}`)
+    return JSON.parse(last)
   }
   const noLibrary = child({ OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0', GRPO_MPI_LIBRARY: join(tmpdir(), 'no-such-libmpi.so') })
   t.match(noLibrary, { ok: false, code: 'ERR_GRPO_DIST_UNAVAILABLE', info: { available: false } })

@@ -41,6 +41,8 @@ export interface RankRun {
   stdout: string
   stderr: string
   seconds: number
+  /** Date.now() when the launcher exited. */
+  ended: number
 }
 
 /** `np` ranks of `script` (a .ts file) with `args`; resolves when the launcher exits (or is killed at `timeoutMs`). */
@@ -58,11 +60,11 @@ export function mpirun(np: number, script: string, args: readonly string[], opti
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += String(d)))
     child.stderr.on('data', (d) => (stderr += String(d)))
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000)
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 900_000)
     child.on('error', reject)
     child.on('close', (code, signal) => {
       clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, seconds: (performance.now() - started) / 1000 })
+      resolve({ code, signal, stdout, stderr, seconds: (performance.now() - started) / 1000, ended: Date.now() })
     })
   })
 }

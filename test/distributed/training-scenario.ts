@@ -49,7 +49,7 @@ function trainer(mode: Mode): Trainer {
     // differently ordered sum into visible parameter differences (lr * noise / eps).
     optimizer: { lr: 0.05, eps: 1e-3 },
     seed: 3,
-    distributed: mode === 'single' ? false : { zero: mode === 'zero' ? 1 : 0, bucketMB: 1e-4, timeout: 120 },
+    distributed: mode === 'single' ? false : { zero: mode === 'zero' ? 1 : 0, bucketMB: 1e-4, timeout: 900 },
   })
 }
 
