@@ -6,11 +6,17 @@
  *    Promise, the communication thread, MPI_Iallreduce polled against its deadline) against an OSU-style C program
  *    that calls MPI_Allreduce directly (bench/distributed/allreduce.c, compiled with mpicc when present; Debian
  *    ships no OSU micro-benchmarks package). Both report latency, algorithm bandwidth (bytes / time) and bus
- *    bandwidth (algbw x 2(n-1)/n, the data each rank must send and receive in a ring all-reduce).
+ *    bandwidth (algbw x 2(n-1)/n, the data each rank must send and receive in a ring all-reduce). The same C
+ *    program built with -DNONBLOCKING calls MPI_Iallreduce + MPI_Test as node-grpo does, separating the cost of
+ *    MPI's non-blocking algorithm from node-grpo's own layers.
  * 2. The main job (node-grpo train) on 1 process and on 2 ranks (node-grpo launch --nproc 2) with the same global
  *    batch and seed: tokens per second and the time split.
  *
- *   node bench/distributed.mjs [--steps 40] [--sizes 4,1024,...] [--skip-train] [--out bench/results]
+ *   node bench/distributed.mjs [--steps 40] [--trials 3] [--sizes 4,1024,...] [--skip-train] [--out bench/results]
+ *
+ * On a shared machine the ranks are descheduled at random (a rank that polls MPI waits for a core): each all-reduce
+ * series runs --trials times, alternating node-grpo and C, and the tables show each size's best trial (all trials
+ * are in the JSON).
  *
  * Needs the compiled package (npm run build:ts) and an MPI launcher. As root it passes --allow-run-as-root.
  */
@@ -27,6 +33,7 @@ const { values: flags } = parseArgs({
     steps: { type: 'string', default: '40' },
     sizes: { type: 'string' },
     'skip-train': { type: 'boolean', default: false },
+    trials: { type: 'string', default: '3' },
     out: { type: 'string', default: join(root, 'bench', 'results') },
     rank: { type: 'string' }, // internal: run as one rank of the node-grpo all-reduce timing
   },
@@ -45,13 +52,16 @@ if (flags.rank !== undefined) {
     const t = Tensor.from(new Float32Array(n).fill(1 / world.size), [n])
     for (let i = 0; i < 3; i++) await distributed.allReduce(t)
     const reps = repsFor(bytes)
-    await distributed.barrier()
-    const start = performance.now()
-    for (let i = 0; i < reps; i++) await distributed.allReduce(t)
-    const ms = (performance.now() - start) / reps
-    // The slowest rank's time is the collective's time.
-    const [worst] = await distributed.allReduceValues([ms], { op: 'max' })
-    rows.push({ bytes: n * 4, ms: worst, reps })
+    // As the C baseline: a barrier before each call, the slowest rank's time per call.
+    const ms = []
+    for (let i = 0; i < reps; i++) {
+      await distributed.barrier()
+      const start = performance.now()
+      await distributed.allReduce(t)
+      ms.push(performance.now() - start)
+    }
+    const worst = Array.from(await distributed.allReduceValues(ms, { op: 'max' })).sort((a, b) => a - b)
+    rows.push({ bytes: n * 4, ms: worst.reduce((a, b) => a + b, 0) / reps, reps, median: worst[reps >> 1], min: worst[0] })
     t.dispose()
   }
   if (world.rank === 0) writeFileSync(flags.rank, JSON.stringify(rows))
@@ -77,31 +87,49 @@ function busbw(bytes, ms, n) {
 
 function table(rows, title) {
   console.log(`\n${title}`)
-  console.log('  bytes        latency      algbw GB/s   busbw GB/s')
-  for (const r of rows) console.log(`  ${String(r.bytes).padStart(9)}  ${r.ms.toFixed(4).padStart(10)} ms  ${(r.bytes / r.ms / 1e6).toFixed(3).padStart(10)}  ${busbw(r.bytes, r.ms, 2).toFixed(3).padStart(10)}`)
+  console.log('  bytes          mean ms    median ms       min ms   busbw GB/s (mean, median, min)')
+  const f = (ms) => ms.toFixed(4).padStart(11)
+  for (const r of rows) {
+    const bw = [r.ms, r.median, r.min].map((ms) => busbw(r.bytes, ms, 2).toFixed(3)).join(', ')
+    console.log(`  ${String(r.bytes).padStart(9)}  ${f(r.ms)}  ${f(r.median)}  ${f(r.min)}   ${bw}`)
+  }
 }
 
-// 1a. node-grpo's allReduce, 2 ranks
+// 1. node-grpo's allReduce and the OSU-style C baseline, 2 ranks, alternating trials
 const nodeOut = join(work, 'node.json')
-const nodeRun = spawnSync('mpirun', ['-np', '2', ...mpiFlags, process.execPath, fileURLToPath(import.meta.url), '--rank', nodeOut, '--sizes', SIZES.join(',')], { encoding: 'utf8', env: { ...process.env, GRPO_NUM_THREADS: '1' } })
-if (nodeRun.status !== 0) throw new Error(`node-grpo all-reduce run failed: ${nodeRun.stderr}`)
-const nodeRows = JSON.parse(readFileSync(nodeOut, 'utf8'))
-table(nodeRows, 'node-grpo distributed.allReduce (f32 sum, 2 ranks, loopback)')
-
-// 1b. the OSU-style C baseline
-let cRows = null
-const mpicc = spawnSync('mpicc', ['-O2', '-o', join(work, 'allreduce'), join(root, 'bench', 'distributed', 'allreduce.c')], { encoding: 'utf8' })
-if (mpicc.status === 0) {
-  const c = spawnSync('mpirun', ['-np', '2', ...mpiFlags, join(work, 'allreduce'), ...SIZES.map(String)], { encoding: 'utf8' })
-  if (c.status !== 0) throw new Error(`C baseline failed: ${c.stderr}`)
-  cRows = c.stdout.trim().split('\n').map((line) => {
-    const [bytes, ms, reps] = line.trim().split(/\s+/).map(Number)
-    return { bytes, ms, reps }
-  })
-  table(cRows, 'MPI_Allreduce from C (OSU-style, bench/distributed/allreduce.c)')
-} else {
-  console.log(`\n(no mpicc: the C baseline is skipped: ${mpicc.error?.message ?? mpicc.stderr})`)
+function nodeTrial() {
+  const r = spawnSync('mpirun', ['-np', '2', ...mpiFlags, process.execPath, fileURLToPath(import.meta.url), '--rank', nodeOut, '--sizes', SIZES.join(',')], { encoding: 'utf8', env: { ...process.env, GRPO_NUM_THREADS: '1' } })
+  if (r.status !== 0) throw new Error(`node-grpo all-reduce run failed: ${r.stderr}`)
+  return JSON.parse(readFileSync(nodeOut, 'utf8'))
 }
+const source = join(root, 'bench', 'distributed', 'allreduce.c')
+const mpicc = spawnSync('mpicc', ['-O2', '-o', join(work, 'allreduce'), source], { encoding: 'utf8' })
+if (mpicc.status === 0) spawnSync('mpicc', ['-O2', '-DNONBLOCKING', '-o', join(work, 'iallreduce'), source], { encoding: 'utf8' })
+function cTrial(program) {
+  const c = spawnSync('mpirun', ['-np', '2', ...mpiFlags, join(work, program), ...SIZES.map(String)], { encoding: 'utf8' })
+  if (c.status !== 0) throw new Error(`C baseline failed: ${c.stderr}`)
+  return c.stdout.trim().split('\n').map((line) => {
+    const [bytes, ms, reps, median, min] = line.trim().split(/\s+/).map(Number)
+    return { bytes, ms, reps, median, min }
+  })
+}
+const nodeTrials = []
+const cTrials = []
+const cNonblockingTrials = []
+for (let i = 0; i < Number(flags.trials); i++) {
+  nodeTrials.push(nodeTrial())
+  if (mpicc.status === 0) cTrials.push(cTrial('allreduce'))
+  if (mpicc.status === 0) cNonblockingTrials.push(cTrial('iallreduce'))
+}
+// Per size: the best trial's mean (OSU's figure), median and fastest call.
+const best = (trials) => trials[0].map((row, i) => ({ ...row, ms: Math.min(...trials.map((t) => t[i].ms)), median: Math.min(...trials.map((t) => t[i].median)), min: Math.min(...trials.map((t) => t[i].min)) }))
+const nodeRows = best(nodeTrials)
+table(nodeRows, `node-grpo distributed.allReduce (f32 sum, 2 ranks, loopback; best of ${nodeTrials.length})`)
+const cRows = cTrials.length > 0 ? best(cTrials) : null
+const cNonblockingRows = cNonblockingTrials.length > 0 ? best(cNonblockingTrials) : null
+if (cRows) table(cRows, `MPI_Allreduce from C (OSU-style, bench/distributed/allreduce.c; best of ${cTrials.length})`)
+if (cNonblockingRows) table(cNonblockingRows, `MPI_Iallreduce + MPI_Test from C (what node-grpo calls; -DNONBLOCKING; best of ${cNonblockingTrials.length})`)
+else console.log(`\n(no mpicc: the C baseline is skipped: ${mpicc.error?.message ?? mpicc.stderr})`)
 
 // 2. the main job on 1 and 2 processes
 let train = null
@@ -134,6 +162,6 @@ machine.loadAfter = loadavg()[0]
 const stamp = new Date().toISOString().slice(0, 10)
 mkdirSync(flags.out, { recursive: true })
 const file = join(flags.out, `distributed-${stamp}.json`)
-writeFileSync(file, JSON.stringify({ machine, mpi: mpiVersion, allReduce: { node: nodeRows, c: cRows }, train }, null, 2) + '\n')
+writeFileSync(file, JSON.stringify({ machine, mpi: mpiVersion, allReduce: { node: nodeRows, c: cRows, cNonblocking: cNonblockingRows, trials: { node: nodeTrials, c: cTrials, cNonblocking: cNonblockingTrials } }, train }, null, 2) + '\n')
 console.log(`\nload average ${machine.loadBefore.toFixed(1)} before, ${machine.loadAfter.toFixed(1)} after; wrote ${file}`)
 rmSync(work, { recursive: true, force: true })
