@@ -26,6 +26,8 @@ export interface DropEntry {
   source: Source
   /** The record's position in its file, from 0. */
   index: number
+  /** The line of its file where the record starts, from 1. */
+  line: number
   /** The record's own id, when it has one (xLAM). */
   id?: unknown
   reason: DropReason
@@ -95,12 +97,17 @@ async function run(
 ): Promise<void> {
   const exact = source === 'xlam' ? xlamNeedsExactParse : undefined
   const prepare = source === 'xlam' ? prepareXlamRecord : prepareToolaceRecord
-  for await (const { index, text } of readRecordTexts(input)) {
-    const parsed = parseRecordText(text, exact)
+  for await (const item of readRecordTexts(input)) {
+    const { index, line } = item
+    if (item.error !== undefined) {
+      report.dropped({ source, index, line, reason: 'bad-record-json', detail: item.error })
+      continue
+    }
+    const parsed = parseRecordText(item.text, exact)
     const result: RecordOutcome = 'drop' in parsed ? parsed : prepare(parsed.record)
     if ('drop' in result) {
       const id = 'record' in parsed ? parsed.record.id : undefined
-      report.dropped({ source, index, ...(id !== undefined ? { id } : {}), ...result.drop })
+      report.dropped({ source, index, line, ...(id !== undefined ? { id } : {}), ...result.drop })
       continue
     }
     report.kept(source, result.instances.length)

@@ -198,7 +198,7 @@ t.test('the pipeline: files in, JSONL and a report of every drop out', async (t)
     },
   })
   t.equal(report.drops.length, 24, 'every dropped record is listed')
-  t.same(report.drops[0], { source: 'xlam', index: 1, id: 2, reason: 'unknown-tool', detail: 'the call "get_weather" names no tool of the record' })
+  t.same(report.drops[0], { source: 'xlam', index: 1, line: 8, id: 2, reason: 'unknown-tool', detail: 'the call "get_weather" names no tool of the record' })
   t.same(report.drops.at(-1)!.index, 14)
   t.equal(report.drops.at(-1)!.reason, 'bad-record-json')
   t.match(report.summary(), /^xlam: 11 records, 1 kept, 1 instances, 10 dropped\n {2}bad-record: 1\n/)
