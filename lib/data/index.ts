@@ -3,7 +3,7 @@
  * ToolACE, the paper's preprocessing, and the report of dropped records.
  */
 export { readRecordTexts, RecordSplitter, DEFAULT_MAX_RECORD_CHARS, type RecordText, type RecordError, type RecordItem, type ReadOptions, type TextSource } from './read.js'
-export { parsePythonCalls, CallSyntaxError, type PythonCall, type CallSyntaxKind } from './python-calls.js'
+export { parsePythonCalls, CallSyntaxError, type PythonCall, type CallSyntaxKind, type ParseCallsOptions } from './python-calls.js'
 export {
   prepareXlamRecord,
   prepareToolaceRecord,
