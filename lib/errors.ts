@@ -31,6 +31,7 @@ export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
   if (typeof value === 'function') return 'a function'
+  if (typeof value === 'symbol') return 'a symbol'
   if (Array.isArray(value)) return `an array of length ${value.length}`
   if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of length ${(value as unknown as ArrayLike<number>).length}`
   const name = (value as object).constructor?.name
@@ -44,4 +45,38 @@ export function fail(code: GrpoErrorCode, expected: string, what: string, receiv
 
 export function invalidArg(expected: string, what: string, received: unknown): never {
   return fail('ERR_GRPO_INVALID_ARG', expected, what, received)
+}
+
+/** A string argument (ERR_GRPO_INVALID_ARG otherwise). */
+export function expectString(value: unknown, what: string): string {
+  if (typeof value !== 'string') invalidArg('a string', what, value)
+  return value
+}
+
+/**
+ * An array or typed array (not a DataView, not a BigInt array) whose elements are numbers: what the helpers that
+ * convert values take. Plain arrays are checked element by element, holes included (a hole is not a number).
+ */
+export function numberArray(value: unknown, what: string): ArrayLike<number> {
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView) && !(value instanceof BigInt64Array) && !(value instanceof BigUint64Array)) {
+    return value as unknown as ArrayLike<number>
+  }
+  if (!Array.isArray(value)) invalidArg('an array or typed array of numbers', what, value)
+  for (let i = 0; i < value.length; i++) {
+    if (typeof value[i] !== 'number') invalidArg('a number', `${what}[${i}]`, value[i])
+  }
+  return value as ArrayLike<number>
+}
+
+/**
+ * Runs a file-system call; a failure (a missing file or folder, no permission, a full disk) becomes a GrpoError
+ * (ERR_GRPO_INVALID_ARG: the path given cannot be used) with the system error as its cause.
+ */
+export async function fileCall<T>(expected: string, path: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch (cause) {
+    if (cause instanceof GrpoError) throw cause
+    throw new GrpoError(`Expected ${expected} for ${JSON.stringify(path)} but received: ${(cause as Error)?.message ?? String(cause)}`, 'ERR_GRPO_INVALID_ARG', { cause })
+  }
 }

@@ -28,7 +28,7 @@ import type { NativeTensor } from '../types/binding.js'
 import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
-import { boolean, dtype, number, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
+import { boolean, dtype, number, optionalTensor, options, sameDevice, shape, temperature, tensor } from './validate.js'
 
 export interface EmbeddingBagForwardOptions {
   /** f32 [V], added to every row. */
@@ -207,7 +207,7 @@ function prepareSample(logits: Tensor, opts: SampleTokensOptions | undefined) {
   if (logits.shape.length < 1 || logits.shape[logits.shape.length - 1]! < 1) {
     fail('ERR_GRPO_SHAPE', 'a tensor [..., V] with V >= 1', 'logits', `a tensor of shape [${logits.shape.join(', ')}]`)
   }
-  number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
+  temperature(o.temperature)
   number(o.topP, 'topP', 'a number in (0, 1]', (v) => v > 0 && v <= 1)
   boolean(o.greedy, 'greedy')
   counter(o.seed, 'seed')

@@ -6,7 +6,7 @@
 import type { NativeGrpoLoss, NativeGroupAdvantages, NativeLossStats, NativePolicyLoss, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
 import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
-import { FLOAT_DTYPES, boolean, dtype, number, oneOf, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
+import { FLOAT_DTYPES, boolean, dtype, number, oneOf, optionalTensor, options, sameDevice, shape, temperature, tensor } from './validate.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 
@@ -114,7 +114,7 @@ export interface GrpoLossResult {
 // Validation (the native side repeats it; this layer gives the TypeScript names and fails before any work).
 
 function checkLossOptions(o: GrpoLossOptions, fused: boolean): void {
-  if (fused) number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
+  if (fused) temperature(o.temperature)
   number(o.clipLow, 'clipLow', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
   number(o.clipHigh, 'clipHigh', 'a finite number >= 0', (v) => v >= 0)
   number(o.dualClip, 'dualClip', 'a number > 1 or null', (v) => v > 1, true)
@@ -177,7 +177,7 @@ function prepareTokenLogprobs(logits: Tensor, targets: Tensor, opts: TokenLogpro
   }
   sameDevice(logits.device, targets, 'targets')
   sameDevice(logits.device, mask, 'mask')
-  number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
+  temperature(o.temperature)
   boolean(o.entropy, 'entropy')
   return { logits: logits.native, targets: targets.native, options: { temperature: o.temperature, entropy: o.entropy, mask: nativeOf(mask) } }
 }

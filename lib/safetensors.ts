@@ -12,10 +12,10 @@
  * instead of a silently different model. Files from other tools (no checksums) load unchecked.
  */
 import { createHash } from 'node:crypto'
-import { open, readFile, rename } from 'node:fs/promises'
+import { open, readFile, rename, rm } from 'node:fs/promises'
 import { endianness } from 'node:os'
 import type { DType } from './dtype.js'
-import { GrpoError, fail, invalidArg } from './errors.js'
+import { GrpoError, fail, fileCall, invalidArg } from './errors.js'
 import { Tensor, type TensorData } from './tensor.js'
 
 export interface SafetensorsEntry {
@@ -84,15 +84,20 @@ export async function writeSafetensors(
   const prefix = Buffer.alloc(8)
   prefix.writeBigUInt64LE(BigInt(headerBytes.byteLength))
   const tmp = `${path}.tmp-${process.pid}`
-  const file = await open(tmp, 'w')
-  try {
-    await file.write(prefix)
-    await file.write(headerBytes)
-    for (const chunk of chunks) await file.write(chunk)
-  } finally {
+  await fileCall('a writable file path', path, async () => {
+    const file = await open(tmp, 'w')
+    try {
+      await file.write(prefix)
+      await file.write(headerBytes)
+      for (const chunk of chunks) await file.write(chunk)
+    } catch (error) {
+      await file.close()
+      await rm(tmp, { force: true })
+      throw error
+    }
     await file.close()
-  }
-  await rename(tmp, path)
+    await rename(tmp, path)
+  })
 }
 
 /** A tensor (read back from its device) or a host entry, checked: dtype, shape and byte length agree. */

@@ -112,7 +112,9 @@ export class Tensor implements Disposable, AsyncDisposable {
 
   /** A tensor of zeros. */
   static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    if (options === null || typeof options !== 'object') invalidArg('an options object', 'Tensor.zeros options', options)
     const dtype = options.dtype ?? 'f32'
+    if (!DTYPES.includes(dtype)) fail('ERR_GRPO_DTYPE', `one of ${DTYPES.join(', ')}`, 'dtype', dtype)
     const count = checkShape(shape).reduce((a, b) => a * b, 1)
     const bytes = new Uint8Array(count * BYTES_PER_ELEMENT[dtype])
     return Tensor.from(dtype === 'u8' ? bytes : new (storageClass(dtype))(bytes.buffer), shape, { ...options, dtype })

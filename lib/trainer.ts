@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { GrpoError, invalidArg } from './errors.js'
+import { MAX_TEMPERATURE, MIN_TEMPERATURE, TEMPERATURE_RULE } from './validate.js'
 import { grpoLoss, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
 import { AdamW } from './optimizer.js'
 import type { Policy, SampledCompletion } from './policy.js'
@@ -294,7 +295,7 @@ export class Trainer implements Disposable, AsyncDisposable {
     }
     this.settings = Object.freeze({
       groupSize: intOption(o.groupSize, 'groupSize', 5, 2),
-      temperature: numberOption(o.temperature, 'temperature', 1, 'a finite number > 0', (v) => v > 0),
+      temperature: numberOption(o.temperature, 'temperature', 1, TEMPERATURE_RULE, (v) => v >= MIN_TEMPERATURE && v <= MAX_TEMPERATURE),
       topP: numberOption(o.topP, 'topP', 1, 'a number in (0, 1]', (v) => v > 0 && v <= 1),
       maxNewTokens: intOption(o.maxNewTokens, 'maxNewTokens', 64, 1),
       stop: Object.freeze([...stop]),
@@ -394,7 +395,7 @@ export class Trainer implements Disposable, AsyncDisposable {
   async supervisedStep(examples: readonly SupervisedExample[], options: { lr?: number; temperature?: number } = {}): Promise<SupervisedMetrics> {
     this.#live()
     const start = performance.now()
-    const temperature = numberOption(options.temperature, 'temperature', 1, 'a finite number > 0', (v) => v > 0)
+    const temperature = numberOption(options.temperature, 'temperature', 1, TEMPERATURE_RULE, (v) => v >= MIN_TEMPERATURE && v <= MAX_TEMPERATURE)
     const batch = RolloutBatch.fromExamples(examples, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength: this.settings.maxNewTokens })
     const parts = batch.split(Math.min(this.settings.miniBatches, batch.size))
     let loss = 0

@@ -9,6 +9,19 @@ import { Tensor } from './tensor.js'
 
 export const FLOAT_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16']
 
+/**
+ * The temperatures the kernels accept. The logits are scaled by 1/T in f32: far outside this range the scale or
+ * the scaled logits leave the f32 range (below ~1e-38 the scale is infinite and every result NaN), and no
+ * sampling or loss is meaningful anyway. For decoding without randomness, use greedy sampling.
+ */
+export const MIN_TEMPERATURE = 1e-6
+export const MAX_TEMPERATURE = 1e6
+export const TEMPERATURE_RULE = 'a number in [1e-6, 1e6]'
+
+export function temperature(value: unknown, what = 'temperature'): void {
+  number(value, what, TEMPERATURE_RULE, (v) => v >= MIN_TEMPERATURE && v <= MAX_TEMPERATURE)
+}
+
 /** A live Tensor (ERR_GRPO_INVALID_ARG otherwise, ERR_GRPO_DISPOSED for a disposed one). */
 export function tensor(value: unknown, what: string): Tensor {
   if (!(value instanceof Tensor)) invalidArg('a Tensor', what, value)

@@ -9,6 +9,7 @@
  */
 import { createReadStream } from 'node:fs'
 import { StringDecoder } from 'node:string_decoder'
+import { expectString, fileCall, invalidArg } from '../errors.js'
 
 export interface RecordText {
   /** Position of the record in the file, from 0. */
@@ -91,11 +92,17 @@ export class RecordSplitter {
     private readonly name = 'the input',
     options: ReadOptions = {},
   ) {
-    this.keepBlankLines = options.keepBlankLines ?? false
-    this.maxRecordChars = options.maxRecordChars ?? DEFAULT_MAX_RECORD_CHARS
+    expectString(name, 'name')
+    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'RecordSplitter options', options)
+    const { keepBlankLines = false, maxRecordChars = DEFAULT_MAX_RECORD_CHARS } = options
+    if (typeof keepBlankLines !== 'boolean') invalidArg('a boolean', 'keepBlankLines', keepBlankLines)
+    if (!Number.isSafeInteger(maxRecordChars) || maxRecordChars < 1) invalidArg('a positive integer', 'maxRecordChars', maxRecordChars)
+    this.keepBlankLines = keepBlankLines
+    this.maxRecordChars = maxRecordChars
   }
 
   push(chunk: string): RecordItem[] {
+    expectString(chunk, 'chunk')
     const out: RecordItem[] = []
     let i = 0
     const n = chunk.length
@@ -261,10 +268,32 @@ export class RecordSplitter {
   }
 }
 
+/** A path, or an async iterable of text or bytes (ERR_GRPO_INVALID_ARG otherwise). */
+export function checkTextSource(source: unknown, what: string): asserts source is TextSource {
+  if (typeof source === 'string') return
+  if (typeof source !== 'object' || source === null || typeof (source as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') {
+    invalidArg('a file path or an async iterable of strings or bytes', what, source)
+  }
+}
+
 async function* chunksOf(source: TextSource): AsyncGenerator<string> {
-  const iterable = typeof source === 'string' ? createReadStream(source, { highWaterMark: 1 << 20 }) : source
   const decoder = new StringDecoder('utf8')
-  for await (const chunk of iterable) yield typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer)
+  if (typeof source === 'string') {
+    // A file that cannot be read (missing, a folder, no permission) is a GrpoError naming the path.
+    const stream = createReadStream(source, { highWaterMark: 1 << 20 })
+    const chunks = stream[Symbol.asyncIterator]()
+    for (;;) {
+      const next = await fileCall('a readable file', source, () => chunks.next())
+      if (next.done) break
+      yield decoder.write(next.value as Buffer)
+    }
+  } else {
+    for await (const chunk of source) {
+      if (typeof chunk === 'string') yield chunk
+      else if (chunk instanceof Uint8Array) yield decoder.write(chunk as Buffer)
+      else invalidArg('strings or bytes (Uint8Array)', 'the chunks of the input', chunk)
+    }
+  }
   const rest = decoder.end()
   if (rest) yield rest
 }
@@ -274,6 +303,8 @@ async function* chunksOf(source: TextSource): AsyncGenerator<string> {
  * where the input holds something that cannot be a record.
  */
 export async function* readRecordTexts(source: TextSource, name?: string, options?: ReadOptions): AsyncGenerator<RecordItem> {
+  checkTextSource(source, 'source')
+  if (name !== undefined) expectString(name, 'name')
   const splitter = new RecordSplitter(name ?? (typeof source === 'string' ? source : 'the input'), options)
   for await (const chunk of chunksOf(source)) yield* splitter.push(chunk)
   yield* splitter.end()

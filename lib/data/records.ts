@@ -3,7 +3,7 @@
  * structured objects, records with a call that fails to parse or names a tool absent from the record's tools
  * dropped with a reason, and each multi-turn conversation split into one instance per assistant call.
  */
-import { GrpoError } from '../errors.js'
+import { GrpoError, expectString, invalidArg } from '../errors.js'
 import { buildToolPrompt, type ChatMessage, type ConversationTurn, type PromptToolCall } from '../prompt.js'
 import { isLosslessNumber, parseLossless } from '../reward/json.js'
 import { CallSyntaxError, parsePythonCalls } from './python-calls.js'
@@ -104,6 +104,8 @@ export function parseRecordText(
   text: string,
   exact: (record: Record<string, unknown>) => boolean = () => false,
 ): { record: Record<string, unknown> } | { drop: { reason: DropReason; detail: string } } {
+  expectString(text, 'text')
+  if (typeof exact !== 'function') invalidArg('a function', 'exact', exact)
   let record: unknown
   try {
     record = JSON.parse(text)
@@ -145,6 +147,7 @@ export const TOOLACE_TOOLS_MARKER = 'Here is a list of functions in JSON format 
 
 /** The JSON list of tools that follows the marker sentence in a ToolACE system prompt. */
 export function extractToolaceTools(system: string): unknown[] {
+  expectString(system, 'system')
   const at = system.indexOf(TOOLACE_TOOLS_MARKER)
   if (at < 0) throw new Drop('no-tools', 'the system prompt has no list of functions')
   let start = at + TOOLACE_TOOLS_MARKER.length
@@ -192,7 +195,7 @@ function startsWithKnownCall(trimmed: string, names: Iterable<string>): boolean 
   let i = 1
   while (/\s/.test(trimmed[i] ?? '')) i++
   for (const name of names) {
-    if (name === '' || !trimmed.startsWith(name, i)) continue
+    if (typeof name !== 'string' || name === '' || !trimmed.startsWith(name, i)) continue
     let j = i + name.length
     while (/\s/.test(trimmed[j] ?? '')) j++
     if (trimmed[j] === '(') return true
@@ -207,6 +210,10 @@ function startsWithKnownCall(trimmed: string, names: Iterable<string>): boolean 
  * would train on a broken call).
  */
 export function looksLikeCalls(text: string, names: Iterable<string> = []): boolean {
+  expectString(text, 'text')
+  if (typeof names !== 'object' || names === null || typeof (names as Iterable<string>)[Symbol.iterator] !== 'function') {
+    invalidArg('an iterable of tool names', 'names', names)
+  }
   const trimmed = text.trim()
   if (!trimmed.endsWith(']')) return false
   return /^\[\s*[^\s[\]{}()'",=:][^[\]{}()'",=:\n]*\(/.test(trimmed) || startsWithKnownCall(trimmed, names)

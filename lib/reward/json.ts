@@ -28,6 +28,28 @@ export class JsonTooDeepError extends SyntaxError {
   }
 }
 
+/**
+ * Whether a JavaScript value nests arrays and objects deeper than `max` levels: an iterative walk (no recursion,
+ * so no stack overflow whatever the value), which stops at the first level past `max` (cycles included).
+ */
+export function valueNestsDeeperThan(value: unknown, max: number = MAX_JSON_DEPTH): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]]
+  // The deepest level each object was seen at: a shared object is walked again only from a deeper place, so a
+  // wide graph of shared objects costs at most (objects × max) steps instead of exponentially many.
+  const seen = new Map<object, number>()
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (typeof v !== 'object' || v === null || isLosslessNumber(v)) continue
+    if (depth >= max) return true
+    if ((seen.get(v) ?? -1) >= depth) continue
+    seen.set(v, depth)
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+    }
+  }
+  return false
+}
+
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 

@@ -2,7 +2,7 @@
  * The Tool-N1 tool-call reward for one completion (spec/reward.md). Runs on the main thread for single calls
  * and small batches, and inside the scoring workers for large ones.
  */
-import { GrpoError, invalidArg } from '../errors.js'
+import { GrpoError, expectString, invalidArg } from '../errors.js'
 import { JsonTooDeepError, MAX_JSON_DEPTH, NotJsonError, canonical, isLosslessNumber, parseLossless, pythonStrip } from './json.js'
 import {
   THINK_ORDERS,
@@ -45,6 +45,7 @@ export function resolveOptions(options: ScoreOptions | undefined): ResolvedOptio
 
 /** The text that is scored: what follows the last assistant marker, when there is one. */
 export function scoredText(completion: string): string {
+  expectString(completion, 'completion')
   // Most completions hold no marker at all: a forward search (much faster in V8 than lastIndexOf) rules it out.
   if (completion.indexOf(ASSISTANT_MARKER) < 0) return completion
   return completion.slice(completion.lastIndexOf(ASSISTANT_MARKER) + ASSISTANT_MARKER.length)
@@ -56,6 +57,7 @@ export function scoredText(completion: string): string {
  * (`<tool_call>a<tool_call>b</tool_call>` has one match whose content is `a<tool_call>b`).
  */
 export function lastBlock(text: string): { start: number; content: string } | null {
+  expectString(text, 'text')
   let from = 0
   let start = -1
   let contentStart = 0
@@ -89,8 +91,9 @@ const hasOwn = Object.prototype.hasOwnProperty
 
 type Extracted = { reason: Reason; calls: null } | { reason: null; calls: ToolCall[] }
 
-/** Steps 2 to 4 of the spec on the block's content. Never throws. */
+/** Steps 2 to 4 of the spec on the block's content. Never throws for a string. */
 export function extractCalls(content: string): Extracted {
+  expectString(content, 'content')
   let value: unknown
   try {
     value = parseLossless(pythonStrip(content))

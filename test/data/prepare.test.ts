@@ -230,7 +230,7 @@ t.test('bad options and failing outputs', async (t) => {
   await t.rejects(prepareData(null as never), { code: 'ERR_GRPO_INVALID_ARG' })
   await t.rejects(prepareData({ xlam: 'x', onInstance: 5 as never }), { message: /options\.onInstance/ })
   const dir = t.testdir({ 'x.jsonl': xlamRecords.map((r) => JSON.stringify(r)).join('\n') })
-  await t.rejects(writeTrainingData({ xlam: join(dir, 'x.jsonl'), out: join(dir, 'missing', 'out.jsonl') }), { code: 'ENOENT' })
+  await t.rejects(writeTrainingData({ xlam: join(dir, 'x.jsonl'), out: join(dir, 'missing', 'out.jsonl') }), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /writable file for .*ENOENT/, cause: { code: 'ENOENT' } })
   const failing = new Writable({
     write(_chunk, _encoding, callback) {
       callback(new Error('disk full'))
