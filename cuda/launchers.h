@@ -4,8 +4,8 @@
 #include <cstdint>
 
 #include "common.cuh"
-#include "ops/loss_host.h"
-#include "ops/op_args.h"
+#include "core/loss_host.h"
+#include "core/op_args.h"
 
 namespace grpo::GRPO_CUDA_NS {
 

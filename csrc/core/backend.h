@@ -1,0 +1,29 @@
+// The backend interface: one op table, several implementations. cpu (csrc/cpu/) is always built; cuda and
+// simt run the kernels of cuda/ on a GPU or on the CPU's SIMT executor. Each op takes its call struct
+// (core/op_args.h, core/model_args.h), built by the binding on the main thread and run here on a worker.
+// Which implementation runs a call is decided by the registry (csrc/registry/), not here.
+#pragma once
+#include "core/model_args.h"
+#include "core/op_args.h"
+
+namespace grpo {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual Device device() const = 0;
+  virtual void tokenLogprobs(TokenLogprobsCall& call) = 0;
+  virtual void groupAdvantages(GroupAdvantagesCall& call) = 0;
+  virtual void policyLoss(PolicyLossCall& call) = 0;
+  virtual void grpoLoss(GrpoLossCall& call) = 0;
+  // Model ops (core/model_args.h): what a trainable policy and its optimizer run on the policy's device.
+  virtual void embeddingBagForward(EmbeddingBagForwardCall& call) = 0;
+  virtual void embeddingBagBackward(EmbeddingBagBackwardCall& call) = 0;
+  virtual void sampleTokens(SampleTokensCall& call) = 0;
+  virtual void gradNorm(GradNormCall& call) = 0;
+  virtual void adamw(AdamWCall& call) = 0;
+  virtual void zeroTensors(ZeroTensorsCall& call) = 0;
+};
+
+}  // namespace grpo
