@@ -1,6 +1,7 @@
 // binding.groupAdvantages(rewards, options, async): group-relative advantages, spec §2.
 #include <cmath>
 
+#include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -55,7 +56,8 @@ Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info) {
     else if (nonFinite == "exclude") c.excludeNonFinite = true;
     else fail(ErrorCode::InvalidArg, "'error' or 'exclude'", "nonFinite", describeValue(opts.Get("nonFinite")));
     Backend& backend = backendFor(c.rewards.device());
-    c.advantages = makeTensor(DType::F32, {K}, c.rewards.device());
+    c.advantages = makeTensor(DType::F32, {K}, c.rewards.device(), "advantages");
+    auto lease = AccessLease::acquire({reads(c.rewards, "rewards"), reads(c.groupIds, "groupIds")});
     return runOp<GroupAdvantagesCall>(
         env, async, call, [&backend](GroupAdvantagesCall& c) { backend.groupAdvantages(c); },
         [](Napi::Env env, GroupAdvantagesCall& c) -> Napi::Value {
@@ -75,7 +77,8 @@ Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info) {
           result.Set("groupStd", stdev);
           result.Set("zeroStdFraction", Napi::Number::New(env, c.zeroStdFraction));
           return result;
-        });
+        },
+        lease);
   });
 }
 

@@ -73,10 +73,14 @@ double nullableOption(Napi::Object opts, const char* key, double fallback, const
 
 }  // namespace
 
+float temperatureOption(Napi::Object opts) {
+  return static_cast<float>(finiteOption(opts, "temperature", 1, "a number in [1e-6, 1e6]", [](double v) { return v >= 1e-6 && v <= 1e6; }));
+}
+
 LossParams parseLossParams(Napi::Object opts, bool fused) {
   LossParams p;
   if (fused) {
-    p.temperature = static_cast<float>(finiteOption(opts, "temperature", 1, "a finite number > 0", [](double v) { return v > 0; }));
+    p.temperature = temperatureOption(opts);
   }
   p.clipLow = finiteOption(opts, "clipLow", 0.2, "a number in [0, 1)", [](double v) { return v >= 0 && v < 1; });
   p.clipHigh = finiteOption(opts, "clipHigh", 0.2, "a finite number >= 0", [](double v) { return v >= 0; });

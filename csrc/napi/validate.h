@@ -20,5 +20,9 @@ void checkLogitsAndTargets(const TensorRef& logits, const TensorRef& targets, in
 // Advantages are [B] or [B, L]; returns true for per-token.
 bool checkAdvantages(const TensorRef& adv, int64_t B, int64_t L);
 LossParams parseLossParams(Napi::Object opts, bool fused);
+// The temperature option, in [1e-6, 1e6] (lib/validate.ts has the same rule): the kernels scale the logits by
+// 1/T in f32, and outside that range the scale leaves the f32 range (an infinite scale gives NaN everywhere,
+// and a sampler that finds no token with a positive probability would have nothing to pick).
+float temperatureOption(Napi::Object opts);
 
 }  // namespace grpo
