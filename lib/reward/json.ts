@@ -88,8 +88,8 @@ export function nestsDeeperThan(text: string, max: number = MAX_JSON_DEPTH): boo
  * Strict JSON (RFC 8259) with numbers as LosslessNumber; throws a SyntaxError on failure, including for a value
  * nested deeper than MAX_JSON_DEPTH (JsonTooDeepError), so the outcome never depends on the thread's stack size.
  */
-export function parseLossless(text: string): unknown {
-  if (nestsDeeperThan(text)) throw new JsonTooDeepError()
+export function parseLossless(text: string, maxDepth: number = MAX_JSON_DEPTH): unknown {
+  if (nestsDeeperThan(text, maxDepth)) throw new JsonTooDeepError()
   return parse(text, undefined, parseOptions)
 }
 
