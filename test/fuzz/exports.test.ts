@@ -103,6 +103,7 @@ const prompts = fc.oneof(fc.constant([{ tokens: [1, 2] }, { tokens: [3] }]), fc.
 const targets: Target[] = [
   // Tensors and memory
   target('Tensor.from', (d: never, s: never, o: never) => Tensor.from(d, s, o), fc.oneof(fc.array(num, { maxLength: 6 }), bad), fc.oneof(fc.array(fc.oneof(fc.integer({ min: -1, max: 6 }), bad), { maxLength: 4 }), bad), options({ dtype: dtypeArb, device: fc.constantFrom('cpu', 'gpu') })),
+  target('Tensor.fromAsync', (d: never, s: never, o: never) => Tensor.fromAsync(d, s, o), fc.oneof(fc.array(num, { maxLength: 6 }), bad), fc.oneof(fc.array(fc.oneof(fc.integer({ min: -1, max: 6 }), bad), { maxLength: 4 }), bad), options({ dtype: dtypeArb, device: fc.constantFrom('cpu', 'gpu') })),
   target('Tensor.zeros', (s: never, o: never) => Tensor.zeros(s, o), fc.oneof(fc.array(fc.oneof(fc.integer({ min: -1, max: 6 }), fc.constantFrom(2 ** 40, 2 ** 53, 1.5, NaN)), { maxLength: 4 }), bad), options({ dtype: dtypeArb, device: fc.constantFrom('cpu', 'gpu') })),
   target('Tensor#to', (x: Tensor, d: never) => x.toSync(d), anyTensor, mostly('cpu')),
   target('Tensor#toArray', (x: Tensor) => x.toArray(), anyTensor),
