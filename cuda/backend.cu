@@ -12,6 +12,10 @@
 #include "core/loss_host.h"
 #include "device.h"
 #include "launchers.h"
+#if defined(__CUDACC__)
+#include "cublaslt.h"
+#endif
+#include "transformer_launchers.h"
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -352,11 +356,55 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
 
+  // The transformer ops: cuda/transformer.cu, cuda/attention.cu.
+  void rmsNorm(RmsNormCall& c) override { runRmsNorm(c, stream()); }
+  void rmsNormBackward(RmsNormBackwardCall& c) override { runRmsNormBackward(c, stream()); }
+  void rope(RopeCall& c) override { runRope(c, stream()); }
+  void swiglu(SwigluCall& c) override { runSwiglu(c, stream()); }
+  void swigluBackward(SwigluBackwardCall& c) override { runSwigluBackward(c, stream()); }
+  void embedding(EmbeddingCall& c) override { runEmbedding(c, stream()); }
+  void embeddingBackward(EmbeddingBackwardCall& c) override { runEmbeddingBackward(c, stream()); }
+  void add(AddCall& c) override { runAdd(c, stream()); }
+  void cast(CastCall& c) override { runCast(c, stream()); }
+  void attention(AttentionCall& c) override { runAttention(c, stream()); }
+  void attentionBackward(AttentionBackwardCall& c) override { runAttentionBackward(c, stream()); }
+  void attentionDecode(AttentionDecodeCall& c) override { runAttentionDecode(c, stream()); }
+  void kvCacheWrite(KvCacheWriteCall& c) override { runKvCacheWrite(c, stream()); }
+
   void zeroTensors(ZeroTensorsCall& c) override {
     cudaStream_t s = stream();
     for (const TensorRef& t : c.tensors) {
       check(cudaMemsetAsync(t.storage->data(), 0, static_cast<size_t>(t.numel()) * dtypeSize(t.dtype), s), "cudaMemsetAsync");
     }
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  // The linear layer: cuBLASLt when it is loaded (GPU build, cuda/cublaslt.cu), else cuda/linear.cu's kernels.
+  void linear(LinearCall& c) override {
+    cudaStream_t s = stream();
+#if defined(__CUDACC__)
+    if (cublasLinear(c, s)) return;
+#endif
+    launchLinear(c, s);
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  void linearBackward(LinearBackwardCall& c) override {
+    cudaStream_t s = stream();
+#if defined(__CUDACC__)
+    // cuBLASLt for the two products, our column sum for the bias gradient.
+    LinearBackwardCall products = c;
+    products.gradBias = TensorRef{};
+    if (cublasLinearBackward(products, s)) {
+      if (!c.gradBias.defined()) return;
+      LinearBackwardCall bias = c;
+      bias.gradInput = bias.gradWeight = TensorRef{};
+      launchLinearBackward(bias, s);
+      check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+      return;
+    }
+#endif
+    launchLinearBackward(c, s);
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
 

@@ -1,4 +1,4 @@
-// groupAdvantages: group-relative advantages (spec §2), one block per group. Consecutive groups are implicit
+// groupAdvantages: group-relative advantages (docs/math.md §2), one block per group. Consecutive groups are implicit
 // (group g is entries g·G … g·G + G − 1); ragged groups arrive as a CSR list that the host builds from the ids
 // (members of each group in ascending entry order, groups in ascending id order). Every entry is read three
 // times by the threads of its own block (count/sum/min/max, squared deviations, advantages), so the work is

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "core/linear_args.h"
 #include "core/loss_host.h"
 #include "core/op_args.h"
 
@@ -143,4 +144,10 @@ struct AdamWArgs {
 };
 void launchAdamW(const AdamWArgs& a, cudaStream_t stream);
 
+}  // namespace grpo::GRPO_CUDA_NS
+
+// ---- the linear layer (cuda/linear.cu): the device GEMM of cuda/gemm.cuh ----
+namespace grpo::GRPO_CUDA_NS {
+void launchLinear(const LinearCall& c, cudaStream_t stream);
+void launchLinearBackward(const LinearBackwardCall& c, cudaStream_t stream);
 }  // namespace grpo::GRPO_CUDA_NS

@@ -67,7 +67,7 @@ export interface NativeBackendInfo {
   active: string
   reason: string
   compiled: string[]
-  cpu: { isa: string; threads: number }
+  cpu: { isa: string; threads: number; gemm: { f32: string; bf16: string } }
   cuda: {
     compiled: boolean
     build: string
@@ -76,6 +76,7 @@ export interface NativeBackendInfo {
     devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[]
     runtimeVersion?: number
     driverVersion?: number
+    gemm: { library: 'cublasLt' | 'own' | 'none'; reason: string }
   }
   napiVersion: number
 }
@@ -99,6 +100,24 @@ export interface NativeBinding {
   gradNorm<A extends boolean>(grads: NativeTensor[], options: object, async: A): MaybeAsync<NativeGradNorm, A>
   adamw<A extends boolean>(tensors: { params: NativeTensor[]; grads: NativeTensor[]; m: NativeTensor[]; v: NativeTensor[] }, options: object, async: A): MaybeAsync<void, A>
   zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
+  measureGemmPeak(options: { ms?: number }): { threads: number; fmaIsa: string; f32GFlops: number; bf16DotGFlops: number; amxGFlops: number }
+  openblasInfo(): { available: boolean; core: string; reason: string }
+  openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): { seconds: number; cpuSeconds: number }
+  linear<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  linearBackward<A extends boolean>(gradOutput: NativeTensor, x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | null, A>
+  rmsNorm<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<{ out: NativeTensor; rstd: NativeTensor }, A>
+  rmsNormBackward<A extends boolean>(gradOut: NativeTensor, x: NativeTensor, weight: NativeTensor, rstd: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  rope<A extends boolean>(x: NativeTensor, positions: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  swiglu<A extends boolean>(gate: NativeTensor, up: NativeTensor | undefined, async: A): MaybeAsync<NativeTensor, A>
+  swigluBackward<A extends boolean>(gradOut: NativeTensor, gate: NativeTensor, up: NativeTensor | undefined, async: A): MaybeAsync<{ gradGate: NativeTensor; gradUp?: NativeTensor }, A>
+  embedding<A extends boolean>(weight: NativeTensor, ids: NativeTensor, async: A): MaybeAsync<NativeTensor, A>
+  embeddingBackward<A extends boolean>(gradOut: NativeTensor, ids: NativeTensor, gradWeight: NativeTensor, async: A): MaybeAsync<void, A>
+  add<A extends boolean>(a: NativeTensor, b: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | undefined, A>
+  cast<A extends boolean>(x: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | undefined, A>
+  attention<A extends boolean>(q: NativeTensor, k: NativeTensor, v: NativeTensor, options: object, async: A): MaybeAsync<{ out: NativeTensor; lse: NativeTensor }, A>
+  attentionBackward<A extends boolean>(gradOut: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, options: object, async: A): MaybeAsync<{ gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor }, A>
+  attentionDecode<A extends boolean>(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheLens: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  kvCacheWrite<A extends boolean>(k: NativeTensor, v: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, options: object, async: A): MaybeAsync<void, A>
 }
 
 export interface NativeSampledTokens {

@@ -3,8 +3,10 @@
 // (core/op_args.h, core/model_args.h), built by the binding on the main thread and run here on a worker.
 // Which implementation runs a call is decided by the registry (csrc/registry/), not here.
 #pragma once
+#include "core/linear_args.h"
 #include "core/model_args.h"
 #include "core/op_args.h"
+#include "core/transformer_args.h"
 
 namespace grpo {
 
@@ -24,6 +26,23 @@ class Backend {
   virtual void gradNorm(GradNormCall& call) = 0;
   virtual void adamw(AdamWCall& call) = 0;
   virtual void zeroTensors(ZeroTensorsCall& call) = 0;
+  // The linear layer (core/linear_args.h): GEMM forward and backward.
+  virtual void linear(LinearCall& call) = 0;
+  virtual void linearBackward(LinearBackwardCall& call) = 0;
+  // Transformer ops (core/transformer_args.h): the blocks of a Llama/Qwen decoder, forward and backward.
+  virtual void rmsNorm(RmsNormCall& call) = 0;
+  virtual void rmsNormBackward(RmsNormBackwardCall& call) = 0;
+  virtual void rope(RopeCall& call) = 0;
+  virtual void swiglu(SwigluCall& call) = 0;
+  virtual void swigluBackward(SwigluBackwardCall& call) = 0;
+  virtual void embedding(EmbeddingCall& call) = 0;
+  virtual void embeddingBackward(EmbeddingBackwardCall& call) = 0;
+  virtual void add(AddCall& call) = 0;
+  virtual void cast(CastCall& call) = 0;
+  virtual void attention(AttentionCall& call) = 0;
+  virtual void attentionBackward(AttentionBackwardCall& call) = 0;
+  virtual void attentionDecode(AttentionDecodeCall& call) = 0;
+  virtual void kvCacheWrite(KvCacheWriteCall& call) = 0;
 };
 
 }  // namespace grpo

@@ -20,6 +20,24 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
 Napi::Value gradNormBinding(const Napi::CallbackInfo& info);
 Napi::Value adamwBinding(const Napi::CallbackInfo& info);
 Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
+Napi::Value linearBinding(const Napi::CallbackInfo& info);
+Napi::Value measureGemmPeakBinding(const Napi::CallbackInfo& info);
+Napi::Value openblasInfoBinding(const Napi::CallbackInfo& info);
+Napi::Value openblasSgemmBinding(const Napi::CallbackInfo& info);
+Napi::Value linearBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value rmsNormBinding(const Napi::CallbackInfo& info);
+Napi::Value rmsNormBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value ropeBinding(const Napi::CallbackInfo& info);
+Napi::Value swigluBinding(const Napi::CallbackInfo& info);
+Napi::Value swigluBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value addBinding(const Napi::CallbackInfo& info);
+Napi::Value castBinding(const Napi::CallbackInfo& info);
+Napi::Value attentionBinding(const Napi::CallbackInfo& info);
+Napi::Value attentionBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value attentionDecodeBinding(const Napi::CallbackInfo& info);
+Napi::Value kvCacheWriteBinding(const Napi::CallbackInfo& info);
 
 namespace {
 
@@ -70,6 +88,24 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("gradNorm", Napi::Function::New(env, gradNormBinding, "gradNorm"));
   exports.Set("adamw", Napi::Function::New(env, adamwBinding, "adamw"));
   exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
+  exports.Set("linear", Napi::Function::New(env, linearBinding, "linear"));
+  exports.Set("measureGemmPeak", Napi::Function::New(env, measureGemmPeakBinding, "measureGemmPeak"));
+  exports.Set("openblasInfo", Napi::Function::New(env, openblasInfoBinding, "openblasInfo"));
+  exports.Set("openblasSgemm", Napi::Function::New(env, openblasSgemmBinding, "openblasSgemm"));
+  exports.Set("linearBackward", Napi::Function::New(env, linearBackwardBinding, "linearBackward"));
+  exports.Set("rmsNorm", Napi::Function::New(env, rmsNormBinding, "rmsNorm"));
+  exports.Set("rmsNormBackward", Napi::Function::New(env, rmsNormBackwardBinding, "rmsNormBackward"));
+  exports.Set("rope", Napi::Function::New(env, ropeBinding, "rope"));
+  exports.Set("swiglu", Napi::Function::New(env, swigluBinding, "swiglu"));
+  exports.Set("swigluBackward", Napi::Function::New(env, swigluBackwardBinding, "swigluBackward"));
+  exports.Set("embedding", Napi::Function::New(env, embeddingBinding, "embedding"));
+  exports.Set("embeddingBackward", Napi::Function::New(env, embeddingBackwardBinding, "embeddingBackward"));
+  exports.Set("add", Napi::Function::New(env, addBinding, "add"));
+  exports.Set("cast", Napi::Function::New(env, castBinding, "cast"));
+  exports.Set("attention", Napi::Function::New(env, attentionBinding, "attention"));
+  exports.Set("attentionBackward", Napi::Function::New(env, attentionBackwardBinding, "attentionBackward"));
+  exports.Set("attentionDecode", Napi::Function::New(env, attentionDecodeBinding, "attentionDecode"));
+  exports.Set("kvCacheWrite", Napi::Function::New(env, kvCacheWriteBinding, "kvCacheWrite"));
   return exports;
 }
 

@@ -1,5 +1,5 @@
 // binding.tokenLogprobs(logits, targets, options, async): log-probs of the targets, log-sum-exp and
-// (optionally) entropy per position, spec §1.
+// (optionally) entropy per position, docs/math.md §1.
 #include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
@@ -25,7 +25,7 @@ Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info) {
     const Device device = c.logits.device();
     expectDevice(c.targets, device, "targets");
     expectDevice(c.mask, device, "mask");
-    c.temperature = temperatureOption(opts);
+    c.temperature = static_cast<float>(numberOption(opts, "temperature", c.temperature));
     c.entropy = boolOption(opts, "entropy", false);
     Backend& backend = backendFor(device);
     c.logp = makeTensor(DType::F32, {c.B, c.L}, device, "logp");

@@ -14,52 +14,8 @@ import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
 import { benchChartSvg } from './chart.js'
-
-export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch'
-export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch']
-
-export interface BenchOptions {
-  device: Device
-  ops: readonly BenchOp[]
-  vocab: readonly number[]
-  tokens: readonly number[]
-  dtypes: readonly ('f32' | 'bf16' | 'f16')[]
-  reps: number
-  warmup: number
-  baselineReps: number
-  out: string
-  seed: number
-  log: (line: string) => void
-}
-
-export interface Timing {
-  medianMs: number
-  minMs: number
-  maxMs: number
-  reps: number
-}
-
-export interface BenchCase {
-  op: BenchOp
-  impl: 'native' | 'plain-ts' | 'unfused-ops'
-  dtype: string
-  V: number
-  tokens: number
-  timing: Timing
-  tokensPerSecond: number
-  bytesPerToken: number // moved by design: one read of the logits (and one write of the gradient)
-  gbps: number
-  shareOfLimit: number // achieved GB/s over the machine's measured bandwidth
-  note?: string
-}
-
-export interface MachineLimits {
-  threads: number
-  isa: string
-  copyGBps: number
-  readGBps: number
-  expPerSecond: number
-}
+import { SQUARE_SIZES, gemmMarkdown, runGemmBench, type GemmBenchResult } from './gemm.js'
+import type { BenchCase, BenchOptions, MachineLimits, Timing } from './types.js'
 
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 1
@@ -96,7 +52,7 @@ function disposeAll(value: unknown): void {
 }
 
 /** Runs the benchmark and writes its results; returns them too. */
-export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; files: string[] }> {
+export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; gemm?: GemmBenchResult; files: string[] }> {
   const random = xorshift(o.seed)
   o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
   const machine = native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 })
@@ -222,6 +178,14 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     }
   }
 
+  if (o.ops.includes('attention') || o.ops.includes('transformerOps')) {
+    const { benchAttention, benchRowOps } = await import('./transformer-bench.js')
+    const tb = { device: o.device, dtypes: o.dtypes.filter((d): d is 'f32' | 'bf16' => d !== 'f16'), reps: o.reps, warmup: o.warmup, random, time, add, log: o.log }
+    const T = o.transformerTokens ?? 4096
+    if (o.ops.includes('transformerOps')) await benchRowOps(tb, machine, T, Math.max(...o.vocab))
+    if (o.ops.includes('attention')) await benchAttention(tb, o.attentionLengths, T)
+  }
+
   if (o.ops.includes('scoreBatch')) {
     const { scoreBatchBench } = await import('./reward-bench.js')
     const r = await scoreBatchBench(o.reps, o.seed)
@@ -229,8 +193,13 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     o.log(`  scoreBatch             ${r.timing.medianMs.toFixed(2)} ms for ${r.tokens} completions: ${(r.tokensPerSecond / 1e3).toFixed(1)}k completions/s`)
   }
 
-  const files = await writeResults(o.out, machine, cases, o)
-  return { machine, cases, files }
+  let gemm: GemmBenchResult | undefined
+  if (o.ops.includes('gemm')) {
+    gemm = await runGemmBench({ device: o.device, reps: Math.min(o.reps, 5), tokens: o.gemmTokens ?? 1024, sizes: o.gemmSizes ?? SQUARE_SIZES, log: o.log, torch: o.gemmTorch ?? true })
+  }
+
+  const files = await writeResults(o.out, machine, cases, o, gemm)
+  return { machine, cases, gemm, files }
 }
 
 function machineName(): string {
@@ -238,13 +207,22 @@ function machineName(): string {
   return `${cpu.toLowerCase()}-${os.cpus().length}c`.replace(/-+/g, '-')
 }
 
-async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions): Promise<string[]> {
+async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions, gemm?: GemmBenchResult): Promise<string[]> {
   mkdirSync(outDir, { recursive: true })
   const date = new Date().toISOString().slice(0, 10)
   const base = join(outDir, `${o.device}-${machineName()}-${date}`)
   const json = `${base}.json`
-  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, machine, options: { ...o, log: undefined }, cases }, null, 2) + '\n')
-  const svg = `${base}.svg`
-  writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
-  return [json, svg]
+  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, loadAverage: os.loadavg(), machine, options: { ...o, log: undefined }, cases, gemm }, null, 2) + '\n')
+  const files = [json]
+  if (cases.length > 0) {
+    const svg = `${base}.svg`
+    writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
+    files.push(svg)
+  }
+  if (gemm) {
+    const md = `${base}-gemm.md`
+    writeFileSync(md, `# GEMM, ${o.device}, ${machineName()}, ${date} (load average ${os.loadavg().map((l) => l.toFixed(1)).join(', ')})\n\n${gemmMarkdown(gemm)}`)
+    files.push(md)
+  }
+  return files
 }
