@@ -15,7 +15,13 @@ import { GrpoError, LogLinearPolicy, RolloutBatch, Tensor, Trainer, AdamW, memor
 import { FUZZ_CASES, SEED, bad, fuzzTarget, mostly, options } from './harness.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'node-grpo-fuzz-'))
-t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+// Functions that write files (writeSafetensors, writeTrainingData) get generated paths: relative ones land here.
+const cwd = process.cwd()
+process.chdir(dir)
+t.teardown(() => {
+  process.chdir(cwd)
+  rmSync(dir, { recursive: true, force: true })
+})
 t.comment(`fuzz seed ${SEED} (replay: GRPO_TEST_SEED=${SEED}), ${FUZZ_CASES} cases in all`)
 
 // ---------------------------------------------------------------------------------------------------------
