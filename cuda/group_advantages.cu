@@ -36,7 +36,7 @@ template <Reduce op>
 __device__ double blockReduce(double v, double* scratch) {
   scratch[threadIdx.x] = v;
   __syncthreads();
-  for (int width = kBlock / 2; width > 0; width /= 2) {
+  for (unsigned width = kBlock / 2; width > 0; width /= 2) {
     if (threadIdx.x < width) {
       const double x = scratch[threadIdx.x], y = scratch[threadIdx.x + width];
       scratch[threadIdx.x] = op == Reduce::Sum ? x + y : op == Reduce::Min ? fmin(x, y) : fmax(x, y);

@@ -23,7 +23,7 @@ const makeTrainer = (policy: LogLinearPolicy) =>
     reward: (_text, prompt, tokens) => (tokens[0] === (prompt.tokens as number[])[0]! + 3 ? 1 : 0),
     stop: [0],
     maxNewTokens: 2,
-    lr: 0.05,
+    optimizer: { lr: 0.05 },
     seed: 3,
   })
 
