@@ -19,7 +19,9 @@ export class GrpoError extends Error {
   readonly code: GrpoErrorCode
 
   constructor(message: string, code: GrpoErrorCode, options?: { cause?: unknown }) {
-    super(message, options)
+    // A message that is not a string (a subclass built by hand) is described, never converted (a cyclic or
+    // deeply nested value would throw from its own toString).
+    super(typeof message === 'string' ? message : describe(message), options)
     this.name = 'GrpoError'
     this.code = code
   }
@@ -80,4 +82,43 @@ export async function fileCall<T>(expected: string, path: string, call: () => Pr
     if (cause instanceof GrpoError) throw cause
     throw new GrpoError(`Expected ${expected} for ${JSON.stringify(path)} but received: ${(cause as Error)?.message ?? String(cause)}`, 'ERR_GRPO_INVALID_ARG', { cause })
   }
+}
+
+/** A plain object argument: not null, not an array (ERR_GRPO_INVALID_ARG otherwise). */
+export function expectObject(value: unknown, what: string, expected = 'an object'): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) invalidArg(expected, what, value)
+  return value as Record<string, unknown>
+}
+
+/** An array argument (ERR_GRPO_INVALID_ARG otherwise). */
+export function expectArray(value: unknown, what: string, expected = 'an array'): unknown[] {
+  if (!Array.isArray(value)) invalidArg(expected, what, value)
+  return value
+}
+
+type FieldKind = 'string' | 'number' | 'boolean' | 'array' | 'object' | 'function' | 'map'
+const FIELD_CHECKS: Record<FieldKind, (v: unknown) => boolean> = {
+  string: (v) => typeof v === 'string',
+  number: (v) => typeof v === 'number',
+  boolean: (v) => typeof v === 'boolean',
+  array: Array.isArray,
+  object: (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
+  function: (v) => typeof v === 'function',
+  map: (v) => v instanceof Map,
+}
+
+/**
+ * The structural check of a record an export takes (a BFCL entry, a report, a model config): an object whose
+ * named fields have the named kinds ("array|null" allows null too). It looks at the top level only: enough that
+ * the function's own code does not trip over a missing field, without copying the record.
+ */
+export function expectFields(value: unknown, what: string, expected: string, fields: Record<string, `${FieldKind}` | `${FieldKind}|null` | `${FieldKind}|undefined`>): Record<string, unknown> {
+  const record = expectObject(value, what, expected)
+  for (const [key, spec] of Object.entries(fields)) {
+    const [kind, orElse] = spec.split('|') as [FieldKind, 'null' | 'undefined' | undefined]
+    const v = record[key]
+    if ((orElse === 'null' && v === null) || (orElse === 'undefined' && v === undefined)) continue
+    if (!FIELD_CHECKS[kind](v)) invalidArg(`${expected} (${key}: ${spec.replace('|', ' or ')})`, `${what}.${key}`, v)
+  }
+  return record
 }

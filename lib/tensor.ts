@@ -126,6 +126,10 @@ export class Tensor implements Disposable, AsyncDisposable {
   #native: NativeTensor
 
   private constructor(handle: NativeTensor) {
+    // Made from what the binding returns only; anything else is refused before it is wrapped.
+    if (typeof handle !== 'object' || handle === null || !Array.isArray(handle.shape) || typeof handle.dtype !== 'string') {
+      invalidArg('a native tensor handle (tensors are made by Tensor.from, Tensor.zeros or an op)', 'new Tensor()', handle)
+    }
     this.#native = handle
     this.dtype = handle.dtype
     this.shape = Object.freeze([...handle.shape])

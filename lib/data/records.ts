@@ -3,7 +3,7 @@
  * structured objects, records with a call that fails to parse or names a tool absent from the record's tools
  * dropped with a reason, and each multi-turn conversation split into one instance per assistant call.
  */
-import { GrpoError, expectString, invalidArg } from '../errors.js'
+import { GrpoError, describe, expectString, invalidArg } from '../errors.js'
 import { buildToolPrompt, type ChatMessage, type ConversationTurn, type PromptToolCall } from '../prompt.js'
 import { isLosslessNumber, parseLossless } from '../reward/json.js'
 import { CallSyntaxError, parsePythonCalls } from './python-calls.js'
@@ -44,7 +44,7 @@ export class RecordDropped extends GrpoError {
     readonly reason: DropReason,
     readonly detail: string,
   ) {
-    super(`${reason}: ${detail}`, 'ERR_GRPO_INVALID_ARG')
+    super(`${typeof reason === 'string' ? reason : describe(reason)}: ${typeof detail === 'string' ? detail : describe(detail)}`, 'ERR_GRPO_INVALID_ARG')
   }
 }
 const Drop = RecordDropped

@@ -38,6 +38,9 @@ export class WordTokenizer {
   #pattern: RegExp
 
   private constructor(specials: readonly string[], vocab: readonly string[]) {
+    if (!Array.isArray(specials) || !Array.isArray(vocab) || !vocab.every((p) => typeof p === 'string')) {
+      invalidArg('a tokenizer made by a WordTokenizer factory', 'new WordTokenizer()', vocab)
+    }
     this.specials = Object.freeze([...specials])
     this.vocab = Object.freeze([...vocab])
     this.#ids = new Map(vocab.map((piece, i) => [piece, i]))
