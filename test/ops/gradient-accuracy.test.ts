@@ -1,5 +1,5 @@
 /**
- * The gradient of the fused loss within the math contract's 1e-5 relative error (spec §7) where it was measured
+ * The gradient of the fused loss within the math contract's 1e-5 relative error (docs/math.md §7) where it was measured
  * at 1.0–1.6e-5 in about half of random draws (issue 18 item 8): logit scale 100, and V = 151,936 (Qwen's
  * vocabulary) with T = 0.7, f32 logits. Several independent draws per case, each against the float64 reference,
  * on whichever backend runs the suite (cpu here, simt under test/simt, cuda with GRPO_BACKEND=cuda).
