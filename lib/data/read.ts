@@ -280,7 +280,8 @@ async function* chunksOf(source: TextSource): AsyncGenerator<string> {
   const decoder = new StringDecoder('utf8')
   if (typeof source === 'string') {
     // A file that cannot be read (missing, a folder, no permission) is a GrpoError naming the path.
-    const stream = createReadStream(source, { highWaterMark: 1 << 20 })
+    // A path Node refuses outright (a NUL byte in it) throws at once: the same GrpoError.
+    const stream = await fileCall('a readable file', source, async () => createReadStream(source, { highWaterMark: 1 << 20 }))
     const chunks = stream[Symbol.asyncIterator]()
     for (;;) {
       const next = await fileCall('a readable file', source, () => chunks.next())

@@ -131,5 +131,6 @@ t.test('60,000 records from a file, streamed: records come before the file is re
   }
   writeFileSync(join(dir, 'empty.jsonl'), '')
   t.same(await collect(join(dir, 'empty.jsonl')), [])
+  await t.rejects(collect('in\u0000.jsonl'), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /readable file/ }, 'a path with a NUL byte')
   await t.rejects(collect(join(dir, 'missing.jsonl')), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /readable file for .*missing\.jsonl.*ENOENT/, cause: { code: 'ENOENT' } })
 })
