@@ -185,19 +185,46 @@ class CudaBackend final : public Backend {
   void groupAdvantages(GroupAdvantagesCall& c) override {
     const int64_t K = c.rewards.numel();
     cudaStream_t s = stream();
-    DeviceBuffer<uint8_t> leader(K), zeroSpread(K), status(K);
-    DeviceBuffer<double> mean(K), stdev(K), batch(2);
+    // Ragged groups: the members of each group, as CSR in ascending id order, built here from the ids (K
+    // integers; the ids are needed on the host for the result anyway). Consecutive groups need nothing.
+    std::vector<int32_t> ids, members;
+    std::vector<int64_t> starts;
+    int64_t G = 0;
+    if (c.groupIds.defined()) {
+      const std::vector<int32_t> gid = toHost(c.groupIds.data<int32_t>(), K, s);
+      members.resize(K);
+      for (int64_t k = 0; k < K; k++) members[k] = static_cast<int32_t>(k);
+      std::stable_sort(members.begin(), members.end(), [&](int32_t x, int32_t y) { return gid[x] < gid[y]; });
+      for (int64_t i = 0; i < K; i++) {
+        if (i == 0 || gid[members[i]] != gid[members[i - 1]]) {
+          ids.push_back(gid[members[i]]);
+          starts.push_back(i);
+        }
+      }
+      starts.push_back(K);
+      G = static_cast<int64_t>(ids.size());
+    } else {
+      G = K / c.groupSize;
+      for (int64_t g = 0; g < G; g++) ids.push_back(static_cast<int32_t>(g));
+    }
+    DeviceBuffer<int32_t> memberBuffer(members.size());
+    DeviceBuffer<int64_t> startBuffer(starts.size());
+    toDevice(memberBuffer.get(), members, s);
+    toDevice(startBuffer.get(), starts, s);
+    DeviceBuffer<uint8_t> zeroSpread(G), status(K);
+    DeviceBuffer<double> mean(G), stdev(G), batch(2);
     GroupAdvantagesArgs a{};
     a.rewards = c.rewards.data<float>();
-    a.groupIds = ptr<int32_t>(c.groupIds);
+    a.members = c.groupIds.defined() ? memberBuffer.get() : nullptr;
+    a.groupStart = c.groupIds.defined() ? startBuffer.get() : nullptr;
     a.groupSize = c.groupSize;
     a.K = K;
+    a.G = G;
     a.baseline = static_cast<int32_t>(c.baseline);
     a.scale = static_cast<int32_t>(c.scale);
     a.eps = c.eps;
     a.excludeNonFinite = c.excludeNonFinite;
     a.advantages = c.advantages.data<float>();
-    a.leader = leader.get();
     a.groupMean = mean.get();
     a.groupStd = stdev.get();
     a.zeroSpread = zeroSpread.get();
@@ -211,23 +238,13 @@ class CudaBackend final : public Backend {
         if (st[k]) fail(ErrorCode::NonFinite, "a finite reward (or nonFinite: 'exclude')", "rewards[" + std::to_string(k) + "]", describeFloat(r[k]));
       }
     }
-    const std::vector<uint8_t> lead = toHost(leader.get(), K, s), zero = toHost(zeroSpread.get(), K, s);
-    const std::vector<double> m = toHost(mean.get(), K, s), sd = toHost(stdev.get(), K, s);
-    std::vector<int32_t> ids;
-    if (c.groupIds.defined()) ids = toHost(c.groupIds.data<int32_t>(), K, s);
-    // One entry per group (its first member), in ascending id order.
-    std::map<int32_t, int64_t> groups;
-    for (int64_t k = 0; k < K; k++) {
-      if (lead[k]) groups.emplace(ids.empty() ? static_cast<int32_t>(k / c.groupSize) : ids[k], k);
-    }
+    const std::vector<uint8_t> zero = toHost(zeroSpread.get(), G, s);
+    c.groupMean = toHost(mean.get(), G, s);
+    c.groupStd = toHost(stdev.get(), G, s);
+    c.ids = std::move(ids);
     size_t zeroGroups = 0;
-    for (const auto& [id, k] : groups) {
-      c.ids.push_back(id);
-      c.groupMean.push_back(m[k]);
-      c.groupStd.push_back(sd[k]);
-      zeroGroups += zero[k];
-    }
-    c.zeroStdFraction = groups.empty() ? 0 : static_cast<double>(zeroGroups) / static_cast<double>(groups.size());
+    for (uint8_t z : zero) zeroGroups += z;
+    c.zeroStdFraction = G == 0 ? 0 : static_cast<double>(zeroGroups) / static_cast<double>(G);
   }
 
   void embeddingBagForward(EmbeddingBagForwardCall& c) override {

@@ -63,19 +63,21 @@ void launchPolicyLoss(const PolicyLossArgs& a, cudaStream_t stream);
 
 struct GroupAdvantagesArgs {
   const float* rewards;
-  const int32_t* groupIds;  // null: consecutive groups of groupSize
-  int64_t groupSize, K;
+  // Ragged groups as CSR: the entries of group g are members[groupStart[g] .. groupStart[g + 1]), in ascending
+  // order, groups in ascending id order. Null: consecutive groups of groupSize.
+  const int32_t* members;
+  const int64_t* groupStart;
+  int64_t groupSize, K, G;
   int32_t baseline;         // Baseline
   int32_t scale;            // AdvantageScale
   double eps;
   bool excludeNonFinite;
   float* advantages;
-  // per entry k, filled for the first entry of each group (leader = 1)
-  uint8_t* leader;
+  // per group g
   double* groupMean;
   double* groupStd;
   uint8_t* zeroSpread;
-  uint8_t* status;          // 1 where a reward is non-finite (and not excluded)
+  uint8_t* status;          // per entry: 1 where a reward is non-finite (and not excluded)
   double* batchStats;       // [2]: mean and unbiased std of all used rewards
 };
 void launchGroupAdvantages(const GroupAdvantagesArgs& a, cudaStream_t stream);

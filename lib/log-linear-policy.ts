@@ -19,7 +19,7 @@
  * the sampled data all depend on W). Small, but it learns, and it exercises every kernel.
  */
 import type { Device } from './dtype.js'
-import { GrpoError, fail, invalidArg } from './errors.js'
+import { GrpoError, fail, invalidArg, numberArray } from './errors.js'
 import { embeddingBagBackward, embeddingBagForward, sampleTokens, zeroTensors } from './model-ops.js'
 import { parseOptions } from './options.js'
 import { SAMPLE_OPTIONS_SCHEMA, type Policy, type PolicyBatch, type PolicyParameter, type SampleOptions, type SampledCompletion } from './policy.js'
@@ -231,7 +231,11 @@ export class LogLinearPolicy implements Policy {
     if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
     this.device = device
     const ignore = new Set<number>()
-    for (const t of options.ignoreTokens ?? []) {
+    const ignored = options.ignoreTokens ?? []
+    if (typeof ignored !== 'object' || ignored === null || typeof (ignored as Iterable<number>)[Symbol.iterator] !== 'function') {
+      invalidArg('an iterable of token ids', 'ignoreTokens', ignored)
+    }
+    for (const t of ignored) {
       if (!Number.isInteger(t)) invalidArg('an integer token id', 'ignoreTokens[]', t)
       ignore.add(t)
     }
@@ -297,6 +301,7 @@ export class LogLinearPolicy implements Policy {
 
   /** The prompt tokens the features see: the last `promptWindow` ones after `windowAfter` that are not ignored. */
   promptContext(prompt: ArrayLike<number>): Int32Array {
+    numberArray(prompt, 'prompt')
     const kept: number[] = []
     const m = this.windowAfter.length
     let first = 0

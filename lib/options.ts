@@ -153,7 +153,7 @@ export type Baseline = (typeof BASELINES)[number]
 export type AdvantageScale = (typeof ADVANTAGE_SCALES)[number]
 
 /** Sampling temperature: the logits are divided by it (sampling, tokenLogprobs, grpoLoss, the Trainer). */
-export const temperature = numberOption('a finite number > 0', (v) => v > 0, 1) as OptionSpec<number>
+export const temperature = numberOption('a number in [1e-6, 1e6]', (v) => v >= 1e-6 && v <= 1e6, 1) as OptionSpec<number>
 /** Nucleus mass of top-p sampling. */
 export const topP = numberOption('a number in (0, 1]', (v) => v > 0 && v <= 1, 1) as OptionSpec<number>
 

@@ -7,6 +7,7 @@
  */
 import type { Device } from './dtype.js'
 import { booleanOption, counterOption, integerOption, temperature, topP, valueOption, type Schema } from './options.js'
+import { invalidArg } from './errors.js'
 import type { Tensor } from './tensor.js'
 
 /** The token view of a batch of sequences that a policy computes logits for (RolloutBatch implements it). */
@@ -148,6 +149,7 @@ export interface LinearHeadPolicy extends Policy {
 
 /** Whether `policy` exposes hidden states and an LM head (then the Trainer uses the fused linear loss). */
 export function hasLinearHead(policy: Policy): policy is LinearHeadPolicy {
+  if (typeof policy !== 'object' || policy === null) invalidArg('a Policy', 'policy', policy)
   const p = policy as Partial<LinearHeadPolicy>
   return typeof p.hiddenStates === 'function' && typeof p.backwardHidden === 'function'
 }

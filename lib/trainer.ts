@@ -20,6 +20,7 @@
  * given the same global prompts and works on its share; the global statistics and the gradients come from
  * lib/distributed-trainer.ts, so N ranks compute what one process would (README "Scaling out").
  */
+import { createHash } from 'node:crypto'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DataParallel, shareOf, type DataParallelOptions } from './distributed-trainer.js'
@@ -355,6 +356,7 @@ interface PassStats {
 }
 
 const CHECKPOINT_VERSION = 1
+const CHECKPOINT_KEYS = ['version', 'step', 'cursor', 'seed', 'optimizerStep', 'reference', 'sha256']
 
 export class Trainer implements Disposable, AsyncDisposable {
   readonly policy: Policy
@@ -628,7 +630,10 @@ export class Trainer implements Disposable, AsyncDisposable {
       if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
       await writeSafetensors(join(dir, 'optimizer.safetensors'), state.tensors, { step: String(this.optimizer.stepCount) })
       const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
-      await writeFile(join(dir, 'trainer.json'), JSON.stringify(meta, null, 2) + '\n')
+      // The safetensors files carry checksums; trainer.json carries its own, so a flipped digit of the step or
+      // the cursor is an error on load too.
+      const sealed = { ...meta, sha256: createHash('sha256').update(JSON.stringify(meta)).digest('hex') }
+      await writeFile(join(dir, 'trainer.json'), JSON.stringify(sealed, null, 2) + '\n')
     }
     try {
       if (this.#dp) await this.#dp.onWriter(write)
@@ -648,11 +653,29 @@ export class Trainer implements Disposable, AsyncDisposable {
     } catch (cause) {
       throw new GrpoError(`Expected a checkpoint directory with trainer.json for ${dir} but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
     }
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) invalidArg('a JSON object', `${dir}/trainer.json`, meta)
     if (meta.version !== CHECKPOINT_VERSION) invalidArg(`checkpoint version ${CHECKPOINT_VERSION}`, `${dir}/trainer.json`, meta.version)
+    // Unknown keys too: a flipped letter in a key name would otherwise hide the key (the checksum's included).
+    for (const key of Object.keys(meta)) {
+      if (!CHECKPOINT_KEYS.includes(key)) invalidArg(`one of ${CHECKPOINT_KEYS.join(', ')}`, `a key of ${dir}/trainer.json`, key)
+    }
+    if ('sha256' in meta) {
+      const { sha256, ...rest } = meta as typeof meta & { sha256: unknown }
+      if (createHash('sha256').update(JSON.stringify(rest)).digest('hex') !== sha256) {
+        throw new GrpoError(`Expected ${dir}/trainer.json to match its checksum but received a file whose contents changed after it was written`, 'ERR_GRPO_INVALID_ARG')
+      }
+    }
+    for (const key of ['step', 'cursor', 'optimizerStep'] as const) {
+      if (!Number.isSafeInteger(meta[key]) || meta[key] < 0) invalidArg('a non-negative integer', `${key} of ${dir}/trainer.json`, meta[key])
+    }
     await this.policy.load(join(dir, 'policy.safetensors'))
     if (meta.reference) {
       const path = join(dir, 'reference.safetensors')
-      await stat(path)
+      try {
+        await stat(path)
+      } catch (cause) {
+        throw new GrpoError(`Expected reference.safetensors in the checkpoint ${dir} (trainer.json says it has one) but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
+      }
       if (!this.#reference) {
         this.#reference = await this.policy.clone()
         this.#ownsReference = true

@@ -5,7 +5,8 @@ export type NativeDType = 'f32' | 'bf16' | 'f16' | 'i32' | 'u8'
 export type NativeDevice = 'cpu' | 'cuda'
 
 export declare class NativeTensor {
-  constructor(data: ArrayBufferView, shape: readonly number[], dtype: NativeDType, device: NativeDevice)
+  /** A copy of `data`, or zeros when `data` is null (no JavaScript buffer). */
+  constructor(data: ArrayBufferView | null, shape: readonly number[], dtype: NativeDType, device: NativeDevice)
   readonly dtype: NativeDType
   readonly shape: number[]
   readonly device: NativeDevice
@@ -16,6 +17,9 @@ export declare class NativeTensor {
   readSync(): ArrayBuffer
   to(device: NativeDevice, async: true): Promise<NativeTensor>
   to(device: NativeDevice, async: false): NativeTensor
+  /** Copies `data` into the storage at `byteOffset` (bounds-checked). */
+  write(byteOffset: number, data: ArrayBufferView, async: true): Promise<void>
+  write(byteOffset: number, data: ArrayBufferView, async: false): void
 }
 
 export interface NativeLossStats {

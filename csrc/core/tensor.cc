@@ -1,7 +1,9 @@
 #include "core/tensor.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -138,11 +140,53 @@ MemoryCounters memoryCounters(Device device) {
   return {liveBuffers[static_cast<int>(device)].load(), liveBytes[static_cast<int>(device)].load()};
 }
 
-TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device) {
+bool checkedNumel(const std::vector<int64_t>& shape, int64_t* out) {
+  // A zero anywhere makes the product 0 whatever the other dimensions (which may be huge).
+  for (int64_t d : shape) {
+    if (d == 0) {
+      *out = 0;
+      return true;
+    }
+  }
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return false;
+  }
+  *out = n;
+  return true;
+}
+
+size_t maxTensorBytes(Device device) {
+  if (device != Device::Cpu) return size_t(1) << 47;
+  static const size_t physical = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
+    return pages > 0 && pageSize > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(pageSize) : size_t(1) << 40;
+  }();
+  return physical;
+}
+
+size_t tensorBytes(DType dtype, const std::vector<int64_t>& shape, Device device, const std::string& what) {
+  int64_t n = 0;
+  if (!checkedNumel(shape, &n)) {
+    throw Error(ErrorCode::Shape, "Expected a shape whose element count is below 2^63 for " + what + " but received shape " + shapeString(shape));
+  }
+  const size_t limit = maxTensorBytes(device);
+  const size_t element = dtypeSize(dtype);
+  if (static_cast<uint64_t>(n) > limit / element) {
+    const std::string bytes = static_cast<uint64_t>(n) > SIZE_MAX / element ? std::to_string(n) + " x " + std::to_string(element) : std::to_string(static_cast<size_t>(n) * element);
+    throw Error(ErrorCode::Oom, "Expected at most " + std::to_string(limit) + " bytes (" +
+                                    (device == Device::Cpu ? std::string("this machine's memory") : std::string("the device limit")) + ") for " + what +
+                                    " of shape " + shapeString(shape) + " " + dtypeName(dtype) + " but received " + bytes + " bytes");
+  }
+  return static_cast<size_t>(n) * element;
+}
+
+TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device, const std::string& what) {
+  const size_t bytes = tensorBytes(dtype, shape, device, what);
   TensorRef t;
   t.dtype = dtype;
   t.shape = std::move(shape);
-  t.storage = Storage::allocate(static_cast<size_t>(t.numel()) * dtypeSize(dtype), device);
+  t.storage = Storage::allocate(bytes, device);
   return t;
 }
 
@@ -160,13 +204,14 @@ void copyToHost(const TensorRef& tensor, void* dst, size_t bytes) {
   deviceCopy(dst, tensor.storage->data(), bytes, true);
 }
 
-void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes) {
+void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes, size_t offset) {
+  char* dst = static_cast<char*>(tensor.storage->data()) + offset;
   if (tensor.device() == Device::Cpu) {
-    if (bytes) std::memcpy(tensor.storage->data(), src, bytes);
+    if (bytes) std::memcpy(dst, src, bytes);
     return;
   }
   if (!deviceCopy) throw Error(ErrorCode::NoCuda, "Expected a CUDA backend for a cuda tensor but received a build without CUDA");
-  deviceCopy(tensor.storage->data(), src, bytes, false);
+  deviceCopy(dst, src, bytes, false);
 }
 
 std::string shapeString(const std::vector<int64_t>& shape) {

@@ -83,6 +83,7 @@ Napi::Value releaseCacheBinding(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  watchEnvironmentClose(env);
   exports.Set("releaseCache", Napi::Function::New(env, releaseCacheBinding, "releaseCache"));
   exports.Set("NativeTensor", TensorHandle::define(env));
   exports.Set("setErrorClass", Napi::Function::New(env, setErrorClassBinding, "setErrorClass"));

@@ -1,6 +1,7 @@
 // binding.policyLoss(inputs, options, async) and binding.grpoLoss(inputs, options, async): the clipped
 // surrogate + KL + entropy bonus with its aggregation (docs/math.md §3-4), and the fused version that starts from
 // the logits and returns the gradient with respect to them (§5).
+#include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -83,16 +84,24 @@ Napi::Value policyLossBinding(const Napi::CallbackInfo& info) {
     c.params.hasEntropy = c.entropy.defined();
     finishParams(c.params, c.old, c.ref);
     Backend& backend = backendFor(device);
-    c.gradLogp = makeTensor(DType::F32, {c.B, c.L}, device);
+    c.gradLogp = makeTensor(DType::F32, {c.B, c.L}, device, "gradLogp");
+    auto lease = AccessLease::acquire({reads(c.logp, "logp"), reads(c.advantages, "advantages"), reads(c.old, "oldLogp"), reads(c.ref, "refLogp"),
+                                       reads(c.mask, "mask"), reads(c.entropy, "entropy")});
     return runOp<PolicyLossCall>(
-        env, async, call, [&backend](PolicyLossCall& c) { backend.policyLoss(c); },
+        env, async, call,
+        [&backend](PolicyLossCall& c) {
+          // No tokens: the loss and every statistic are 0, and the backend's per-sequence scratch (B entries)
+          // is never allocated, however large B is when L is 0.
+          if (c.B * c.L > 0) backend.policyLoss(c);
+        },
         [](Napi::Env env, PolicyLossCall& c) -> Napi::Value {
           Napi::Object result = Napi::Object::New(env);
           result.Set("loss", c.stats.loss);
           result.Set("stats", statsObject(env, c.stats));
           result.Set("gradLogp", wrapTensor(env, c.gradLogp));
           return result;
-        });
+        },
+        lease);
   });
 }
 
@@ -134,10 +143,15 @@ Napi::Value grpoLossBinding(const Napi::CallbackInfo& info) {
            std::string("'") + dtypeName(gradDtype) + "'");
     }
     Backend& backend = backendFor(device);
-    c.logp = makeTensor(DType::F32, {c.B, c.L}, device);
-    c.grad = c.inplace ? c.logits : makeTensor(gradDtype, c.logits.shape, device);
+    c.logp = makeTensor(DType::F32, {c.B, c.L}, device, "logp");
+    c.grad = c.inplace ? c.logits : makeTensor(gradDtype, c.logits.shape, device, "gradLogits");
+    auto lease = AccessLease::acquire({c.inplace ? writes(c.logits, "logits") : reads(c.logits, "logits"), reads(c.targets, "targets"),
+                                       reads(c.advantages, "advantages"), reads(c.old, "oldLogp"), reads(c.ref, "refLogp"), reads(c.mask, "mask")});
     return runOp<GrpoLossCall>(
-        env, async, call, [&backend](GrpoLossCall& c) { backend.grpoLoss(c); },
+        env, async, call,
+        [&backend](GrpoLossCall& c) {
+          if (c.B * c.L > 0) backend.grpoLoss(c);  // no rows: loss and statistics 0, no per-row scratch
+        },
         [](Napi::Env env, GrpoLossCall& c) -> Napi::Value {
           Napi::Object result = Napi::Object::New(env);
           result.Set("loss", c.stats.loss);
@@ -145,7 +159,8 @@ Napi::Value grpoLossBinding(const Napi::CallbackInfo& info) {
           result.Set("logp", wrapTensor(env, c.logp));
           result.Set("gradLogits", wrapTensor(env, c.grad));
           return result;
-        });
+        },
+        lease);
   });
 }
 

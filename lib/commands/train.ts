@@ -7,15 +7,18 @@
  * 4. runs GRPO with the Tool-N1 preset (group 5, clip 0.2, k3 KL with β = 1e-3, token-mean, T = 0.7),
  *    with a progress bar showing the live reward;
  * 5. evaluates again and prints a before/after table;
- * 6. writes runs/<time>/metrics.jsonl (one line per warm-start step, GRPO step and evaluation),
- *    summary.json and curves.svg (reward, KL, clip fraction and entropy by step, drawn with vega-lite).
+ * 6. writes runs/<time>/metrics.jsonl (one line per warm-start step, GRPO step and evaluation, appended as each
+ *    happens, so a crash keeps every step done), summary.json and curves.svg (reward, KL, clip fraction and
+ *    entropy by step, drawn with vega-lite).
  *
- * Ctrl-C stops GRPO after the current step and still evaluates and writes everything.
+ * Ctrl-C or SIGTERM stops GRPO after the current step and still evaluates and writes everything; a second one
+ * exits at once (metrics.jsonl already holds every finished step).
  *
  * Under mpirun / srun (or `node-grpo launch --nproc N train`), every rank runs this same program data-parallel:
  * each GPU (or CPU rank) takes its share of every batch, and rank 0 alone prints, evaluates the totals and writes
  * the files. The results equal those of one process with the same --batch and --seed.
  */
+import { closeSync, openSync, writeSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -279,8 +282,13 @@ export async function run(args: string[]): Promise<number> {
   out(`task: ${task.tools.length} tools, ${train.length} train / ${heldOut.length} held-out requests, vocabulary ${tokenizer.vocabSize} tokens`)
 
   if (writer) await mkdir(config.out, { recursive: true })
-  const lines: string[] = []
-  const record = (entry: Record<string, unknown>) => lines.push(JSON.stringify(entry))
+  // One synchronous append per entry (rank 0 alone writes): a step takes far longer than the write, and whatever
+  // ends the process (a second Ctrl-C, SIGKILL, a crash) leaves every finished step in the file.
+  const metricsPath = join(config.out, 'metrics.jsonl')
+  const metrics = writer ? openSync(metricsPath, 'w') : null
+  const record = (entry: Record<string, unknown>) => {
+    if (metrics !== null) writeSync(metrics, JSON.stringify(entry) + '\n')
+  }
 
   const policy = new LogLinearPolicy({
     vocabSize: tokenizer.vocabSize,
@@ -309,8 +317,17 @@ export async function run(args: string[]): Promise<number> {
     distributed: world ? { zero: config.zero ? 1 : 0, ...(config.distTimeout ? { timeout: config.distTimeout } : {}) } : false,
   })
   const controller = new AbortController()
-  const onSigint = () => controller.abort()
-  process.once('SIGINT', onSigint)
+  const onSignal = (signal: NodeJS.Signals = 'SIGINT') => {
+    if (!controller.signal.aborted) {
+      out(`\n${signal}: stopping after the current step (again to exit at once)`)
+      controller.abort()
+      return
+    }
+    if (metrics !== null) closeSync(metrics)
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
     // 1. Warm start: a few supervised passes over a small slice, so the first samples already earn reward.
     const slice = train.slice(0, Math.min(config.warmupExamples, train.length))
@@ -371,7 +388,6 @@ export async function run(args: string[]): Promise<number> {
 
     // 5. Files (rank 0 alone writes them).
     if (!writer) return 0
-    await writeFile(join(config.out, 'metrics.jsonl'), lines.join('\n') + '\n')
     const svg = await renderCurves(result.steps, evals, trainer.settings.epochs)
     await writeFile(join(config.out, 'curves.svg'), svg)
     const totalSeconds = (performance.now() - started) / 1000
@@ -392,11 +408,13 @@ export async function run(args: string[]): Promise<number> {
       await writeFile(join(config.out, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()) + '\n')
     }
     out(`GRPO time split: sampling ${time.sample.toFixed(1)}s, reward ${time.reward.toFixed(1)}s, loss ${time.loss.toFixed(1)}s, update ${time.update.toFixed(1)}s`)
-    out(`wrote ${join(config.out, 'metrics.jsonl')}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? ', policy.safetensors, tokenizer.json' : ''}`)
+    out(`wrote ${metricsPath}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? ', policy.safetensors, tokenizer.json' : ''}`)
     out(`done in ${totalSeconds.toFixed(1)}s`)
     return 0
   } finally {
-    process.off('SIGINT', onSigint)
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    if (metrics !== null) closeSync(metrics)
     trainer.dispose()
     policy.dispose()
   }

@@ -10,7 +10,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import type { Device } from '../dtype.js'
-import { GrpoError, invalidArg } from '../errors.js'
+import { GrpoError, expectFields, invalidArg } from '../errors.js'
 import type { Policy } from '../policy.js'
 import type { PromptTemplate } from './prompt.js'
 import { toolN1Template } from './prompt.js'
@@ -76,7 +76,9 @@ export function modelFromPolicy(options: {
   template?: PromptTemplate
   maxNewTokens?: number
 }): LoadedModel {
+  expectFields(options, 'options', 'model options { name, policy, tokenizer }', { name: 'string', policy: 'object', tokenizer: 'object' })
   const { name, policy, tokenizer } = options
+  if (typeof policy.dispose !== 'function') invalidArg('a Policy', 'options.policy', policy)
   return {
     name,
     policy,

@@ -6,7 +6,8 @@
  * text the model continues. `toolN1Template` renders the Tool-N1 system prompt and ChatML (lib/prompt.ts); a
  * model's own chat template (Hugging Face `chat_template`) plugs in as another function of the same type.
  */
-import { invalidArg } from '../errors.js'
+import { expectArray, expectObject, invalidArg } from '../errors.js'
+import { checkEntry } from './validate.js'
 import { buildToolPrompt, renderChatML, type ConversationTurn, type PromptToolCall } from '../prompt.js'
 import type { BfclEntry } from './data.js'
 
@@ -64,8 +65,8 @@ function schemaNode(node: unknown): unknown {
 
 /** An entry's function documents as JSON-Schema function documents (`{name, description, parameters}`). */
 export function toJsonSchemaTools(functions: readonly unknown[]): Record<string, unknown>[] {
-  return functions.map((f) => {
-    const doc = f as Record<string, unknown>
+  return expectArray(functions, 'functions', 'an array of function documents').map((f, i) => {
+    const doc = expectObject(f, `functions[${i}]`, 'a function document { name, description, parameters }')
     const out: Record<string, unknown> = {}
     for (const [key, value] of Object.entries(doc)) out[key] = key === 'parameters' ? { ...(schemaNode(value) as object), type: 'object' } : value
     return out
@@ -89,6 +90,7 @@ export function openAITools(functions: readonly unknown[]): { tools: { type: 'fu
 
 /** The entry's conversation: every turn's messages, in order. */
 export function entryMessages(entry: BfclEntry): PromptMessage[] {
+  checkEntry(entry)
   return entry.turns.flat().map((m) => ({ role: m.role as PromptMessage['role'], content: m.content }))
 }
 
@@ -116,5 +118,7 @@ export const toolN1Template: PromptTemplate = (input) => {
 
 /** The prompt text of an entry under a template (default: the Tool-N1 template). */
 export function entryPrompt(entry: BfclEntry, template: PromptTemplate = toolN1Template): string {
+  checkEntry(entry)
+  if (typeof template !== 'function') invalidArg('a prompt template (a function of { messages, tools })', 'template', template)
   return template({ messages: entryMessages(entry), tools: toJsonSchemaTools(entry.functions) })
 }

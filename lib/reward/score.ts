@@ -2,8 +2,8 @@
  * The Tool-N1 tool-call reward for one completion (docs/reward.md). Runs on the main thread for single calls
  * and small batches, and inside the scoring workers for large ones.
  */
-import { invalidArg } from '../errors.js'
-import { NotJsonError, canonical, isLosslessNumber, parseLossless, pythonStrip } from './json.js'
+import { GrpoError, expectString, invalidArg } from '../errors.js'
+import { JsonTooDeepError, MAX_JSON_DEPTH, NotJsonError, canonical, isLosslessNumber, parseLossless, pythonStrip } from './json.js'
 import {
   THINK_ORDERS,
   VARIANTS,
@@ -45,6 +45,7 @@ export function resolveOptions(options: ScoreOptions | undefined): ResolvedOptio
 
 /** The text that is scored: what follows the last assistant marker, when there is one. */
 export function scoredText(completion: string): string {
+  expectString(completion, 'completion')
   // Most completions hold no marker at all: a forward search (much faster in V8 than lastIndexOf) rules it out.
   if (completion.indexOf(ASSISTANT_MARKER) < 0) return completion
   return completion.slice(completion.lastIndexOf(ASSISTANT_MARKER) + ASSISTANT_MARKER.length)
@@ -56,6 +57,7 @@ export function scoredText(completion: string): string {
  * (`<tool_call>a<tool_call>b</tool_call>` has one match whose content is `a<tool_call>b`).
  */
 export function lastBlock(text: string): { start: number; content: string } | null {
+  expectString(text, 'text')
   let from = 0
   let start = -1
   let contentStart = 0
@@ -89,8 +91,9 @@ const hasOwn = Object.prototype.hasOwnProperty
 
 type Extracted = { reason: Reason; calls: null } | { reason: null; calls: ToolCall[] }
 
-/** Steps 2 to 4 of docs/reward.md ("Finding and parsing the calls") on the block's content. Never throws. */
+/** Steps 2 to 4 of docs/reward.md ("Finding and parsing the calls") on the block's content. Never throws for a string. */
 export function extractCalls(content: string): Extracted {
+  expectString(content, 'content')
   let value: unknown
   try {
     value = parseLossless(pythonStrip(content))
@@ -143,12 +146,22 @@ function prepareValue(value: unknown, what: string): PreparedTruth {
   return invalidArg('a list of {name, arguments} objects, one such object, or JSON text of either', what, value)
 }
 
+/**
+ * The longest ground truth accepted as JSON text, in characters. A tool-call ground truth is a few hundred bytes;
+ * parsing tens of megabytes losslessly costs seconds and twenty times the text in memory.
+ */
+export const MAX_TRUTH_CHARS = 1 << 20
+
 function parseTruthText(text: string, what: string): unknown {
+  if (text.length > MAX_TRUTH_CHARS) {
+    throw new GrpoError(`Expected JSON text of at most ${MAX_TRUTH_CHARS} characters for ${what} but received ${text.length} characters`, 'ERR_GRPO_INVALID_ARG')
+  }
   let value: unknown
   try {
     value = parseLossless(text)
     if (typeof value === 'string') value = parseLossless(value)
-  } catch {
+  } catch (error) {
+    if (error instanceof JsonTooDeepError) invalidArg(`JSON text nested at most ${MAX_JSON_DEPTH} levels deep`, what, text)
     invalidArg('JSON text of a list of {name, arguments} objects', what, text)
   }
   return value
@@ -192,7 +205,8 @@ function match(calls: ToolCall[], truth: PreparedTruth): [boolean, boolean] {
     if (!sameSorted(sortedNames, truth.names)) return [false, false]
     for (let i = 0; i < calls.length; i++) keys[i] = names[i] + '\u0000' + canonical(calls[i]!.arguments)
   } catch {
-    // Only a stack overflow on a value nested deeper than canonical() can follow: it cannot match.
+    // Unreachable for parsed completions (parseLossless caps the depth below canonical()'s limit); kept so that
+    // a result never depends on anything but the text.
     return [false, false]
   }
   keys.sort()

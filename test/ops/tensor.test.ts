@@ -122,7 +122,10 @@ t.test('Tensor.from copies its data', async (t) => {
 t.test('bf16 / f16 storage rounds like the reference codecs', async (t) => {
   for (const format of ['bf16', 'f16'] as const) {
     const encode = format === 'bf16' ? numberToBf16Bits : numberToF16Bits
-    const values = Float32Array.from([...randomFloat32(20000, `tensor-round-${format}`), ...ties(format)])
+    // Finite values that round past the format's largest are an error of Tensor.from (issue 18 item 5): those are
+    // checked in test/hardening/values.test.ts; here every other value, infinities and NaN included.
+    const max = format === 'bf16' ? 3.3961e38 : 65519
+    const values = Float32Array.from([...randomFloat32(20000, `tensor-round-${format}`), ...ties(format)].filter((v) => !(Number.isFinite(v) && Math.abs(v) > max)))
     using x = Tensor.from(values, [values.length], { dtype: format, device: DEVICE })
     const bits = (await x.toArray()) as Uint16Array
     let bad = 0
