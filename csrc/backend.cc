@@ -3,6 +3,7 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -81,7 +82,34 @@ const Selection& selection() {
   return s;
 }
 
+// selectHostBackend's choice for cpu tensors: 0 = as GRPO_BACKEND says, 1 = cpu, 2 = simt. Read when an op is
+// called (on the main thread), so a switch between two awaited calls is safe.
+std::atomic<int> g_hostChoice{0};
+
 }  // namespace
+
+void Backend::probeBandwidth(BandwidthProbeCall&) {
+  throw Error(ErrorCode::InvalidArg, std::string("Expected a backend that runs kernels (cuda or simt) for the device bandwidth probe but received ") +
+                                         name() + " (measureMachine measures host memory)");
+}
+
+std::string selectHostBackend(const std::string& name) {
+  const Selection& s = selection();
+  const int before = g_hostChoice.load();
+  const std::string previous = before == 1 ? "cpu" : before == 2 ? "simt" : (s.active == "simt" ? "simt" : "cpu");
+  if (name == "cpu") {
+    g_hostChoice.store(1);
+  } else if (name == "simt") {
+#if defined(GRPO_HAVE_SIMT)
+    g_hostChoice.store(2);
+#else
+    throw Error(ErrorCode::NoCuda, "Expected the SIMT executor for selectHostBackend('simt') but received a binary built without it");
+#endif
+  } else {
+    fail(ErrorCode::InvalidArg, "'cpu' or 'simt'", "the host backend", "'" + name + "'");
+  }
+  return previous;
+}
 
 Backend& backendFor(Device device) {
   const Selection& s = selection();
@@ -91,6 +119,11 @@ Backend& backendFor(Device device) {
 #endif
     throw Error(ErrorCode::NoCuda, "Expected a usable CUDA backend for a cuda tensor but received: " + s.cudaReason);
   }
+  const int choice = g_hostChoice.load();
+  if (choice == 1) return cpuBackend();
+#if defined(GRPO_HAVE_SIMT)
+  if (choice == 2) return simt::backend();
+#endif
   if (s.active == "simt") {
 #if defined(GRPO_HAVE_SIMT)
     return simt::backend();
@@ -109,7 +142,8 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
   const Selection& s = selection();
   Napi::Object o = Napi::Object::New(env);
   o.Set("requested", s.requested);
-  o.Set("active", s.active);
+  const int choice = g_hostChoice.load();
+  o.Set("active", choice == 0 || s.active == "cuda" ? s.active : choice == 1 ? "cpu" : "simt");
   o.Set("reason", s.reason);
   Napi::Array compiled = Napi::Array::New(env);
   compiled.Set(uint32_t(0), "cpu");

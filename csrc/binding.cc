@@ -20,6 +20,11 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
 Napi::Value gradNormBinding(const Napi::CallbackInfo& info);
 Napi::Value adamwBinding(const Napi::CallbackInfo& info);
 Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
+Napi::Value randomUniformBinding(const Napi::CallbackInfo& info);
+Napi::Value probeDeviceBandwidthBinding(const Napi::CallbackInfo& info);
+Napi::Value startKernelTimingBinding(const Napi::CallbackInfo& info);
+Napi::Value stopKernelTimingBinding(const Napi::CallbackInfo& info);
+Napi::Value selectHostBackendBinding(const Napi::CallbackInfo& info);
 
 namespace {
 
@@ -69,6 +74,11 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("gradNorm", Napi::Function::New(env, gradNormBinding, "gradNorm"));
   exports.Set("adamw", Napi::Function::New(env, adamwBinding, "adamw"));
   exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
+  exports.Set("randomUniform", Napi::Function::New(env, randomUniformBinding, "randomUniform"));
+  exports.Set("probeDeviceBandwidth", Napi::Function::New(env, probeDeviceBandwidthBinding, "probeDeviceBandwidth"));
+  exports.Set("startKernelTiming", Napi::Function::New(env, startKernelTimingBinding, "startKernelTiming"));
+  exports.Set("stopKernelTiming", Napi::Function::New(env, stopKernelTimingBinding, "stopKernelTiming"));
+  exports.Set("selectHostBackend", Napi::Function::New(env, selectHostBackendBinding, "selectHostBackend"));
   return exports;
 }
 

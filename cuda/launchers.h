@@ -5,6 +5,7 @@
 
 #include "common.cuh"
 #include "ops/loss_host.h"
+#include "ops/measure_args.h"
 #include "ops/op_args.h"
 
 namespace grpo::GRPO_CUDA_NS {
@@ -140,5 +141,18 @@ struct AdamWArgs {
   bool zeroGrad;
 };
 void launchAdamW(const AdamWArgs& a, cudaStream_t stream);
+
+}  // namespace grpo::GRPO_CUDA_NS
+
+// ---- measurement (cuda/measure.cu) ----
+namespace grpo::GRPO_CUDA_NS {
+
+// tensor data[i] = low + (high - low) * uniformAt(seed, i), rounded to dtype (f32, bf16, f16).
+void launchFillUniform(void* data, DType dtype, int64_t n, uint64_t seed, float low, float high, cudaStream_t stream);
+// Allocates two buffers of c.bytes, runs the copy and read probes and a device-to-device memcpy, fills c.
+void runBandwidthProbe(BandwidthProbeCall& c, cudaStream_t stream);
+// The kernel timer: opens a window (events recorded by grpoLaunch), and closes it with the window's time.
+void startKernelTimer();
+KernelTiming stopKernelTimer();
 
 }  // namespace grpo::GRPO_CUDA_NS

@@ -95,6 +95,28 @@ export interface NativeBinding {
   gradNorm<A extends boolean>(grads: NativeTensor[], options: object, async: A): MaybeAsync<NativeGradNorm, A>
   adamw<A extends boolean>(tensors: { params: NativeTensor[]; grads: NativeTensor[]; m: NativeTensor[]; v: NativeTensor[] }, options: object, async: A): MaybeAsync<void, A>
   zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
+  // Measurement (csrc/ops/measure.cc): benchmark inputs, the device bandwidth probe, the kernel timer, and
+  // the host-backend switch of the GPU check's dry run.
+  randomUniform<A extends boolean>(shape: readonly number[], dtype: NativeDType, device: NativeDevice, options: { seed: number; low: number; high: number }, async: A): MaybeAsync<NativeTensor, A>
+  probeDeviceBandwidth<A extends boolean>(device: NativeDevice, options: { bytes: number; reps: number }, async: A): MaybeAsync<NativeBandwidthProbe, A>
+  startKernelTiming(device: NativeDevice): void
+  stopKernelTiming(device: NativeDevice): { ms: number; launches: number; backend: string }
+  selectHostBackend(name: 'cpu' | 'simt'): 'cpu' | 'simt'
+}
+
+export interface NativeBandwidthProbe {
+  backend: string
+  bytes: number
+  reps: number
+  copyGBps: number
+  readGBps: number
+  memcpyGBps: number
+  copyMs: number
+  readMs: number
+  memcpyMs: number
+  blocks: number
+  threads: number
+  verified: boolean
 }
 
 export interface NativeSampledTokens {

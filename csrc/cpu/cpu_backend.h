@@ -20,6 +20,8 @@ class CpuBackend final : public Backend {
   void gradNorm(GradNormCall& c) override;
   void adamw(AdamWCall& c) override;
   void zeroTensors(ZeroTensorsCall& c) override;
+  // cpu/measure.cc: benchmark inputs filled in place.
+  void fillUniform(FillUniformCall& c) override;
 };
 
 }  // namespace grpo::cpu
