@@ -1,0 +1,154 @@
+/**
+ * Entry of the GPU check: `node dist/check/main.js [options]`, started by scripts/gpu-check.sh (which unpacks
+ * the packed folder on the device machine and enforces the budget from outside too). See bench/README.md.
+ *
+ *   --dry-run            the SIMT executor instead of a GPU, small sizes, CUDA-only steps skipped
+ *   --out DIR            where results.json, summary.txt and the logs go (default $OUT, else ./gpu-check-out)
+ *   --budget SECONDS     the whole run's time (default 420)
+ *   --seed N             the inputs' seed (default: fresh; printed, and replayable)
+ *   --steps a,b          a subset of correctness,timing,torch,sanitizer
+ *   --python CMD         the Python with PyTorch (default: the first of python3, /usr/bin/python3,
+ *                        /opt/torch/.venv/bin/python3 that imports torch; else python3)
+ *   --sanitizer PATH     compute-sanitizer (default: found on PATH or in /usr/local/cuda/bin)
+ *   --manifest FILE      the pack's MANIFEST.json, recorded with the results
+ *
+ * Child mode (the sanitizer runs it under compute-sanitizer): --child correctness --target cuda|simt
+ * [--sanitizer-cases] --seed N --json FILE.
+ */
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { native } from '../native.js'
+import { runCorrectness } from './correctness.js'
+import { STEPS, type StepName, runGpuCheck, sanitizerCases } from './run.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+/** The package root: dist/check/main.js and lib/check/main.ts both sit two levels below it. */
+const root = join(here, '..', '..')
+
+/** The first Python that imports torch (the device image's python3 does; here it may be Debian's). */
+function findPython(explicit: string | undefined): string {
+  if (explicit) return explicit
+  for (const py of ['python3', '/usr/bin/python3', '/opt/torch/.venv/bin/python3']) {
+    if (spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 }).status === 0) return py
+  }
+  return 'python3'
+}
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, noDevice: 3 } as const
+
+function findSanitizer(explicit: string | undefined): string | undefined {
+  if (explicit) return explicit
+  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/local/cuda/bin', '/usr/local/cuda/compute-sanitizer'])) {
+    const p = join(dir, 'compute-sanitizer')
+    if (dir && existsSync(p)) return p
+  }
+  return undefined
+}
+
+export async function main(argv: string[], log: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<number> {
+  let values
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        'dry-run': { type: 'boolean', default: false },
+        out: { type: 'string' },
+        budget: { type: 'string', default: '420' },
+        seed: { type: 'string' },
+        steps: { type: 'string' },
+        python: { type: 'string' },
+        sanitizer: { type: 'string' },
+        manifest: { type: 'string' },
+        child: { type: 'string' },
+        target: { type: 'string' },
+        'sanitizer-cases': { type: 'boolean', default: false },
+        json: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    }).values
+  } catch (e) {
+    log(`gpu-check: ${(e as Error).message}`)
+    return EXIT.usage
+  }
+  if (values.help) {
+    log('usage: node dist/check/main.js [--dry-run] [--out DIR] [--budget SECONDS] [--seed N] [--steps correctness,timing,torch,sanitizer] [--python CMD] [--sanitizer PATH]')
+    return EXIT.ok
+  }
+  const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31)
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    log(`gpu-check: --seed must be a non-negative integer, not ${values.seed}`)
+    return EXIT.usage
+  }
+
+  if (values.child === 'correctness') {
+    const target = values.target === 'cuda' ? 'cuda' : 'simt'
+    const report = await runCorrectness({ target, seed, deadline: Infinity, filter: values['sanitizer-cases'] ? sanitizerCases : undefined, log })
+    if (values.json) writeFileSync(values.json, JSON.stringify(report))
+    return report.failed || report.errors ? EXIT.failed : EXIT.ok
+  }
+  if (values.child !== undefined) {
+    log(`gpu-check: unknown --child ${values.child}`)
+    return EXIT.usage
+  }
+
+  const budget = Number(values.budget)
+  if (!(budget >= 10)) {
+    log(`gpu-check: --budget must be at least 10 seconds, not ${values.budget}`)
+    return EXIT.usage
+  }
+  const steps = values.steps?.split(',').map((s) => s.trim()) as StepName[] | undefined
+  const unknown = steps?.filter((s) => !STEPS.includes(s))
+  if (unknown?.length) {
+    log(`gpu-check: unknown step ${unknown.join(', ')} (steps: ${STEPS.join(', ')})`)
+    return EXIT.usage
+  }
+  const dry = values['dry-run']!
+  let info
+  try {
+    info = native().backendInfo()
+  } catch (e) {
+    log(`gpu-check: the native addon does not load: ${(e as Error).message}`)
+    return EXIT.noDevice
+  }
+  if (!dry && !info.cuda.available) {
+    log(
+      `gpu-check: refusing to run: no usable CUDA GPU here (${info.cuda.reason}; build: ${info.cuda.build}). ` +
+        'Run it on a machine with a GPU, or with --dry-run to exercise it on the SIMT executor.',
+    )
+    return EXIT.noDevice
+  }
+  if (dry && !info.compiled.includes('simt')) {
+    log('gpu-check: --dry-run needs the SIMT executor, and this build has none (compiled: ' + info.compiled.join(', ') + ')')
+    return EXIT.noDevice
+  }
+  const out = resolve(values.out ?? process.env.OUT ?? 'gpu-check-out')
+  const manifest = values.manifest && existsSync(values.manifest) ? JSON.parse(readFileSync(values.manifest, 'utf8')) : undefined
+  const results = await runGpuCheck({
+    mode: dry ? 'dry-run' : 'device',
+    out,
+    budgetSeconds: budget,
+    seed,
+    python: findPython(values.python),
+    torchScript: join(root, 'scripts', 'gpu_check_torch.py'),
+    sanitizer: dry ? undefined : findSanitizer(values.sanitizer),
+    nodeCommand: [process.execPath, fileURLToPath(import.meta.url)],
+    steps,
+    build: manifest,
+    log,
+  })
+  return results.verdict === 'fail' ? EXIT.failed : EXIT.ok
+}
+
+// Run when started as a program (not when a test imports it).
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      process.stderr.write(`gpu-check: ${(e as Error).stack ?? e}\n`)
+      process.exit(EXIT.failed)
+    },
+  )
+}

@@ -1,0 +1,253 @@
+/**
+ * Step 3 of the GPU check: our ops timed with CUDA events against the device's measured bandwidth, and the
+ * PyTorch baselines on the same shapes in the same run (scripts/gpu_check_torch.py).
+ *
+ * PERF_CASES is the table: one entry per shape, with how to time our op (`ours`), the PyTorch baselines to
+ * run beside it (`torch`: kinds the Python script knows), and the targets the row is judged by.
+ * An entry without `ours` is a PyTorch-only reference row (the device's GEMM and attention rates, until our
+ * transformer ops land and fill it in). See bench/README.md, "Adding a case".
+ */
+import type { Device } from '../dtype.js'
+import type { BandwidthProbe } from '../bench/device.js'
+import { type BenchCase, type BenchOp, type Timing, runBench } from '../bench/run.js'
+import { opExists } from './cases.js'
+
+export type TorchKind = 'trl_grpo_loss' | 'selective_log_softmax' | 'matmul' | 'sdpa' | 'copy'
+
+export interface TorchSpec {
+  /** unique id of this baseline row, e.g. 'grpoLoss bf16 8192x151936 / TRL eager' */
+  id: string
+  kind: TorchKind
+  /** torch.compile the function (the compile time is reported apart and not timed) */
+  compile?: boolean
+  params: Record<string, number | string | boolean>
+}
+
+export interface PerfContext {
+  device: Device
+  /** the dry run: small shapes, the SIMT executor */
+  dry: boolean
+  probe: BandwidthProbe
+  reps: number
+  warmup: number
+  seed: number
+  log: (line: string) => void
+}
+
+export interface OurTiming {
+  timing: Timing
+  /** GB/s over the bytes moved by design */
+  gbps?: number
+  /** achieved GB/s over the measured copy (read + write ops) or read (read-only ops) bandwidth */
+  shareOfBandwidth?: number
+  /** the same op unfused, where the benchmark has it */
+  unfused?: Timing
+}
+
+export interface PerfCase {
+  id: string
+  /** our op; absent: a PyTorch-only reference row */
+  op?: string
+  ours?: (ctx: PerfContext) => Promise<OurTiming>
+  torch: (dry: boolean) => TorchSpec[]
+  /** the targets this row is judged by on a device (not in the dry run) */
+  targets?: { shareOfBandwidth?: number; speedupOverTorch?: { id: string; min: number } }
+}
+
+/** Times one row op through the benchmark (same inputs, rotation, timer and bandwidth as `npm run bench`). */
+async function benchRowOp(ctx: PerfContext, op: BenchOp, dtype: 'f32' | 'bf16' | 'f16', N: number, V: number): Promise<OurTiming> {
+  const { cases } = await runBench({
+    device: ctx.device,
+    ops: [op],
+    vocab: [V],
+    tokens: [N],
+    dtypes: [dtype],
+    reps: ctx.reps,
+    warmup: ctx.warmup,
+    baselineReps: 0,
+    out: '',
+    seed: ctx.seed,
+    log: ctx.log,
+    timer: 'kernels',
+    deviceProbe: ctx.probe,
+    write: false,
+  })
+  const native = cases.find((c) => c.op === op && c.impl === 'native') as BenchCase
+  const unfused = cases.find((c) => c.op === op && c.impl === 'unfused-ops')
+  return { timing: native.timing, gbps: native.gbps, shareOfBandwidth: native.shareOfLimit, unfused: unfused?.timing }
+}
+
+/** The GRPO shapes: Qwen's vocabulary, 8192 completion tokens (the issue's headline). */
+const rowShape = (dry: boolean) => (dry ? { N: 64, V: 1000 } : { N: 8192, V: 151936 })
+
+function lossCase(dtype: 'f32' | 'bf16'): PerfCase {
+  const id = (dry: boolean) => `grpoLoss ${dtype} ${rowShape(dry).N}x${rowShape(dry).V}`
+  return {
+    id: `grpoLoss ${dtype}`,
+    op: 'ops.grpoLoss',
+    ours: (ctx) => benchRowOp(ctx, 'grpoLoss', dtype, rowShape(ctx.dry).N, rowShape(ctx.dry).V),
+    torch: (dry) => {
+      // TRL's loss as its GRPOTrainer computes it: selective log-softmax of the logits, ratio, clip, k3 KL,
+      // token-mean over the mask, backward to the logits; eager and torch.compile.
+      const params = { B: 1, L: rowShape(dry).N, V: rowShape(dry).V, dtype, beta: 1e-3, clip: 0.2 }
+      return [
+        { id: `${id(dry)} / TRL eager`, kind: 'trl_grpo_loss', params },
+        { id: `${id(dry)} / TRL torch.compile`, kind: 'trl_grpo_loss', compile: true, params },
+      ]
+    },
+    targets:
+      dtype === 'bf16'
+        ? { shareOfBandwidth: 0.85, speedupOverTorch: { id: `${id(false)} / TRL eager`, min: 5 } }
+        : undefined,
+  }
+}
+
+function logprobsCase(dtype: 'f32' | 'bf16'): PerfCase {
+  return {
+    id: `tokenLogprobs ${dtype}`,
+    op: 'ops.tokenLogprobs',
+    ours: (ctx) => benchRowOp(ctx, 'tokenLogprobs', dtype, rowShape(ctx.dry).N, rowShape(ctx.dry).V),
+    torch: (dry) => [
+      {
+        id: `tokenLogprobs ${dtype} ${rowShape(dry).N}x${rowShape(dry).V} / TRL selective_log_softmax`,
+        kind: 'selective_log_softmax',
+        params: { B: 1, L: rowShape(dry).N, V: rowShape(dry).V, dtype },
+      },
+    ],
+  }
+}
+
+const gemm = (dry: boolean) => (dry ? [64] : [4096, 8192])
+const attn = (dry: boolean) => (dry ? { B: 1, H: 2, Hkv: 1, L: 64, D: 64 } : { B: 4, H: 28, Hkv: 4, L: 4096, D: 128 })
+
+export const PERF_CASES: readonly PerfCase[] = [
+  lossCase('bf16'),
+  lossCase('f32'),
+  logprobsCase('bf16'),
+  logprobsCase('f32'),
+  // Reference rows until modelOps.linear and modelOps.attention exist (issue "Transformer ops"): the device's
+  // measured GEMM and attention rates through PyTorch, the ceilings our kernels will be held to.
+  {
+    id: 'linear bf16 (GEMM)',
+    op: 'modelOps.linear',
+    torch: (dry) => gemm(dry).map((n) => ({ id: `torch.matmul bf16 ${n}^3`, kind: 'matmul' as const, params: { M: n, N: n, K: n, dtype: 'bf16' } })),
+  },
+  {
+    id: 'attention bf16',
+    op: 'modelOps.attention',
+    torch: (dry) => {
+      const a = attn(dry)
+      return [
+        { id: `sdpa causal bf16 B${a.B} H${a.H}/${a.Hkv} L${a.L} D${a.D} forward`, kind: 'sdpa', params: { ...a, dtype: 'bf16', backward: false } },
+        { id: `sdpa causal bf16 B${a.B} H${a.H}/${a.Hkv} L${a.L} D${a.D} forward+backward`, kind: 'sdpa', params: { ...a, dtype: 'bf16', backward: true } },
+      ]
+    },
+  },
+  {
+    id: 'device copy (cross-check of our probe)',
+    torch: (dry) => [{ id: `torch copy_ ${dry ? '4 MiB' : '1 GiB'}`, kind: 'copy', params: { bytes: dry ? 4 << 20 : 1 << 30 } }],
+  },
+]
+
+export interface TorchResult {
+  id: string
+  kind: TorchKind
+  ok: boolean
+  medianMs?: number
+  minMs?: number
+  maxMs?: number
+  reps?: number
+  compileSeconds?: number
+  /** TFLOP/s (matmul, sdpa) or GB/s (copy), as the script computes them */
+  rate?: number
+  rateUnit?: string
+  error?: string
+  skipped?: string
+}
+
+export interface PerfRow {
+  id: string
+  op?: string
+  status: 'timed' | 'absent' | 'no timing written' | 'reference only' | 'error' | 'skipped'
+  ours?: OurTiming
+  error?: string
+  torch: { id: string; medianMs?: number; rate?: string; speedup?: number; note?: string }[]
+  targets: { what: string; value: number | undefined; min: number; met: boolean }[]
+}
+
+/** Times our ops of PERF_CASES (the PyTorch side runs apart, in Python); returns rows without torch yet. */
+export async function timeOurs(ctx: PerfContext, deadline: number): Promise<PerfRow[]> {
+  const rows: PerfRow[] = []
+  for (const c of PERF_CASES) {
+    const row: PerfRow = { id: c.id, op: c.op, status: 'reference only', torch: [], targets: [] }
+    rows.push(row)
+    if (!c.op) continue
+    if (!opExists(c.op)) {
+      row.status = 'absent'
+      continue
+    }
+    if (!c.ours) {
+      row.status = 'no timing written'
+      ctx.log(`  ${c.id}: ${c.op} exists but PERF_CASES has no timing for it (lib/check/perf.ts)`)
+      continue
+    }
+    if (Date.now() >= deadline) {
+      row.status = 'skipped'
+      row.error = 'time budget'
+      continue
+    }
+    try {
+      row.ours = await c.ours(ctx)
+      row.status = 'timed'
+    } catch (e) {
+      row.status = 'error'
+      row.error = (e as Error).message
+      ctx.log(`  ${c.id}: ERROR ${row.error}`)
+    }
+  }
+  return rows
+}
+
+/** Every PyTorch baseline of the table, for the Python script; the torch.compile rows last (their compile
+ * time is the largest and least predictable cost, so a short budget loses them rather than the others). */
+export function torchSpecs(dry: boolean): TorchSpec[] {
+  const all = PERF_CASES.flatMap((c) => c.torch(dry))
+  return [...all.filter((s) => !s.compile), ...all.filter((s) => s.compile)]
+}
+
+/** Joins the PyTorch results into the rows and judges the targets. */
+export function joinTorch(rows: PerfRow[], results: readonly TorchResult[], dry: boolean): PerfRow[] {
+  const byId = new Map(results.map((r) => [r.id, r]))
+  for (const c of PERF_CASES) {
+    const row = rows.find((r) => r.id === c.id)!
+    const ours = row.ours?.timing.medianMs
+    for (const spec of c.torch(dry)) {
+      const r = byId.get(spec.id)
+      if (!r) {
+        row.torch.push({ id: spec.id, note: 'not run' })
+        continue
+      }
+      if (!r.ok) {
+        row.torch.push({ id: spec.id, note: r.skipped ? `skipped: ${r.skipped}` : `error: ${r.error}` })
+        continue
+      }
+      row.torch.push({
+        id: spec.id,
+        medianMs: r.medianMs,
+        rate: r.rate !== undefined ? `${r.rate.toFixed(1)} ${r.rateUnit}` : undefined,
+        speedup: ours && r.medianMs ? r.medianMs / ours : undefined,
+        note: r.compileSeconds !== undefined ? `compile ${r.compileSeconds.toFixed(1)} s (not timed)` : undefined,
+      })
+    }
+    const t = dry ? undefined : c.targets
+    if (t?.shareOfBandwidth !== undefined) {
+      const v = row.ours?.shareOfBandwidth
+      row.targets.push({ what: `${c.id}: share of the measured copy bandwidth`, value: v, min: t.shareOfBandwidth, met: v !== undefined && v >= t.shareOfBandwidth })
+    }
+    if (t?.speedupOverTorch) {
+      const v = row.torch.find((x) => x.id === t.speedupOverTorch!.id)?.speedup
+      row.targets.push({ what: `${c.id}: speed-up over ${t.speedupOverTorch.id.split(' / ')[1]}`, value: v, min: t.speedupOverTorch.min, met: v !== undefined && v >= t.speedupOverTorch.min })
+    }
+  }
+  return rows
+}
