@@ -8,7 +8,7 @@
  *   gpu-pack/gpu-check.sh   the check's runner (scripts/gpu-check.sh)
  *   gpu-pack/node.xz        this machine's Node binary, stripped and xz-compressed
  *   gpu-pack/app.tar.xz     package.json, dist/ (JavaScript only), build/Release/node_grpo.node built with
- *                           nvcc for sm_90a and sm_80 with the CUDA runtime and libstdc++ linked statically,
+ *                           nvcc for sm_90a and sm_80 with the CUDA runtime linked statically,
  *                           the runtime modules the check imports, scripts/gpu_check_torch.py
  *   gpu-pack/MANIFEST.json  commit, build, versions, sizes and checksums
  *
@@ -49,15 +49,22 @@ function sha256(file) {
   return createHash('sha256').update(readFileSync(file)).digest('hex')
 }
 
-// 1. The native addon for the device: CUDA required, Hopper and Ampere machine code, static runtimes.
+// 1. The native addon for the device: CUDA required, Hopper and Ampere machine code, the CUDA runtime static.
 const buildDir = join(root, 'build-gpu')
 if (!values['no-build']) {
-  run(process.execPath, [
-    join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js'), 'build', '--log-level', 'warn', '--out', buildDir,
+  const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js')
+  const options = [
+    '--log-level', 'warn', '--out', buildDir,
     '--CDCUDA=ON', `--CDCMAKE_CUDA_ARCHITECTURES=${ARCHITECTURES}`,
-    // libstdc++ and libgcc inside the .node: the device image's C++ runtime may be older than this machine's.
-    '--CDCMAKE_SHARED_LINKER_FLAGS=-static-libstdc++ -static-libgcc',
-  ])
+    // The C++ runtime stays dynamic: linked statically, gcc 12's libstdc++ and unwinder need glibc 2.36
+    // (arc4random, _dl_find_object), newer than Ubuntu 22.04's; dynamically the addon needs glibc 2.34 and
+    // GLIBCXX_3.4.30 (gcc 12's libstdc++, which 22.04 ships). Both are recorded in the manifest. (-O1 is the
+    // linker's default; an explicit value replaces whatever an earlier configuration cached.)
+    '--CDCMAKE_SHARED_LINKER_FLAGS=-Wl,-O1',
+  ]
+  // configure first: `cmake-js build` alone keeps an existing cache and would ignore changed options.
+  run(process.execPath, [cmakeJs, 'configure', ...options])
+  run(process.execPath, [cmakeJs, 'build', ...options])
   run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'])
 }
 const addon = join(buildDir, 'Release', 'node_grpo.node')
@@ -68,7 +75,18 @@ const archLine = cache.match(/^CMAKE_CUDA_ARCHITECTURES:\w+=(.*)$/m)?.[1]
 if (archLine !== ARCHITECTURES) throw new Error(`build-gpu was configured for CUDA architectures '${archLine}', expected '${ARCHITECTURES}'`)
 const nvcc = execFileSync('nvcc', ['--version'], { encoding: 'utf8' }).trim().split('\n').pop()
 const needed = execFileSync('objdump', ['-p', addon], { encoding: 'utf8' }).match(/NEEDED\s+\S+/g)?.map((l) => l.split(/\s+/)[1]) ?? []
-if (needed.some((n) => /libstdc\+\+|libgcc_s|libcudart/.test(n))) throw new Error(`the addon still needs ${needed.join(', ')}`)
+if (needed.some((n) => /libcudart/.test(n))) throw new Error(`the addon links the CUDA runtime dynamically: ${needed.join(', ')}`)
+// The newest symbol versions the addon uses: the oldest glibc and libstdc++ it loads with.
+const symbols = execFileSync('objdump', ['-T', addon], { encoding: 'utf8' })
+const newest = (prefix) =>
+  [...symbols.matchAll(new RegExp(`${prefix}_(\\d+)\\.(\\d+)(?:\\.(\\d+))?`, 'g'))]
+    .map((m) => [+m[1], +m[2], +(m[3] ?? 0)])
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2])
+    .pop()
+    ?.filter((v, i) => i < 2 || v > 0)
+    .join('.')
+const glibc = newest('GLIBC'), glibcxx = newest('GLIBCXX')
+log(`the addon needs ${needed.join(', ')}: glibc ${glibc} and libstdc++ GLIBCXX_${glibcxx} or newer`)
 
 // 2. The runtime modules: every bare import reachable from dist/check/main.js (static imports and require),
 // with their own dependencies. Dynamic imports are not followed: the check never takes those paths (chart).
@@ -143,6 +161,8 @@ try {
     nvcc,
     cudaArchitectures: ARCHITECTURES,
     addonNeeds: needed,
+    addonGlibc: glibc,
+    addonGlibcxx: glibcxx,
     modules: [...modules],
     files: files.map((f) => ({ ...f, sha256: sha256(join(out, f.file)) })),
     totalBytes: total,
