@@ -17,13 +17,10 @@
 
 #include "simt/cuda_compat.cuh"
 
-namespace grpo::GRPO_CUDA_NS {
-// The kernel timer of cuda/measure.cu: they record CUDA events on the launch's stream while a timing window
-// is open, and cost one atomic load otherwise. A kernel started outside grpoLaunch (a library's) is timed
-// only if its caller brackets it with the same two calls.
-void kernelTimingBeforeLaunch(cudaStream_t stream);
-void kernelTimingAfterLaunch(cudaStream_t stream);
-}  // namespace grpo::GRPO_CUDA_NS
+// The kernel timer (cuda/kernel_timer.cuh): grpoLaunch records CUDA events around each launch while a timing
+// window is open. A kernel started outside grpoLaunch (a library's) is timed only if its caller brackets it
+// with the same two calls.
+#include "kernel_timer.cuh"
 
 #if defined(__CUDACC__)
 

@@ -8,13 +8,11 @@
 //   from the datasheet.
 // - fillUniformKernel: benchmark inputs of gigabytes generated where they live (uniformAt of
 //   csrc/ops/measure_args.h, a function of (seed, index)), one write per element.
-// - the kernel timer: while a timing window is open, grpoLaunch (launch.cuh) calls kernelTimingBeforeLaunch
-//   and kernelTimingAfterLaunch around every launch; the first records a start event, each of the second an
-//   end event, so the window's elapsed time runs from the start of the first kernel of an op to the end of
-//   its last, without the host's argument checks, worker hand-off and status copies. In the SIMT build the
-//   events are host timestamps around kernels that run to completion inside the launch call.
+// - the kernel timer's window (its state and the launch hooks are in kernel_timer.cuh): the time from the start
+//   of the first kernel of an op to the end of its last, without the host's argument checks, worker hand-off
+//   and status copies. In the SIMT build the events are host timestamps around kernels that run to
+//   completion inside the launch call.
 #include <algorithm>
-#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -80,19 +78,6 @@ unsigned probeBlocks(int64_t vectors, int threads) {
   return static_cast<unsigned>(std::min<int64_t>(wanted, static_cast<int64_t>(multiprocessors()) * 8));
 }
 
-struct KernelTimer {
-  std::mutex mutex;
-  std::atomic<bool> open{false};
-  bool started = false;
-  int64_t launches = 0;
-  cudaEvent_t start = nullptr, end = nullptr;
-};
-
-KernelTimer& timer() {
-  static KernelTimer* t = new KernelTimer();  // leaked: launches may run during static destruction
-  return *t;
-}
-
 double medianOf(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -128,22 +113,8 @@ double medianMs(int reps, cudaStream_t stream, F launch) {
 
 }  // namespace
 
-void kernelTimingBeforeLaunch(cudaStream_t stream) {
-  KernelTimer& t = timer();
-  if (!t.open.load(std::memory_order_acquire)) return;
-  std::lock_guard<std::mutex> lock(t.mutex);
-  if (!t.started && cudaEventRecord(t.start, stream) == cudaSuccess) t.started = true;
-}
-
-void kernelTimingAfterLaunch(cudaStream_t stream) {
-  KernelTimer& t = timer();
-  if (!t.open.load(std::memory_order_acquire)) return;
-  std::lock_guard<std::mutex> lock(t.mutex);
-  if (t.started && cudaEventRecord(t.end, stream) == cudaSuccess) t.launches++;
-}
-
 void startKernelTimer() {
-  KernelTimer& t = timer();
+  KernelTimer& t = kernelTimer();
   std::lock_guard<std::mutex> lock(t.mutex);
   if (!t.start) {
     check(cudaEventCreate(&t.start), "cudaEventCreate (kernel timer)");
@@ -155,7 +126,7 @@ void startKernelTimer() {
 }
 
 KernelTiming stopKernelTimer() {
-  KernelTimer& t = timer();
+  KernelTimer& t = kernelTimer();
   t.open.store(false, std::memory_order_release);
   std::lock_guard<std::mutex> lock(t.mutex);
   KernelTiming result;

@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import type { DType, Device } from '../dtype.js'
+import type { Device } from '../dtype.js'
 import { native } from '../native.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'

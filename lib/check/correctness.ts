@@ -52,10 +52,6 @@ export interface CorrectnessOptions {
   onProgress?: (report: CorrectnessReport) => void
 }
 
-function deviceOf(target: Target): Device {
-  return target === 'cuda' ? 'cuda' : 'cpu'
-}
-
 /** Runs `run` on the backend under test. */
 function underTest<T>(target: Target, run: (device: Device) => Promise<T>): Promise<T> {
   return target === 'cuda' ? run('cuda') : withHostBackend('simt', () => run('cpu'))

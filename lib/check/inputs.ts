@@ -161,7 +161,7 @@ function solveK3(a: number, b: number): number {
 
 const MARGIN = 1e-3
 
-function awayFrom(rng: Rng, draw: () => number, points: readonly number[]): number {
+function awayFrom(draw: () => number, points: readonly number[]): number {
   for (;;) {
     const v = draw()
     if (points.every((p) => Math.abs(v - p) > MARGIN)) return v
@@ -188,9 +188,9 @@ export function lossInputs(rng: Rng, logp: Float32Array, o: LossInputOptions): {
   for (let i = 0; i < logp.length; i++) {
     const lp = Number.isFinite(logp[i]!) ? logp[i]! : -1 // masked positions hold 0: any value works there
     const u = rng.uniform()
-    const d = awayFrom(rng, () => (u < 0.93 ? rng.range(-0.5, 0.5) : u < 0.98 ? rng.range(1, 2.5) : rng.range(20.5, 23) * (rng.bool() ? 1 : -1)), ratioPoints)
+    const d = awayFrom(() => (u < 0.93 ? rng.range(-0.5, 0.5) : u < 0.98 ? rng.range(1, 2.5) : rng.range(20.5, 23) * (rng.bool() ? 1 : -1)), ratioPoints)
     old[i] = lp - d
-    const e = awayFrom(rng, () => (rng.bool(0.98) ? rng.range(-2, 2) : rng.range(20.5, 23) * (rng.bool() ? 1 : -1)), [0, 20, -20, ...K3_VALUE_POINTS])
+    const e = awayFrom(() => (rng.bool(0.98) ? rng.range(-2, 2) : rng.range(20.5, 23) * (rng.bool() ? 1 : -1)), [0, 20, -20, ...K3_VALUE_POINTS])
     ref[i] = lp + e
   }
   // Rounding old and ref to float32 moves d by about |logp|·6e-8, far inside MARGIN.
