@@ -8,9 +8,10 @@
 #include <mutex>
 #include <vector>
 
-#include "backend.h"
+#include "core/backend.h"
+#include "core/loss_host.h"
+#include "device.h"
 #include "launchers.h"
-#include "ops/loss_host.h"
 
 namespace grpo::GRPO_CUDA_NS {
 

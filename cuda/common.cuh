@@ -7,9 +7,9 @@
 
 #include <type_traits>
 
-#include "errors.h"
+#include "core/errors.h"
 #include "launch.cuh"  // the CUDA headers under nvcc, the SIMT executor's stand-ins otherwise; GRPO_CUDA_NS
-#include "ops/policy_math.h"
+#include "core/policy_math.h"
 
 namespace grpo::GRPO_CUDA_NS {
 

@@ -1,10 +1,17 @@
-// What the CUDA side reports about the machine (cuda/device.cu); plain C++ so the binding can include it.
+// What the registry (csrc/registry/) needs from the CUDA side: device discovery (cuda/device.cu), the
+// backends built from cuda/ (cuda/backend.cu, by nvcc as grpo::cuda and for the SIMT executor as
+// grpo::simt), and the device allocator (cuda/memory.cu). Plain C++: no CUDA header, so the registry's
+// host-compiled file can include it.
 #pragma once
 #include <cstddef>
 #include <string>
 #include <vector>
 
-namespace grpo::cuda {
+namespace grpo {
+
+class Backend;
+
+namespace cuda {
 
 struct DeviceInfo {
   std::string name;
@@ -21,5 +28,14 @@ struct Probe {
 };
 
 Probe probe();
+Backend& backend();
+// Makes cuda tensors allocate through the device block cache and copy through pinned staging.
+void registerDeviceMemory();
 
-}  // namespace grpo::cuda
+}  // namespace cuda
+
+namespace simt {
+Backend& backend();
+}  // namespace simt
+
+}  // namespace grpo

@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
     return;
   }
   if (threadIdx.x == 0) {
-    // Per-token math once per row, in double (ops/policy_math.h, shared with the CPU backend). x_y is read
+    // Per-token math once per row, in double (core/policy_math.h, shared with the CPU backend). x_y is read
     // here, before the gradient pass can overwrite it in place.
     const double invT = 1.0 / static_cast<double>(r.temperature);
     const RowTotals tot = rowTotals(s, x, y, scale);

@@ -4,9 +4,9 @@
 #include <cstdint>
 
 #include "common.cuh"
-#include "ops/loss_host.h"
-#include "ops/measure_args.h"
-#include "ops/op_args.h"
+#include "core/loss_host.h"
+#include "core/measure_args.h"
+#include "core/op_args.h"
 
 namespace grpo::GRPO_CUDA_NS {
 

@@ -1,20 +1,20 @@
 // Device memory of cuda tensors. A training loop allocates the same shapes every step, and cudaMalloc /
-// cudaFree synchronize the device, so freed blocks are cached by size (up to GRPO_CUDA_CACHE_MB, default
-// 4096; 0 disables) and reused. Host transfers go through two pinned staging buffers on a copy stream:
-// one chunk is copied by the CPU into pinned memory while the previous chunk is in flight on the DMA
-// engine, instead of the driver's synchronous pageable path.
+// cudaFree synchronize the device, so freed blocks are cached by size and reused (core/block_cache.h, the
+// host allocator's cache too; up to GRPO_CUDA_CACHE_MB, default 4096; 0 disables). Host transfers go through
+// two pinned staging buffers on a copy stream: one chunk is copied by the CPU into pinned memory while the
+// previous chunk is in flight on the DMA engine, instead of the driver's synchronous pageable path.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include "common.cuh"
-#include "tensor.h"
+#include "core/block_cache.h"
+#include "core/tensor.h"
+#include "device.h"
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -23,78 +23,38 @@ namespace {
 constexpr size_t kRound = 512;                  // cudaMalloc aligns to 256 B; 512 B rounding keeps bins few
 constexpr size_t kStagingBytes = size_t(8) << 20;  // per staging buffer
 
-class DeviceCache {
- public:
-  void* allocate(size_t bytes) {
-    const size_t capacity = std::max(kRound, (bytes + kRound - 1) / kRound * kRound);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = free_.lower_bound(capacity);
-      if (it != free_.end() && it->first <= capacity + capacity / 8) {
-        void* p = it->second;
-        cached_ -= it->first;
-        sizes_[p] = it->first;
-        free_.erase(it);
-        return p;
-      }
-    }
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, capacity);
-    if (e == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
-      releaseCached();  // give cached blocks back to the driver and try once more
-      e = cudaMalloc(&p, capacity);
-    }
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      throw Error(e == cudaErrorMemoryAllocation ? ErrorCode::Oom : ErrorCode::Cuda,
-                  "Expected " + std::to_string(bytes) + " bytes of GPU memory for a tensor but received " + cudaGetErrorName(e) +
-                      " (" + cudaGetErrorString(e) + ")");
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    sizes_[p] = capacity;
-    return p;
-  }
-
-  void release(void* p) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = sizes_.find(p);
-    if (it == sizes_.end()) return;
-    const size_t capacity = it->second;
-    sizes_.erase(it);
-    if (cached_ + capacity <= limit()) {
-      free_.emplace(capacity, p);
-      cached_ += capacity;
-    } else {
-      cudaFree(p);
-    }
-  }
-
-  void releaseCached() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [size, p] : free_) cudaFree(p);
-    free_.clear();
-    cached_ = 0;
-  }
-
- private:
-  static size_t limit() {
-    static const size_t value = [] {
-      const char* env = std::getenv("GRPO_CUDA_CACHE_MB");
-      long mb = env && *env ? std::atol(env) : 4096;
-      return static_cast<size_t>(mb < 0 ? 0 : mb) << 20;
-    }();
-    return value;
-  }
-  std::mutex mutex_;
-  std::multimap<size_t, void*> free_;
-  std::unordered_map<void*, size_t> sizes_;
-  size_t cached_ = 0;
+struct FreeDevice {
+  void operator()(void* p) const { cudaFree(p); }
 };
+using DeviceCache = BlockCache<FreeDevice>;
 
 DeviceCache& cache() {
-  static DeviceCache* c = new DeviceCache();  // leaked: tensors may be freed during static destruction
+  // Leaked: tensors may be freed during static destruction.
+  static DeviceCache* c = new DeviceCache("GRPO_CUDA_CACHE_MB", 4096, 0, FreeDevice{});
   return *c;
+}
+
+void* allocate(size_t bytes, size_t* capacity) {
+  *capacity = std::max(kRound, (bytes + kRound - 1) / kRound * kRound);
+  if (void* p = cache().take(*capacity, capacity)) return p;
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, *capacity);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    cache().clear();  // give cached blocks back to the driver and try once more
+    e = cudaMalloc(&p, *capacity);
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(e == cudaErrorMemoryAllocation ? ErrorCode::Oom : ErrorCode::Cuda,
+                "Expected " + std::to_string(bytes) + " bytes of GPU memory for a tensor but received " + cudaGetErrorName(e) +
+                    " (" + cudaGetErrorString(e) + ")");
+  }
+  return p;
+}
+
+void release(void* p, size_t capacity) {
+  if (!cache().give(p, capacity)) cudaFree(p);
 }
 
 class Staging {
@@ -146,7 +106,7 @@ Staging& staging() {
 }  // namespace
 
 void registerDeviceMemory() {
-  registerDeviceAllocator(Device::Cuda, {[](size_t bytes) { return cache().allocate(bytes); }, [](void* p) { cache().release(p); }});
+  registerDeviceAllocator(Device::Cuda, {allocate, release});
   registerDeviceCopy([](void* dst, const void* src, size_t bytes, bool toHost) { staging().copy(dst, src, bytes, toHost); });
 }
 

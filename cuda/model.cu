@@ -1,12 +1,14 @@
-// Kernels of the built-in policy (ops/model_args.h): embedding-bag forward and backward, token sampling.
+// Kernels of the built-in policy (core/model_args.h): embedding-bag forward and backward, token sampling.
 //
 // Forward: one block per row, threads across V (coalesced): reads F weight rows + the bias (4(F+1)V bytes),
 // writes 4V bytes. Backward: the (row, feature) pairs are bucketed by feature id on the host (the ids are a
 // small [R, F] tensor), then one block per distinct id adds its rows' gradients in increasing row order:
 // deterministic, no atomics; reads 4V bytes per pair and read-modify-writes 4V per id. Bias: one thread per
 // column summing the rows in order.
-// Sampling: one thread per row, in double, the same arithmetic and order as the CPU backend (inverse CDF in
-// id order, or over the top-p nucleus sorted by probability, ties by id), from the same counter-based hash.
+// Sampling: one thread per row running the row sampler of core/sampling.h, the very code the CPU backend runs
+// (in double: inverse CDF in id order, or over the top-p nucleus sorted by probability, ties by id, from the
+// same counter-based hash), so both backends draw the same tokens.
+#include "core/sampling.h"
 #include "launchers.h"
 #include "row_softmax.cuh"
 
@@ -55,45 +57,12 @@ __global__ void __launch_bounds__(kBlock) biasBackwardKernel(EmbeddingBackwardAr
   a.gradBias[v] = acc;
 }
 
-__device__ __forceinline__ uint64_t mix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
+// x_j of one row, widened to double, for the shared row sampler (core/sampling.h).
 template <typename T>
-__device__ __forceinline__ double logitAt(const SampleArgs& a, int64_t offset) {
-  return static_cast<double>(toFloat(static_cast<const T*>(a.logits)[offset]));
-}
-
-// Whether token x comes before token y in the nucleus: more probable first, ties by lower id.
-__device__ __forceinline__ bool before(const double* p, int32_t x, int32_t y) { return p[x] > p[y] || (p[x] == p[y] && x < y); }
-
-__device__ void siftDown(int32_t* order, int64_t root, int64_t size, const double* p) {
-  for (;;) {
-    int64_t child = 2 * root + 1;
-    if (child >= size) return;
-    if (child + 1 < size && before(p, order[child], order[child + 1])) child++;
-    if (!before(p, order[root], order[child])) return;
-    const int32_t t = order[root];
-    order[root] = order[child];
-    order[child] = t;
-    root = child;
-  }
-}
-
-// Sorts order[0..n) into nucleus order (heapsort: in place, no recursion, O(n log n)). The heap keeps the
-// token that comes last on top, so popping it to the back leaves the sorted order at the front.
-__device__ void sortNucleus(int32_t* order, int64_t n, const double* p) {
-  for (int64_t i = n / 2 - 1; i >= 0; i--) siftDown(order, i, n, p);
-  for (int64_t end = n - 1; end > 0; end--) {
-    const int32_t t = order[0];
-    order[0] = order[end];
-    order[end] = t;
-    siftDown(order, 0, end, p);
-  }
-}
+struct RowLogits {
+  const T* row;
+  __device__ __forceinline__ double operator()(int64_t j) const { return static_cast<double>(toFloat(row[j])); }
+};
 
 constexpr int kSampleBlock = 32;  // one thread per row does O(V) serial work: small blocks spread rows over SMs
 
@@ -102,64 +71,10 @@ __global__ void __launch_bounds__(kSampleBlock) sampleKernel(SampleArgs a) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= a.rows) return;
   const int64_t base = r * a.V;
-  double* p = a.p + base;
-  double maxLogit = -INFINITY;
-  int32_t argmax = -1;
-  for (int64_t j = 0; j < a.V; j++) {
-    const double x = logitAt<T>(a, base + j);
-    p[j] = x;
-    if (isnan(x) || x == INFINITY) { a.status[r] = 1; return; }
-    if (x > maxLogit) { maxLogit = x; argmax = static_cast<int32_t>(j); }
-  }
-  if (argmax < 0) { a.status[r] = 2; return; }
-  double sum = 0;
-  for (int64_t j = 0; j < a.V; j++) {
-    p[j] = exp((p[j] - maxLogit) * a.invT);
-    sum += p[j];
-  }
-  int32_t chosen = argmax;
-  if (!a.greedy) {
-    const uint32_t stream = static_cast<uint32_t>(a.streams ? a.streams[r] : r);
-    const uint64_t h = mix64(mix64(mix64(a.seed) ^ a.step) ^ static_cast<uint64_t>(stream));
-    const double u = static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);
-    if (a.topP >= 1.0) {
-      const double target = u * sum;
-      double cum = 0;
-      chosen = -1;
-      int32_t lastPositive = argmax;
-      for (int64_t j = 0; j < a.V; j++) {
-        if (p[j] <= 0) continue;
-        lastPositive = static_cast<int32_t>(j);
-        cum += p[j];
-        if (cum > target) { chosen = static_cast<int32_t>(j); break; }
-      }
-      if (chosen < 0) chosen = lastPositive;
-    } else {
-      int32_t* order = a.order + base;
-      int64_t n = 0;
-      for (int64_t j = 0; j < a.V; j++) {
-        if (p[j] > 0) order[n++] = static_cast<int32_t>(j);
-      }
-      sortNucleus(order, n, p);
-      const double need = a.topP * sum;
-      double kept = 0;
-      int64_t k = 0;
-      while (k < n) {
-        kept += p[order[k++]];
-        if (kept >= need) break;
-      }
-      const double target = u * kept;
-      double cum = 0;
-      chosen = order[k - 1];
-      for (int64_t i = 0; i < k; i++) {
-        cum += p[order[i]];
-        if (cum > target) { chosen = order[i]; break; }
-      }
-    }
-  }
-  a.tokens[r] = chosen;
-  a.logp[r] = static_cast<float>((logitAt<T>(a, base + chosen) - maxLogit) * a.invT - log(sum));
-  a.status[r] = 0;
+  const RowLogits<T> logit{static_cast<const T*>(a.logits) + base};
+  const SampleParams params{a.invT, a.topP, a.greedy};
+  const double u = a.greedy ? 0.0 : rowUniform(a.seed, a.step, static_cast<uint32_t>(a.streams ? a.streams[r] : r));
+  a.status[r] = sampleRow(logit, a.V, params, u, a.p + base, a.order ? a.order + base : nullptr, &a.tokens[r], &a.logp[r]);
 }
 
 }  // namespace

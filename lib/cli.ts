@@ -9,7 +9,8 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
   tour: { summary: 'a short tour of the ops on the active backend', load: () => import('./commands/tour.js') },
   reward: { summary: 'score tool-call completions (JSONL in, scores out)', load: () => import('./commands/reward.js') },
   data: { summary: 'prepare xLAM and ToolACE training data', load: () => import('./commands/data.js') },
-  serve: { summary: 'the reward as an HTTP service (OpenRLHF remote reward protocol)', load: () => import('./commands/serve.js') },
+  serve: { summary: 'the reward as an HTTP service (OpenRLHF protocol); with --model, an OpenAI-compatible model API', load: () => import('./commands/serve.js') },
+  eval: { summary: 'BFCL accuracy of a model, a completions file or an endpoint, with BFCL\'s AST rules', load: () => import('./commands/eval.js') },
   bench: { summary: 'benchmark the kernels against the machine and the alternatives', load: () => import('./commands/bench.js') },
   train: { summary: 'GRPO on the bundled tool-calling task: warm start, GRPO, before/after, curves', load: () => import('./commands/train.js') },
 }

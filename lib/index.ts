@@ -18,3 +18,4 @@ export type { TrainerOptions, TrainerPrompt, GrpoSettings, RewardFunction, Rewar
 export { AdamW, type AdamWOptions, type OptimizerStepResult } from './optimizer.js'
 export { readSafetensors, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from './safetensors.js'
 export * as task from './task/index.js'
+export * as evaluation from './eval/index.js'

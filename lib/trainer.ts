@@ -172,6 +172,11 @@ export interface EvaluateOptions {
   /** Prompts per sampling call (default 256). */
   batchSize?: number
   seed?: number
+  /**
+   * Scores the held-out completions instead of the trainer's reward, e.g. the BFCL checker
+   * (`evaluation.bfclReward()`), so evaluation can judge as the benchmark does while training keeps its reward.
+   */
+  reward?: RewardFunction
 }
 
 export interface EvaluateResult {
@@ -436,6 +441,8 @@ export class Trainer implements Disposable, AsyncDisposable {
     const n = intOption(options.n, 'n', 1, 1)
     const batchSize = intOption(options.batchSize, 'batchSize', 256, 1)
     const seed = intOption(options.seed, 'seed', 0, 0)
+    if (options.reward !== undefined && typeof options.reward !== 'function') invalidArg('a reward function', 'evaluate reward', options.reward)
+    const reward = options.reward ?? this.#reward
     let total = 0
     let solved = 0
     let count = 0
@@ -447,7 +454,7 @@ export class Trainer implements Disposable, AsyncDisposable {
         chunk.map((p) => p.tokens),
         { n, greedy, temperature: this.settings.temperature, topP: this.settings.topP, maxNewTokens: this.settings.maxNewTokens, stop: this.settings.stop, seed: mixSeed(seed, from) },
       )
-      const r = await this.#score(completions, chunk)
+      const r = await this.#score(completions, chunk, reward)
       for (const [k, v] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + v
       for (const score of r.scores) {
         total += score
@@ -568,13 +575,13 @@ export class Trainer implements Disposable, AsyncDisposable {
     return out
   }
 
-  async #score(completions: readonly SampledCompletion[], prompts: readonly TrainerPrompt[]): Promise<{ scores: number[]; reasons: Record<string, number> }> {
+  async #score(completions: readonly SampledCompletion[], prompts: readonly TrainerPrompt[], reward = this.#reward): Promise<{ scores: number[]; reasons: Record<string, number> }> {
     const scores: number[] = []
     const reasons: Record<string, number> = {}
     for (const c of completions) {
       const text = this.#decode(c.tokens)
       if (typeof text !== 'string') invalidArg('a string from decode', 'decode(tokens)', text)
-      const r = await this.#reward(text, prompts[c.prompt]!, c.tokens)
+      const r = await reward(text, prompts[c.prompt]!, c.tokens)
       const score = typeof r === 'number' ? r : r?.score
       if (typeof score !== 'number' || !Number.isFinite(score)) {
         throw new GrpoError(`Expected a finite number (or {score}) from the reward function but received ${String(score)}`, 'ERR_GRPO_NONFINITE')

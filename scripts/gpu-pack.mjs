@@ -56,6 +56,8 @@ if (!values['no-build']) {
   const options = [
     '--log-level', 'warn', '--out', buildDir,
     '--CDCUDA=ON', `--CDCMAKE_CUDA_ARCHITECTURES=${ARCHITECTURES}`,
+    // The SIMT executor stays in: the pack verifies itself here by its own dry run on it.
+    '--CDSIMT=ON',
     // The C++ runtime stays dynamic: linked statically, gcc 12's libstdc++ and unwinder need glibc 2.36
     // (arc4random, _dl_find_object), newer than Ubuntu 22.04's; dynamically the addon needs glibc 2.34 and
     // GLIBCXX_3.4.30 (gcc 12's libstdc++, which 22.04 ships). Both are recorded in the manifest. (-O1 is the

@@ -1,5 +1,5 @@
 // The CPU backend: rows of logits spread over the thread pool, the inner loops in the ISA-specific row
-// kernels (row_kernels.inc), the per-token math shared with CUDA (ops/policy_math.h), and one reduction of
+// kernels (row_kernels.inc), the per-token math shared with CUDA (core/policy_math.h), and one reduction of
 // the statistics in double, in token order, so results do not depend on the number of threads.
 #include <algorithm>
 #include <cmath>
@@ -8,13 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
-#include "errors.h"
-#include "half.h"
-#include "ops/loss_host.h"
+#include "core/errors.h"
+#include "core/half.h"
+#include "core/loss_host.h"
 
 namespace grpo {
 namespace {
@@ -256,8 +255,7 @@ void cpu::CpuBackend::groupAdvantages(GroupAdvantagesCall& c) {
   c.zeroStdFraction = G > 0 ? static_cast<double>(zeroSpread) / static_cast<double>(G) : 0;
 }
 
-
-Backend& cpuBackend() {
+Backend& cpu::backend() {
   static cpu::CpuBackend instance;
   return instance;
 }

@@ -1,9 +1,12 @@
 // The CPU implementation of the op table. Each op family defines its members in its own file:
 // cpu/backend.cc (log-probs, advantages, losses).
 #pragma once
-#include "backend.h"
+#include "core/backend.h"
 
 namespace grpo::cpu {
+
+// The one instance (the registry, csrc/registry/, hands it out).
+Backend& backend();
 
 class CpuBackend final : public Backend {
  public:

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "cpu/kernels.h"
-#include "errors.h"
+#include "core/errors.h"
 
 namespace grpo::cpu {
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace grpo::cpu {
 

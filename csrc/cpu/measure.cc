@@ -1,9 +1,9 @@
-// The CPU side of the measurement calls (ops/measure_args.h): benchmark inputs filled in place, spread over
+// The CPU side of the measurement calls (core/measure_args.h): benchmark inputs filled in place, spread over
 // the thread pool. The bandwidth probe and the kernel timer are the Backend defaults here (none): the host's
 // bandwidth is measureMachine's, and CPU ops are timed by the host clock.
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
-#include "half.h"
+#include "core/half.h"
 
 namespace grpo {
 

@@ -1,4 +1,4 @@
-// CPU kernels of the model ops (ops/model_args.h): embedding-bag forward and backward, token sampling.
+// CPU kernels of the model ops (core/model_args.h): embedding-bag forward and backward, token sampling.
 //
 // Embedding bag forward: out[r] = bias + Σ_f W[ids[r, f]]. Reads F rows of W (F·V floats) and writes V floats
 // per output row; rows are independent, so they are spread over the pool. W of a small model stays in cache
@@ -11,21 +11,21 @@
 // gradient rows in increasing row order: the result is bit-identical for any thread count. The bias gradient is
 // split by columns for the same reason.
 //
-// Sampling: one row per task; each row's draw comes from a counter-based hash of (seed, step, stream), so the
-// same seed gives the same tokens whatever the thread count or the batch the row sits in.
+// Sampling: one row per task, the draw itself in core/sampling.h (shared with the CUDA kernel, so both pick the
+// same token); each row's uniform is a counter-based hash of (seed, step, stream), so the same seed gives the
+// same tokens whatever the thread count or the batch the row sits in.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
 
-#include "backend.h"
+#include "core/errors.h"
+#include "core/half.h"
+#include "core/sampling.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
-#include "errors.h"
-#include "half.h"
 
 // The row adds below are the whole cost of both embedding-bag passes. The file is compiled for baseline x86-64,
 // so on Linux/x86-64 GCC or Clang also emit AVX2 and AVX-512 clones of the loop and pick one at load time.
@@ -65,22 +65,6 @@ float logitAt(const TensorRef& logits, int64_t offset) {
     default: return logits.data<float>()[offset];
   }
 }
-
-// splitmix64's finalizer: a bijection of 64-bit words whose output bits each depend on every input bit.
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-// A uniform double in [0, 1) with 53 random bits, from the row's counter triple.
-inline double rowUniform(uint64_t seed, uint64_t step, uint32_t stream) {
-  const uint64_t h = mix64(mix64(mix64(seed) ^ step) ^ static_cast<uint64_t>(stream));
-  return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);
-}
-
-enum SampleStatus : uint8_t { kSampleOk = 0, kSampleNonFinite, kSampleAllNegInf };
 
 }  // namespace
 
@@ -175,87 +159,17 @@ void cpu::CpuBackend::sampleTokens(SampleTokensCall& c) {
   int32_t* tokens = c.tokens.data<int32_t>();
   float* logpOut = c.logp.data<float>();
   const int32_t* streams = c.streams.defined() ? c.streams.data<int32_t>() : nullptr;
-  const double invT = 1.0 / static_cast<double>(c.temperature);
+  const SampleParams params{1.0 / static_cast<double>(c.temperature), c.topP, c.greedy};
+  const bool sorts = !c.greedy && c.topP < 1.0;
   std::vector<uint8_t> status(static_cast<size_t>(R), kSampleOk);
   parallelFor(R, 1, [&](int64_t begin, int64_t end) {
     std::vector<double> p(static_cast<size_t>(V));
-    std::vector<int32_t> order;
+    std::vector<int32_t> order(sorts ? static_cast<size_t>(V) : 0);
     for (int64_t r = begin; r < end; r++) {
       const int64_t base = r * V;
-      double maxLogit = -std::numeric_limits<double>::infinity();
-      int32_t argmax = -1;
-      bool bad = false;
-      for (int64_t j = 0; j < V; j++) {
-        const double x = logitAt(c.logits, base + j);
-        p[j] = x;
-        if (std::isnan(x) || x == std::numeric_limits<double>::infinity()) bad = true;
-        if (x > maxLogit) {
-          maxLogit = x;
-          argmax = static_cast<int32_t>(j);
-        }
-      }
-      if (bad) {
-        status[r] = kSampleNonFinite;
-        continue;
-      }
-      if (argmax < 0) {
-        status[r] = kSampleAllNegInf;
-        continue;
-      }
-      // p_j = exp((x_j − max)/T): the unnormalized tempered distribution, in double so that the float64
-      // reference picks the same token (only a uniform within ~1e-15 of a boundary could differ).
-      double sum = 0;
-      for (int64_t j = 0; j < V; j++) {
-        p[j] = std::exp((p[j] - maxLogit) * invT);
-        sum += p[j];
-      }
-      int32_t chosen = argmax;
-      if (!c.greedy) {
-        const double u = rowUniform(c.seed, c.step, static_cast<uint32_t>(streams ? streams[r] : r));
-        if (c.topP >= 1.0) {
-          const double target = u * sum;
-          double cum = 0;
-          chosen = -1;
-          int32_t lastPositive = argmax;
-          for (int64_t j = 0; j < V; j++) {
-            if (p[j] <= 0) continue;
-            lastPositive = static_cast<int32_t>(j);
-            cum += p[j];
-            if (cum > target) {
-              chosen = static_cast<int32_t>(j);
-              break;
-            }
-          }
-          if (chosen < 0) chosen = lastPositive;  // rounding left target at the very top of the range
-        } else {
-          // The nucleus: the most probable tokens (ties: lower id first) until their mass reaches topP.
-          order.clear();
-          for (int64_t j = 0; j < V; j++) {
-            if (p[j] > 0) order.push_back(static_cast<int32_t>(j));
-          }
-          std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-          const double need = c.topP * sum;
-          double kept = 0;
-          size_t k = 0;
-          while (k < order.size()) {
-            kept += p[order[k++]];
-            if (kept >= need) break;
-          }
-          const double target = u * kept;
-          double cum = 0;
-          chosen = order[k - 1];
-          for (size_t i = 0; i < k; i++) {
-            cum += p[order[i]];
-            if (cum > target) {
-              chosen = order[i];
-              break;
-            }
-          }
-        }
-      }
-      tokens[r] = chosen;
-      const double xy = logitAt(c.logits, base + chosen);
-      logpOut[r] = static_cast<float>((xy - maxLogit) * invT - std::log(sum));
+      const auto logit = [&](int64_t j) { return static_cast<double>(logitAt(c.logits, base + j)); };
+      const double u = c.greedy ? 0.0 : rowUniform(c.seed, c.step, static_cast<uint32_t>(streams ? streams[r] : r));
+      status[r] = sampleRow(logit, V, params, u, p.data(), order.data(), &tokens[r], &logpOut[r]);
     }
   });
   for (int64_t r = 0; r < R; r++) {

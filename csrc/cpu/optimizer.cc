@@ -1,4 +1,4 @@
-// CPU kernels of the optimizer ops (ops/model_args.h): global gradient norm (and clip), fused AdamW, zero fill.
+// CPU kernels of the optimizer ops (core/model_args.h): global gradient norm (and clip), fused AdamW, zero fill.
 //
 // All three stream over flat f32 buffers cut into fixed chunks of kChunk elements. The norm reduces each
 // chunk in double and then the chunk sums in chunk order, so it does not depend on the thread count. AdamW
@@ -9,7 +9,6 @@
 #include <cstring>
 #include <vector>
 
-#include "backend.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
 

@@ -4,7 +4,7 @@
 // cuda/simt/cuda_compat.cuh, which picks one or the other). It supplies what kernels use -- the execution
 // qualifiers, threadIdx/blockIdx/blockDim/gridDim, barriers, warp shuffles and votes, atomics, vector and
 // half/bf16 types, math intrinsics, cooperative groups (blocks, tiles, clusters) -- and the runtime API
-// calls of the launchers. Kernels then run on the CPU, one fiber per CUDA thread (cuda/simt/simt.cc), so
+// calls of the launchers. Kernels then run on the CPU, one fiber per CUDA thread (cuda/simt/executor.cc), so
 // that they really interleave at every barrier; see cuda/simt/README.md for the execution model and what
 // it catches.
 //
@@ -121,7 +121,7 @@ enum class WarpOp : uint8_t {
 
 enum class BarrierKind : uint8_t { Plain, Count, And, Or };
 
-// The runtime side of every collective (cuda/simt/simt.cc). Each takes the source location of the call
+// The runtime side of every collective (cuda/simt/executor.cc). Each takes the source location of the call
 // so that an error can say which barrier or shuffle failed.
 int block_barrier(BarrierKind kind, int pred, const char* file, int line);
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, unsigned bytes, int param, int width,

@@ -20,8 +20,8 @@ import type { NativeBandwidthProbe } from '../../types/binding.js'
 import type { Device } from '../dtype.js'
 import { invalidArg } from '../errors.js'
 import { native } from '../native.js'
+import { FLOAT_DTYPES, counterOption, numberOption, oneOfOption, parseOptions, type OptionSpec, type Schema } from '../options.js'
 import { Tensor, defaultDevice } from '../tensor.js'
-import { FLOAT_DTYPES, number, options } from '../validate.js'
 
 function deviceArg(device: unknown): Device {
   if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
@@ -29,7 +29,9 @@ function deviceArg(device: unknown): Device {
 }
 
 export interface RandomUniformOptions {
+  /** Default 'f32'. */
   dtype?: 'f32' | 'bf16' | 'f16'
+  /** Default: defaultDevice(). */
   device?: Device
   /** Integer in [0, 2^53); default 0. */
   seed?: number
@@ -38,19 +40,21 @@ export interface RandomUniformOptions {
   high?: number
 }
 
+const RANDOM_UNIFORM_SCHEMA: Schema<RandomUniformOptions> = {
+  dtype: oneOfOption(FLOAT_DTYPES, 'f32'),
+  device: oneOfOption(['cpu', 'cuda'] as const),
+  seed: counterOption(0),
+  low: numberOption('a finite number', () => true, -1) as OptionSpec<number>,
+  high: numberOption('a finite number', () => true, 1) as OptionSpec<number>,
+}
+
 /** A new tensor of `shape` filled with uniform values in [low, high), generated on its own device. */
 export async function randomUniform(shape: readonly number[], opts?: RandomUniformOptions): Promise<Tensor> {
-  const o = options(opts, 'randomUniform options')
+  const o = parseOptions(RANDOM_UNIFORM_SCHEMA, opts, 'randomUniform options') as Required<RandomUniformOptions>
   if (!Array.isArray(shape)) invalidArg('an array of sizes', 'shape', shape)
-  const dt = o.dtype ?? 'f32'
-  if (!FLOAT_DTYPES.includes(dt)) invalidArg("'f32', 'bf16' or 'f16'", 'dtype', dt)
-  number(o.seed, 'seed', 'an integer in [0, 2^53)', (v) => Number.isSafeInteger(v) && v >= 0)
-  number(o.low, 'low', 'a finite number', () => true)
-  number(o.high, 'high', 'a finite number', () => true)
-  const low = o.low ?? -1, high = o.high ?? 1
-  if (high < low) invalidArg(`a number >= low (${low})`, 'high', high)
-  const device = deviceArg(o.device ?? defaultDevice())
-  return Tensor.fromNative(await native().randomUniform(shape, dt, device, { seed: o.seed ?? 0, low, high }, true))
+  if (o.high < o.low) invalidArg(`a number >= low (${o.low})`, 'high', o.high)
+  const device = o.device ?? defaultDevice()
+  return Tensor.fromNative(await native().randomUniform(shape, o.dtype, device, { seed: o.seed, low: o.low, high: o.high }, true))
 }
 
 export type BandwidthProbe = NativeBandwidthProbe & { device: Device }
@@ -62,13 +66,16 @@ export interface ProbeOptions {
   reps?: number
 }
 
+const PROBE_SCHEMA: Schema<ProbeOptions> = {
+  bytes: numberOption('an integer number of bytes in [64 KiB, 64 GiB]', (v) => Number.isSafeInteger(v) && v >= 65536 && v <= 64 * 2 ** 30) as OptionSpec<number>,
+  reps: numberOption('an integer in [1, 1000]', (v) => Number.isSafeInteger(v) && v >= 1 && v <= 1000, 10) as OptionSpec<number>,
+}
+
 export async function probeDeviceBandwidth(device: Device, opts?: ProbeOptions): Promise<BandwidthProbe> {
   deviceArg(device)
-  const o = options(opts, 'probe options')
-  number(o.bytes, 'bytes', 'an integer number of bytes in [64 KiB, 64 GiB]', (v) => Number.isSafeInteger(v) && v >= 65536 && v <= 64 * 2 ** 30)
-  number(o.reps, 'reps', 'an integer in [1, 1000]', (v) => Number.isSafeInteger(v) && v >= 1 && v <= 1000)
+  const o = parseOptions(PROBE_SCHEMA, opts, 'probe options')
   const bytes = o.bytes ?? (device === 'cuda' ? 2 ** 30 : 4 * 2 ** 20)
-  const result = await native().probeDeviceBandwidth(device, { bytes, reps: o.reps ?? 10 }, true)
+  const result = await native().probeDeviceBandwidth(device, { bytes, reps: o.reps! }, true)
   return { ...result, device }
 }
 

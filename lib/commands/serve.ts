@@ -10,6 +10,9 @@
  *                      "zero_std_fraction": n}
  *   GET  /health      → {"status": "ok"}
  *
+ * With `--model <dir>`, the model's OpenAI-compatible generation API too (lib/eval/openai-server.ts):
+ * GET /v1/models, POST /v1/completions, POST /v1/chat/completions (non-streaming and streaming, with logprobs).
+ *
  * `query` holds whole texts (prompt and response); the response part is scored: the text after the last
  * `<|im_start|>assistant` marker when there is one, else the query less its prompt when it starts with it.
  * `labels` are the ground truths, JSON text (as OpenRLHF sends dataset labels) or lists of calls.
@@ -27,6 +30,7 @@ import { parseLossless } from '../reward/json.js'
 import { closeScoringPool } from '../reward/pool.js'
 import { scoreBatch } from '../reward/batch.js'
 import { REASONS, THINK_ORDERS, VARIANTS, type BatchItem, type ThinkOrder, type Variant } from '../reward/types.js'
+import type { OpenAIHandler } from '../eval/openai-server.js'
 
 type Ops = Pick<typeof import('../ops.js'), 'groupAdvantages'>
 
@@ -37,6 +41,8 @@ export interface ServeOptions {
   maxBodyBytes?: number
   /** How the ops are loaded (default: the package's ops module, imported on the first /advantages request). */
   loadOps?: () => Promise<Ops>
+  /** Answers /v1/… (a model's OpenAI-compatible API: createOpenAIHandler in lib/eval). */
+  openai?: OpenAIHandler
 }
 
 const ASSISTANT_MARKER = '<|im_start|>assistant'
@@ -214,6 +220,7 @@ export function createRewardServer(options: ServeOptions = {}): Server {
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!
+    if (options.openai && path.startsWith('/v1/') && (await options.openai.handle(req, res))) return
     const method = ROUTES[path]
     if (method === undefined) throw new HttpError(404, 'ERR_NOT_FOUND', `Expected one of ${Object.keys(ROUTES).join(', ')} for the path but received ${describe(path)}`)
     if (req.method !== method) {
@@ -266,6 +273,9 @@ Options:
   --variant <v>        ${VARIANTS.join(' | ')} (default binary)
   --think-order <o>    ${THINK_ORDERS.join(' | ')} (default presence)
   --max-body-mb <n>    largest request body in MiB (default 64)
+  --model <dir>        also serve this model's OpenAI-compatible API: /v1/models, /v1/completions,
+                       /v1/chat/completions (node-grpo train --save writes a model folder)
+  --device <d>         cpu | cuda: where the model runs (default: the active backend's device)
   -h, --help           this help
 
 With OpenRLHF: --remote_rm_url http://127.0.0.1:5000/get_reward (labels from the dataset's ground truth).`
@@ -288,6 +298,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
         variant: { type: 'string' },
         'think-order': { type: 'string' },
         'max-body-mb': { type: 'string', default: '64' },
+        model: { type: 'string' },
+        device: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values
@@ -303,15 +315,27 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) invalidArg('a port number from 0 to 65535', '--port', values.port)
   const maxBodyMb = Number(values['max-body-mb'])
   if (!(maxBodyMb > 0)) invalidArg('a positive number', '--max-body-mb', values['max-body-mb'])
+  if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') invalidArg("'cpu' or 'cuda'", '--device', values.device)
+  let model: import('../eval/model.js').LoadedModel | null = null
+  let openai: OpenAIHandler | undefined
+  if (values.model !== undefined) {
+    const [{ loadModel }, { createOpenAIHandler }] = await Promise.all([import('../eval/model.js'), import('../eval/openai-server.js')])
+    model = await loadModel(values.model, { device: values.device as 'cpu' | 'cuda' | undefined })
+    openai = createOpenAIHandler({ model })
+  }
   const server = createRewardServer({
     variant: values.variant as Variant | undefined,
     thinkOrder: values['think-order'] as ThinkOrder | undefined,
     maxBodyBytes: Math.floor(maxBodyMb * 1024 * 1024),
+    openai,
   })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    server.once('error', (error) => {
+      model?.dispose()
+      reject(error)
+    })
     server.listen(port, values.host, () => {
-      server.off('error', reject)
+      server.removeAllListeners('error')
       resolve()
     })
   })
@@ -319,6 +343,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   const bound = typeof address === 'object' && address !== null ? address : { address: values.host, port }
   const host = bound.address.includes(':') ? `[${bound.address}]` : bound.address
   io.stdout.write(`node-grpo reward service listening on http://${host}:${bound.port}\n`)
+  if (model) io.stdout.write(`model ${model.name} (${values.model}): OpenAI-compatible API at http://${host}:${bound.port}/v1\n`)
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop)
@@ -332,6 +357,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     if (io.signal?.aborted) stop()
     else io.signal?.addEventListener('abort', stop)
   })
+  model?.dispose()
   await closeScoringPool()
   return 0
 }

@@ -169,6 +169,7 @@ t.test('measurement calls: random tensors, the probe, the kernel timer, the host
   await t.rejects(randomUniform([2], { low: 2, high: 1 }), { code: 'ERR_GRPO_INVALID_ARG' })
   await t.rejects(randomUniform([2], { seed: -1 }), { code: 'ERR_GRPO_INVALID_ARG' })
   await t.rejects(randomUniform('x' as unknown as number[]), { code: 'ERR_GRPO_INVALID_ARG' })
+  await t.rejects(randomUniform([2], { sed: 1 } as object), { code: 'ERR_GRPO_INVALID_ARG', message: /did you mean seed/ }, 'an unknown option names the nearest')
 
   const probe = await withHostBackend('simt', () => probeDeviceBandwidth('cpu', { bytes: 1 << 17, reps: 2 }))
   t.ok(probe.verified && probe.backend === 'simt' && probe.copyGBps > 0 && probe.readGBps > 0 && probe.memcpyGBps > 0, 'the probe runs on the SIMT executor')

@@ -1,0 +1,116 @@
+#include "core/loss_host.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "core/errors.h"
+
+namespace grpo {
+
+std::string position(int64_t index, int64_t L) {
+  return "[" + std::to_string(index / L) + ", " + std::to_string(index % L) + "]";
+}
+
+std::string describeFloat(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+std::vector<double> sequenceScales(const uint8_t* m, int64_t B, int64_t L, const LossParams& params) {
+  std::vector<double> counted(B, 0.0);
+  for (int64_t b = 0; b < B; b++) {
+    int64_t n = 0;
+    for (int64_t l = 0; l < L; l++) {
+      uint8_t v = m ? m[b * L + l] : 1;
+      if (v > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask" + position(b * L + l, L), std::to_string(v));
+      n += v;
+    }
+    counted[b] = static_cast<double>(n);
+  }
+  AggregationTotals totals{0, 0, 0};
+  for (double c : counted) {
+    totals.tokens += c;
+    totals.sequences += c > 0 ? 1 : 0;
+  }
+  totals.batchLength = static_cast<double>(B) * (params.normLength > 0 ? params.normLength : static_cast<double>(L));
+  std::vector<double> scales(B);
+  for (int64_t b = 0; b < B; b++) scales[b] = sequenceScale(params, counted[b], totals);
+  return scales;
+}
+
+LossStats reduceStats(const TokenRecord* records, int64_t count) {
+  LossStats s;
+  double n = 0, ratioSum = 0, klSum = 0, entropySum = 0, approxSum = 0, clipped = 0, capped = 0;
+  double ratioMax = -std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < count; i++) {
+    const TokenRecord& r = records[i];
+    if (!r.counted) continue;
+    n += 1;
+    s.loss += r.weightedLoss;
+    s.pgLoss += r.weightedPg;
+    klSum += r.kl;
+    entropySum += r.entropy;
+    ratioSum += r.ratio;
+    ratioMax = std::max(ratioMax, r.ratio);
+    approxSum += r.approxKl;
+    clipped += r.clipped;
+    capped += r.capped;
+  }
+  s.tokens = n;
+  if (n > 0) {
+    s.klMean = klSum / n;
+    s.entropyMean = entropySum / n;
+    s.ratioMean = ratioSum / n;
+    s.ratioMax = ratioMax;
+    s.approxKl = approxSum / n;
+    s.clipFrac = clipped / n;
+    s.clipFracLower = capped / n;
+  }
+  return s;
+}
+
+bool TokenInputs::read(int64_t i, double* o, double* r, double* a) const {
+  *o = old ? old[i] : 0;
+  *r = ref ? ref[i] : 0;
+  *a = perTokenAdv ? adv[i] : adv[i / L];
+  return std::isfinite(*o) && std::isfinite(*r) && std::isfinite(*a);
+}
+
+void failTokenInput(const TokenInputs& in, int64_t i, int64_t L) {
+  double o, r, a;
+  in.read(i, &o, &r, &a);
+  if (!std::isfinite(o)) fail(ErrorCode::NonFinite, "a finite value", "oldLogp" + position(i, L), describeFloat(o));
+  if (!std::isfinite(r)) fail(ErrorCode::NonFinite, "a finite value", "refLogp" + position(i, L), describeFloat(r));
+  std::string where = in.perTokenAdv ? position(i, L) : "[" + std::to_string(i / L) + "]";
+  fail(ErrorCode::NonFinite, "a finite value", "advantages" + where, describeFloat(a));
+}
+
+void throwRowStatus(const uint8_t* status, int64_t rows, const int32_t* targets, const TokenInputs* inputs, int64_t L,
+                    int64_t V) {
+  for (int64_t i = 0; i < rows; i++) {
+    switch (status[i]) {
+      case kRowOk: continue;
+      case kRowBadTarget:
+        fail(ErrorCode::InvalidArg, "a token id in [0, " + std::to_string(V) + ")", "targets" + position(i, L),
+             std::to_string(targets[i]));
+      case kRowNonFiniteLogits:
+        fail(ErrorCode::NonFinite, "finite logits (or -Infinity)", "logits" + position(i, L), "NaN or +Infinity");
+      case kRowAllNegInf:
+        fail(ErrorCode::NonFinite, "at least one finite logit", "logits" + position(i, L), "a row of -Infinity");
+      case kRowNegInfTarget:
+        fail(ErrorCode::NonFinite, "a finite log-prob", "the target of logits" + position(i, L),
+             "-Infinity (the target's logit is -Infinity)");
+      case kRowBadInput:
+        failTokenInput(*inputs, i, L);
+      default:
+        fail(ErrorCode::InvalidArg, "a known row status", "row" + position(i, L), std::to_string(status[i]));
+    }
+  }
+}
+
+}  // namespace grpo

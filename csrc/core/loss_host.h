@@ -1,0 +1,62 @@
+// Host-side pieces of the loss ops that every backend shares: the per-sequence weights of spec §4
+// (from the mask), the per-token records and their reduction into the statistics (in double, in token
+// order, so results do not depend on threads or blocks), and the error messages for bad rows.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/op_args.h"
+
+namespace grpo {
+
+std::string position(int64_t index, int64_t L);
+std::string describeFloat(double v);
+
+// Row problems found by a kernel; the first in row order is reported.
+enum RowStatus : uint8_t { kRowOk = 0, kRowBadTarget, kRowNonFiniteLogits, kRowAllNegInf, kRowNegInfTarget, kRowBadInput };
+
+// Checks the mask (0/1 only; `mask` may be null for all ones) and returns s_b per sequence.
+std::vector<double> sequenceScales(const uint8_t* mask, int64_t B, int64_t L, const LossParams& params);
+
+// What one counted token contributes to the statistics (plain data: kernels write it too).
+struct TokenRecord {
+  double weightedLoss, weightedPg, kl, entropy, ratio, approxKl;
+  uint8_t counted, clipped, capped;
+};
+
+GRPO_HD TokenRecord recordToken(const TokenTerms& terms, double weight, double logp, double old, double entropy,
+                                const LossParams& params) {
+  TokenRecord r{};
+  r.counted = 1;
+  r.weightedLoss = weight * terms.loss;
+  r.weightedPg = weight * terms.pg;
+  r.kl = terms.kl;
+  r.entropy = entropy;
+  r.ratio = terms.ratio;
+  r.approxKl = params.hasOld ? old - logp : 0;
+  r.clipped = terms.clipped;
+  r.capped = terms.capped;
+  return r;
+}
+
+LossStats reduceStats(const TokenRecord* records, int64_t count);
+
+// Per-token inputs of the loss (host pointers) for reading values into error messages.
+struct TokenInputs {
+  const float* old;
+  const float* ref;
+  const float* adv;
+  bool perTokenAdv;
+  int64_t L;
+
+  bool read(int64_t i, double* o, double* r, double* a) const;
+};
+
+[[noreturn]] void failTokenInput(const TokenInputs& in, int64_t i, int64_t L);
+
+// Throws the error of the first row whose status is not kRowOk. `targets` and `inputs` are host copies.
+void throwRowStatus(const uint8_t* status, int64_t rows, const int32_t* targets, const TokenInputs* inputs, int64_t L,
+                    int64_t V);
+
+}  // namespace grpo

@@ -1,0 +1,89 @@
+// Tensors as the native side sees them: a storage (a buffer on one device, freed when the last reference
+// goes) plus dtype and shape. Kernels and workers hold shared_ptr<Storage>, so a tensor disposed from
+// JavaScript while an op still runs on it stays alive until that op is done.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace grpo {
+
+enum class DType : uint8_t { F32, BF16, F16, I32, U8 };
+enum class Device : uint8_t { Cpu = 0, Cuda = 1 };
+constexpr int kDeviceCount = 2;
+
+size_t dtypeSize(DType dtype);
+const char* dtypeName(DType dtype);
+bool parseDType(const std::string& name, DType* out);
+const char* deviceName(Device device);
+inline bool isFloat(DType dtype) { return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16; }
+
+// Allocates and frees device memory; registered by the CUDA backend when it is compiled in. A block may be
+// larger than asked (rounding, a cached block): allocate reports its capacity, release gets it back.
+struct DeviceAllocator {
+  void* (*allocate)(size_t bytes, size_t* capacity);  // throws grpo::Error (ERR_GRPO_OOM / ERR_GRPO_CUDA)
+  void (*release)(void* ptr, size_t capacity);
+};
+void registerDeviceAllocator(Device device, DeviceAllocator allocator);
+
+// Copies between host memory and device memory (registered by the CUDA backend; throws grpo::Error).
+using DeviceCopy = void (*)(void* dst, const void* src, size_t bytes, bool toHost);
+void registerDeviceCopy(DeviceCopy copy);
+
+class Storage {
+ public:
+  static std::shared_ptr<Storage> allocate(size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  Storage(void* data, size_t bytes, size_t capacity, Device device)
+      : data_(data), bytes_(bytes), capacity_(capacity), device_(device) {}
+  void* data_;
+  size_t bytes_;
+  size_t capacity_;  // what the allocator handed out (>= bytes_), what it gets back
+  Device device_;
+};
+
+struct MemoryCounters {
+  int64_t buffers;
+  int64_t bytes;
+};
+MemoryCounters memoryCounters(Device device);
+size_t hostCachedBytes();  // freed host blocks kept for reuse (not counted as live)
+void releaseHostCache();
+
+// A tensor argument of an op, converted from JavaScript on the main thread.
+struct TensorRef {
+  std::shared_ptr<Storage> storage;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+
+  bool defined() const { return storage != nullptr; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  template <typename T>
+  T* data() const { return static_cast<T*>(storage->data()); }
+  Device device() const { return storage->device(); }
+};
+
+TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device);
+std::string shapeString(const std::vector<int64_t>& shape);
+
+// Copies `bytes` bytes between a tensor's storage and host memory, on whichever device the storage lives
+// (through the copy the CUDA backend registered; ERR_GRPO_NO_CUDA without one).
+void copyToHost(const TensorRef& tensor, void* dst, size_t bytes);
+void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes);
+
+}  // namespace grpo

@@ -1,0 +1,74 @@
+// binding.backendInfo() and binding.measureMachine(options): what the registry reports about the backends,
+// and the host's measured limits, as JavaScript objects.
+#include <napi.h>
+
+#include "napi/napi_util.h"
+#include "registry/backend_registry.h"
+
+namespace grpo {
+
+Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const BackendSelection& s = backendSelection();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("requested", s.requested);
+    o.Set("active", s.active == "cuda" ? s.active : hostBackendName());  // selectHostBackend can change it
+    o.Set("reason", s.reason);
+    Napi::Array compiled = Napi::Array::New(env, s.compiled.size());
+    for (size_t i = 0; i < s.compiled.size(); i++) compiled.Set(static_cast<uint32_t>(i), s.compiled[i]);
+    o.Set("compiled", compiled);
+
+    Napi::Object cpu = Napi::Object::New(env);
+    cpu.Set("isa", s.cpuIsa);
+    cpu.Set("threads", s.cpuThreads);
+    o.Set("cpu", cpu);
+
+    Napi::Object cuda = Napi::Object::New(env);
+    cuda.Set("compiled", s.cudaCompiled);
+    cuda.Set("build", s.cudaBuild);
+    cuda.Set("available", s.cudaAvailable);
+    cuda.Set("reason", s.cudaReason);
+    Napi::Array devices = Napi::Array::New(env, s.devices.size());
+    for (size_t i = 0; i < s.devices.size(); i++) {
+      const GpuInfo& d = s.devices[i];
+      Napi::Object dev = Napi::Object::New(env);
+      dev.Set("name", d.name);
+      dev.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+      dev.Set("memoryBytes", static_cast<double>(d.totalMemory));
+      dev.Set("multiprocessors", d.multiprocessors);
+      devices.Set(static_cast<uint32_t>(i), dev);
+    }
+    if (s.cudaCompiled) {
+      cuda.Set("runtimeVersion", s.runtimeVersion);
+      cuda.Set("driverVersion", s.driverVersion);
+    }
+    cuda.Set("devices", devices);
+    o.Set("cuda", cuda);
+    o.Set("napiVersion", NAPI_VERSION);
+    return o;
+  });
+}
+
+// measureMachine({bytes = 256 MiB, reps = 5}) -> {threads, isa, copyGBps, readGBps, expPerSecond}
+Napi::Value measureMachineBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object opts = objectArg(info[0], "options");
+    const double bytes = numberOption(opts, "bytes", 256.0 * 1024 * 1024);
+    const double reps = numberOption(opts, "reps", 5);
+    // Bounds on what gets allocated and how long the probe runs.
+    if (!(bytes >= 1 << 20) || bytes > 16.0 * (1ull << 30)) fail(ErrorCode::InvalidArg, "a size between 1 MiB and 16 GiB", "bytes", describeValue(opts.Get("bytes")));
+    if (!(reps >= 1) || reps > 1000) fail(ErrorCode::InvalidArg, "a repetition count in [1, 1000]", "reps", describeValue(opts.Get("reps")));
+    const HostLimits limits = measureHostLimits(static_cast<size_t>(bytes), static_cast<int>(reps));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("threads", limits.threads);
+    out.Set("isa", limits.isa);
+    out.Set("copyGBps", limits.copyGBps);
+    out.Set("readGBps", limits.readGBps);
+    out.Set("expPerSecond", limits.expPerSecond);
+    return out;
+  });
+}
+
+}  // namespace grpo

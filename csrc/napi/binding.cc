@@ -1,0 +1,88 @@
+// Module init of the node-grpo addon: the NativeTensor class, the ops, backend info and memory counters.
+// lib/native.ts loads this file (through node-gyp-build) and lib/ wraps every export in typed, validated
+// TypeScript.
+#include <napi.h>
+
+#include "napi/napi_util.h"
+#include "napi/tensor_handle.h"
+
+namespace grpo {
+
+Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info);
+Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info);
+Napi::Value policyLossBinding(const Napi::CallbackInfo& info);
+Napi::Value grpoLossBinding(const Napi::CallbackInfo& info);
+Napi::Value backendInfoBinding(const Napi::CallbackInfo& info);
+Napi::Value measureMachineBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBagForwardBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBagBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
+Napi::Value gradNormBinding(const Napi::CallbackInfo& info);
+Napi::Value adamwBinding(const Napi::CallbackInfo& info);
+Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
+Napi::Value randomUniformBinding(const Napi::CallbackInfo& info);
+Napi::Value probeDeviceBandwidthBinding(const Napi::CallbackInfo& info);
+Napi::Value startKernelTimingBinding(const Napi::CallbackInfo& info);
+Napi::Value stopKernelTimingBinding(const Napi::CallbackInfo& info);
+Napi::Value selectHostBackendBinding(const Napi::CallbackInfo& info);
+
+namespace {
+
+Napi::Value setErrorClassBinding(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) {
+    throw makeError(info.Env(), ErrorCode::InvalidArg, "Expected a constructor for setErrorClass but received " + describeValue(info[0]));
+  }
+  setErrorClass(info.Env(), info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Value memoryInfoBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  for (Device d : {Device::Cpu, Device::Cuda}) {
+    MemoryCounters c = memoryCounters(d);
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("tensors", static_cast<double>(c.buffers));
+    entry.Set("bytes", static_cast<double>(c.bytes));
+    o.Set(deviceName(d), entry);
+  }
+  o.Get("cpu").As<Napi::Object>().Set("cachedBytes", static_cast<double>(hostCachedBytes()));
+  return o;
+}
+
+}  // namespace
+
+Napi::Value releaseCacheBinding(const Napi::CallbackInfo& info) {
+  releaseHostCache();
+  return info.Env().Undefined();
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  exports.Set("releaseCache", Napi::Function::New(env, releaseCacheBinding, "releaseCache"));
+  exports.Set("NativeTensor", TensorHandle::define(env));
+  exports.Set("setErrorClass", Napi::Function::New(env, setErrorClassBinding, "setErrorClass"));
+  exports.Set("memoryInfo", Napi::Function::New(env, memoryInfoBinding, "memoryInfo"));
+  exports.Set("backendInfo", Napi::Function::New(env, backendInfoBinding, "backendInfo"));
+  exports.Set("measureMachine", Napi::Function::New(env, measureMachineBinding, "measureMachine"));
+  exports.Set("tokenLogprobs", Napi::Function::New(env, tokenLogprobsBinding, "tokenLogprobs"));
+  exports.Set("groupAdvantages", Napi::Function::New(env, groupAdvantagesBinding, "groupAdvantages"));
+  exports.Set("policyLoss", Napi::Function::New(env, policyLossBinding, "policyLoss"));
+  exports.Set("grpoLoss", Napi::Function::New(env, grpoLossBinding, "grpoLoss"));
+  exports.Set("embeddingBagForward", Napi::Function::New(env, embeddingBagForwardBinding, "embeddingBagForward"));
+  exports.Set("embeddingBagBackward", Napi::Function::New(env, embeddingBagBackwardBinding, "embeddingBagBackward"));
+  exports.Set("sampleTokens", Napi::Function::New(env, sampleTokensBinding, "sampleTokens"));
+  exports.Set("gradNorm", Napi::Function::New(env, gradNormBinding, "gradNorm"));
+  exports.Set("adamw", Napi::Function::New(env, adamwBinding, "adamw"));
+  exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
+  exports.Set("randomUniform", Napi::Function::New(env, randomUniformBinding, "randomUniform"));
+  exports.Set("probeDeviceBandwidth", Napi::Function::New(env, probeDeviceBandwidthBinding, "probeDeviceBandwidth"));
+  exports.Set("startKernelTiming", Napi::Function::New(env, startKernelTimingBinding, "startKernelTiming"));
+  exports.Set("stopKernelTiming", Napi::Function::New(env, stopKernelTimingBinding, "stopKernelTiming"));
+  exports.Set("selectHostBackend", Napi::Function::New(env, selectHostBackendBinding, "selectHostBackend"));
+  return exports;
+}
+
+}  // namespace grpo
+
+static Napi::Object InitNodeGrpo(Napi::Env env, Napi::Object exports) { return grpo::init(env, exports); }
+NODE_API_MODULE(node_grpo, InitNodeGrpo)

@@ -1,0 +1,149 @@
+// binding.policyLoss(inputs, options, async) and binding.grpoLoss(inputs, options, async): the clipped
+// surrogate + KL + entropy bonus with its aggregation (spec §3-4), and the fused version that starts from
+// the logits and returns the gradient with respect to them (spec §5).
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
+
+namespace grpo {
+
+namespace {
+
+Napi::Object statsObject(Napi::Env env, const LossStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", s.loss);
+  o.Set("pgLoss", s.pgLoss);
+  o.Set("klMean", s.klMean);
+  o.Set("entropyMean", s.entropyMean);
+  o.Set("clipFrac", s.clipFrac);
+  o.Set("clipFracLower", s.clipFracLower);
+  o.Set("ratioMean", s.ratioMean);
+  o.Set("ratioMax", s.ratioMax);
+  o.Set("approxKl", s.approxKl);
+  o.Set("tokens", s.tokens);
+  return o;
+}
+
+// The [B, L] inputs shared by both loss ops.
+void checkTokenInputs(const TensorRef& mask, const TensorRef& old, const TensorRef& ref, int64_t B, int64_t L, Device device) {
+  if (mask.defined()) {
+    expectDType(mask, {DType::U8}, "mask");
+    expectShape(mask, {B, L}, "mask");
+  }
+  if (old.defined()) {
+    expectDType(old, {DType::F32}, "oldLogp");
+    expectShape(old, {B, L}, "oldLogp");
+  }
+  if (ref.defined()) {
+    expectDType(ref, {DType::F32}, "refLogp");
+    expectShape(ref, {B, L}, "refLogp");
+  }
+  expectDevice(mask, device, "mask");
+  expectDevice(old, device, "oldLogp");
+  expectDevice(ref, device, "refLogp");
+}
+
+void finishParams(LossParams& p, const TensorRef& old, const TensorRef& ref) {
+  p.hasOld = old.defined();
+  p.hasRef = ref.defined();
+  if (p.beta > 0 && !p.hasRef) fail(ErrorCode::InvalidArg, "a refLogp tensor (beta > 0 needs a reference)", "refLogp", "undefined");
+}
+
+}  // namespace
+
+Napi::Value policyLossBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto call = std::make_shared<PolicyLossCall>();
+    PolicyLossCall& c = *call;
+    Napi::Object inputs = objectArg(info[0], "inputs");
+    Napi::Object opts = objectArg(info[1], "options");
+    bool async = info[2].ToBoolean();
+    c.logp = tensorArg(inputs.Get("logp"), "logp");
+    c.advantages = tensorArg(inputs.Get("advantages"), "advantages");
+    c.old = optionalTensor(inputs, "oldLogp");
+    c.ref = optionalTensor(inputs, "refLogp");
+    c.mask = optionalTensor(inputs, "mask");
+    c.entropy = optionalTensor(inputs, "entropy");
+    expectDType(c.logp, {DType::F32}, "logp");
+    expectRank(c.logp, 2, "logp");
+    c.B = c.logp.shape[0];
+    c.L = c.logp.shape[1];
+    const Device device = c.logp.device();
+    checkTokenInputs(c.mask, c.old, c.ref, c.B, c.L, device);
+    if (c.entropy.defined()) {
+      expectDType(c.entropy, {DType::F32}, "entropy");
+      expectShape(c.entropy, {c.B, c.L}, "entropy");
+      expectDevice(c.entropy, device, "entropy");
+    }
+    c.perTokenAdvantages = checkAdvantages(c.advantages, c.B, c.L);
+    expectDevice(c.advantages, device, "advantages");
+    c.params = parseLossParams(opts, false);
+    c.params.hasEntropy = c.entropy.defined();
+    finishParams(c.params, c.old, c.ref);
+    Backend& backend = backendFor(device);
+    c.gradLogp = makeTensor(DType::F32, {c.B, c.L}, device);
+    return runOp<PolicyLossCall>(
+        env, async, call, [&backend](PolicyLossCall& c) { backend.policyLoss(c); },
+        [](Napi::Env env, PolicyLossCall& c) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("loss", c.stats.loss);
+          result.Set("stats", statsObject(env, c.stats));
+          result.Set("gradLogp", wrapTensor(env, c.gradLogp));
+          return result;
+        });
+  });
+}
+
+Napi::Value grpoLossBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto call = std::make_shared<GrpoLossCall>();
+    GrpoLossCall& c = *call;
+    Napi::Object inputs = objectArg(info[0], "inputs");
+    Napi::Object opts = objectArg(info[1], "options");
+    bool async = info[2].ToBoolean();
+    c.logits = tensorArg(inputs.Get("logits"), "logits");
+    c.targets = tensorArg(inputs.Get("targets"), "targets");
+    c.advantages = tensorArg(inputs.Get("advantages"), "advantages");
+    c.mask = optionalTensor(inputs, "mask");
+    c.old = optionalTensor(inputs, "oldLogp");
+    c.ref = optionalTensor(inputs, "refLogp");
+    checkLogitsAndTargets(c.logits, c.targets, &c.B, &c.L, &c.V);
+    const Device device = c.logits.device();
+    expectDevice(c.targets, device, "targets");
+    checkTokenInputs(c.mask, c.old, c.ref, c.B, c.L, device);
+    c.perTokenAdvantages = checkAdvantages(c.advantages, c.B, c.L);
+    expectDevice(c.advantages, device, "advantages");
+    c.params = parseLossParams(opts, true);
+    c.params.hasEntropy = true;
+    finishParams(c.params, c.old, c.ref);
+    c.inplace = boolOption(opts, "inplace", false);
+    DType gradDtype = c.logits.dtype;
+    if (hasOption(opts, "gradDtype")) {
+      std::string name = stringOption(opts, "gradDtype", "");
+      if (!parseDType(name, &gradDtype) || (gradDtype != DType::F32 && gradDtype != c.logits.dtype)) {
+        fail(ErrorCode::InvalidArg, std::string("'f32' or '") + dtypeName(c.logits.dtype) + "'", "gradDtype", describeValue(opts.Get("gradDtype")));
+      }
+    }
+    if (c.inplace && gradDtype != c.logits.dtype) {
+      fail(ErrorCode::InvalidArg, std::string("gradDtype '") + dtypeName(c.logits.dtype) + "' (the logits' dtype) with inplace", "gradDtype",
+           std::string("'") + dtypeName(gradDtype) + "'");
+    }
+    Backend& backend = backendFor(device);
+    c.logp = makeTensor(DType::F32, {c.B, c.L}, device);
+    c.grad = c.inplace ? c.logits : makeTensor(gradDtype, c.logits.shape, device);
+    return runOp<GrpoLossCall>(
+        env, async, call, [&backend](GrpoLossCall& c) { backend.grpoLoss(c); },
+        [](Napi::Env env, GrpoLossCall& c) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("loss", c.stats.loss);
+          result.Set("stats", statsObject(env, c.stats));
+          result.Set("logp", wrapTensor(env, c.logp));
+          result.Set("gradLogits", wrapTensor(env, c.grad));
+          return result;
+        });
+  });
+}
+
+}  // namespace grpo

@@ -1,0 +1,103 @@
+// Helpers of the binding: JavaScript values in, plain C++ structs out (on the main thread), errors as
+// GrpoError, and one runner that executes an op either synchronously or on a libuv worker with a Promise.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/errors.h"
+#include "core/tensor.h"
+
+namespace grpo {
+
+// Per-environment state of the addon (each worker_thread that loads it has its own).
+struct AddonData {
+  Napi::FunctionReference tensorClass;
+  Napi::FunctionReference errorClass;
+};
+AddonData& addonData(Napi::Env env);
+
+// Remembers the GrpoError class of lib/errors.ts (binding.setErrorClass) so native errors are instances of it.
+void setErrorClass(Napi::Env env, Napi::Function ctor);
+Napi::Error makeError(Napi::Env env, ErrorCode code, const std::string& message);
+Napi::Error makeError(Napi::Env env, const std::exception_ptr& error);
+
+// Runs body; a grpo::Error (or bad_alloc) becomes a thrown GrpoError.
+Napi::Value guard(Napi::Env env, const std::function<Napi::Value()>& body);
+
+std::string describeValue(Napi::Value v);
+
+// Argument readers: each throws grpo::Error with the Expected/for/received message. The tensor readers and
+// wrapTensor are defined with the NativeTensor class (napi/tensor_handle.cc).
+TensorRef tensorArg(Napi::Value v, const std::string& what);
+TensorRef optionalTensor(Napi::Object obj, const char* key);
+Napi::Object objectArg(Napi::Value v, const std::string& what);
+double numberOption(Napi::Object opts, const char* key, double fallback);
+bool boolOption(Napi::Object opts, const char* key, bool fallback);
+std::string stringOption(Napi::Object opts, const char* key, const std::string& fallback);
+bool hasOption(Napi::Object opts, const char* key);  // present and neither undefined nor null
+
+// Wraps a TensorRef produced by an op into a JavaScript NativeTensor.
+Napi::Value wrapTensor(Napi::Env env, const TensorRef& tensor);
+
+// Executes `work` now (sync) or on a worker thread (async, returning a Promise); `build` turns the finished
+// call into a JavaScript value on the main thread.
+template <typename Call>
+Napi::Value runOp(Napi::Env env, bool async, std::shared_ptr<Call> call, std::function<void(Call&)> work,
+                  std::function<Napi::Value(Napi::Env, Call&)> build);
+
+// --- implementation of runOp ---
+class OpWorker : public Napi::AsyncWorker {
+ public:
+  OpWorker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> build)
+      : Napi::AsyncWorker(env, "node-grpo:op"), deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)), build_(std::move(build)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (error_) {
+      deferred_.Reject(makeError(env, error_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(build_(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      deferred_.Reject(makeError(env, std::current_exception()).Value());
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> build_;
+  std::exception_ptr error_;
+};
+
+template <typename Call>
+Napi::Value runOp(Napi::Env env, bool async, std::shared_ptr<Call> call, std::function<void(Call&)> work,
+                  std::function<Napi::Value(Napi::Env, Call&)> build) {
+  if (!async) {
+    work(*call);
+    return build(env, *call);
+  }
+  auto* worker = new OpWorker(env, [call, work] { work(*call); }, [call, build](Napi::Env e) { return build(e, *call); });
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+}  // namespace grpo

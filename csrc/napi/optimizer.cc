@@ -1,0 +1,117 @@
+// binding.gradNorm / adamw / zeroTensors: the optimizer's side of a training step, on lists of tensors that
+// live on one device (a policy's parameters, their gradients and the AdamW moments).
+#include <cmath>
+
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
+
+namespace grpo {
+namespace {
+
+std::vector<TensorRef> tensorList(Napi::Value v, const std::string& what, bool f32Only) {
+  if (!v.IsArray()) fail(ErrorCode::InvalidArg, "an array of Tensors", what, describeValue(v));
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<TensorRef> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const std::string name = what + "[" + std::to_string(i) + "]";
+    out.push_back(tensorArg(a.Get(i), name));
+    if (f32Only) expectDType(out.back(), {DType::F32}, name);
+    if (i > 0) expectDevice(out.back(), out[0].device(), name);
+  }
+  return out;
+}
+
+double rangeOption(Napi::Object opts, const char* key, double fallback, const char* expected, bool (*ok)(double)) {
+  double v = numberOption(opts, key, fallback);
+  if (!std::isfinite(v) || !ok(v)) fail(ErrorCode::InvalidArg, expected, key, describeValue(opts.Get(key)));
+  return v;
+}
+
+}  // namespace
+
+Napi::Value gradNormBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto call = std::make_shared<GradNormCall>();
+    GradNormCall& c = *call;
+    c.tensors = tensorList(info[0], "grads", true);
+    Napi::Object opts = objectArg(info[1], "options");
+    bool async = info[2].ToBoolean();
+    if (hasOption(opts, "maxNorm")) {
+      c.maxNorm = rangeOption(opts, "maxNorm", 0, "a finite number > 0", [](double v) { return v > 0; });
+    }
+    c.scale = boolOption(opts, "scale", false);
+    Backend& backend = backendFor(c.tensors.empty() ? Device::Cpu : c.tensors[0].device());
+    return runOp<GradNormCall>(
+        env, async, call, [&backend](GradNormCall& c) { backend.gradNorm(c); },
+        [](Napi::Env env, GradNormCall& c) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("norm", Napi::Number::New(env, c.norm));
+          result.Set("coef", Napi::Number::New(env, c.coef));
+          return result;
+        });
+  });
+}
+
+Napi::Value adamwBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto call = std::make_shared<AdamWCall>();
+    AdamWCall& c = *call;
+    Napi::Object state = objectArg(info[0], "adamw tensors");
+    Napi::Object opts = objectArg(info[1], "options");
+    bool async = info[2].ToBoolean();
+    c.params = tensorList(state.Get("params"), "params", true);
+    c.grads = tensorList(state.Get("grads"), "grads", true);
+    c.m = tensorList(state.Get("m"), "m", true);
+    c.v = tensorList(state.Get("v"), "v", true);
+    for (auto* list : {&c.grads, &c.m, &c.v}) {
+      if (list->size() != c.params.size()) {
+        fail(ErrorCode::Shape, std::to_string(c.params.size()) + " tensors (one per parameter)",
+             list == &c.grads ? "grads" : list == &c.m ? "m" : "v", std::to_string(list->size()) + " tensors");
+      }
+    }
+    const Device device = c.params.empty() ? Device::Cpu : c.params[0].device();
+    for (size_t i = 0; i < c.params.size(); i++) {
+      const std::string at = "[" + std::to_string(i) + "]";
+      expectShape(c.grads[i], c.params[i].shape, "grads" + at);
+      expectShape(c.m[i], c.params[i].shape, "m" + at);
+      expectShape(c.v[i], c.params[i].shape, "v" + at);
+      expectDevice(c.grads[i], device, "grads" + at);
+      expectDevice(c.m[i], device, "m" + at);
+      expectDevice(c.v[i], device, "v" + at);
+    }
+    c.lr = rangeOption(opts, "lr", 1e-3, "a finite number >= 0", [](double v) { return v >= 0; });
+    c.beta1 = rangeOption(opts, "beta1", 0.9, "a number in [0, 1)", [](double v) { return v >= 0 && v < 1; });
+    c.beta2 = rangeOption(opts, "beta2", 0.999, "a number in [0, 1)", [](double v) { return v >= 0 && v < 1; });
+    c.eps = rangeOption(opts, "eps", 1e-8, "a finite number > 0", [](double v) { return v > 0; });
+    c.weightDecay = rangeOption(opts, "weightDecay", 0, "a finite number >= 0", [](double v) { return v >= 0; });
+    c.gradScale = rangeOption(opts, "gradScale", 1, "a finite number >= 0", [](double v) { return v >= 0; });
+    double step = numberOption(opts, "step", 1);
+    if (!(step >= 1) || step != std::floor(step) || step > 9007199254740991.0) {
+      fail(ErrorCode::InvalidArg, "an integer >= 1", "step", describeValue(opts.Get("step")));
+    }
+    c.step = static_cast<int64_t>(step);
+    c.zeroGrad = boolOption(opts, "zeroGrad", false);
+    Backend& backend = backendFor(device);
+    return runOp<AdamWCall>(
+        env, async, call, [&backend](AdamWCall& c) { backend.adamw(c); },
+        [](Napi::Env env, AdamWCall&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto call = std::make_shared<ZeroTensorsCall>();
+    call->tensors = tensorList(info[0], "tensors", false);
+    bool async = info[1].ToBoolean();
+    Backend& backend = backendFor(call->tensors.empty() ? Device::Cpu : call->tensors[0].device());
+    return runOp<ZeroTensorsCall>(
+        env, async, call, [&backend](ZeroTensorsCall& c) { backend.zeroTensors(c); },
+        [](Napi::Env env, ZeroTensorsCall&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+}  // namespace grpo

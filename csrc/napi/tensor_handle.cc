@@ -1,0 +1,213 @@
+#include "napi/tensor_handle.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "napi/napi_util.h"
+#include "registry/backend_registry.h"
+
+namespace grpo {
+
+TensorRef tensorArg(Napi::Value v, const std::string& what) {
+  TensorHandle* handle = TensorHandle::unwrap(v);
+  if (!handle) fail(ErrorCode::InvalidArg, "a Tensor", what, describeValue(v));
+  if (handle->disposed()) fail(ErrorCode::Disposed, "a live Tensor", what, "a disposed Tensor");
+  return handle->ref();
+}
+
+TensorRef optionalTensor(Napi::Object obj, const char* key) {
+  if (!hasOption(obj, key)) return TensorRef{};
+  return tensorArg(obj.Get(key), key);
+}
+
+Napi::Value wrapTensor(Napi::Env env, const TensorRef& tensor) { return TensorHandle::create(env, tensor); }
+
+Napi::Function TensorHandle::define(Napi::Env env) {
+  Napi::Function ctor = DefineClass(env, "NativeTensor",
+                                    {
+                                        InstanceAccessor<&TensorHandle::dtype>("dtype"),
+                                        InstanceAccessor<&TensorHandle::shape>("shape"),
+                                        InstanceAccessor<&TensorHandle::device>("device"),
+                                        InstanceAccessor<&TensorHandle::byteLength>("byteLength"),
+                                        InstanceAccessor<&TensorHandle::isDisposed>("disposed"),
+                                        InstanceMethod<&TensorHandle::dispose>("dispose"),
+                                        InstanceMethod<&TensorHandle::read>("read"),
+                                        InstanceMethod<&TensorHandle::readSync>("readSync"),
+                                        InstanceMethod<&TensorHandle::to>("to"),
+                                    });
+  addonData(env).tensorClass = Napi::Persistent(ctor);
+  return ctor;
+}
+
+TensorHandle* TensorHandle::unwrap(Napi::Value v) {
+  if (!v.IsObject()) return nullptr;
+  Napi::FunctionReference& ctor = addonData(v.Env()).tensorClass;
+  if (ctor.IsEmpty() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) return nullptr;
+  return Unwrap(v.As<Napi::Object>());
+}
+
+Napi::Value TensorHandle::create(Napi::Env env, const TensorRef& tensor) {
+  TensorRef copy = tensor;
+  Napi::External<TensorRef> ext = Napi::External<TensorRef>::New(env, &copy);
+  return addonData(env).tensorClass.New({ext});  // the constructor copies *ext before returning
+}
+
+// new NativeTensor(data: ArrayBufferView, shape: number[], dtype: string, device: string)
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    ref_ = *info[0].As<Napi::External<TensorRef>>().Data();
+    return;
+  }
+  guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 4) fail(ErrorCode::InvalidArg, "(data, shape, dtype, device)", "NativeTensor", std::to_string(info.Length()) + " arguments");
+    if (!info[0].IsTypedArray() && !info[0].IsDataView()) fail(ErrorCode::InvalidArg, "a typed array", "data", describeValue(info[0]));
+    if (!info[1].IsArray()) fail(ErrorCode::InvalidArg, "an array of sizes", "shape", describeValue(info[1]));
+    DType dtype;
+    std::string dtypeName = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+    if (!parseDType(dtypeName, &dtype)) fail(ErrorCode::DType, "one of f32, bf16, f16, i32, u8", "dtype", describeValue(info[2]));
+    std::string deviceStr = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+    Device device;
+    if (deviceStr == "cpu") device = Device::Cpu;
+    else if (deviceStr == "cuda") device = Device::Cuda;
+    else fail(ErrorCode::InvalidArg, "'cpu' or 'cuda'", "device", describeValue(info[3]));
+    if (device == Device::Cuda) backendFor(Device::Cuda);  // ERR_GRPO_NO_CUDA without a usable GPU; sets up device memory
+    Napi::Array shapeArr = info[1].As<Napi::Array>();
+    std::vector<int64_t> shape;
+    double count = 1;
+    for (uint32_t i = 0; i < shapeArr.Length(); i++) {
+      Napi::Value d = shapeArr.Get(i);
+      double v = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
+      if (!(v >= 0) || v != std::floor(v) || v > 9007199254740991.0) {
+        fail(ErrorCode::Shape, "a non-negative integer", "shape[" + std::to_string(i) + "]", describeValue(d));
+      }
+      shape.push_back(static_cast<int64_t>(v));
+      count *= v;
+    }
+    size_t byteLength = 0;
+    const void* src = nullptr;
+    if (info[0].IsTypedArray()) {
+      Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+      byteLength = ta.ByteLength();
+      src = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    } else {
+      Napi::DataView dv = info[0].As<Napi::DataView>();
+      byteLength = dv.ByteLength();
+      src = static_cast<const char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+    }
+    if (count * static_cast<double>(dtypeSize(dtype)) != static_cast<double>(byteLength)) {
+      fail(ErrorCode::Shape, std::to_string(static_cast<int64_t>(count)) + " " + dtypeName + " values (shape " + shapeString(shape) + ")",
+           "data", std::to_string(byteLength) + " bytes");
+    }
+    ref_ = makeTensor(dtype, shape, device);
+    copyFromHost(ref_, src, byteLength);
+    return env.Undefined();
+  });
+}
+
+const TensorRef& TensorHandle::live(Napi::Env env) {
+  if (disposed()) throw makeError(env, ErrorCode::Disposed, "Expected a live Tensor for this operation but received a disposed Tensor");
+  return ref_;
+}
+
+Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), dtypeName(ref_.dtype)); }
+
+Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
+  Napi::Array a = Napi::Array::New(info.Env(), ref_.shape.size());
+  for (size_t i = 0; i < ref_.shape.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(ref_.shape[i])));
+  return a;
+}
+
+Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), disposed() ? "cpu" : deviceName(ref_.device()));
+}
+
+Napi::Value TensorHandle::byteLength(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ref_.numel() * static_cast<int64_t>(dtypeSize(ref_.dtype))));
+}
+
+Napi::Value TensorHandle::isDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposed()); }
+
+Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
+  ref_.storage.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorHandle::readSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const TensorRef& t = live(env);
+  size_t bytes = static_cast<size_t>(t.numel()) * dtypeSize(t.dtype);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, bytes);
+  guard(env, [&]() -> Napi::Value {
+    copyToHost(t, buffer.Data(), bytes);
+    return env.Undefined();
+  });
+  return buffer;
+}
+
+Napi::Value TensorHandle::read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const TensorRef& t = live(env);
+  struct ReadCall {
+    TensorRef tensor;
+    size_t bytes;
+    void* dst;
+    Napi::Reference<Napi::ArrayBuffer> buffer;
+  };
+  auto call = std::make_shared<ReadCall>();
+  call->tensor = t;
+  call->bytes = static_cast<size_t>(t.numel()) * dtypeSize(t.dtype);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, call->bytes);
+  call->dst = buffer.Data();
+  call->buffer = Napi::Persistent(buffer);  // keeps the destination alive while the worker writes into it
+  return runOp<ReadCall>(
+      env, true, call, [](ReadCall& c) { copyToHost(c.tensor, c.dst, c.bytes); },
+      [](Napi::Env, ReadCall& c) -> Napi::Value {
+        Napi::Value v = c.buffer.Value();
+        c.buffer.Reset();
+        return v;
+      });
+}
+
+}  // namespace grpo
+
+namespace grpo {
+
+// to(device, async): a copy of the tensor on `device` (a copy even on the same device, so the result is
+// always a tensor the caller owns). Host <-> device transfers go through the CUDA backend's pinned staging.
+Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const TensorRef& src = live(env);
+    const std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    Device device;
+    if (name == "cpu") device = Device::Cpu;
+    else if (name == "cuda") device = Device::Cuda;
+    else fail(ErrorCode::InvalidArg, "'cpu' or 'cuda'", "device", describeValue(info[0]));
+    if (device == Device::Cuda) backendFor(Device::Cuda);  // ERR_GRPO_NO_CUDA without a usable GPU
+    struct CopyCall {
+      TensorRef src, dst;
+    };
+    auto call = std::make_shared<CopyCall>();
+    call->src = src;
+    call->dst = makeTensor(src.dtype, src.shape, device);
+    return runOp<CopyCall>(
+        env, info[1].ToBoolean(), call,
+        [](CopyCall& c) {
+          const size_t bytes = static_cast<size_t>(c.src.numel()) * dtypeSize(c.src.dtype);
+          if (c.src.device() == Device::Cpu) {
+            copyFromHost(c.dst, c.src.storage->data(), bytes);
+          } else if (c.dst.device() == Device::Cpu) {
+            copyToHost(c.src, c.dst.storage->data(), bytes);
+          } else {
+            std::vector<char> staging(bytes);  // device to device: rare (a clone), so through the host
+            copyToHost(c.src, staging.data(), bytes);
+            copyFromHost(c.dst, staging.data(), bytes);
+          }
+        },
+        [](Napi::Env e, CopyCall& c) { return wrapTensor(e, c.dst); });
+  });
+}
+
+}  // namespace grpo

@@ -1,0 +1,49 @@
+// binding.tokenLogprobs(logits, targets, options, async): log-probs of the targets, log-sum-exp and
+// (optionally) entropy per position, spec §1.
+#include "napi/napi_util.h"
+#include "napi/validate.h"
+#include "registry/backend_registry.h"
+
+namespace grpo {
+
+Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto call = std::make_shared<TokenLogprobsCall>();
+    TokenLogprobsCall& c = *call;
+    c.logits = tensorArg(info[0], "logits");
+    c.targets = tensorArg(info[1], "targets");
+    Napi::Object opts = objectArg(info[2], "options");
+    bool async = info[3].ToBoolean();
+    checkLogitsAndTargets(c.logits, c.targets, &c.B, &c.L, &c.V);
+    c.mask = optionalTensor(opts, "mask");
+    if (c.mask.defined()) {
+      expectDType(c.mask, {DType::U8}, "mask");
+      expectShape(c.mask, {c.B, c.L}, "mask");
+    }
+    const Device device = c.logits.device();
+    expectDevice(c.targets, device, "targets");
+    expectDevice(c.mask, device, "mask");
+    double temperature = numberOption(opts, "temperature", 1);
+    if (!(temperature > 0) || !std::isfinite(temperature)) {
+      fail(ErrorCode::InvalidArg, "a finite number > 0", "temperature", describeValue(opts.Get("temperature")));
+    }
+    c.temperature = static_cast<float>(temperature);
+    c.entropy = boolOption(opts, "entropy", false);
+    Backend& backend = backendFor(device);
+    c.logp = makeTensor(DType::F32, {c.B, c.L}, device);
+    c.lse = makeTensor(DType::F32, {c.B, c.L}, device);
+    if (c.entropy) c.entropyOut = makeTensor(DType::F32, {c.B, c.L}, device);
+    return runOp<TokenLogprobsCall>(
+        env, async, call, [&backend](TokenLogprobsCall& c) { backend.tokenLogprobs(c); },
+        [](Napi::Env env, TokenLogprobsCall& c) -> Napi::Value {
+          Napi::Object result = Napi::Object::New(env);
+          result.Set("logp", wrapTensor(env, c.logp));
+          result.Set("lse", wrapTensor(env, c.lse));
+          if (c.entropy) result.Set("entropy", wrapTensor(env, c.entropyOut));
+          return result;
+        });
+  });
+}
+
+}  // namespace grpo

@@ -1,0 +1,226 @@
+/**
+ * Every option of node-grpo, described once: its name, its default, the rule a value must pass, and what the
+ * error says when it does not. The ops (lib/ops.ts), the model ops (lib/model-ops.ts), AdamW
+ * (lib/optimizer.ts) and the Trainer (lib/trainer.ts) all read their options through `parseOptions` with the
+ * schemas below, so a rule and its message exist in one place, and an option two of them share (the loss
+ * options, the AdamW hyperparameters, the temperature) is the same entry in both.
+ *
+ * An unknown key is an error that names the nearest known key: `grpoLoss(inputs, { clipHihg: 0.3 })` fails
+ * with "did you mean clipHigh?" instead of training with the default while the caller believes otherwise.
+ *
+ * The native side checks only what protects memory (dtypes, shapes, devices, sizes, index ranges); it takes
+ * the values resolved here (defaults filled in) as they are.
+ */
+import type { DType } from './dtype.js'
+import { fail, invalidArg, type GrpoErrorCode } from './errors.js'
+
+/** One option: the rule a present value must pass, and what the error message says it expected. */
+export interface OptionSpec<V = unknown> {
+  /** Used when the option is absent (undefined). Without one, an absent option stays undefined. */
+  readonly default?: V
+  /** True when `value` (never undefined; null only when `nullable` is false) is acceptable. */
+  readonly rule: (value: unknown) => boolean
+  /** The "X" of "Expected X for <name> but received Z". */
+  readonly expected: string
+  /** null is a value of its own (it turns a feature off) and is kept as null. */
+  readonly nullable?: boolean
+  /** Error code of a failed rule; ERR_GRPO_INVALID_ARG unless said. */
+  readonly code?: GrpoErrorCode
+}
+
+/** The schema of an options type: one spec per key of T, no more, no fewer. */
+export type Schema<T> = { readonly [K in keyof Required<T>]: OptionSpec<Exclude<T[K], undefined>> }
+
+// ---------------------------------------------------------------------------------------------------------
+// Rules
+
+const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
+
+/** A finite number passing `ok`. */
+export function numberOption<V extends number = number>(expected: string, ok: (v: number) => boolean, fallback?: V, nullable = false): OptionSpec<V | null> {
+  return { default: fallback, expected, nullable, rule: (v) => isFiniteNumber(v) && ok(v) }
+}
+
+/** A safe integer >= min. */
+export function integerOption(min: number, fallback?: number, expected = `an integer >= ${min}`): OptionSpec<number> {
+  return { default: fallback, expected, rule: (v) => Number.isSafeInteger(v) && (v as number) >= min }
+}
+
+/** A non-negative integer that a double holds exactly (seeds, counters). */
+export function counterOption(fallback?: number): OptionSpec<number> {
+  return { default: fallback, expected: 'an integer in [0, 2^53)', rule: (v) => Number.isSafeInteger(v) && (v as number) >= 0 }
+}
+
+export function booleanOption(fallback?: boolean): OptionSpec<boolean> {
+  return { default: fallback, expected: 'a boolean', rule: (v) => typeof v === 'boolean' }
+}
+
+export function oneOfOption<T extends string>(values: readonly T[], fallback?: T): OptionSpec<T> {
+  return { default: fallback, expected: `one of ${values.map((v) => `'${v}'`).join(', ')}`, rule: (v) => values.includes(v as T) }
+}
+
+/** A value checked by the code that uses it (a tensor whose shape depends on the other inputs, a callback). */
+export function valueOption<V>(expected: string, rule: (v: unknown) => boolean, fallback?: V): OptionSpec<V> {
+  return { default: fallback, expected, rule }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parsing
+
+/** Edit distance between two keys, case-insensitive (`cliphigh` and `clipHigh` are 0 apart). */
+function distance(a: string, b: string): number {
+  a = a.toLowerCase()
+  b = b.toLowerCase()
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]!
+}
+
+/** The known key closest to `key` (ties: the first in the schema's order). */
+export function nearestKey(key: string, known: readonly string[]): string {
+  let best = known[0] ?? ''
+  let bestDistance = Infinity
+  for (const k of known) {
+    const d = distance(key, k)
+    if (d < bestDistance) {
+      best = k
+      bestDistance = d
+    }
+  }
+  return best
+}
+
+/**
+ * Checks `value` against `schema` and returns a new object with every option of the schema: the given value,
+ * else its default, else undefined. `what` names the object in messages ("grpoLoss options"). `moved` maps
+ * keys that used to belong here to where they live now, for a better message than the nearest key.
+ */
+export function parseOptions<T extends object>(schema: Schema<T>, value: unknown, what: string, moved: Record<string, string> = {}): T {
+  if (value === undefined || value === null) value = {}
+  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an options object', what, value)
+  const given = value as Record<string, unknown>
+  const specs = schema as unknown as Record<string, OptionSpec>
+  const known = Object.keys(specs)
+  for (const key of Object.keys(given)) {
+    if (Object.hasOwn(specs, key)) continue
+    const hint = moved[key] ? `(${key} is now ${moved[key]})` : `(did you mean ${nearestKey(key, known)}?)`
+    invalidArg(`one of the options of ${what} ${hint}`, key, given[key])
+  }
+  const out: Record<string, unknown> = {}
+  for (const key of known) {
+    const spec = specs[key]!
+    const v = given[key]
+    if (v === undefined) {
+      out[key] = spec.default
+    } else if (v === null && spec.nullable) {
+      out[key] = null
+    } else if (!spec.rule(v)) {
+      fail(spec.code ?? 'ERR_GRPO_INVALID_ARG', spec.expected, key, v)
+    } else {
+      out[key] = v
+    }
+  }
+  return out as T
+}
+
+/** The defaults of a schema, as one object (documentation, presets). */
+export function defaultsOf<T extends object>(schema: Schema<T>): Partial<T> {
+  const out: Record<string, unknown> = {}
+  for (const [key, spec] of Object.entries(schema as unknown as Record<string, OptionSpec>)) {
+    if (spec.default !== undefined) out[key] = spec.default
+  }
+  return out as Partial<T>
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Entries shared by several schemas
+
+export const KL_ESTIMATORS = ['k1', 'abs', 'k2', 'k3', 'k3+'] as const
+export const LOSS_AGGREGATIONS = ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'] as const
+export const BASELINES = ['mean', 'leave-one-out'] as const
+export const ADVANTAGE_SCALES = ['group', 'batch', 'none'] as const
+
+export type KlEstimator = (typeof KL_ESTIMATORS)[number]
+export type LossAggregation = (typeof LOSS_AGGREGATIONS)[number]
+export type Baseline = (typeof BASELINES)[number]
+export type AdvantageScale = (typeof ADVANTAGE_SCALES)[number]
+
+/** Sampling temperature: the logits are divided by it (sampling, tokenLogprobs, grpoLoss, the Trainer). */
+export const temperature = numberOption('a finite number > 0', (v) => v > 0, 1) as OptionSpec<number>
+/** Nucleus mass of top-p sampling. */
+export const topP = numberOption('a number in (0, 1]', (v) => v > 0 && v <= 1, 1) as OptionSpec<number>
+
+/** The options of the GRPO loss (docs/ops.md "Loss options"; the math in docs/math.md §3-4). */
+export interface LossOptions {
+  /** ε_low: the ratio is clipped below at 1 − clipLow. Default 0.2. */
+  clipLow?: number
+  /** ε_high: the ratio is clipped above at 1 + clipHigh. Default 0.2. */
+  clipHigh?: number
+  /** Dual-clip constant c > 1 (caps the loss of negative advantages at −c·A), or null (default) for off. */
+  dualClip?: number | null
+  /** Clamp of logp − old before exp, default 20; null disables it. */
+  logRatioClamp?: number | null
+  /** KL coefficient β ≥ 0 (default 0); refLogp is required when > 0. */
+  beta?: number
+  /** KL estimator, default 'k3'. */
+  kl?: KlEstimator
+  /** Entropy bonus coefficient cH (default 0): the loss subtracts cH·H. */
+  entropyCoef?: number
+  /** Loss aggregation, default 'token-mean'. */
+  lossAgg?: LossAggregation
+  /** The N, Bn or B·Lnorm of the whole batch, when this call is one micro-batch of it. */
+  normalizer?: number
+  /** Lnorm of 'seq-mean-token-sum-norm' (default L). */
+  normLength?: number
+  /** 'grpo' (default) or 'nll' (supervised: −logp). */
+  loss?: 'grpo' | 'nll'
+}
+
+export const LOSS_SCHEMA: Schema<LossOptions> = {
+  clipLow: numberOption('a number in [0, 1)', (v) => v >= 0 && v < 1, 0.2) as OptionSpec<number>,
+  clipHigh: numberOption('a finite number >= 0', (v) => v >= 0, 0.2) as OptionSpec<number>,
+  dualClip: numberOption('a number > 1 or null', (v) => v > 1, undefined, true) as OptionSpec<number>,
+  logRatioClamp: numberOption('a number > 0 or null', (v) => v > 0, 20, true) as OptionSpec<number>,
+  beta: numberOption('a finite number >= 0', (v) => v >= 0, 0) as OptionSpec<number>,
+  kl: oneOfOption(KL_ESTIMATORS, 'k3'),
+  entropyCoef: numberOption('a finite number', () => true, 0) as OptionSpec<number>,
+  lossAgg: oneOfOption(LOSS_AGGREGATIONS, 'token-mean'),
+  normalizer: numberOption('a finite number > 0', (v) => v > 0) as OptionSpec<number>,
+  normLength: numberOption('a finite number > 0', (v) => v > 0) as OptionSpec<number>,
+  loss: oneOfOption(['grpo', 'nll'] as const, 'grpo'),
+}
+
+export const FLOAT_DTYPES = ['f32', 'bf16', 'f16'] as const satisfies readonly DType[]
+
+/**
+ * The hyperparameters of AdamW: the optimizer class, the Trainer's `optimizer` field, and (without
+ * maxGradNorm) the fused `modelOps.adamw` step.
+ */
+export interface AdamWOptions {
+  /** Learning rate, default 1e-3. */
+  lr?: number
+  /** Default 0.9 and 0.999. */
+  beta1?: number
+  beta2?: number
+  /** Default 1e-8. */
+  eps?: number
+  /** Decoupled weight decay (default 0). */
+  weightDecay?: number
+  /** Global-norm clip threshold, or null for none (default 1). Used by the AdamW class, not by modelOps.adamw. */
+  maxGradNorm?: number | null
+}
+
+export const ADAMW_SCHEMA: Schema<AdamWOptions> = {
+  lr: numberOption('a finite number >= 0', (v) => v >= 0, 1e-3) as OptionSpec<number>,
+  beta1: numberOption('a number in [0, 1)', (v) => v >= 0 && v < 1, 0.9) as OptionSpec<number>,
+  beta2: numberOption('a number in [0, 1)', (v) => v >= 0 && v < 1, 0.999) as OptionSpec<number>,
+  eps: numberOption('a finite number > 0', (v) => v > 0, 1e-8) as OptionSpec<number>,
+  weightDecay: numberOption('a finite number >= 0', (v) => v >= 0, 0) as OptionSpec<number>,
+  maxGradNorm: numberOption('a finite number > 0 or null', (v) => v > 0, 1, true) as OptionSpec<number>,
+}
