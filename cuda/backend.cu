@@ -12,6 +12,9 @@
 #include "core/loss_host.h"
 #include "device.h"
 #include "launchers.h"
+#if defined(__CUDACC__)
+#include "cublaslt.h"
+#endif
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -340,6 +343,35 @@ class CudaBackend final : public Backend {
     for (const TensorRef& t : c.tensors) {
       check(cudaMemsetAsync(t.storage->data(), 0, static_cast<size_t>(t.numel()) * dtypeSize(t.dtype), s), "cudaMemsetAsync");
     }
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  // The linear layer: cuBLASLt when it is loaded (GPU build, cuda/cublaslt.cu), else cuda/linear.cu's kernels.
+  void linear(LinearCall& c) override {
+    cudaStream_t s = stream();
+#if defined(__CUDACC__)
+    if (cublasLinear(c, s)) return;
+#endif
+    launchLinear(c, s);
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  void linearBackward(LinearBackwardCall& c) override {
+    cudaStream_t s = stream();
+#if defined(__CUDACC__)
+    // cuBLASLt for the two products, our column sum for the bias gradient.
+    LinearBackwardCall products = c;
+    products.gradBias = TensorRef{};
+    if (cublasLinearBackward(products, s)) {
+      if (!c.gradBias.defined()) return;
+      LinearBackwardCall bias = c;
+      bias.gradInput = bias.gradWeight = TensorRef{};
+      launchLinearBackward(bias, s);
+      check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+      return;
+    }
+#endif
+    launchLinearBackward(c, s);
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
 

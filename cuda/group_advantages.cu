@@ -1,4 +1,4 @@
-// groupAdvantages: group-relative advantages (spec §2) for consecutive groups or ragged groups by id, in
+// groupAdvantages: group-relative advantages (docs/math.md §2) for consecutive groups or ragged groups by id, in
 // any order, without sorting: each thread scans the K rewards for the members of its own group (O(K) per
 // entry; K is a batch of completions, thousands, so this is microseconds and needs no global sync).
 // Statistics in double, two passes (mean, then squared deviations), never E[r^2] - E[r]^2.

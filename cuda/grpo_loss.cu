@@ -1,12 +1,14 @@
 // grpoLoss, fused: log-softmax, ratio, clip, dual clip, KL, entropy bonus, aggregation weight and the
-// gradient with respect to the logits (spec §1, §3-5), one block per row.
+// gradient with respect to the logits (docs/math.md §1, §3-5), one block per row.
 //
-// Memory per counted row: pass 1 reads the V logits (the row statistics), pass 2 reads them again and
-// writes V gradient values. Blocks of consecutive rows run together, so pass 2 mostly hits L2 (an H100's
-// 50 MB L2 holds the rows in flight: 132 SMs x 8 blocks x a 297 KB bf16 row of V = 151936 ~ 300 MB does
-// not fit whole, which is why the cluster version that keeps a row in distributed shared memory is the
-// next step). DRAM traffic, best case: one read + one write of the logits, 4V bytes per bf16 row.
-// Masked rows are not read; their gradient row is written as zeros (2V bytes for bf16).
+// Memory per counted row: pass 1 reads the V logits (the row statistics); pass 2 reads them again and writes V
+// gradient values. Pass 2 re-reads from L2 only while the rows of every block in flight fit there: an H100 runs
+// up to 132 SMs x 8 blocks = 1056 rows at once against a 50 MB L2, so the rows fit up to ~47 KB each (V up to
+// ~23k in bf16, ~12k in f32). Then DRAM traffic is one read and one write of the row (4V bytes in bf16). Past
+// that, at V = 151936 (a 297 KB bf16 row, ~314 MB in flight), the second read comes from DRAM too: two reads
+// and one write (6V bytes in bf16). Keeping the row on chip between the passes (a thread block cluster holding
+// it in distributed shared memory) is what would bring large vocabularies down to one read; not measured on a
+// GPU yet (bench/README.md). Masked rows are not read; their gradient row is written as zeros (2V bytes in bf16).
 #include "launchers.h"
 #include "row_softmax.cuh"
 

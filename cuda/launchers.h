@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "core/linear_args.h"
 #include "core/loss_host.h"
 #include "core/measure_args.h"
 #include "core/op_args.h"
@@ -155,4 +156,10 @@ void runBandwidthProbe(BandwidthProbeCall& c, cudaStream_t stream);
 void startKernelTimer();
 KernelTiming stopKernelTimer();
 
+}  // namespace grpo::GRPO_CUDA_NS
+
+// ---- the linear layer (cuda/linear.cu): the device GEMM of cuda/gemm.cuh ----
+namespace grpo::GRPO_CUDA_NS {
+void launchLinear(const LinearCall& c, cudaStream_t stream);
+void launchLinearBackward(const LinearBackwardCall& c, cudaStream_t stream);
 }  // namespace grpo::GRPO_CUDA_NS

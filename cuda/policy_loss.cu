@@ -1,4 +1,4 @@
-// policyLoss: the GRPO loss from per-token log-probs (spec §3-4), one thread per token.
+// policyLoss: the GRPO loss from per-token log-probs (docs/math.md §3-4), one thread per token.
 // Memory per token: reads logp, old, ref, entropy (4 B each when given), the advantage and the mask; writes the
 // gradient (4 B) and a TokenRecord (the statistics are reduced on the host, in token order).
 #include "launchers.h"

@@ -1,4 +1,4 @@
-// tokenLogprobs: log-prob of the target, log-sum-exp and entropy of each row of logits (spec §1).
+// tokenLogprobs: log-prob of the target, log-sum-exp and entropy of each row of logits (docs/math.md §1).
 //
 // Fuses the temperature scale, the online log-sum-exp, the entropy and the target gather into one pass.
 // Memory per counted row: reads V logits once (4V bytes f32, 2V bf16/f16) and writes 12 bytes; a masked

@@ -12,6 +12,7 @@ export type GrpoErrorCode =
   | 'ERR_GRPO_CUDA'
   | 'ERR_GRPO_OOM'
   | 'ERR_GRPO_BINDING_LOAD'
+  | 'ERR_GRPO_MISSING_DEPENDENCY'
 
 export class GrpoError extends Error {
   readonly code: GrpoErrorCode

@@ -21,19 +21,35 @@
  *   as `gradScale · grad`, so a clip coefficient costs no extra pass; `zeroGrad` clears the gradient).
  * - `zeroTensors(tensors)`: fills tensors with zeros in place.
  *
- * Every function validates here, the native side checks again, and errors are GrpoErrors
- * ("Expected X for Y but received Z"). Each has a Promise form and a …Sync twin.
+ * Every function checks its inputs and reads its options (lib/options.ts) here, the native side checks what
+ * protects memory again, and errors are GrpoErrors ("Expected X for Y but received Z"). Each has a Promise
+ * form and a …Sync twin.
  */
 import type { NativeTensor } from '../types/binding.js'
 import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
+import {
+  ADAMW_SCHEMA,
+  booleanOption,
+  counterOption,
+  integerOption,
+  numberOption,
+  parseOptions,
+  temperature,
+  topP,
+  type AdamWOptions,
+  type OptionSpec,
+  type Schema,
+} from './options.js'
 import { Tensor } from './tensor.js'
-import { boolean, dtype, number, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
+import { dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
 
 export interface EmbeddingBagForwardOptions {
   /** f32 [V], added to every row. */
   bias?: Tensor
 }
+
+export const EMBEDDING_BAG_FORWARD_SCHEMA: Schema<EmbeddingBagForwardOptions> = { bias: tensorOption() }
 
 export interface EmbeddingBagBackwardOptions {
   /** f32 [V]: receives the sum of the gradient rows. */
@@ -41,6 +57,8 @@ export interface EmbeddingBagBackwardOptions {
   /** u8 with the ids' leading shape: rows with 0 are skipped (their gradient rows must be zero anyway). */
   mask?: Tensor
 }
+
+export const EMBEDDING_BAG_BACKWARD_SCHEMA: Schema<EmbeddingBagBackwardOptions> = { gradBias: tensorOption(), mask: tensorOption() }
 
 export interface SampleTokensOptions {
   /** Default 1; finite and > 0. */
@@ -54,6 +72,15 @@ export interface SampleTokensOptions {
   step?: number
   /** i32 with the logits' leading shape: the stream of each row (default: the row index). */
   streams?: Tensor
+}
+
+export const SAMPLE_TOKENS_SCHEMA: Schema<SampleTokensOptions> = {
+  temperature,
+  topP,
+  greedy: booleanOption(false),
+  seed: counterOption(0),
+  step: counterOption(0),
+  streams: tensorOption(),
 }
 
 export interface SampledTokens {
@@ -70,6 +97,11 @@ export interface GradNormOptions {
   scale?: boolean
 }
 
+export const GRAD_NORM_SCHEMA: Schema<GradNormOptions> = {
+  maxNorm: numberOption('a finite number > 0', (v) => v > 0) as OptionSpec<number>,
+  scale: booleanOption(false),
+}
+
 export interface GradNormResult {
   norm: number
   coef: number
@@ -82,13 +114,9 @@ export interface AdamWTensors {
   v: readonly Tensor[]
 }
 
-export interface AdamWOptions {
-  lr?: number
-  beta1?: number
-  beta2?: number
-  eps?: number
-  weightDecay?: number
-  /** The step number t ≥ 1 (bias correction). */
+/** One fused step: the AdamW hyperparameters (lib/options.ts, without maxGradNorm, which the AdamW class applies). */
+export interface AdamWStepOptions extends Omit<AdamWOptions, 'maxGradNorm'> {
+  /** The step number t ≥ 1 (bias correction). Default 1. */
   step?: number
   /** The gradient is read as gradScale · grad (e.g. a clip coefficient). Default 1. */
   gradScale?: number
@@ -96,11 +124,16 @@ export interface AdamWOptions {
   zeroGrad?: boolean
 }
 
-// ---------------------------------------------------------------------------------------------------------
+const { maxGradNorm: _, ...ADAMW_HYPERPARAMETERS } = ADAMW_SCHEMA
 
-function counter(value: unknown, what: string): void {
-  if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 0)) invalidArg('an integer in [0, 2^53)', what, value)
+export const ADAMW_STEP_SCHEMA: Schema<AdamWStepOptions> = {
+  ...ADAMW_HYPERPARAMETERS,
+  step: integerOption(1, 1),
+  gradScale: numberOption('a finite number >= 0', (v) => v >= 0, 1) as OptionSpec<number>,
+  zeroGrad: booleanOption(false),
 }
+
+// ---------------------------------------------------------------------------------------------------------
 
 function tensorList(value: unknown, what: string): Tensor[] {
   if (!Array.isArray(value)) invalidArg('an array of Tensors', what, value)
@@ -129,7 +162,7 @@ function featureIds(ids: Tensor): number[] {
 function prepareForward(weight: Tensor, ids: Tensor, opts: EmbeddingBagForwardOptions | undefined) {
   tensor(weight, 'weight')
   tensor(ids, 'ids')
-  const o = options(opts, 'embeddingBagForward options')
+  const o = parseOptions(EMBEDDING_BAG_FORWARD_SCHEMA, opts, 'embeddingBagForward options')
   const [, V] = table(weight, 'weight')
   featureIds(ids)
   sameDevice(weight.device, ids, 'ids')
@@ -157,7 +190,7 @@ function prepareBackward(gradLogits: Tensor, ids: Tensor, gradWeight: Tensor, op
   tensor(gradLogits, 'gradLogits')
   tensor(ids, 'ids')
   tensor(gradWeight, 'gradWeight')
-  const o = options(opts, 'embeddingBagBackward options')
+  const o = parseOptions(EMBEDDING_BAG_BACKWARD_SCHEMA, opts, 'embeddingBagBackward options')
   const [, V] = table(gradWeight, 'gradWeight')
   const lead = featureIds(ids)
   dtype(gradLogits, ['f32'], 'gradLogits')
@@ -202,16 +235,11 @@ export function embeddingBagBackwardSync(gradLogits: Tensor, ids: Tensor, gradWe
 
 function prepareSample(logits: Tensor, opts: SampleTokensOptions | undefined) {
   tensor(logits, 'logits')
-  const o = options(opts, 'sampleTokens options')
+  const o = parseOptions(SAMPLE_TOKENS_SCHEMA, opts, 'sampleTokens options')
   dtype(logits, ['f32', 'bf16', 'f16'], 'logits')
   if (logits.shape.length < 1 || logits.shape[logits.shape.length - 1]! < 1) {
     fail('ERR_GRPO_SHAPE', 'a tensor [..., V] with V >= 1', 'logits', `a tensor of shape [${logits.shape.join(', ')}]`)
   }
-  number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
-  number(o.topP, 'topP', 'a number in (0, 1]', (v) => v > 0 && v <= 1)
-  boolean(o.greedy, 'greedy')
-  counter(o.seed, 'seed')
-  counter(o.step, 'step')
   const streams = optionalTensor(o.streams, 'streams')
   if (streams) {
     dtype(streams, ['i32'], 'streams')
@@ -242,9 +270,7 @@ export function sampleTokensSync(logits: Tensor, opts?: SampleTokensOptions): Sa
 function prepareGradNorm(grads: readonly Tensor[], opts: GradNormOptions | undefined) {
   const list = tensorList(grads, 'grads')
   list.forEach((t, i) => dtype(t, ['f32'], `grads[${i}]`))
-  const o = options(opts, 'gradNorm options')
-  number(o.maxNorm, 'maxNorm', 'a finite number > 0', (v) => v > 0)
-  boolean(o.scale, 'scale')
+  const o = parseOptions(GRAD_NORM_SCHEMA, opts, 'gradNorm options')
   return { grads: list.map((t) => t.native), options: o }
 }
 
@@ -259,8 +285,8 @@ export function gradNormSync(grads: readonly Tensor[], opts?: GradNormOptions): 
   return native().gradNorm(p.grads, p.options, false)
 }
 
-function prepareAdamW(tensors: AdamWTensors, opts: AdamWOptions | undefined) {
-  const t = options(tensors, 'adamw tensors')
+function prepareAdamW(tensors: AdamWTensors, opts: AdamWStepOptions | undefined) {
+  const t = inputsObject(tensors, 'adamw tensors')
   const params = tensorList(t.params, 'params')
   const lists = { grads: tensorList(t.grads, 'grads'), m: tensorList(t.m, 'm'), v: tensorList(t.v, 'v') }
   for (const [name, list] of Object.entries(lists)) {
@@ -276,26 +302,18 @@ function prepareAdamW(tensors: AdamWTensors, opts: AdamWOptions | undefined) {
       sameDevice(params[0]!.device, list[i], `${name}[${i}]`)
     }
   })
-  const o = options(opts, 'adamw options')
-  number(o.lr, 'lr', 'a finite number >= 0', (v) => v >= 0)
-  number(o.beta1, 'beta1', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
-  number(o.beta2, 'beta2', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
-  number(o.eps, 'eps', 'a finite number > 0', (v) => v > 0)
-  number(o.weightDecay, 'weightDecay', 'a finite number >= 0', (v) => v >= 0)
-  number(o.gradScale, 'gradScale', 'a finite number >= 0', (v) => v >= 0)
-  if (o.step !== undefined && (!Number.isSafeInteger(o.step) || o.step < 1)) invalidArg('an integer >= 1', 'step', o.step)
-  boolean(o.zeroGrad, 'zeroGrad')
+  const o = parseOptions(ADAMW_STEP_SCHEMA, opts, 'adamw options')
   const n = (list: Tensor[]) => list.map((x) => x.native)
   return { tensors: { params: n(params), grads: n(lists.grads), m: n(lists.m), v: n(lists.v) }, options: o }
 }
 
 /** One fused AdamW step on every (param, grad, m, v), in place. */
-export async function adamw(tensors: AdamWTensors, opts?: AdamWOptions): Promise<void> {
+export async function adamw(tensors: AdamWTensors, opts?: AdamWStepOptions): Promise<void> {
   const p = prepareAdamW(tensors, opts)
   await native().adamw(p.tensors, p.options, true)
 }
 
-export function adamwSync(tensors: AdamWTensors, opts?: AdamWOptions): void {
+export function adamwSync(tensors: AdamWTensors, opts?: AdamWStepOptions): void {
   const p = prepareAdamW(tensors, opts)
   native().adamw(p.tensors, p.options, false)
 }
@@ -308,3 +326,7 @@ export async function zeroTensors(tensors: readonly Tensor[]): Promise<void> {
 export function zeroTensorsSync(tensors: readonly Tensor[]): void {
   native().zeroTensors(tensorList(tensors, 'tensors').map((t) => t.native), false)
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// the linear layer (lib/linear.ts)
+export { linear, linearSync, linearBackward, linearBackwardSync, type LinearOptions, type LinearBackwardOptions } from './linear.js'

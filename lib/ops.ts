@@ -1,42 +1,34 @@
 /**
- * The GRPO ops (docs/ops.md has the contract, spec/grpo-math.md the math). Each validates its input here,
- * then the native side checks again and runs the work on a worker thread (Promise form) or on the calling
- * thread (…Sync twin).
+ * The GRPO ops (docs/ops.md has the contract, docs/math.md the math). Each checks its inputs and reads its
+ * options (lib/options.ts) here, then the native side checks what protects memory and runs the work on a
+ * worker thread (Promise form) or on the calling thread (…Sync twin).
  */
 import type { NativeGrpoLoss, NativeGroupAdvantages, NativeLossStats, NativePolicyLoss, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
 import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
-import { FLOAT_DTYPES, boolean, dtype, number, oneOf, optionalTensor, options, sameDevice, shape, tensor } from './validate.js'
+import {
+  ADVANTAGE_SCALES,
+  BASELINES,
+  FLOAT_DTYPES,
+  LOSS_SCHEMA,
+  booleanOption,
+  integerOption,
+  numberOption,
+  oneOfOption,
+  parseOptions,
+  temperature,
+  valueOption,
+  type AdvantageScale,
+  type Baseline,
+  type LossOptions,
+  type OptionSpec,
+  type Schema,
+} from './options.js'
+import { dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 
-export type KlEstimator = 'k1' | 'abs' | 'k2' | 'k3' | 'k3+'
-export type LossAggregation = 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum' | 'seq-mean-token-sum-norm'
-
-export interface LossOptions {
-  /** ε_low: the ratio is clipped below at 1 − clipLow. Default 0.2. */
-  clipLow?: number
-  /** ε_high: the ratio is clipped above at 1 + clipHigh. Default 0.2. */
-  clipHigh?: number
-  /** Dual-clip constant c > 1 (caps the loss of negative advantages at −c·A), or null (default) for off. */
-  dualClip?: number | null
-  /** Clamp of logp − old before exp, default 20; null disables it. */
-  logRatioClamp?: number | null
-  /** KL coefficient β ≥ 0 (default 0); refLogp is required when > 0. */
-  beta?: number
-  /** KL estimator, default 'k3'. */
-  kl?: KlEstimator
-  /** Entropy bonus coefficient cH (default 0): the loss subtracts cH·H. */
-  entropyCoef?: number
-  /** Loss aggregation, default 'token-mean'. */
-  lossAgg?: LossAggregation
-  /** The N, Bn or B·Lnorm of the whole batch, when this call is one micro-batch of it. */
-  normalizer?: number
-  /** Lnorm of 'seq-mean-token-sum-norm' (default L). */
-  normLength?: number
-  /** 'grpo' (default) or 'nll' (supervised: −logp). */
-  loss?: 'grpo' | 'nll'
-}
+export type { KlEstimator, LossAggregation, LossOptions } from './options.js'
 
 export interface GrpoLossOptions extends LossOptions {
   /** Sampling temperature the logits are divided by (default 1). */
@@ -47,13 +39,29 @@ export interface GrpoLossOptions extends LossOptions {
   inplace?: boolean
 }
 
-/** The statistics of spec §6 returned with every loss (docs/ops.md defines each). */
+export const GRPO_LOSS_SCHEMA: Schema<GrpoLossOptions> = {
+  ...LOSS_SCHEMA,
+  temperature,
+  gradDtype: oneOfOption(FLOAT_DTYPES) as OptionSpec<DType>,
+  inplace: booleanOption(false),
+}
+
+/** The statistics returned with every loss (docs/math.md §6; docs/ops.md defines each). */
 export type LossStats = NativeLossStats
 
 export interface TokenLogprobsOptions {
+  /** Default 1. */
   temperature?: number
+  /** Also return the entropy of each position. Default false. */
   entropy?: boolean
+  /** u8 [B, L]: positions with 0 are not read and get 0. */
   mask?: Tensor
+}
+
+export const TOKEN_LOGPROBS_SCHEMA: Schema<TokenLogprobsOptions> = {
+  temperature,
+  entropy: booleanOption(false),
+  mask: tensorOption(),
 }
 
 export interface TokenLogprobsResult {
@@ -63,12 +71,27 @@ export interface TokenLogprobsResult {
 }
 
 export interface GroupAdvantagesOptions {
+  /** Consecutive groups of this many rewards (exactly one of groupSize and groupIds). */
   groupSize?: number
+  /** The group of each reward: K integers, any order, groups of any size. */
   groupIds?: Tensor | ArrayLike<number>
-  baseline?: 'mean' | 'leave-one-out'
-  scale?: 'group' | 'batch' | 'none'
+  /** Default 'mean'. */
+  baseline?: Baseline
+  /** Default 'group'. */
+  scale?: AdvantageScale
+  /** Added to the standard deviation, default 1e-6. */
   eps?: number
+  /** 'error' (default) or 'exclude' (a non-finite reward gets A = 0 and no say in the statistics). */
   nonFinite?: 'error' | 'exclude'
+}
+
+export const GROUP_ADVANTAGES_SCHEMA: Schema<GroupAdvantagesOptions> = {
+  groupSize: { ...integerOption(1, undefined, 'a positive integer'), nullable: true },
+  groupIds: valueOption<Tensor | ArrayLike<number>>('a Tensor or an array of numbers', () => true),
+  baseline: oneOfOption(BASELINES, 'mean'),
+  scale: oneOfOption(ADVANTAGE_SCALES, 'group'),
+  eps: numberOption('a finite number >= 0', (v) => v >= 0, 1e-6) as OptionSpec<number>,
+  nonFinite: oneOfOption(['error', 'exclude'] as const, 'error'),
 }
 
 export interface GroupAdvantagesResult {
@@ -111,22 +134,8 @@ export interface GrpoLossResult {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Validation (the native side repeats it; this layer gives the TypeScript names and fails before any work).
-
-function checkLossOptions(o: GrpoLossOptions, fused: boolean): void {
-  if (fused) number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
-  number(o.clipLow, 'clipLow', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
-  number(o.clipHigh, 'clipHigh', 'a finite number >= 0', (v) => v >= 0)
-  number(o.dualClip, 'dualClip', 'a number > 1 or null', (v) => v > 1, true)
-  number(o.logRatioClamp, 'logRatioClamp', 'a number > 0 or null', (v) => v > 0, true)
-  number(o.beta, 'beta', 'a finite number >= 0', (v) => v >= 0)
-  number(o.entropyCoef, 'entropyCoef', 'a finite number', () => true)
-  number(o.normalizer, 'normalizer', 'a finite number > 0', (v) => v > 0)
-  number(o.normLength, 'normLength', 'a finite number > 0', (v) => v > 0)
-  oneOf(o.kl, ['k1', 'abs', 'k2', 'k3', 'k3+'], 'kl')
-  oneOf(o.lossAgg, ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'], 'lossAgg')
-  oneOf(o.loss, ['grpo', 'nll'], 'loss')
-}
+// Input checks (the native side repeats the ones that protect memory; here they fail early, with the
+// TypeScript names of the inputs).
 
 /** Checks mask/old/ref/advantages of shape [B, L] (advantages [B] or [B, L]). */
 function checkTokenInputs(
@@ -164,7 +173,7 @@ function nativeOf(t: Tensor | undefined): NativeTensor | undefined {
 function prepareTokenLogprobs(logits: Tensor, targets: Tensor, opts: TokenLogprobsOptions | undefined) {
   tensor(logits, 'logits')
   tensor(targets, 'targets')
-  const o = options(opts, 'tokenLogprobs options')
+  const o = parseOptions(TOKEN_LOGPROBS_SCHEMA, opts, 'tokenLogprobs options')
   dtype(logits, FLOAT_DTYPES, 'logits')
   if (logits.shape.length !== 3) fail('ERR_GRPO_SHAPE', 'a tensor of rank 3 [B, L, V]', 'logits', `shape [${logits.shape.join(', ')}]`)
   const [B, L] = logits.shape as [number, number, number]
@@ -177,8 +186,6 @@ function prepareTokenLogprobs(logits: Tensor, targets: Tensor, opts: TokenLogpro
   }
   sameDevice(logits.device, targets, 'targets')
   sameDevice(logits.device, mask, 'mask')
-  number(o.temperature, 'temperature', 'a finite number > 0', (v) => v > 0)
-  boolean(o.entropy, 'entropy')
   return { logits: logits.native, targets: targets.native, options: { temperature: o.temperature, entropy: o.entropy, mask: nativeOf(mask) } }
 }
 
@@ -216,15 +223,10 @@ function asTensor(value: unknown, what: string, dt: 'f32' | 'i32'): { tensor: Te
 }
 
 function prepareGroupAdvantages(rewards: Tensor | ArrayLike<number>, opts: GroupAdvantagesOptions | undefined) {
-  const o = options(opts, 'groupAdvantages options')
+  const o = parseOptions(GROUP_ADVANTAGES_SCHEMA, opts, 'groupAdvantages options')
   const hasSize = o.groupSize !== undefined && o.groupSize !== null
   const hasIds = o.groupIds !== undefined && o.groupIds !== null
   if (hasSize === hasIds) invalidArg('exactly one of groupSize and groupIds', 'groupAdvantages options', hasSize ? 'both' : 'neither')
-  if (hasSize && (!Number.isSafeInteger(o.groupSize) || o.groupSize! < 1)) invalidArg('a positive integer', 'groupSize', o.groupSize)
-  oneOf(o.baseline, ['mean', 'leave-one-out'], 'baseline')
-  oneOf(o.scale, ['group', 'batch', 'none'], 'scale')
-  oneOf(o.nonFinite, ['error', 'exclude'], 'nonFinite')
-  number(o.eps, 'eps', 'a finite number >= 0', (v) => v >= 0)
   const owned: Tensor[] = []
   try {
     const r = asTensor(rewards, 'rewards', 'f32')
@@ -242,7 +244,7 @@ function prepareGroupAdvantages(rewards: Tensor | ArrayLike<number>, opts: Group
       shape(ids, [K], 'groupIds')
       sameDevice(r.tensor.device, ids, 'groupIds')
     }
-    const nativeOptions = { ...o, groupIds: ids?.native }
+    const nativeOptions = { ...o, groupSize: hasSize ? o.groupSize : undefined, groupIds: ids?.native }
     return { rewards: r.tensor.native, options: nativeOptions, owned }
   } catch (error) {
     for (const t of owned) t.dispose()
@@ -254,7 +256,7 @@ function wrapGroupAdvantages(r: NativeGroupAdvantages): GroupAdvantagesResult {
   return { ...r, advantages: Tensor.fromNative(r.advantages) }
 }
 
-/** Group-relative advantages of the rewards (spec §2), with per-group statistics. */
+/** Group-relative advantages of the rewards (docs/math.md §2), with per-group statistics. */
 export async function groupAdvantages(rewards: Tensor | ArrayLike<number>, opts?: GroupAdvantagesOptions): Promise<GroupAdvantagesResult> {
   const p = prepareGroupAdvantages(rewards, opts)
   try {
@@ -277,8 +279,8 @@ export function groupAdvantagesSync(rewards: Tensor | ArrayLike<number>, opts?: 
 // policyLoss
 
 function preparePolicyLoss(inputs: PolicyLossInputs, opts: LossOptions | undefined) {
-  const i = options(inputs, 'policyLoss inputs')
-  const o = options(opts, 'policyLoss options')
+  const i = inputsObject(inputs, 'policyLoss inputs')
+  const o = parseOptions(LOSS_SCHEMA, opts, 'policyLoss options')
   const logp = tensor(i.logp, 'logp')
   const advantages = tensor(i.advantages, 'advantages')
   const [oldLogp, refLogp, mask, entropy] = [
@@ -296,8 +298,7 @@ function preparePolicyLoss(inputs: PolicyLossInputs, opts: LossOptions | undefin
     shape(entropy, [B, L], 'entropy')
     sameDevice(logp.device, entropy, 'entropy')
   }
-  checkLossOptions(o, false)
-  if ((o.beta ?? 0) > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
+  if (o.beta! > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
   const nativeInputs = {
     logp: logp.native,
     advantages: advantages.native,
@@ -313,7 +314,7 @@ function wrapPolicyLoss(r: NativePolicyLoss): PolicyLossResult {
   return { loss: r.loss, stats: r.stats, gradLogp: Tensor.fromNative(r.gradLogp) }
 }
 
-/** The GRPO loss from per-token log-probs (spec §3-4), with ∂loss/∂logp. */
+/** The GRPO loss from per-token log-probs (docs/math.md §3-4), with ∂loss/∂logp. */
 export async function policyLoss(inputs: PolicyLossInputs, opts?: LossOptions): Promise<PolicyLossResult> {
   const p = preparePolicyLoss(inputs, opts)
   return wrapPolicyLoss(await native().policyLoss(p.inputs, p.options, true))
@@ -328,8 +329,8 @@ export function policyLossSync(inputs: PolicyLossInputs, opts?: LossOptions): Po
 // grpoLoss (fused)
 
 function prepareGrpoLoss(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefined) {
-  const i = options(inputs, 'grpoLoss inputs')
-  const o = options(opts, 'grpoLoss options')
+  const i = inputsObject(inputs, 'grpoLoss inputs')
+  const o = parseOptions(GRPO_LOSS_SCHEMA, opts, 'grpoLoss options')
   const logits = tensor(i.logits, 'logits')
   const targets = tensor(i.targets, 'targets')
   const advantages = tensor(i.advantages, 'advantages')
@@ -341,12 +342,10 @@ function prepareGrpoLoss(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefin
   shape(targets, [B, L], 'targets')
   sameDevice(logits.device, targets, 'targets')
   checkTokenInputs(B, L, logits.device, { mask, oldLogp, refLogp, advantages })
-  checkLossOptions(o, true)
-  if ((o.beta ?? 0) > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
+  if (o.beta! > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
   if (o.gradDtype !== undefined && o.gradDtype !== 'f32' && o.gradDtype !== logits.dtype) {
     invalidArg(`'f32' or '${logits.dtype}'`, 'gradDtype', o.gradDtype)
   }
-  boolean(o.inplace, 'inplace')
   if (o.inplace && (o.gradDtype ?? logits.dtype) !== logits.dtype) {
     invalidArg(`gradDtype '${logits.dtype}' (the logits' dtype) with inplace`, 'gradDtype', o.gradDtype)
   }

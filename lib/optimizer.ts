@@ -5,32 +5,23 @@
  */
 import { GrpoError, invalidArg } from './errors.js'
 import { adamw, gradNorm, zeroTensors } from './model-ops.js'
+import { ADAMW_SCHEMA, parseOptions, type AdamWOptions, type Schema } from './options.js'
 import type { PolicyParameter } from './policy.js'
 import { Tensor, type TensorData } from './tensor.js'
 
-export interface AdamWOptions {
-  /** Default 1e-3. */
+export type { AdamWOptions } from './options.js'
+
+/** Options of one step: the learning rate for this step only (default: the optimizer's). */
+export interface AdamWStepOverrides {
   lr?: number
-  /** Default 0.9 and 0.999. */
-  beta1?: number
-  beta2?: number
-  /** Default 1e-8. */
-  eps?: number
-  /** Decoupled weight decay (default 0). */
-  weightDecay?: number
-  /** Global-norm clip threshold, or null for none (default 1). */
-  maxGradNorm?: number | null
 }
+const STEP_SCHEMA: Schema<AdamWStepOverrides> = { lr: { ...ADAMW_SCHEMA.lr, default: undefined } }
 
 export interface OptimizerStepResult {
   /** Global L2 norm of the gradients before clipping. */
   gradNorm: number
   /** The factor the gradients were scaled by (1 when not clipped). */
   clipCoef: number
-}
-
-function check(value: unknown, what: string, expected: string, ok: (v: number) => boolean): void {
-  if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || !ok(value))) invalidArg(expected, what, value)
 }
 
 export class AdamW implements Disposable {
@@ -48,20 +39,14 @@ export class AdamW implements Disposable {
   /** `params` is called at every step, so a policy that replaces its tensors (load) stays in sync. */
   constructor(params: () => PolicyParameter[], options: AdamWOptions = {}) {
     if (typeof params !== 'function') invalidArg('a function returning the parameters', 'params', params)
-    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'AdamW options', options)
-    check(options.lr, 'lr', 'a finite number >= 0', (v) => v >= 0)
-    check(options.beta1, 'beta1', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
-    check(options.beta2, 'beta2', 'a number in [0, 1)', (v) => v >= 0 && v < 1)
-    check(options.eps, 'eps', 'a finite number > 0', (v) => v > 0)
-    check(options.weightDecay, 'weightDecay', 'a finite number >= 0', (v) => v >= 0)
-    if (options.maxGradNorm !== null) check(options.maxGradNorm, 'maxGradNorm', 'a finite number > 0 or null', (v) => v > 0)
+    const o = parseOptions(ADAMW_SCHEMA, options, 'AdamW options')
     this.#params = params
-    this.lr = options.lr ?? 1e-3
-    this.beta1 = options.beta1 ?? 0.9
-    this.beta2 = options.beta2 ?? 0.999
-    this.eps = options.eps ?? 1e-8
-    this.weightDecay = options.weightDecay ?? 0
-    this.maxGradNorm = options.maxGradNorm === undefined ? 1 : options.maxGradNorm
+    this.lr = o.lr!
+    this.beta1 = o.beta1!
+    this.beta2 = o.beta2!
+    this.eps = o.eps!
+    this.weightDecay = o.weightDecay!
+    this.maxGradNorm = o.maxGradNorm ?? null
   }
 
   /** Steps taken so far (the bias correction uses stepCount + 1 for the next). */
@@ -92,9 +77,9 @@ export class AdamW implements Disposable {
    * zeroes the gradients. A non-finite gradient norm skips the update (gradients are zeroed) and throws
    * ERR_GRPO_NONFINITE.
    */
-  async step(options: { lr?: number } = {}): Promise<OptimizerStepResult> {
+  async step(options: AdamWStepOverrides = {}): Promise<OptimizerStepResult> {
     this.#live()
-    check(options.lr, 'lr', 'a finite number >= 0', (v) => v >= 0)
+    const o = parseOptions(STEP_SCHEMA, options, 'AdamW step options')
     const params = this.#trainable()
     const grads = params.map((p) => p.grad)
     const norm = await gradNorm(grads, this.maxGradNorm === null ? {} : { maxNorm: this.maxGradNorm })
@@ -107,7 +92,7 @@ export class AdamW implements Disposable {
     await adamw(
       { params: params.map((p) => p.value), grads, m: state.map((s) => s.m), v: state.map((s) => s.v) },
       {
-        lr: options.lr ?? this.lr,
+        lr: o.lr ?? this.lr,
         beta1: this.beta1,
         beta2: this.beta2,
         eps: this.eps,

@@ -98,12 +98,13 @@ export function nearestKey(key: string, known: readonly string[]): string {
 
 /**
  * Checks `value` against `schema` and returns a new object with every option of the schema: the given value,
- * else its default, else undefined. `what` names the object in messages ("grpoLoss options"). `moved` maps
- * keys that used to belong here to where they live now, for a better message than the nearest key.
+ * else its default, else undefined. `value` may be undefined (no options), never null or a non-object. `what`
+ * names the object in messages ("grpoLoss options"). `moved` maps keys that used to belong here to where
+ * they live now, for a better message than the nearest key.
  */
 export function parseOptions<T extends object>(schema: Schema<T>, value: unknown, what: string, moved: Record<string, string> = {}): T {
-  if (value === undefined || value === null) value = {}
-  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an options object', what, value)
+  if (value === undefined) value = {}
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) invalidArg('an options object', what, value)
   const given = value as Record<string, unknown>
   const specs = schema as unknown as Record<string, OptionSpec>
   const known = Object.keys(specs)
@@ -223,4 +224,96 @@ export const ADAMW_SCHEMA: Schema<AdamWOptions> = {
   eps: numberOption('a finite number > 0', (v) => v > 0, 1e-8) as OptionSpec<number>,
   weightDecay: numberOption('a finite number >= 0', (v) => v >= 0, 0) as OptionSpec<number>,
   maxGradNorm: numberOption('a finite number > 0 or null', (v) => v > 0, 1, true) as OptionSpec<number>,
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Hugging Face model folders, tokenizers and chat templates (lib/hf/), and the tool prompt (lib/prompt.ts)
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+const shardBytes = integerOption(1, 5e9)
+
+/** hf.writeSafetensorsCheckpoint. */
+export interface WriteCheckpointOptions {
+  /**
+   * Most bytes of tensor data per shard (default 5e9, transformers' "5GB"); a single larger tensor gets a
+   * shard of its own. One shard is written as `model.safetensors`, more as `model-0000i-of-0000n.safetensors`
+   * with `model.safetensors.index.json`.
+   */
+  maxShardBytes?: number
+  /** Header metadata; `format: "pt"` is added unless given. */
+  metadata?: Record<string, string>
+}
+
+export const WRITE_CHECKPOINT_SCHEMA: Schema<WriteCheckpointOptions> = {
+  maxShardBytes: shardBytes,
+  metadata: valueOption('an object of strings', (v) => isPlainObject(v) && Object.values(v).every((s) => typeof s === 'string')),
+}
+
+/** hf.saveModelFolder. */
+export interface SaveModelOptions {
+  /** Store every weight in this dtype (f32 values are rounded to nearest even); default: as given. */
+  dtype?: 'f32' | 'bf16' | 'f16'
+  /** Largest shard in bytes (default 5e9); see writeSafetensorsCheckpoint. */
+  maxShardBytes?: number
+  /** A folder whose tokenizer files (tokenizer.json, tokenizer_config.json, …) are copied beside the model. */
+  tokenizerFrom?: string
+}
+
+export const SAVE_MODEL_SCHEMA: Schema<SaveModelOptions> = {
+  dtype: oneOfOption(FLOAT_DTYPES),
+  maxShardBytes: shardBytes,
+  tokenizerFrom: valueOption('a folder path', (v) => typeof v === 'string' && v !== ''),
+}
+
+/** HfTokenizer.encode. */
+export interface EncodeOptions {
+  /** Run the tokenizer's post-processor (for example Llama 3's `<|begin_of_text|>`). Default false. */
+  addSpecialTokens?: boolean
+}
+
+export const ENCODE_SCHEMA: Schema<EncodeOptions> = { addSpecialTokens: booleanOption(false) }
+
+/** HfTokenizer.decode. */
+export interface DecodeOptions {
+  /** Drop special tokens (`<|im_end|>`, …). Default false. */
+  skipSpecialTokens?: boolean
+}
+
+export const DECODE_SCHEMA: Schema<DecodeOptions> = { skipSpecialTokens: booleanOption(false) }
+
+/** HfTokenizer.applyChatTemplate and encodeChat. */
+export interface ChatTemplateOptions {
+  /** Tool definitions (`{type: "function", function: {...}}`) the template lists, when it supports tools. */
+  tools?: readonly unknown[]
+  /** Append the opening of an assistant turn. Default false. */
+  addGenerationPrompt?: boolean
+  /** More variables for the template (for example `enable_thinking: false` for Qwen3). */
+  variables?: Record<string, unknown>
+}
+
+const templateVariables = valueOption<Record<string, unknown>>('an object of template variables', isPlainObject)
+
+export const CHAT_TEMPLATE_SCHEMA: Schema<ChatTemplateOptions> = {
+  tools: valueOption('an array of tool definitions', Array.isArray),
+  addGenerationPrompt: booleanOption(false),
+  variables: templateVariables,
+}
+
+/** prompt.renderToolPrompt (the `template` renderer is typed in lib/prompt.ts). */
+export interface ToolPromptSettings {
+  template?: { readonly chatTemplate: string | null; applyChatTemplate: (...args: never[]) => string } | null
+  tools?: 'system' | 'template'
+  addGenerationPrompt?: boolean
+  variables?: Record<string, unknown>
+}
+
+export const TOOL_PROMPT_SCHEMA: Schema<ToolPromptSettings> = {
+  template: {
+    expected: 'a chat template renderer (an HfTokenizer) or null',
+    nullable: true,
+    rule: (v) => isPlainObject(v) && typeof v.applyChatTemplate === 'function' && (typeof v.chatTemplate === 'string' || v.chatTemplate === null),
+  },
+  tools: oneOfOption(['system', 'template'] as const, 'system'),
+  addGenerationPrompt: booleanOption(true),
+  variables: templateVariables,
 }

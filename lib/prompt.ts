@@ -1,9 +1,10 @@
 /**
- * The tool-calling prompt of the Tool-N1 recipe (spec/reward.md, "Prompt template") and a ChatML renderer for
+ * The tool-calling prompt of the Tool-N1 recipe (docs/reward.md, "The prompt") and a ChatML renderer for
  * Qwen-style chat models.
  */
 import { isLosslessNumber } from 'lossless-json'
 import { invalidArg } from './errors.js'
+import { TOOL_PROMPT_SCHEMA, parseOptions, type Schema } from './options.js'
 
 export type Role = 'system' | 'user' | 'assistant' | 'tool'
 
@@ -40,15 +41,23 @@ const EXAMPLE_REPLY =
  */
 export function toolSystemPrompt(tools: readonly unknown[]): string {
   const lines = tools.map((tool, i) => pythonJson(asFunctionTool(tool, i), `tools[${i}]`))
+  return systemPrompt(['The tools are listed inside <tools></tools>, one JSON object per line:', '<tools>', ...lines, '</tools>', ''])
+}
+
+/**
+ * The system prompt without the tool list, for a chat template that lists the tools itself (see
+ * `renderToolPrompt` with `tools: 'template'`).
+ */
+export function toolInstructions(): string {
+  return systemPrompt([])
+}
+
+function systemPrompt(toolLines: string[]): string {
   return [
     'You are an expert in composing function calls. You are given a user request and a set of tools ' +
       '(functions). Decide which calls to the tools fulfil the request, and make them.',
     '',
-    'The tools are listed inside <tools></tools>, one JSON object per line:',
-    '<tools>',
-    ...lines,
-    '</tools>',
-    '',
+    ...toolLines,
     'How to reply:',
     '1. First reason about the request inside <think> </think>: which tools apply, and which argument values ' +
       'the request gives.',
@@ -170,4 +179,78 @@ export function pythonJson(value: unknown, what = 'value'): string {
     default:
       return invalidArg('a JSON value', what, value)
   }
+}
+
+/**
+ * What renders a conversation with a model's chat template: `HfTokenizer` (lib/hf) implements it. Messages are
+ * OpenAI-style; an assistant turn may carry `tool_calls`.
+ */
+export interface ChatTemplateRenderer {
+  /** The template's source, or null when the model has none (the ChatML fallback is used then). */
+  readonly chatTemplate: string | null
+  applyChatTemplate(
+    messages: readonly TemplateChatMessage[],
+    options?: { tools?: readonly unknown[]; addGenerationPrompt?: boolean; variables?: Record<string, unknown> },
+  ): string
+}
+
+export interface TemplateChatMessage {
+  role: string
+  content: string
+  tool_calls?: { type: 'function'; function: { name: string; arguments: unknown } }[]
+}
+
+export interface ToolPromptOptions {
+  /** The model's chat template; without one (or when it has no template), `renderChatML` renders. */
+  template?: ChatTemplateRenderer | null
+  /**
+   * Where the tools go:
+   * - `'system'` (default, the paper's recipe): the Tool-N1 system prompt lists them and asks for one
+   *   `<tool_call>[…]</tool_call>` list, earlier calls are assistant text in that form, and the template only
+   *   frames the turns. What the reward parses is exactly what the prompt asks for.
+   * - `'template'`: the tools go to the template's `tools` variable (Qwen2.5 lists them in the system turn
+   *   after the Tool-N1 instructions, with its own line asking for one `<tool_call>` block per call), and
+   *   earlier calls are `tool_calls`, rendered by the template. Use it for a model tuned on its native tool
+   *   format; note that the reward scores only the last `<tool_call>` block of a reply.
+   */
+  tools?: 'system' | 'template'
+  /** Append the opening of the assistant turn to generate. Default true. */
+  addGenerationPrompt?: boolean
+  /** More template variables (for example `{ enable_thinking: false }`). */
+  variables?: Record<string, unknown>
+}
+
+/**
+ * The prompt text of a tool-calling request (the Tool-N1 system prompt, the conversation, then the opening of
+ * the reply), rendered with the model's chat template when it has one, else with `renderChatML`. Tool results
+ * are `tool` turns, which Qwen's templates wrap in `<tool_response>` blocks.
+ */
+export function renderToolPrompt(tools: readonly unknown[], conversation: readonly ConversationTurn[] | string, options: ToolPromptOptions = {}): string {
+  const settings = parseOptions(TOOL_PROMPT_SCHEMA as unknown as Schema<ToolPromptOptions>, options, 'renderToolPrompt options')
+  const { tools: mode, addGenerationPrompt, variables } = settings
+  const template = settings.template ?? null
+  if (template === null || template.chatTemplate === null) return renderChatML(buildToolPrompt(tools, conversation), { addGenerationPrompt })
+  if (mode === 'system') {
+    return template.applyChatTemplate(buildToolPrompt(tools, conversation), { addGenerationPrompt, variables })
+  }
+  // Template mode: validate as buildToolPrompt does, then hand tools and calls over in the structured form.
+  const checked = buildToolPrompt(tools, conversation)
+  const turns: readonly ConversationTurn[] = typeof conversation === 'string' ? [{ role: 'user', content: conversation }] : conversation
+  const messages: TemplateChatMessage[] = [{ role: 'system', content: toolInstructions() }]
+  turns.forEach((turn, i) => {
+    if (turn.calls === undefined) {
+      messages.push({ role: turn.role, content: checked[i + 1]!.content })
+      return
+    }
+    messages.push({
+      role: 'assistant',
+      content: turn.content ?? '',
+      tool_calls: turn.calls.map((call) => ({ type: 'function', function: { name: call.name, arguments: call.arguments } })),
+    })
+  })
+  return template.applyChatTemplate(messages, {
+    tools: tools.map((tool, i) => asFunctionTool(tool, i)),
+    addGenerationPrompt,
+    variables,
+  })
 }

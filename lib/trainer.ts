@@ -21,8 +21,25 @@ import { join } from 'node:path'
 import { GrpoError, invalidArg } from './errors.js'
 import { grpoLoss, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
 import { AdamW } from './optimizer.js'
-import type { Policy, SampledCompletion } from './policy.js'
-import { scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
+import {
+  ADAMW_SCHEMA,
+  ADVANTAGE_SCALES,
+  BASELINES,
+  LOSS_SCHEMA,
+  booleanOption,
+  integerOption,
+  numberOption,
+  oneOfOption,
+  parseOptions,
+  temperature,
+  topP,
+  valueOption,
+  type AdamWOptions,
+  type OptionSpec,
+  type Schema,
+} from './options.js'
+import { SAMPLE_OPTIONS_SCHEMA, type Policy, type SampledCompletion } from './policy.js'
+import { scoreBatch, scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
 import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
 import type { Tensor } from './tensor.js'
@@ -47,13 +64,29 @@ export type RewardFunction = (
   tokens: Int32Array,
 ) => number | RewardResult | Promise<number | RewardResult>
 
-/** The Tool-N1 reward (binary by default): scoreToolCall against `prompt.groundTruth`. */
+/** Marks the reward functions made by toolCallReward, with their options: the Trainer scores those in batches. */
+const TOOL_CALL_REWARD = Symbol('node-grpo.toolCallReward')
+
+function requireGroundTruth(prompt: TrainerPrompt): GroundTruth {
+  if (prompt.groundTruth === undefined) invalidArg('a groundTruth on every prompt (the tool-call reward needs it)', 'prompt.groundTruth', undefined)
+  return prompt.groundTruth
+}
+
+/**
+ * The Tool-N1 reward (binary by default): scoreToolCall against `prompt.groundTruth`. A Trainer given this reward
+ * scores all the completions of a step at once with reward.scoreBatch (on worker threads for large batches)
+ * instead of calling it once per completion on the main thread; the scores are the same.
+ */
 export function toolCallReward(options: ScoreOptions = {}): RewardFunction {
-  return (completion, prompt) => {
-    if (prompt.groundTruth === undefined) invalidArg('a groundTruth on every prompt (the tool-call reward needs it)', 'prompt.groundTruth', undefined)
-    const r = scoreToolCall(completion, prompt.groundTruth, options)
+  const reward: RewardFunction = (completion, prompt) => {
+    const r = scoreToolCall(completion, requireGroundTruth(prompt), options)
     return { score: r.score, reason: r.reason }
   }
+  return Object.assign(reward, { [TOOL_CALL_REWARD]: { ...options } })
+}
+
+function toolCallOptions(reward: RewardFunction): ScoreOptions | undefined {
+  return (reward as { [TOOL_CALL_REWARD]?: ScoreOptions })[TOOL_CALL_REWARD]
 }
 
 /**
@@ -81,6 +114,29 @@ export interface GrpoSettings
   advantageEps?: number
 }
 
+/** The rule and default of each GrpoSettings entry (the loss entries are ops.grpoLoss's own). */
+export const GRPO_SETTINGS_SCHEMA: Schema<GrpoSettings> = {
+  groupSize: integerOption(2, 5),
+  temperature: SAMPLE_OPTIONS_SCHEMA.temperature,
+  topP: SAMPLE_OPTIONS_SCHEMA.topP,
+  maxNewTokens: SAMPLE_OPTIONS_SCHEMA.maxNewTokens,
+  stop: SAMPLE_OPTIONS_SCHEMA.stop,
+  clipLow: LOSS_SCHEMA.clipLow,
+  clipHigh: LOSS_SCHEMA.clipHigh,
+  dualClip: LOSS_SCHEMA.dualClip,
+  logRatioClamp: LOSS_SCHEMA.logRatioClamp,
+  beta: LOSS_SCHEMA.beta,
+  kl: LOSS_SCHEMA.kl,
+  entropyCoef: LOSS_SCHEMA.entropyCoef,
+  lossAgg: LOSS_SCHEMA.lossAgg,
+  normLength: LOSS_SCHEMA.normLength,
+  epochs: integerOption(1, 1),
+  miniBatches: integerOption(1, 1),
+  baseline: oneOfOption(BASELINES, 'mean'),
+  scale: oneOfOption(ADVANTAGE_SCALES, 'group'),
+  advantageEps: numberOption('a finite number >= 0', (v) => v >= 0, 1e-6) as OptionSpec<number>,
+}
+
 export interface TrainerOptions extends GrpoSettings {
   policy: Policy
   /** Frozen reference for the KL term. Default: a clone of the policy at the first GRPO step (when β > 0). */
@@ -89,16 +145,27 @@ export interface TrainerOptions extends GrpoSettings {
   decode: (tokens: Int32Array) => string
   /** Default: toolCallReward() (binary). */
   reward?: RewardFunction
-  /** AdamW: lr (default 1e-3), beta1, beta2, eps, weightDecay, maxGradNorm (default 1, null for none). */
-  lr?: number
-  beta1?: number
-  beta2?: number
-  eps?: number
-  weightDecay?: number
-  maxGradNorm?: number | null
+  /** The optimizer's settings: lr (default 1e-3), beta1, beta2, eps, weightDecay, maxGradNorm (default 1). */
+  optimizer?: AdamWOptions
   /** Seed of sampling and of the dataset order. Default 0. */
   seed?: number
 }
+
+const hasMethods = (v: unknown, ...names: string[]) =>
+  typeof v === 'object' && v !== null && names.every((n) => typeof (v as Record<string, unknown>)[n] === 'function')
+
+export const TRAINER_SCHEMA: Schema<TrainerOptions> = {
+  ...GRPO_SETTINGS_SCHEMA,
+  policy: valueOption<Policy>('a Policy', (v) => hasMethods(v, 'sample', 'logits')),
+  reference: { ...valueOption<Policy>('a Policy or null', (v) => hasMethods(v, 'logits')), nullable: true },
+  decode: valueOption<(tokens: Int32Array) => string>('a function from token ids to text', (v) => typeof v === 'function'),
+  reward: valueOption<RewardFunction>('a reward function', (v) => typeof v === 'function'),
+  optimizer: valueOption<AdamWOptions>('an options object', (v) => typeof v === 'object' && v !== null && !Array.isArray(v)),
+  seed: SAMPLE_OPTIONS_SCHEMA.seed,
+}
+
+/** TrainerOptions keys that moved into `optimizer` (a clearer message than the nearest key). */
+const MOVED_TO_OPTIMIZER: Record<string, string> = Object.fromEntries(Object.keys(ADAMW_SCHEMA).map((k) => [k, `optimizer.${k}`]))
 
 /** The settings of the Tool-N1 paper (group 5, clip 0.2, k3 KL with β = 1e-3, token-mean, T = 0.7, no entropy). */
 export const presets = Object.freeze({
@@ -179,6 +246,14 @@ export interface EvaluateOptions {
   reward?: RewardFunction
 }
 
+export const EVALUATE_SCHEMA: Schema<EvaluateOptions> = {
+  greedy: booleanOption(true),
+  n: SAMPLE_OPTIONS_SCHEMA.n,
+  batchSize: integerOption(1, 256),
+  seed: SAMPLE_OPTIONS_SCHEMA.seed,
+  reward: valueOption<RewardFunction>('a reward function', (v) => typeof v === 'function'),
+}
+
 export interface EvaluateResult {
   /** Mean reward over every completion. */
   reward: number
@@ -204,6 +279,29 @@ export interface TrainOptions {
   onEval?: (result: EvaluateResult, step: number) => void | Promise<void>
 }
 
+export const TRAIN_SCHEMA: Schema<TrainOptions> = {
+  steps: integerOption(0),
+  batchSize: integerOption(1, 8),
+  evalEvery: integerOption(0, 0),
+  evalPrompts: valueOption<readonly TrainerPrompt[]>('an array of prompts', (v) => Array.isArray(v)),
+  evalOptions: valueOption<EvaluateOptions>('an options object', (v) => typeof v === 'object' && v !== null),
+  signal: valueOption<AbortSignal>('an AbortSignal', (v) => v instanceof AbortSignal),
+  onStep: valueOption<NonNullable<TrainOptions['onStep']>>('a function', (v) => typeof v === 'function'),
+  onEval: valueOption<NonNullable<TrainOptions['onEval']>>('a function', (v) => typeof v === 'function'),
+}
+
+/** Options of one supervised step: this step's learning rate (default: the optimizer's) and temperature. */
+export interface SupervisedStepOptions {
+  lr?: number
+  /** Default 1. */
+  temperature?: number
+}
+
+export const SUPERVISED_STEP_SCHEMA: Schema<SupervisedStepOptions> = {
+  lr: { ...ADAMW_SCHEMA.lr, default: undefined },
+  temperature,
+}
+
 export interface TrainResult {
   steps: StepMetrics[]
   evaluations: { step: number; result: EvaluateResult }[]
@@ -211,18 +309,6 @@ export interface TrainResult {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-
-function intOption(value: unknown, what: string, fallback: number, min: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) < min) invalidArg(`an integer >= ${min}`, what, value)
-  return value as number
-}
-
-function numberOption(value: unknown, what: string, fallback: number, expected: string, ok: (v: number) => boolean): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) invalidArg(expected, what, value)
-  return value
-}
 
 /** A step's sampling seed: a mix of the trainer's seed and the step number, an integer below 2^53. */
 function mixSeed(seed: number, step: number): number {
@@ -273,63 +359,42 @@ export class Trainer implements Disposable, AsyncDisposable {
   #disposed = false
 
   constructor(options: TrainerOptions) {
-    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'Trainer options', options)
-    const o = options
+    const o = parseOptions(TRAINER_SCHEMA, options, 'Trainer options', MOVED_TO_OPTIMIZER)
+    if (o.policy === undefined) invalidArg('a Policy', 'policy', undefined)
+    if (o.decode === undefined) invalidArg('a function from token ids to text', 'decode', undefined)
     const policy = o.policy
-    if (typeof policy !== 'object' || policy === null || typeof policy.sample !== 'function' || typeof policy.logits !== 'function') {
-      invalidArg('a Policy', 'policy', policy)
-    }
-    if (typeof o.decode !== 'function') invalidArg('a function from token ids to text', 'decode', o.decode)
-    if (o.reward !== undefined && typeof o.reward !== 'function') invalidArg('a reward function', 'reward', o.reward)
-    if (o.reference !== undefined && o.reference !== null && (typeof o.reference !== 'object' || typeof o.reference.logits !== 'function')) {
-      invalidArg('a Policy or null', 'reference', o.reference)
-    }
-    const oneOf = <T extends string>(v: T | undefined, allowed: readonly T[], what: string, fallback: T): T => {
-      if (v === undefined) return fallback
-      if (!allowed.includes(v)) invalidArg(`one of ${allowed.map((a) => `'${a}'`).join(', ')}`, what, v)
-      return v
-    }
-    const nullable = (v: number | null | undefined, what: string, fallback: number | null, expected: string, ok: (x: number) => boolean) =>
-      v === null ? null : numberOption(v, what, fallback as number, expected, ok)
-    const stop = o.stop ?? []
-    if (!Array.isArray(stop) || stop.some((t) => !Number.isSafeInteger(t) || t < 0 || t >= policy.vocabSize)) {
-      invalidArg(`an array of token ids in [0, ${policy.vocabSize})`, 'stop', stop)
+    const stop = Array.from(o.stop!)
+    if (stop.some((t) => !Number.isSafeInteger(t) || t < 0 || t >= policy.vocabSize)) {
+      invalidArg(`an array of token ids in [0, ${policy.vocabSize})`, 'stop', o.stop)
     }
     this.settings = Object.freeze({
-      groupSize: intOption(o.groupSize, 'groupSize', 5, 2),
-      temperature: numberOption(o.temperature, 'temperature', 1, 'a finite number > 0', (v) => v > 0),
-      topP: numberOption(o.topP, 'topP', 1, 'a number in (0, 1]', (v) => v > 0 && v <= 1),
-      maxNewTokens: intOption(o.maxNewTokens, 'maxNewTokens', 64, 1),
+      groupSize: o.groupSize!,
+      temperature: o.temperature!,
+      topP: o.topP!,
+      maxNewTokens: o.maxNewTokens!,
       stop: Object.freeze([...stop]),
-      clipLow: numberOption(o.clipLow, 'clipLow', 0.2, 'a number in [0, 1)', (v) => v >= 0 && v < 1),
-      clipHigh: numberOption(o.clipHigh, 'clipHigh', 0.2, 'a finite number >= 0', (v) => v >= 0),
-      dualClip: nullable(o.dualClip, 'dualClip', null, 'a number > 1 or null', (v) => v > 1),
-      logRatioClamp: nullable(o.logRatioClamp, 'logRatioClamp', 20, 'a number > 0 or null', (v) => v > 0),
-      beta: numberOption(o.beta, 'beta', 0, 'a finite number >= 0', (v) => v >= 0),
-      kl: oneOf(o.kl, ['k1', 'abs', 'k2', 'k3', 'k3+'], 'kl', 'k3'),
-      entropyCoef: numberOption(o.entropyCoef, 'entropyCoef', 0, 'a finite number', () => true),
-      lossAgg: oneOf(o.lossAgg, ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'], 'lossAgg', 'token-mean'),
-      normLength: o.normLength === undefined ? undefined : numberOption(o.normLength, 'normLength', 1, 'a finite number > 0', (v) => v > 0),
-      epochs: intOption(o.epochs, 'epochs', 1, 1),
-      miniBatches: intOption(o.miniBatches, 'miniBatches', 1, 1),
-      baseline: oneOf(o.baseline, ['mean', 'leave-one-out'], 'baseline', 'mean'),
-      scale: oneOf(o.scale, ['group', 'batch', 'none'], 'scale', 'group'),
-      advantageEps: numberOption(o.advantageEps, 'advantageEps', 1e-6, 'a finite number >= 0', (v) => v >= 0),
+      clipLow: o.clipLow!,
+      clipHigh: o.clipHigh!,
+      dualClip: o.dualClip ?? null,
+      logRatioClamp: o.logRatioClamp ?? null,
+      beta: o.beta!,
+      kl: o.kl!,
+      entropyCoef: o.entropyCoef!,
+      lossAgg: o.lossAgg!,
+      normLength: o.normLength,
+      epochs: o.epochs!,
+      miniBatches: o.miniBatches!,
+      baseline: o.baseline!,
+      scale: o.scale!,
+      advantageEps: o.advantageEps!,
     })
     if (this.settings.beta > 0 && o.reference === null) invalidArg('a reference policy (beta > 0)', 'reference', null)
-    this.seed = intOption(o.seed, 'seed', 0, 0)
+    this.seed = o.seed!
     this.policy = policy
     this.#reference = o.reference
     this.#decode = o.decode
     this.#reward = o.reward ?? toolCallReward()
-    this.optimizer = new AdamW(() => this.policy.parameters(), {
-      lr: o.lr,
-      beta1: o.beta1,
-      beta2: o.beta2,
-      eps: o.eps,
-      weightDecay: o.weightDecay,
-      maxGradNorm: o.maxGradNorm,
-    })
+    this.optimizer = new AdamW(() => this.policy.parameters(), o.optimizer)
   }
 
   /** GRPO steps done (supervised steps are not counted). */
@@ -394,10 +459,11 @@ export class Trainer implements Disposable, AsyncDisposable {
   }
 
   /** One supervised (nll) update on reference completions: a warm start. */
-  async supervisedStep(examples: readonly SupervisedExample[], options: { lr?: number; temperature?: number } = {}): Promise<SupervisedMetrics> {
+  async supervisedStep(examples: readonly SupervisedExample[], options: SupervisedStepOptions = {}): Promise<SupervisedMetrics> {
     this.#live()
     const start = performance.now()
-    const temperature = numberOption(options.temperature, 'temperature', 1, 'a finite number > 0', (v) => v > 0)
+    const o = parseOptions(SUPERVISED_STEP_SCHEMA, options, 'supervisedStep options')
+    const temperature = o.temperature!
     const batch = RolloutBatch.fromExamples(examples, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength: this.settings.maxNewTokens })
     const parts = batch.split(Math.min(this.settings.miniBatches, batch.size))
     let loss = 0
@@ -416,7 +482,7 @@ export class Trainer implements Disposable, AsyncDisposable {
           logits.dispose()
         }
       }
-      const update = await this.optimizer.step({ lr: options.lr })
+      const update = await this.optimizer.step({ lr: o.lr })
       return { step: this.optimizer.stepCount, loss, tokens: batch.tokens, gradNorm: update.gradNorm, time: (performance.now() - start) / 1000 }
     } finally {
       for (const p of parts) p.dispose()
@@ -434,15 +500,10 @@ export class Trainer implements Disposable, AsyncDisposable {
   async evaluate(prompts: readonly TrainerPrompt[], options: EvaluateOptions = {}): Promise<EvaluateResult> {
     this.#live()
     if (!Array.isArray(prompts) || prompts.length === 0) invalidArg('a non-empty array of prompts', 'prompts', prompts)
-    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'evaluate options', options)
+    const parsed = parseOptions(EVALUATE_SCHEMA, options, 'evaluate options')
+    const { greedy, n, batchSize, seed } = parsed as Required<EvaluateOptions>
+    const reward = parsed.reward ?? this.#reward
     const start = performance.now()
-    const greedy = options.greedy ?? true
-    if (typeof greedy !== 'boolean') invalidArg('a boolean', 'greedy', greedy)
-    const n = intOption(options.n, 'n', 1, 1)
-    const batchSize = intOption(options.batchSize, 'batchSize', 256, 1)
-    const seed = intOption(options.seed, 'seed', 0, 0)
-    if (options.reward !== undefined && typeof options.reward !== 'function') invalidArg('a reward function', 'evaluate reward', options.reward)
-    const reward = options.reward ?? this.#reward
     let total = 0
     let solved = 0
     let count = 0
@@ -474,25 +535,24 @@ export class Trainer implements Disposable, AsyncDisposable {
     this.#live()
     if (!Array.isArray(dataset) || dataset.length === 0) invalidArg('a non-empty array of prompts', 'dataset', dataset)
     if (typeof options !== 'object' || options === null) invalidArg('an options object with steps', 'train options', options)
-    const steps = intOption(options.steps, 'steps', NaN, 0)
-    if (Number.isNaN(steps)) invalidArg('an integer >= 0', 'steps', options.steps)
-    const batchSize = intOption(options.batchSize, 'batchSize', 8, 1)
-    const evalEvery = intOption(options.evalEvery, 'evalEvery', 0, 0)
-    if (evalEvery > 0 && (!Array.isArray(options.evalPrompts) || options.evalPrompts.length === 0)) {
-      invalidArg('a non-empty array of evalPrompts (evalEvery > 0)', 'evalPrompts', options.evalPrompts)
+    const o = parseOptions(TRAIN_SCHEMA, options, 'train options')
+    if (o.steps === undefined) invalidArg('an integer >= 0', 'steps', undefined)
+    const { steps, signal } = o
+    const batchSize = o.batchSize!
+    const evalEvery = o.evalEvery!
+    if (evalEvery > 0 && (!Array.isArray(o.evalPrompts) || o.evalPrompts.length === 0)) {
+      invalidArg('a non-empty array of evalPrompts (evalEvery > 0)', 'evalPrompts', o.evalPrompts)
     }
-    const signal = options.signal
-    if (signal !== undefined && !(signal instanceof AbortSignal)) invalidArg('an AbortSignal', 'signal', signal)
     const result: TrainResult = { steps: [], evaluations: [], aborted: false }
     for (let k = 0; k < steps; k++) {
       if (signal?.aborted) break
       const metrics = await this.step(this.#nextPrompts(dataset, batchSize))
       result.steps.push(metrics)
-      await options.onStep?.(metrics)
+      await o.onStep?.(metrics)
       if (evalEvery > 0 && (k + 1) % evalEvery === 0) {
-        const e = await this.evaluate(options.evalPrompts!, options.evalOptions)
+        const e = await this.evaluate(o.evalPrompts!, o.evalOptions)
         result.evaluations.push({ step: this.#step, result: e })
-        await options.onEval?.(e, this.#step)
+        await o.onEval?.(e, this.#step)
       }
     }
     result.aborted = signal?.aborted ?? false
@@ -575,13 +635,31 @@ export class Trainer implements Disposable, AsyncDisposable {
     return out
   }
 
+  /**
+   * Scores every completion: the built-in tool-call reward in one reward.scoreBatch call (worker threads for
+   * large batches), any other reward function called for all completions at once and awaited together (an
+   * async reward, a remote scorer, overlaps its waits). The first failure in completion order is reported.
+   */
   async #score(completions: readonly SampledCompletion[], prompts: readonly TrainerPrompt[], reward = this.#reward): Promise<{ scores: number[]; reasons: Record<string, number> }> {
-    const scores: number[] = []
-    const reasons: Record<string, number> = {}
-    for (const c of completions) {
+    const texts = completions.map((c) => {
       const text = this.#decode(c.tokens)
       if (typeof text !== 'string') invalidArg('a string from decode', 'decode(tokens)', text)
-      const r = await reward(text, prompts[c.prompt]!, c.tokens)
+      return text
+    })
+    let results: (number | RewardResult)[]
+    const builtIn = toolCallOptions(reward)
+    if (builtIn) {
+      const items = completions.map((c, i) => ({ completion: texts[i]!, groundTruth: requireGroundTruth(prompts[c.prompt]!) }))
+      results = (await scoreBatch(items, builtIn)).map((r) => ({ score: r.score, reason: r.reason }))
+    } else {
+      const settled = await Promise.allSettled(completions.map(async (c, i) => reward(texts[i]!, prompts[c.prompt]!, c.tokens)))
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      if (failed) throw failed.reason
+      results = settled.map((r) => (r as PromiseFulfilledResult<number | RewardResult>).value)
+    }
+    const scores: number[] = []
+    const reasons: Record<string, number> = {}
+    for (const r of results) {
       const score = typeof r === 'number' ? r : r?.score
       if (typeof score !== 'number' || !Number.isFinite(score)) {
         throw new GrpoError(`Expected a finite number (or {score}) from the reward function but received ${String(score)}`, 'ERR_GRPO_NONFINITE')

@@ -1,13 +1,13 @@
 /**
- * Argument checks shared by the op wrappers (lib/ops.ts, lib/model-ops.ts). They run before any native call, so
- * a wrong argument fails with the TypeScript name of the thing and an "Expected X for Y but received Z" message;
- * the native side checks again.
+ * Checks of the tensors the op wrappers receive (lib/ops.ts, lib/model-ops.ts): kind, dtype, shape, device. They
+ * run before any native call, so a wrong input fails with its TypeScript name and an "Expected X for Y but
+ * received Z" message; the native side checks the same things again, since they protect memory. Options are
+ * read by lib/options.ts.
  */
 import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
+import type { OptionSpec } from './options.js'
 import { Tensor } from './tensor.js'
-
-export const FLOAT_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16']
 
 /** A live Tensor (ERR_GRPO_INVALID_ARG otherwise, ERR_GRPO_DISPOSED for a disposed one). */
 export function tensor(value: unknown, what: string): Tensor {
@@ -35,22 +35,14 @@ export function sameDevice(device: string, t: Tensor | undefined, what: string):
   if (t && t.device !== device) invalidArg(`a tensor on ${device} (all inputs of a call on one device)`, what, `a tensor on ${t.device}`)
 }
 
-export function options<T extends object>(value: T | undefined, what: string): T {
+/** The inputs object of an op ({logits, targets, …}): undefined or null reads as an empty one. */
+export function inputsObject<T extends object>(value: T | undefined, what: string): T {
   if (value === undefined || value === null) return {} as T
-  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an options object', what, value)
+  if (typeof value !== 'object' || Array.isArray(value)) invalidArg('an inputs object', what, value)
   return value
 }
 
-export function oneOf<T extends string>(value: unknown, allowed: readonly T[], what: string): void {
-  if (value !== undefined && !allowed.includes(value as T)) invalidArg(`one of ${allowed.map((a) => `'${a}'`).join(', ')}`, what, value)
-}
-
-/** An optional finite number passing `ok`; with `nullable`, null is accepted too (it turns a feature off). */
-export function number(value: unknown, what: string, expected: string, ok: (v: number) => boolean, nullable = false): void {
-  if (value === undefined || (nullable && value === null)) return
-  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) invalidArg(expected, what, value)
-}
-
-export function boolean(value: unknown, what: string): void {
-  if (value !== undefined && typeof value !== 'boolean') invalidArg('a boolean', what, value)
+/** A tensor passed among the options (a mask, a bias): its dtype and shape are checked by the op. */
+export function tensorOption(): OptionSpec<Tensor> {
+  return { expected: 'a Tensor', nullable: true, rule: (v) => v instanceof Tensor }
 }

@@ -77,6 +77,17 @@ else
   [ -f "$app/dist/check/main.js" ] || { log "$app/dist/check/main.js is missing: run npm run build:ts (or npm run gpu:pack)" >&2; exit 1; }
 fi
 
+# cuBLASLt: the linear ops load it at run time where it exists (else they run our GEMM). The device image has it
+# inside PyTorch's nvidia-cublas wheel; put that folder on the loader's path so the check exercises the GEMM
+# users get by default (the check also runs the linear ops with GRPO_CUDA_GEMM=own, our kernels).
+if [ "$dry" = 0 ] && command -v python3 >/dev/null 2>&1; then
+  cublas=$(python3 -c 'import os, nvidia.cublas as c; print(os.path.join(list(c.__path__)[0], "lib"))' 2>/dev/null || true)
+  if [ -n "$cublas" ] && [ -d "$cublas" ]; then
+    export LD_LIBRARY_PATH="$cublas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    log "cuBLASLt from PyTorch's nvidia-cublas: $cublas"
+  fi
+fi
+
 left=$(( budget - ($(date +%s) - start) ))
 [ "$left" -ge 10 ] || { log "only ${left} s of the ${budget} s budget left after unpacking" >&2; exit 1; }
 args=(--budget "$left" --out "$out")

@@ -63,7 +63,7 @@ export interface NativeBackendInfo {
   active: string
   reason: string
   compiled: string[]
-  cpu: { isa: string; threads: number }
+  cpu: { isa: string; threads: number; gemm: { f32: string; bf16: string } }
   cuda: {
     compiled: boolean
     build: string
@@ -72,6 +72,7 @@ export interface NativeBackendInfo {
     devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[]
     runtimeVersion?: number
     driverVersion?: number
+    gemm: { library: 'cublasLt' | 'own' | 'none'; reason: string }
   }
   napiVersion: number
 }
@@ -95,7 +96,12 @@ export interface NativeBinding {
   gradNorm<A extends boolean>(grads: NativeTensor[], options: object, async: A): MaybeAsync<NativeGradNorm, A>
   adamw<A extends boolean>(tensors: { params: NativeTensor[]; grads: NativeTensor[]; m: NativeTensor[]; v: NativeTensor[] }, options: object, async: A): MaybeAsync<void, A>
   zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
-  // Measurement (csrc/ops/measure.cc): benchmark inputs, the device bandwidth probe, the kernel timer, and
+  measureGemmPeak(options: { ms?: number }): { threads: number; fmaIsa: string; f32GFlops: number; bf16DotGFlops: number; amxGFlops: number }
+  openblasInfo(): { available: boolean; core: string; reason: string }
+  openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): { seconds: number; cpuSeconds: number }
+  linear<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  linearBackward<A extends boolean>(gradOutput: NativeTensor, x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | null, A>
+  // Measurement (csrc/napi/measure.cc): benchmark inputs, the device bandwidth probe, the kernel timer, and
   // the host-backend switch of the GPU check's dry run.
   randomUniform<A extends boolean>(shape: readonly number[], dtype: NativeDType, device: NativeDevice, options: { seed: number; low: number; high: number }, async: A): MaybeAsync<NativeTensor, A>
   probeDeviceBandwidth<A extends boolean>(device: NativeDevice, options: { bytes: number; reps: number }, async: A): MaybeAsync<NativeBandwidthProbe, A>

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/linear_args.h"
 #include "core/measure_args.h"
 #include "core/model_args.h"
 #include "core/op_args.h"
@@ -28,6 +29,9 @@ class Backend {
   virtual void gradNorm(GradNormCall& call) = 0;
   virtual void adamw(AdamWCall& call) = 0;
   virtual void zeroTensors(ZeroTensorsCall& call) = 0;
+  // The linear layer (core/linear_args.h): GEMM forward and backward.
+  virtual void linear(LinearCall& call) = 0;
+  virtual void linearBackward(LinearBackwardCall& call) = 0;
   // Measurement (core/measure_args.h): benchmark inputs filled where they live, and, on backends that run
   // kernels (cuda, simt), the device bandwidth probe and the kernel timer. The CPU backend has neither:
   // its bandwidth is measureMachine's, and its ops are timed by the host clock.

@@ -1,4 +1,4 @@
-// Host-side pieces of the loss ops that every backend shares: the per-sequence weights of spec §4
+// Host-side pieces of the loss ops that every backend shares: the per-sequence weights of docs/math.md §4
 // (from the mask), the per-token records and their reduction into the statistics (in double, in token
 // order, so results do not depend on threads or blocks), and the error messages for bad rows.
 #pragma once

@@ -25,6 +25,9 @@ class CpuBackend final : public Backend {
   void zeroTensors(ZeroTensorsCall& c) override;
   // cpu/measure.cc: benchmark inputs filled in place.
   void fillUniform(FillUniformCall& c) override;
+  // cpu/linear.cc: the linear layer on the GEMM of cpu/gemm.h.
+  void linear(LinearCall& c) override;
+  void linearBackward(LinearBackwardCall& c) override;
 };
 
 }  // namespace grpo::cpu

@@ -22,6 +22,10 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
     Napi::Object cpu = Napi::Object::New(env);
     cpu.Set("isa", s.cpuIsa);
     cpu.Set("threads", s.cpuThreads);
+    Napi::Object cpuGemm = Napi::Object::New(env);  // the CPU GEMM micro-kernel per input dtype
+    cpuGemm.Set("f32", s.cpuGemmF32);
+    cpuGemm.Set("bf16", s.cpuGemmBf16);
+    cpu.Set("gemm", cpuGemm);
     o.Set("cpu", cpu);
 
     Napi::Object cuda = Napi::Object::New(env);
@@ -44,6 +48,10 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
       cuda.Set("driverVersion", s.driverVersion);
     }
     cuda.Set("devices", devices);
+    Napi::Object cudaGemm = Napi::Object::New(env);
+    cudaGemm.Set("library", s.cudaGemm);
+    cudaGemm.Set("reason", s.cudaGemmReason);
+    cuda.Set("gemm", cudaGemm);
     o.Set("cuda", cuda);
     o.Set("napiVersion", NAPI_VERSION);
     return o;

@@ -25,6 +25,11 @@ Napi::Value probeDeviceBandwidthBinding(const Napi::CallbackInfo& info);
 Napi::Value startKernelTimingBinding(const Napi::CallbackInfo& info);
 Napi::Value stopKernelTimingBinding(const Napi::CallbackInfo& info);
 Napi::Value selectHostBackendBinding(const Napi::CallbackInfo& info);
+Napi::Value linearBinding(const Napi::CallbackInfo& info);
+Napi::Value measureGemmPeakBinding(const Napi::CallbackInfo& info);
+Napi::Value openblasInfoBinding(const Napi::CallbackInfo& info);
+Napi::Value openblasSgemmBinding(const Napi::CallbackInfo& info);
+Napi::Value linearBackwardBinding(const Napi::CallbackInfo& info);
 
 namespace {
 
@@ -79,6 +84,11 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("startKernelTiming", Napi::Function::New(env, startKernelTimingBinding, "startKernelTiming"));
   exports.Set("stopKernelTiming", Napi::Function::New(env, stopKernelTimingBinding, "stopKernelTiming"));
   exports.Set("selectHostBackend", Napi::Function::New(env, selectHostBackendBinding, "selectHostBackend"));
+  exports.Set("linear", Napi::Function::New(env, linearBinding, "linear"));
+  exports.Set("measureGemmPeak", Napi::Function::New(env, measureGemmPeakBinding, "measureGemmPeak"));
+  exports.Set("openblasInfo", Napi::Function::New(env, openblasInfoBinding, "openblasInfo"));
+  exports.Set("openblasSgemm", Napi::Function::New(env, openblasSgemmBinding, "openblasSgemm"));
+  exports.Set("linearBackward", Napi::Function::New(env, linearBackwardBinding, "linearBackward"));
   return exports;
 }
 

@@ -1,4 +1,4 @@
-// binding.groupAdvantages(rewards, options, async): group-relative advantages, spec §2.
+// binding.groupAdvantages(rewards, options, async): group-relative advantages, docs/math.md §2.
 #include <cmath>
 
 #include "napi/napi_util.h"
@@ -18,6 +18,7 @@ Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info) {
     expectDType(c.rewards, {DType::F32}, "rewards");
     expectRank(c.rewards, 1, "rewards");
     const int64_t K = c.rewards.shape[0];
+    // Exactly one grouping, and groups that tile the rewards: the kernels index by them.
     const bool hasSize = hasOption(opts, "groupSize"), hasIds = hasOption(opts, "groupIds");
     if (hasSize == hasIds) {
       fail(ErrorCode::InvalidArg, "exactly one of groupSize and groupIds", "groupAdvantages options",
@@ -39,21 +40,11 @@ Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info) {
       expectShape(c.groupIds, {K}, "groupIds");
       expectDevice(c.groupIds, c.rewards.device(), "groupIds");
     }
-    std::string baseline = stringOption(opts, "baseline", "mean");
-    if (baseline == "mean") c.baseline = Baseline::Mean;
-    else if (baseline == "leave-one-out") c.baseline = Baseline::LeaveOneOut;
-    else fail(ErrorCode::InvalidArg, "'mean' or 'leave-one-out'", "baseline", describeValue(opts.Get("baseline")));
-    std::string scale = stringOption(opts, "scale", "group");
-    if (scale == "group") c.scale = AdvantageScale::Group;
-    else if (scale == "batch") c.scale = AdvantageScale::Batch;
-    else if (scale == "none") c.scale = AdvantageScale::None;
-    else fail(ErrorCode::InvalidArg, "'group', 'batch' or 'none'", "scale", describeValue(opts.Get("scale")));
-    c.eps = numberOption(opts, "eps", 1e-6);
-    if (!(c.eps >= 0) || !std::isfinite(c.eps)) fail(ErrorCode::InvalidArg, "a finite number >= 0", "eps", describeValue(opts.Get("eps")));
-    std::string nonFinite = stringOption(opts, "nonFinite", "error");
-    if (nonFinite == "error") c.excludeNonFinite = false;
-    else if (nonFinite == "exclude") c.excludeNonFinite = true;
-    else fail(ErrorCode::InvalidArg, "'error' or 'exclude'", "nonFinite", describeValue(opts.Get("nonFinite")));
+    c.baseline = enumOption<Baseline>(opts, "baseline", c.baseline, {{"mean", Baseline::Mean}, {"leave-one-out", Baseline::LeaveOneOut}});
+    c.scale = enumOption<AdvantageScale>(opts, "scale", c.scale,
+                                         {{"group", AdvantageScale::Group}, {"batch", AdvantageScale::Batch}, {"none", AdvantageScale::None}});
+    c.eps = numberOption(opts, "eps", c.eps);
+    c.excludeNonFinite = enumOption<bool>(opts, "nonFinite", false, {{"error", false}, {"exclude", true}});
     Backend& backend = backendFor(c.rewards.device());
     c.advantages = makeTensor(DType::F32, {K}, c.rewards.device());
     return runOp<GroupAdvantagesCall>(

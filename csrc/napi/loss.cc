@@ -1,6 +1,6 @@
 // binding.policyLoss(inputs, options, async) and binding.grpoLoss(inputs, options, async): the clipped
-// surrogate + KL + entropy bonus with its aggregation (spec §3-4), and the fused version that starts from
-// the logits and returns the gradient with respect to them (spec §5).
+// surrogate + KL + entropy bonus with its aggregation (docs/math.md §3-4), and the fused version that starts from
+// the logits and returns the gradient with respect to them (§5).
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -43,10 +43,11 @@ void checkTokenInputs(const TensorRef& mask, const TensorRef& old, const TensorR
   expectDevice(ref, device, "refLogp");
 }
 
+// Which optional inputs the kernels read (a missing one is never dereferenced: beta > 0 without refLogp is
+// a rule of the TypeScript layer, not a memory hazard).
 void finishParams(LossParams& p, const TensorRef& old, const TensorRef& ref) {
   p.hasOld = old.defined();
   p.hasRef = ref.defined();
-  if (p.beta > 0 && !p.hasRef) fail(ErrorCode::InvalidArg, "a refLogp tensor (beta > 0 needs a reference)", "refLogp", "undefined");
 }
 
 }  // namespace
@@ -118,6 +119,8 @@ Napi::Value grpoLossBinding(const Napi::CallbackInfo& info) {
     c.params = parseLossParams(opts, true);
     c.params.hasEntropy = true;
     finishParams(c.params, c.old, c.ref);
+    // The gradient's dtype decides how many bytes the kernel writes per logit: f32 or the logits' own, and
+    // with inplace exactly the logits' (writing f32 over bf16 logits would run past their buffer).
     c.inplace = boolOption(opts, "inplace", false);
     DType gradDtype = c.logits.dtype;
     if (hasOption(opts, "gradDtype")) {

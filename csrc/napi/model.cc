@@ -29,7 +29,8 @@ void expectMinRank(const TensorRef& t, size_t rank, const std::string& what, con
   }
 }
 
-// A non-negative integer that a double holds exactly (a seed or a counter).
+// A non-negative integer that a double holds exactly (a seed or a counter): converting any other double to
+// uint64_t is undefined behaviour.
 uint64_t counterOption(Napi::Object opts, const char* key) {
   double v = numberOption(opts, key, 0);
   if (!(v >= 0) || v != std::floor(v) || v > 9007199254740991.0) {
@@ -136,13 +137,8 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info) {
     if (c.V < 1) fail(ErrorCode::Shape, "a vocabulary of at least 1", "logits", "shape " + shapeString(c.logits.shape));
     const std::vector<int64_t> lead = leadingShape(c.logits);
     c.rows = product(lead);
-    double temperature = numberOption(opts, "temperature", 1);
-    if (!(temperature > 0) || !std::isfinite(temperature)) {
-      fail(ErrorCode::InvalidArg, "a finite number > 0", "temperature", describeValue(opts.Get("temperature")));
-    }
-    c.temperature = static_cast<float>(temperature);
-    c.topP = numberOption(opts, "topP", 1);
-    if (!(c.topP > 0 && c.topP <= 1)) fail(ErrorCode::InvalidArg, "a number in (0, 1]", "topP", describeValue(opts.Get("topP")));
+    c.temperature = static_cast<float>(numberOption(opts, "temperature", c.temperature));
+    c.topP = numberOption(opts, "topP", c.topP);
     c.greedy = boolOption(opts, "greedy", false);
     c.seed = counterOption(opts, "seed");
     c.step = counterOption(opts, "step");

@@ -22,12 +22,6 @@ std::vector<TensorRef> tensorList(Napi::Value v, const std::string& what, bool f
   return out;
 }
 
-double rangeOption(Napi::Object opts, const char* key, double fallback, const char* expected, bool (*ok)(double)) {
-  double v = numberOption(opts, key, fallback);
-  if (!std::isfinite(v) || !ok(v)) fail(ErrorCode::InvalidArg, expected, key, describeValue(opts.Get(key)));
-  return v;
-}
-
 }  // namespace
 
 Napi::Value gradNormBinding(const Napi::CallbackInfo& info) {
@@ -38,9 +32,7 @@ Napi::Value gradNormBinding(const Napi::CallbackInfo& info) {
     c.tensors = tensorList(info[0], "grads", true);
     Napi::Object opts = objectArg(info[1], "options");
     bool async = info[2].ToBoolean();
-    if (hasOption(opts, "maxNorm")) {
-      c.maxNorm = rangeOption(opts, "maxNorm", 0, "a finite number > 0", [](double v) { return v > 0; });
-    }
+    c.maxNorm = numberOption(opts, "maxNorm", c.maxNorm);
     c.scale = boolOption(opts, "scale", false);
     Backend& backend = backendFor(c.tensors.empty() ? Device::Cpu : c.tensors[0].device());
     return runOp<GradNormCall>(
@@ -82,12 +74,14 @@ Napi::Value adamwBinding(const Napi::CallbackInfo& info) {
       expectDevice(c.m[i], device, "m" + at);
       expectDevice(c.v[i], device, "v" + at);
     }
-    c.lr = rangeOption(opts, "lr", 1e-3, "a finite number >= 0", [](double v) { return v >= 0; });
-    c.beta1 = rangeOption(opts, "beta1", 0.9, "a number in [0, 1)", [](double v) { return v >= 0 && v < 1; });
-    c.beta2 = rangeOption(opts, "beta2", 0.999, "a number in [0, 1)", [](double v) { return v >= 0 && v < 1; });
-    c.eps = rangeOption(opts, "eps", 1e-8, "a finite number > 0", [](double v) { return v > 0; });
-    c.weightDecay = rangeOption(opts, "weightDecay", 0, "a finite number >= 0", [](double v) { return v >= 0; });
-    c.gradScale = rangeOption(opts, "gradScale", 1, "a finite number >= 0", [](double v) { return v >= 0; });
+    // The hyperparameters as given (lib/options.ts holds their rules); the step must be an integer that an
+    // int64_t holds, since converting any other double is undefined behaviour.
+    c.lr = numberOption(opts, "lr", c.lr);
+    c.beta1 = numberOption(opts, "beta1", c.beta1);
+    c.beta2 = numberOption(opts, "beta2", c.beta2);
+    c.eps = numberOption(opts, "eps", c.eps);
+    c.weightDecay = numberOption(opts, "weightDecay", c.weightDecay);
+    c.gradScale = numberOption(opts, "gradScale", c.gradScale);
     double step = numberOption(opts, "step", 1);
     if (!(step >= 1) || step != std::floor(step) || step > 9007199254740991.0) {
       fail(ErrorCode::InvalidArg, "an integer >= 1", "step", describeValue(opts.Get("step")));

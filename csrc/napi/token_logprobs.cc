@@ -1,5 +1,5 @@
 // binding.tokenLogprobs(logits, targets, options, async): log-probs of the targets, log-sum-exp and
-// (optionally) entropy per position, spec §1.
+// (optionally) entropy per position, docs/math.md §1.
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -24,11 +24,7 @@ Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info) {
     const Device device = c.logits.device();
     expectDevice(c.targets, device, "targets");
     expectDevice(c.mask, device, "mask");
-    double temperature = numberOption(opts, "temperature", 1);
-    if (!(temperature > 0) || !std::isfinite(temperature)) {
-      fail(ErrorCode::InvalidArg, "a finite number > 0", "temperature", describeValue(opts.Get("temperature")));
-    }
-    c.temperature = static_cast<float>(temperature);
+    c.temperature = static_cast<float>(numberOption(opts, "temperature", c.temperature));
     c.entropy = boolOption(opts, "entropy", false);
     Backend& backend = backendFor(device);
     c.logp = makeTensor(DType::F32, {c.B, c.L}, device);

@@ -58,55 +58,35 @@ bool checkAdvantages(const TensorRef& adv, int64_t B, int64_t L) {
 
 namespace {
 
-double finiteOption(Napi::Object opts, const char* key, double fallback, const char* expected, bool (*ok)(double)) {
-  double v = numberOption(opts, key, fallback);
-  if (!std::isfinite(v) || !ok(v)) fail(ErrorCode::InvalidArg, expected, key, describeValue(opts.Get(key)));
-  return v;
-}
-
-// A number option that may also be null to turn a feature off (returns 0 then).
-double nullableOption(Napi::Object opts, const char* key, double fallback, const char* expected, bool (*ok)(double)) {
+// A number option that may be null to turn a feature off (0 then).
+double offOrNumber(Napi::Object opts, const char* key, double fallback) {
   if (opts.Has(key) && opts.Get(key).IsNull()) return 0;
-  if (!hasOption(opts, key)) return fallback;
-  return finiteOption(opts, key, fallback, expected, ok);
+  return numberOption(opts, key, fallback);
 }
 
 }  // namespace
 
+// The values only: their rules (ranges, finiteness, which combinations make sense) are checked once, in
+// TypeScript (lib/options.ts), before the call. None of them can make a kernel touch memory it should not;
+// an unknown enum name is refused because there is no value to map it to.
 LossParams parseLossParams(Napi::Object opts, bool fused) {
   LossParams p;
-  if (fused) {
-    p.temperature = static_cast<float>(finiteOption(opts, "temperature", 1, "a finite number > 0", [](double v) { return v > 0; }));
-  }
-  p.clipLow = finiteOption(opts, "clipLow", 0.2, "a number in [0, 1)", [](double v) { return v >= 0 && v < 1; });
-  p.clipHigh = finiteOption(opts, "clipHigh", 0.2, "a finite number >= 0", [](double v) { return v >= 0; });
-  p.dualClip = nullableOption(opts, "dualClip", 0, "a number > 1 or null", [](double v) { return v > 1; });
-  p.logRatioClamp = nullableOption(opts, "logRatioClamp", 20, "a number > 0 or null", [](double v) { return v > 0; });
-  p.beta = finiteOption(opts, "beta", 0, "a finite number >= 0", [](double v) { return v >= 0; });
-  p.entropyCoef = finiteOption(opts, "entropyCoef", 0, "a finite number", [](double) { return true; });
-  if (hasOption(opts, "normalizer")) {
-    p.normalizer = finiteOption(opts, "normalizer", 0, "a finite number > 0", [](double v) { return v > 0; });
-  }
-  if (hasOption(opts, "normLength")) {
-    p.normLength = finiteOption(opts, "normLength", 0, "a finite number > 0", [](double v) { return v > 0; });
-  }
-  std::string kl = stringOption(opts, "kl", "k3");
-  if (kl == "k1") p.kl = KlKind::K1;
-  else if (kl == "abs") p.kl = KlKind::Abs;
-  else if (kl == "k2") p.kl = KlKind::K2;
-  else if (kl == "k3") p.kl = KlKind::K3;
-  else if (kl == "k3+") p.kl = KlKind::K3Plus;
-  else fail(ErrorCode::InvalidArg, "one of 'k1', 'abs', 'k2', 'k3', 'k3+'", "kl", describeValue(opts.Get("kl")));
-  std::string agg = stringOption(opts, "lossAgg", "token-mean");
-  if (agg == "token-mean") p.agg = LossAgg::TokenMean;
-  else if (agg == "seq-mean-token-mean") p.agg = LossAgg::SeqMeanTokenMean;
-  else if (agg == "seq-mean-token-sum") p.agg = LossAgg::SeqMeanTokenSum;
-  else if (agg == "seq-mean-token-sum-norm") p.agg = LossAgg::SeqMeanTokenSumNorm;
-  else fail(ErrorCode::InvalidArg, "one of 'token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'", "lossAgg", describeValue(opts.Get("lossAgg")));
-  std::string mode = stringOption(opts, "loss", "grpo");
-  if (mode == "grpo") p.mode = LossMode::Grpo;
-  else if (mode == "nll") p.mode = LossMode::Nll;
-  else fail(ErrorCode::InvalidArg, "'grpo' or 'nll'", "loss", describeValue(opts.Get("loss")));
+  if (fused) p.temperature = static_cast<float>(numberOption(opts, "temperature", p.temperature));
+  p.clipLow = numberOption(opts, "clipLow", p.clipLow);
+  p.clipHigh = numberOption(opts, "clipHigh", p.clipHigh);
+  p.dualClip = offOrNumber(opts, "dualClip", p.dualClip);
+  p.logRatioClamp = offOrNumber(opts, "logRatioClamp", p.logRatioClamp);
+  p.beta = numberOption(opts, "beta", p.beta);
+  p.entropyCoef = numberOption(opts, "entropyCoef", p.entropyCoef);
+  p.normalizer = numberOption(opts, "normalizer", p.normalizer);
+  p.normLength = numberOption(opts, "normLength", p.normLength);
+  p.kl = enumOption<KlKind>(opts, "kl", p.kl, {{"k1", KlKind::K1}, {"abs", KlKind::Abs}, {"k2", KlKind::K2}, {"k3", KlKind::K3}, {"k3+", KlKind::K3Plus}});
+  p.agg = enumOption<LossAgg>(opts, "lossAgg", p.agg,
+                              {{"token-mean", LossAgg::TokenMean},
+                               {"seq-mean-token-mean", LossAgg::SeqMeanTokenMean},
+                               {"seq-mean-token-sum", LossAgg::SeqMeanTokenSum},
+                               {"seq-mean-token-sum-norm", LossAgg::SeqMeanTokenSumNorm}});
+  p.mode = enumOption<LossMode>(opts, "loss", p.mode, {{"grpo", LossMode::Grpo}, {"nll", LossMode::Nll}});
   return p;
 }
 

@@ -8,11 +8,16 @@
 
 #include "core/errors.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/gemm.h"
+#include "cpu/gemm_bench.h"
 #include "cpu/kernels.h"
 #include "cpu/machine_limits.h"
 #include "cpu/thread_pool.h"
 #if defined(GRPO_HAVE_CUDA) || defined(GRPO_HAVE_SIMT)
 #include "device.h"
+#endif
+#if defined(GRPO_HAVE_CUDA)
+#include "gemm_status.h"
 #endif
 
 #include "build_config.h"
@@ -30,6 +35,8 @@ BackendSelection& selection() {
     s.compiled.push_back("cpu");
     s.cpuIsa = cpu::rowKernels().isa;
     s.cpuThreads = cpu::threadCount();
+    s.cpuGemmF32 = cpu::gemmKernelName(DType::F32);
+    s.cpuGemmBf16 = cpu::gemmKernelName(DType::BF16);
     s.cudaBuild = GRPO_CUDA_BUILD_STATUS;
 #if defined(GRPO_HAVE_CUDA)
     s.compiled.push_back("cuda");
@@ -42,9 +49,17 @@ BackendSelection& selection() {
     for (const cuda::DeviceInfo& d : probe.devices) {
       s.devices.push_back(GpuInfo{d.name, d.major, d.minor, d.totalMemory, d.multiprocessors});
     }
-    if (s.cudaAvailable) cuda::registerDeviceMemory();
+    if (s.cudaAvailable) {
+      cuda::registerDeviceMemory();
+      const cuda::GemmStatus& g = cuda::cudaGemmStatus();
+      s.cudaGemm = g.cublasLt ? "cublasLt" : "own";
+      s.cudaGemmReason = g.reason;
+    } else {
+      s.cudaGemmReason = "no usable CUDA device";
+    }
 #else
     s.cudaReason = std::string("this binary was built without CUDA: ") + GRPO_CUDA_BUILD_STATUS;
+    s.cudaGemmReason = "this binary was built without CUDA";
 #endif
 #if defined(GRPO_HAVE_SIMT)
     s.compiled.push_back("simt");
@@ -128,5 +143,11 @@ Backend& backendFor(Device device) {
 }
 
 HostLimits measureHostLimits(size_t bytes, int reps) { return cpu::measureHost(bytes, reps); }
+
+GemmPeak measureGemmPeak(double ms) { return cpu::measureGemmPeak(ms); }
+BlasInfo openblasInfo() { return cpu::openblasInfo(); }
+BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps) {
+  return cpu::openblasSgemm(a, b, c, transA, transB, reps);
+}
 
 }  // namespace grpo

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/gemm_bench.h"
 #include "core/host_limits.h"
 
 namespace grpo {
@@ -39,15 +40,23 @@ struct BackendSelection {
   std::vector<std::string> compiled;  // cpu, then cuda and simt when built in
   std::string cpuIsa;
   int cpuThreads = 0;
+  std::string cpuGemmF32, cpuGemmBf16;  // the CPU GEMM micro-kernel per input dtype (cpu/gemm.h)
   bool cudaCompiled = false, cudaAvailable = false;
   std::string cudaBuild;              // how CMake configured CUDA
   std::string cudaReason;             // why CUDA is (not) usable
   int runtimeVersion = 0, driverVersion = 0;
   std::vector<GpuInfo> devices;
+  std::string cudaGemm = "none";      // cublasLt, own or none
+  std::string cudaGemmReason;         // why that GEMM
 };
 const BackendSelection& backendSelection();
 
 // Host memory bandwidth and exp rate, measured now with every core (`bytes` per buffer, best of `reps`).
 HostLimits measureHostLimits(size_t bytes, int reps);
+
+// For the GEMM benchmark (cpu/gemm_bench.h): multiply-add peaks, and OpenBLAS loaded at run time.
+GemmPeak measureGemmPeak(double ms);
+BlasInfo openblasInfo();
+BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps);
 
 }  // namespace grpo

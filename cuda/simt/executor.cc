@@ -156,6 +156,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::ReduceAnd: return "__reduce_and_sync";
     case WarpOp::ReduceOr: return "__reduce_or_sync";
     case WarpOp::ReduceXor: return "__reduce_xor_sync";
+    case WarpOp::Matrix: return "a warp matrix instruction (ldmatrix/mma.sync)";
   }
   return "?";
 }
@@ -550,6 +551,8 @@ class Executor {
         f->state = FState::Ready;
         f->cluster_pending = false;
         f->cluster_phase = 0;
+        f->copies.clear();
+        f->copy_groups.clear();
         prepare_fiber(f, fp);
         b.fibers[t] = f;
         b.ready.push_back(f);
@@ -863,6 +866,117 @@ namespace {
 
 uint64_t poison(unsigned bytes) { return bytes >= 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * bytes)) - 1; }
 
+// ---- warp matrix instructions --------------------------------------------------------------------------------
+// Fragment layouts of the PTX ISA ("Matrix fragments for mma.m16n8k16", "ldmatrix"), with g = lane / 4 (the
+// group) and t = lane % 4 (the thread in the group); each 32-bit register holds two 16-bit values, the
+// lower-indexed one in the low half:
+//   A (16 x 16, row):  a0 = A[g][2t..2t+1]   a1 = A[g+8][2t..2t+1]   a2 = A[g][2t+8..2t+9]   a3 = A[g+8][2t+8..2t+9]
+//   B (16 x 8, col):   b0 = B[2t..2t+1][g]   b1 = B[2t+8..2t+9][g]
+//   C, D (16 x 8 f32): c0, c1 = C[g][2t], C[g][2t+1]   c2, c3 = C[g+8][2t], C[g+8][2t+1]
+//   ldmatrix x{n}: matrix j (8 x 8 of 16-bit values) has its rows at the addresses of lanes 8j..8j+7; lane
+//   receives r[j] = M_j[g][2t..2t+1], or with .trans M_j[2t][g] and M_j[2t+1][g].
+
+float bf16_bits_to_float(uint32_t h) {
+  const uint32_t u = h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+float f16_bits_to_float(uint32_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, em = h & 0x7fffu;
+  uint32_t u;
+  if (em >= 0x7c00u) {
+    u = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
+  } else if (em < 0x0400u) {
+    const float v = static_cast<float>(em) * (1.0f / 16777216.0f);
+    return sign ? -v : v;
+  } else {
+    u = sign | ((em << 13) + ((127u - 15u) << 23));
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t half_of(uint32_t reg, int hi) { return static_cast<uint16_t>(hi ? reg >> 16 : reg & 0xffffu); }
+
+void complete_matrix(Fiber* const* lanes, unsigned need) {
+  Fiber* self_fiber = current_fiber();
+  if (need != 0xFFFFFFFFu)
+    fiber_fault(self_fiber, cudaErrorLaunchFailure,
+                "a warp matrix instruction (ldmatrix/mma.sync) executed by lanes 0x%08x only: the .aligned "
+                "instructions need all 32 lanes of the warp (a block whose size is a multiple of 32)", need);
+  MatrixLane* in[32];
+  for (unsigned l = 0; l < 32; ++l) in[l] = reinterpret_cast<MatrixLane*>(static_cast<uintptr_t>(lanes[l]->in));
+  for (unsigned l = 1; l < 32; ++l) {
+    if (in[l]->kind != in[0]->kind)
+      fiber_fault(self_fiber, cudaErrorLaunchFailure,
+                  "lanes of a warp execute different matrix instructions together (kind 0x%x in lane 0, 0x%x in "
+                  "lane %u at %s:%d): every lane must execute the same ldmatrix or mma.sync",
+                  in[0]->kind, in[l]->kind, l, lanes[l]->site.file != nullptr ? lanes[l]->site.file : "?", lanes[l]->site.line);
+  }
+  const uint32_t kind = in[0]->kind;
+  if ((kind & 0xf) == kLdmatrix && kind < 0x1000) {
+    const unsigned count = (kind >> 4) & 0xf;
+    const bool trans = (kind >> 8) & 1;
+    for (unsigned r = 0; r < 8 * count; ++r) {
+      const void* p = in[r]->addr;
+      if (!is_shared(p) || (reinterpret_cast<uintptr_t>(p) & 15u) != 0)
+        fiber_fault(self_fiber, cudaErrorLaunchFailure,
+                    "ldmatrix: lane %u names row address %p, which is not a 16-byte aligned shared-memory address", r, p);
+    }
+    for (unsigned l = 0; l < 32; ++l) {
+      const unsigned g = l / 4, t = l % 4;
+      for (unsigned j = 0; j < count; ++j) {
+        uint16_t lo, hi;
+        if (!trans) {
+          const uint16_t* row = static_cast<const uint16_t*>(in[8 * j + g]->addr);
+          lo = row[2 * t];
+          hi = row[2 * t + 1];
+        } else {
+          lo = static_cast<const uint16_t*>(in[8 * j + 2 * t]->addr)[g];
+          hi = static_cast<const uint16_t*>(in[8 * j + 2 * t + 1]->addr)[g];
+        }
+        in[l]->out[j] = static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
+      }
+    }
+    return;
+  }
+  if (kind == kMmaBf16 || kind == kMmaF16) {
+    float (*cvt)(uint32_t) = kind == kMmaBf16 ? bf16_bits_to_float : f16_bits_to_float;
+    float A[16][16], B[16][8], C[16][8];
+    for (unsigned l = 0; l < 32; ++l) {
+      const unsigned g = l / 4, t = l % 4;
+      const MatrixLane& x = *in[l];
+      for (int h = 0; h < 2; ++h) {
+        A[g][2 * t + h] = cvt(half_of(x.a[0], h));
+        A[g + 8][2 * t + h] = cvt(half_of(x.a[1], h));
+        A[g][2 * t + 8 + h] = cvt(half_of(x.a[2], h));
+        A[g + 8][2 * t + 8 + h] = cvt(half_of(x.a[3], h));
+        B[2 * t + h][g] = cvt(half_of(x.b[0], h));
+        B[2 * t + 8 + h][g] = cvt(half_of(x.b[1], h));
+        C[g][2 * t + h] = x.c[h];
+        C[g + 8][2 * t + h] = x.c[2 + h];
+      }
+    }
+    // Products of 16-bit floats are exact in double, and so is their sum over 16 terms to well within f32's
+    // precision: one rounding to f32 at the end, as close to the tensor cores' fused sum as a CPU gets.
+    for (unsigned l = 0; l < 32; ++l) {
+      const unsigned g = l / 4, t = l % 4;
+      const unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+      for (int i = 0; i < 4; ++i) {
+        double acc = C[rows[i]][cols[i]];
+        for (int k = 0; k < 16; ++k) acc += static_cast<double>(A[rows[i]][k]) * static_cast<double>(B[k][cols[i]]);
+        const float d = static_cast<float>(acc);
+        std::memcpy(&in[l]->out[i], &d, 4);
+      }
+    }
+    return;
+  }
+  fiber_fault(self_fiber, cudaErrorLaunchFailure, "unknown warp matrix instruction kind 0x%x", kind);
+}
+
 // Computes every participating lane's result once all of them have arrived (PTX semantics for the
 // source lane of shuffles: out of the segment -> own value; a lane outside the mask -> undefined, given
 // here as all-ones bits, a NaN for floating-point values).
@@ -904,6 +1018,7 @@ void complete_group(Block& b, unsigned warp, const WarpGroup& g) {
         f->out = (j >= 0 && j < 32 && lanes[j] != nullptr) ? lanes[j]->in : poison(g.bytes);
         break;
       }
+      case WarpOp::Matrix: break;  // complete_matrix below fills every lane's result
       case WarpOp::Ballot: f->out = ballot; break;
       case WarpOp::Any: f->out = ballot != 0 ? 1 : 0; break;
       case WarpOp::All: f->out = ballot == need ? 1 : 0; break;
@@ -950,6 +1065,7 @@ void complete_group(Block& b, unsigned warp, const WarpGroup& g) {
       }
     }
   }
+  if (g.op == WarpOp::Matrix) complete_matrix(lanes, need);
   Executor& ex = Executor::get();
   for (unsigned l = 0; l < 32; ++l)
     if (lanes[l] != nullptr) ex.make_ready(lanes[l]);
@@ -1019,6 +1135,51 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, unsigned byte
   suspend(f);
   if (pred_out != nullptr) *pred_out = f->out_pred;
   return f->out;
+}
+
+void warp_matrix(MatrixLane& lane, const char* file, int line) {
+  warp_collective(WarpOp::Matrix, 0xFFFFFFFFu, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&lane)), 8, 0, 32,
+                  file, line, nullptr);
+}
+
+void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes, const char* file, int line) {
+  Fiber* f = current_fiber();
+  if (bytes != 4 && bytes != 8 && bytes != 16)
+    fiber_fault(f, cudaErrorLaunchFailure, "cp.async of %u bytes: the size must be 4, 8 or 16 (at %s:%d)", bytes,
+                file != nullptr ? file : "?", line);
+  if (src_bytes > bytes)
+    fiber_fault(f, cudaErrorLaunchFailure, "cp.async with a source size of %u bytes over the copy size %u (at %s:%d)",
+                src_bytes, bytes, file != nullptr ? file : "?", line);
+  if (!is_shared(dst) || (reinterpret_cast<uintptr_t>(dst) & (bytes - 1)) != 0 ||
+      (src_bytes > 0 && (reinterpret_cast<uintptr_t>(src) & (bytes - 1)) != 0))
+    fiber_fault(f, cudaErrorLaunchFailure,
+                "cp.async of %u bytes from %p to %p: the destination must be shared memory and both addresses "
+                "aligned to the copy size (at %s:%d)", bytes, src, dst, file != nullptr ? file : "?", line);
+  f->copies.push_back(AsyncCopy{dst, src, bytes, src_bytes});
+}
+
+void cp_async_commit() {
+  Fiber* f = current_fiber();
+  f->copy_groups.push_back(f->copies.size());
+}
+
+void cp_async_wait(int pending_groups, const char* file, int line) {
+  Fiber* f = current_fiber();
+  if (pending_groups < 0) fiber_fault(f, cudaErrorLaunchFailure, "cp.async.wait_group %d (at %s:%d)", pending_groups, file != nullptr ? file : "?", line);
+  const size_t groups = f->copy_groups.size();
+  if (groups <= static_cast<size_t>(pending_groups)) return;
+  // Complete the oldest groups, leaving the newest `pending_groups` in flight.
+  const size_t done_groups = groups - static_cast<size_t>(pending_groups);
+  const size_t done_copies = f->copy_groups[done_groups - 1];
+  for (size_t i = 0; i < done_copies; ++i) {
+    const AsyncCopy& c = f->copies[i];
+    unsigned char* d = static_cast<unsigned char*>(c.dst);
+    if (c.src_bytes > 0) std::memcpy(d, c.src, c.src_bytes);
+    std::memset(d + c.src_bytes, 0, c.bytes - c.src_bytes);
+  }
+  f->copies.erase(f->copies.begin(), f->copies.begin() + static_cast<std::ptrdiff_t>(done_copies));
+  f->copy_groups.erase(f->copy_groups.begin(), f->copy_groups.begin() + static_cast<std::ptrdiff_t>(done_groups));
+  for (size_t& end : f->copy_groups) end -= done_copies;
 }
 
 unsigned active_mask() {

@@ -138,8 +138,18 @@ struct Run;
 
 enum class FState : uint8_t { Idle, Ready, Running, WaitBlock, WaitWarp, WaitCluster, Done, Aborted };
 
+// One cp.async of a thread, carried out when a cp.async.wait_group releases its group.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  unsigned bytes, src_bytes;
+};
+
 struct Fiber : ThreadCtx {
   unsigned linear = 0, lane = 0, warp = 0;
+  // cp.async of this thread: queued copies, and the end index in `copies` of each committed group.
+  std::vector<AsyncCopy> copies;
+  std::vector<size_t> copy_groups;
   Block* block = nullptr;
   Worker* worker = nullptr;
   FState state = FState::Idle;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../launch.cuh"
+#include "../mma.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -381,6 +382,107 @@ __global__ void nan_fill_kernel(unsigned* out) {
 }
 #endif
 
+
+// ---- warp matrix instructions (cuda/mma.cuh) ------------------------------------------------------------------
+namespace wm = grpo::GRPO_CUDA_NS::mma;
+
+// One warp: a 32 x 32 tile of 16-bit values v(r, c) = r * 32 + c in shared memory (rows padded to 40), read back
+// with each ldmatrix form; every lane writes its registers: x4 (4), x4.trans (4), x2 (2), x2.trans (2), x1 (1).
+__global__ void ldmatrix_kernel(uint32_t* out) {
+  __shared__ __align__(16) uint16_t tile[32][40];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < 32 * 40; i += 32) tile[i / 40][i % 40] = static_cast<uint16_t>((i / 40) * 32 + i % 40);
+  __syncwarp();
+  uint32_t r4[4], t4[4], r2[2], t2[2], r1[1];
+  // Lane L names row L of the tile, at column 8 for lanes 16..31 (so the four matrices differ).
+  const uint16_t* row = &tile[lane % 32][(lane / 16) * 8];
+  wm::ldmatrixX4(r4, row);
+  wm::ldmatrixX4Trans(t4, row);
+  wm::ldmatrixX2(r2, row);
+  wm::ldmatrixX2Trans(t2, row);
+  wm::ldmatrixX1(r1, row);
+  uint32_t* o = out + lane * 13;
+  for (int i = 0; i < 4; i++) o[i] = r4[i];
+  for (int i = 0; i < 4; i++) o[4 + i] = t4[i];
+  for (int i = 0; i < 2; i++) o[8 + i] = r2[i];
+  for (int i = 0; i < 2; i++) o[10 + i] = t2[i];
+  o[12] = r1[0];
+}
+
+// D = A·B + C for A 16 x 16 (row-major bf16 bits), B 16 x 8 (row-major [k][n] bf16 bits), C 16 x 8 f32, two ways:
+// fragments built by hand from the PTX ISA's layout (dHand), and through ldmatrix from shared memory, A as
+// [m][k] with x4 and B as [n][k] with x2 (dLd), and B as [k][n] with x2.trans (dLdT).
+__global__ void mma_kernel(const uint16_t* A, const uint16_t* B, const float* C, float* dHand, float* dLd, float* dLdT) {
+  __shared__ __align__(16) uint16_t sA[16][24];
+  __shared__ __align__(16) uint16_t sBt[8][24];   // [n][k]
+  __shared__ __align__(16) uint16_t sB[16][16];   // [k][n], 8 columns used
+  const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+  for (int i = lane; i < 256; i += 32) sA[i / 16][i % 16] = A[i];
+  for (int i = lane; i < 128; i += 32) {
+    sBt[i % 8][i / 8] = B[i];
+    sB[i / 8][i % 8] = B[i];
+  }
+  __syncwarp();
+  auto pair = [](uint16_t lo, uint16_t hi) { return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16); };
+  uint32_t a[4] = {pair(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]), pair(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]),
+                   pair(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]), pair(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9])};
+  uint32_t b[2] = {pair(B[(2 * t) * 8 + g], B[(2 * t + 1) * 8 + g]), pair(B[(2 * t + 8) * 8 + g], B[(2 * t + 9) * 8 + g])};
+  float c[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 + 2 * t + 1]};
+  float d[4] = {c[0], c[1], c[2], c[3]};
+  wm::mmaBf16(d, a, b);
+  uint32_t la[4], lb[2], lbt[2];
+  wm::ldmatrixX4(la, &sA[lane % 16][(lane / 16) * 8]);
+  wm::ldmatrixX2(lb, &sBt[lane % 8][((lane / 8) % 2) * 8]);
+  wm::ldmatrixX2Trans(lbt, &sB[lane % 16][0]);
+  float e[4] = {c[0], c[1], c[2], c[3]}, f[4] = {c[0], c[1], c[2], c[3]};
+  wm::mmaBf16(e, la, lb);
+  wm::mmaBf16(f, la, lbt);
+  const int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+  for (int i = 0; i < 4; i++) {
+    dHand[rows[i] * 8 + cols[i]] = d[i];
+    dLd[rows[i] * 8 + cols[i]] = e[i];
+    dLdT[rows[i] * 8 + cols[i]] = f[i];
+  }
+}
+
+// cp.async: two groups of 16-byte copies (the second one zero-filled after srcBytes); wait_group 1 completes the
+// first group only, wait_group 0 the rest; each thread reads back its own chunks after each wait.
+__global__ void cp_async_kernel(const float* src, float* early, float* mid, float* late, unsigned srcBytes) {
+  __shared__ __align__(16) float s0[128];
+  __shared__ __align__(16) float s1[128];
+  const int t = threadIdx.x;  // 32 threads, 4 floats each per buffer
+  wm::cpAsync16(&s0[t * 4], src + t * 4, 16);
+  wm::cpAsyncCommit();
+  wm::cpAsync16(&s1[t * 4], src + 128 + t * 4, srcBytes);
+  wm::cpAsyncCommit();
+#if defined(GRPO_SIMT)
+  early[t] = s0[t * 4];  // before any wait: the executor has not copied yet (undefined on a GPU)
+#else
+  early[t] = 0.0f;
+#endif
+  wm::cpAsyncWait<1>();
+  mid[t] = s0[t * 4];
+  wm::cpAsyncWait<0>();
+  __syncthreads();
+  for (int i = 0; i < 4; i++) late[t * 4 + i] = s1[((t + 1) % 32) * 4 + i];  // another thread's copy, after the barrier
+}
+
+#if defined(GRPO_SIMT)
+// An mma.sync that half of the warp skips: an error, never a hang.
+__global__ void mma_half_warp_kernel(float* out) {
+  uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+  float d[4] = {0, 0, 0, 0};
+  if (threadIdx.x < 16) wm::mmaBf16(d, a, b);
+  out[threadIdx.x] = d[0];
+}
+
+// ldmatrix from global memory: an error (the instruction reads shared memory only).
+__global__ void ldmatrix_global_kernel(const uint16_t* g, uint32_t* out) {
+  uint32_t r[1];
+  wm::ldmatrixX1(r, g + (threadIdx.x % 8) * 8);
+  out[threadIdx.x] = r[0];
+}
+#endif
 }  // namespace simt_selftest
 
 // ---- harness ---------------------------------------------------------------------------------------------------
@@ -959,6 +1061,93 @@ void test_host_threads() {
   report(ok[0] && ok[1], "launches from two host threads at once");
 }
 
+// ---- warp matrix instructions ----------------------------------------------------------------------------------
+
+// The PTX ISA's ldmatrix layout, from the tile's values v(r, c) = r * 32 + c and the row each lane named.
+void test_ldmatrix() {
+  Buf<uint32_t> out(32 * 13);
+  const cudaError_t e = grpoLaunch(ldmatrix_kernel, dim3(1), dim3(32), 0, 0, out.d);
+  out.down();
+  auto rowOf = [](int lane) { return lane % 32; };
+  auto colOf = [](int lane) { return (lane / 16) * 8; };
+  auto v = [](int r, int c) { return static_cast<uint32_t>(r * 32 + c); };
+  std::string why;
+  for (int l = 0; l < 32 && why.empty(); ++l) {
+    const int g = l / 4, t = l % 4;
+    const uint32_t* o = out.h.data() + l * 13;
+    for (int j = 0; j < 4 && why.empty(); ++j) {
+      // matrix j: rows named by lanes 8j..8j+7
+      const int lr = 8 * j + g;
+      const uint32_t plain = v(rowOf(lr), colOf(lr) + 2 * t) | (v(rowOf(lr), colOf(lr) + 2 * t + 1) << 16);
+      const int l0 = 8 * j + 2 * t, l1 = 8 * j + 2 * t + 1;
+      const uint32_t trans = v(rowOf(l0), colOf(l0) + g) | (v(rowOf(l1), colOf(l1) + g) << 16);
+      if (o[j] != plain) why = strf("x4 lane %d matrix %d: 0x%08x, want 0x%08x", l, j, o[j], plain);
+      else if (o[4 + j] != trans) why = strf("x4.trans lane %d matrix %d: 0x%08x, want 0x%08x", l, j, o[4 + j], trans);
+      else if (j < 2 && o[8 + j] != plain) why = strf("x2 lane %d matrix %d", l, j);
+      else if (j < 2 && o[10 + j] != trans) why = strf("x2.trans lane %d matrix %d", l, j);
+      else if (j == 0 && o[12] != plain) why = strf("x1 lane %d", l);
+    }
+  }
+  report(e == cudaSuccess && why.empty(), "ldmatrix x1/x2/x4 (.trans): fragment layout of the PTX ISA", why.empty() ? strf("err=%d", e) : why);
+}
+
+uint16_t bf16_bits(float x) {
+  uint32_t u = f2u(x);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+void test_mma() {
+  Buf<uint16_t> A(256), B(128);
+  Buf<float> C(128), dHand(128), dLd(128), dLdT(128);
+  for (int i = 0; i < 256; ++i) A.h[i] = bf16_bits(static_cast<float>((i * 7) % 13) * 0.25f - 1.5f);
+  for (int i = 0; i < 128; ++i) B.h[i] = bf16_bits(static_cast<float>((i * 5) % 11) * 0.5f - 2.0f);
+  for (int i = 0; i < 128; ++i) C.h[i] = static_cast<float>(i % 9) - 4.0f;
+  A.up();
+  B.up();
+  C.up();
+  const cudaError_t e = grpoLaunch(mma_kernel, dim3(1), dim3(32), 0, 0, A.d, B.d, C.d, dHand.d, dLd.d, dLdT.d);
+  dHand.down();
+  dLd.down();
+  dLdT.down();
+  std::string why;
+  for (int m = 0; m < 16 && why.empty(); ++m) {
+    for (int n = 0; n < 8 && why.empty(); ++n) {
+      double ref = C.h[m * 8 + n];
+      for (int k = 0; k < 16; ++k) ref += static_cast<double>(u2f(uint32_t(A.h[m * 16 + k]) << 16)) * u2f(uint32_t(B.h[k * 8 + n]) << 16);
+      const float want = static_cast<float>(ref);  // quarter and half steps: exact
+      if (dHand.h[m * 8 + n] != want) why = strf("hand-built fragments: D[%d][%d] = %g, want %g", m, n, dHand.h[m * 8 + n], want);
+      else if (dLd.h[m * 8 + n] != want) why = strf("ldmatrix fragments: D[%d][%d] = %g, want %g", m, n, dLd.h[m * 8 + n], want);
+      else if (dLdT.h[m * 8 + n] != want) why = strf("ldmatrix.trans B: D[%d][%d] = %g, want %g", m, n, dLdT.h[m * 8 + n], want);
+    }
+  }
+  report(e == cudaSuccess && why.empty(), "mma.sync m16n8k16 bf16 (fragments by hand and through ldmatrix)", why.empty() ? strf("err=%d", e) : why);
+}
+
+void test_cp_async() {
+  Buf<float> src(256), early(32), mid(32), late(128);
+  for (int i = 0; i < 256; ++i) src.h[i] = static_cast<float>(i) + 0.5f;
+  src.up();
+  const unsigned srcBytes = 8;  // two of the four floats of each second-group chunk; the rest zero
+  const cudaError_t e = grpoLaunch(cp_async_kernel, dim3(1), dim3(32), 0, 0, src.d, early.d, mid.d, late.d, srcBytes);
+  early.down();
+  mid.down();
+  late.down();
+  std::string why;
+  for (int t = 0; t < 32 && why.empty(); ++t) {
+#if defined(GRPO_SIMT)
+    if (!std::isnan(early.h[t])) why = strf("thread %d read its copy before waiting and saw %g, not the NaN fill", t, early.h[t]);
+#endif
+    if (why.empty() && mid.h[t] != src.h[t * 4]) why = strf("thread %d after wait_group 1: %g", t, mid.h[t]);
+    const int o = (t + 1) % 32;
+    for (int i = 0; i < 4 && why.empty(); ++i) {
+      const float want = i < 2 ? src.h[128 + o * 4 + i] : 0.0f;
+      if (late.h[t * 4 + i] != want) why = strf("thread %d element %d after wait_group 0: %g, want %g", t, i, late.h[t * 4 + i], want);
+    }
+  }
+  report(e == cudaSuccess && why.empty(), "cp.async 16 B with zero fill, commit_group, wait_group 1 / 0", why.empty() ? strf("err=%d", e) : why);
+}
+
 #if defined(GRPO_SIMT)
 
 void test_nan_fill() {
@@ -1063,6 +1252,12 @@ void test_faults() {
       grpoLaunch(out_of_bounds_kernel, dim3(2), dim3(256), 0, 0, out.d, 256));
   run("write past the end of dynamic shared memory", cudaErrorIllegalAddress, "dynamic shared memory",
       grpoLaunch(smem_out_of_bounds_kernel, dim3(2), dim3(64), 64 * sizeof(float), 0, out.d, 64));
+  run("mma.sync by half a warp", cudaErrorLaunchFailure, "can never complete",
+      grpoLaunch(mma_half_warp_kernel, dim3(1), dim3(32), 0, 0, out.d));
+  Buf<uint16_t> gsrc(64);
+  Buf<uint32_t> gout(32);
+  run("ldmatrix from global memory", cudaErrorLaunchFailure, "shared-memory address",
+      grpoLaunch(ldmatrix_global_kernel, dim3(1), dim3(32), 0, 0, gsrc.d, gout.d));
   (void)cudaGetLastError();
   grpo_simt::set_quiet(false);
   for (const Case& c : cases) {
@@ -1102,6 +1297,9 @@ int main() {
   test_conversions();
   test_big_grid();
   test_barrier_timing();
+  test_ldmatrix();
+  test_mma();
+  test_cp_async();
 #if defined(GRPO_SIMT)
   test_nan_fill();
   test_races();

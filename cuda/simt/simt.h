@@ -117,6 +117,7 @@ enum class WarpOp : uint8_t {
   ReduceAnd,
   ReduceOr,
   ReduceXor,
+  Matrix,  // ldmatrix, mma.sync: warp_matrix below
 };
 
 enum class BarrierKind : uint8_t { Plain, Count, And, Or };
@@ -139,6 +140,32 @@ void* cluster_map_shared(const void* ptr, unsigned rank, const char* file, int l
 unsigned cluster_query_shared_rank(const void* ptr, const char* file, int line);
 void* dynamic_shared_base();
 bool is_shared(const void* ptr);
+
+// ---- warp-level matrix instructions (ldmatrix, mma.sync) and asynchronous copies (cp.async) ----------------
+// The host build of the PTX instructions that tensor-core kernels use (cuda/mma.cuh wraps them for both
+// builds). A matrix instruction is a collective of the whole warp: every lane passes its operands, and when
+// the 32th lane arrives the results of all lanes are computed at once from the fragments, with the fragment
+// layouts of the PTX ISA, and handed back. kind says which instruction; all lanes must pass the same one.
+enum MatrixKind : uint32_t {
+  kLdmatrix = 1,      // | count << 4 (1, 2 or 4 matrices) | trans << 8: ldmatrix.sync.aligned.m8n8.x{count}[.trans].b16
+  kMmaBf16 = 0x1000,  // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+  kMmaF16 = 0x1001,   // mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+};
+struct MatrixLane {
+  uint32_t kind;
+  const void* addr;   // ldmatrix: the shared-memory row this lane names (lanes 0..8*count-1)
+  uint32_t a[4];      // mma: A fragment (4 x 2 packed 16-bit values)
+  uint32_t b[2];      // mma: B fragment
+  float c[4];         // mma: C fragment
+  uint32_t out[4];    // ldmatrix: count registers; mma: the D fragment as float bits
+};
+void warp_matrix(MatrixLane& lane, const char* file, int line);
+// cp.async.{ca,cg}.shared.global [dst], [src], bytes, srcBytes: queued for the calling thread and carried out
+// when a cp.async.wait_group releases its group, so a kernel that reads the destination before waiting (or
+// without the barrier that makes other threads' copies visible) sees the old contents (NaN fill) here too.
+void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes, const char* file, int line);
+void cp_async_commit();
+void cp_async_wait(int pending_groups, const char* file, int line);
 void yield();
 long long clock_ns();
 [[noreturn]] void trap(const char* what, const char* file, int line, const char* func);

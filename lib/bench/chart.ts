@@ -1,7 +1,7 @@
 /** The benchmark's chart: achieved GB/s against the vocabulary size, per op, implementation and dtype. */
 import * as vega from 'vega'
 import * as vegaLite from 'vega-lite'
-import type { BenchCase, MachineLimits } from './run.js'
+import type { BenchCase, MachineLimits } from './types.js'
 
 function vocabDomain(values: { V: number }[]): [number, number] {
   const vs = values.map((v) => v.V)

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url'
 import { packageRoot } from '../native.js'
 import { scoreBatch } from '../reward/index.js'
 import type { BatchItem } from '../reward/index.js'
-import type { BenchCase } from './run.js'
+import type { BenchCase } from './types.js'
 
 export async function scoreBatchBench(reps: number, seed: number): Promise<BenchCase> {
   const data = (await import(pathToFileURL(join(packageRoot, 'bench', 'reward-data.mjs')).href)) as {

@@ -17,68 +17,9 @@ import { native } from '../native.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
-import { type BandwidthProbe, probeDeviceBandwidth, randomUniform, timeKernels } from './device.js'
-
-export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch'
-export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch']
-
-export interface BenchOptions {
-  device: Device
-  ops: readonly BenchOp[]
-  vocab: readonly number[]
-  tokens: readonly number[]
-  dtypes: readonly ('f32' | 'bf16' | 'f16')[]
-  reps: number
-  warmup: number
-  baselineReps: number
-  out: string
-  seed: number
-  log: (line: string) => void
-  /** 'kernels': CUDA events around each op's kernels (default on cuda); 'host': the host clock around each call. */
-  timer?: 'kernels' | 'host'
-  /** On cuda: a device probe already measured in this run (else one is measured here). */
-  deviceProbe?: BandwidthProbe
-  /** Write the JSON and the chart (default true). */
-  write?: boolean
-}
-
-export interface Timing {
-  medianMs: number
-  minMs: number
-  maxMs: number
-  reps: number
-  /** 'cuda-events': kernel time from CUDA events (the SIMT executor's host timestamps in a dry run); 'host': the host clock */
-  clock: 'cuda-events' | 'host'
-  /** the host clock's median around the same calls (synchronous ops: launch, kernels, status copies) */
-  hostMedianMs: number
-}
-
-export interface BenchCase {
-  op: BenchOp
-  impl: 'native' | 'plain-ts' | 'unfused-ops'
-  dtype: string
-  V: number
-  tokens: number
-  timing: Timing
-  tokensPerSecond: number
-  bytesPerToken: number // moved by design: one read of the logits (and one write of the gradient)
-  gbps: number
-  shareOfLimit: number // achieved GB/s over the machine's measured bandwidth
-  note?: string
-}
-
-export interface MachineLimits {
-  threads: number
-  isa: string
-  /** read + write GB/s of a copy, and GB/s of a read: the host's (measureMachine) or the device's (probe) */
-  copyGBps: number
-  readGBps: number
-  expPerSecond: number
-  /** where copyGBps and readGBps come from */
-  source: 'host' | 'device'
-  /** the device probe, on cuda */
-  device?: BandwidthProbe
-}
+import { probeDeviceBandwidth, randomUniform, timeKernels } from './device.js'
+import { SQUARE_SIZES, gemmMarkdown, runGemmBench, type GemmBenchResult } from './gemm.js'
+import type { BenchCase, BenchOptions, MachineLimits, Timing } from './types.js'
 
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 1
@@ -139,7 +80,7 @@ function disposeAll(value: unknown): void {
 }
 
 /** Runs the benchmark and writes its results; returns them too. */
-export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; files: string[] }> {
+export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; gemm?: GemmBenchResult; files: string[] }> {
   const random = xorshift(o.seed)
   const timer = (o.timer ?? (o.device === 'cuda' ? 'kernels' : 'host')) === 'kernels' ? { device: o.device } : undefined
   let machine: MachineLimits
@@ -280,8 +221,13 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     o.log(`  scoreBatch             ${r.timing.medianMs.toFixed(2)} ms for ${r.tokens} completions: ${(r.tokensPerSecond / 1e3).toFixed(1)}k completions/s`)
   }
 
-  const files = o.write === false ? [] : await writeResults(o.out, machine, cases, o)
-  return { machine, cases, files }
+  let gemm: GemmBenchResult | undefined
+  if (o.ops.includes('gemm')) {
+    gemm = await runGemmBench({ device: o.device, reps: Math.min(o.reps, 5), tokens: o.gemmTokens ?? 1024, sizes: o.gemmSizes ?? SQUARE_SIZES, log: o.log, torch: o.gemmTorch ?? true })
+  }
+
+  const files = o.write === false ? [] : await writeResults(o.out, machine, cases, o, gemm)
+  return { machine, cases, gemm, files }
 }
 
 function machineName(): string {
@@ -289,15 +235,24 @@ function machineName(): string {
   return `${cpu.toLowerCase()}-${os.cpus().length}c`.replace(/-+/g, '-')
 }
 
-async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions): Promise<string[]> {
+async function writeResults(outDir: string, machine: MachineLimits, cases: BenchCase[], o: BenchOptions, gemm?: GemmBenchResult): Promise<string[]> {
   mkdirSync(outDir, { recursive: true })
   const date = new Date().toISOString().slice(0, 10)
   const base = join(outDir, `${o.device}-${machineName()}-${date}`)
   const json = `${base}.json`
-  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, machine, options: { ...o, log: undefined }, cases }, null, 2) + '\n')
-  const svg = `${base}.svg`
-  // Loaded here only: the chart library is not needed by callers that do not write (the GPU check's pack).
-  const { benchChartSvg } = await import('./chart.js')
-  writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
-  return [json, svg]
+  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), device: o.device, node: process.version, loadAverage: os.loadavg(), machine, options: { ...o, log: undefined }, cases, gemm }, null, 2) + '\n')
+  const files = [json]
+  if (cases.length > 0) {
+    const svg = `${base}.svg`
+    // Loaded here only: the chart library is not needed by callers that do not write (the GPU check's pack).
+    const { benchChartSvg } = await import('./chart.js')
+    writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
+    files.push(svg)
+  }
+  if (gemm) {
+    const md = `${base}-gemm.md`
+    writeFileSync(md, `# GEMM, ${o.device}, ${machineName()}, ${date} (load average ${os.loadavg().map((l) => l.toFixed(1)).join(', ')})\n\n${gemmMarkdown(gemm)}`)
+    files.push(md)
+  }
+  return files
 }

@@ -557,6 +557,129 @@ function copyCase(dtype: 'f32' | 'bf16' | 'f16' | 'i32' | 'u8'): CheckCase {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// the linear layer
+
+/**
+ * The f32 summation bound of one GEMM output, as the linear suite states it (test/ops/linear.test.ts): a sum of
+ * `depth` exact products is within (depth + 4)·2⁻²⁴·Σ|terms| of its exact value, plus half a bf16 ulp
+ * (2⁻⁸·|value|) when the result is stored in bf16. Two backends are within PAIR times that of each other.
+ */
+function gemmBound(value: Float64Array, mass: Float64Array, depth: number, bf16Out: boolean): Float64Array {
+  return value.map((v, i) => PAIR * ((depth + 4) * 2 ** -24 * mass[i]! + (bf16Out ? 2 ** -8 * Math.abs(v) : 0)) + 1e-30)
+}
+
+/** Uniform in [−1, 1) as stored in `dtype`, and the stored values widened exactly. */
+function gemmValues(rng: Rng, n: number, dtype: 'f32' | 'bf16', scale = 1): { stored: Float32Array | Uint16Array; exact: Float64Array } {
+  const f = Float32Array.from({ length: n }, () => rng.range(-1, 1) * scale)
+  const stored = storage(dtype, f)
+  return { stored, exact: dtype === 'f32' ? Float64Array.from(f) : Float64Array.from(roundTripBf16(f)) }
+}
+
+function roundTripBf16(f: Float32Array): Float32Array {
+  const bits = storage('bf16', f) as Uint16Array
+  return new Float32Array(Uint32Array.from(bits, (b) => b << 16).buffer)
+}
+
+/** C[i, j] = Σ_k A[i, k]·B[j, k] (rows of A and B of length K), exactly in float64, and Σ_k |A[i, k]·B[j, k]|. */
+function products(A: Float64Array, B: Float64Array, rows: number, cols: number, K: number): { value: Float64Array; mass: Float64Array } {
+  const value = new Float64Array(rows * cols), mass = new Float64Array(rows * cols)
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      let v = 0, m = 0
+      for (let k = 0; k < K; k++) {
+        const p = A[i * K + k]! * B[j * K + k]!
+        v += p
+        m += Math.abs(p)
+      }
+      value[i * cols + j] = v
+      mass[i * cols + j] = m
+    }
+  }
+  return { value, mass }
+}
+
+function transpose(A: Float64Array, rows: number, cols: number): Float64Array {
+  const T = new Float64Array(rows * cols)
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) T[j * rows + i] = A[i * cols + j]!
+  return T
+}
+
+interface GemmShape {
+  N: number
+  K: number
+  M: number
+  dry?: [number, number, number]
+}
+
+function linearCase(name: string, dtype: 'f32' | 'bf16', shape: GemmShape, o: { bias?: 'f32' | 'bf16'; outDtype?: 'f32' | 'bf16'; edge?: boolean }): CheckCase {
+  return {
+    op: 'modelOps.linear',
+    name: `linear ${dtype} ${name}`,
+    edge: o.edge,
+    async prepare(ctx) {
+      const [N, K, M] = ctx.dry && shape.dry ? shape.dry : [shape.N, shape.K, shape.M]
+      const x = gemmValues(ctx.rng, N * K, dtype), w = gemmValues(ctx.rng, M * K, dtype)
+      const b = o.bias ? gemmValues(ctx.rng, M, o.bias) : undefined
+      const y = products(x.exact, w.exact, N, M, K)
+      if (b) for (let i = 0; i < N * M; i++) (y.value[i] += b.exact[i % M]!), (y.mass[i] += Math.abs(b.exact[i % M]!))
+      const out = o.outDtype ?? dtype
+      return {
+        shape: `[${N}, ${K}] x [${M}, ${K}]ᵀ ${dtype}${b ? ` + bias ${o.bias}` : ''} -> ${out}`,
+        tolerances: { y: { kind: 'bound', bound: gemmBound(y.value, y.mass, K + 1, out === 'bf16') } },
+        run: (device) =>
+          onDevice(device, async (s) => {
+            const opts = { bias: b && s.from(b.stored, [M], o.bias), outDtype: o.outDtype }
+            const r = s.keep(await modelOps.linear(s.from(x.stored, [N, K], dtype), s.from(w.stored, [M, K], dtype), opts))
+            return { y: await values(r) }
+          }),
+      }
+    },
+  }
+}
+
+function linearBackwardCase(name: string, dtype: 'f32' | 'bf16', shape: GemmShape, gradDtype: 'f32' | 'bf16', edge?: boolean): CheckCase {
+  return {
+    op: 'modelOps.linearBackward',
+    name: `linearBackward ${dtype} ${name}`,
+    edge,
+    async prepare(ctx) {
+      const [N, K, M] = ctx.dry && shape.dry ? shape.dry : [shape.N, shape.K, shape.M]
+      const x = gemmValues(ctx.rng, N * K, dtype), w = gemmValues(ctx.rng, M * K, dtype), dy = gemmValues(ctx.rng, N * M, dtype)
+      const gw0 = gemmValues(ctx.rng, M * K, gradDtype, 0.5), gb0 = gemmValues(ctx.rng, M, gradDtype, 0.5)
+      // dx = dy·W: rows of dy against the columns of W (rows of Wᵀ); gradWeight += dyᵀ·x; gradBias += Σ_rows dy.
+      const dx = products(dy.exact, transpose(w.exact, M, K), N, K, M)
+      const gw = products(transpose(dy.exact, N, M), transpose(x.exact, N, K), M, K, N)
+      for (let i = 0; i < M * K; i++) (gw.value[i] += gw0.exact[i]!), (gw.mass[i] += Math.abs(gw0.exact[i]!))
+      const gb = { value: new Float64Array(M), mass: new Float64Array(M) }
+      for (let j = 0; j < M; j++) {
+        gb.value[j] = gb0.exact[j]!
+        gb.mass[j] = Math.abs(gb0.exact[j]!)
+        for (let i = 0; i < N; i++) (gb.value[j] += dy.exact[i * M + j]!), (gb.mass[j] += Math.abs(dy.exact[i * M + j]!))
+      }
+      return {
+        shape: `dy [${N}, ${M}], x [${N}, ${K}], W [${M}, ${K}] ${dtype}, gradients ${gradDtype}`,
+        tolerances: {
+          dx: { kind: 'bound', bound: gemmBound(dx.value, dx.mass, M, dtype === 'bf16') },
+          gradWeight: { kind: 'bound', bound: gemmBound(gw.value, gw.mass, N + 1, gradDtype === 'bf16') },
+          gradBias: { kind: 'bound', bound: gemmBound(gb.value, gb.mass, N + 1, gradDtype === 'bf16') },
+        },
+        run: (device) =>
+          onDevice(device, async (s) => {
+            const gW = s.from(gw0.stored, [M, K], gradDtype), gB = s.from(gb0.stored, [M], gradDtype)
+            const r = s.keep(
+              await modelOps.linearBackward(s.from(dy.stored, [N, M], dtype), s.from(x.stored, [N, K], dtype), s.from(w.stored, [M, K], dtype), {
+                gradWeight: gW,
+                gradBias: gB,
+              }),
+            )
+            return { dx: await values(r!), gradWeight: await values(gW), gradBias: await values(gB) }
+          }),
+      }
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // the table
 
 const DTYPES: readonly FloatDType[] = ['f32', 'bf16', 'f16']
@@ -604,6 +727,12 @@ export const CASES: readonly CheckCase[] = [
   ...DTYPES.flatMap((d) => [sampleCase(d, { topP: 0.9, temperature: 0.8 }), ...(d === 'bf16' ? [sampleCase(d, { greedy: true }), sampleCase(d, {})] : [])]),
   ...optimizerCases(),
   ...(['f32', 'bf16', 'i32', 'u8'] as const).map(copyCase),
+  // the linear layer: odd sizes past one tile in each direction, a GEMV, both dtypes, both passes
+  linearCase('[67, 96] -> 130, bias', 'f32', { N: 67, K: 96, M: 130 }, { bias: 'f32' }),
+  linearCase('[67, 96] -> 130, bf16 bias, f32 out', 'bf16', { N: 67, K: 96, M: 130 }, { bias: 'bf16', outDtype: 'f32' }),
+  linearCase('one row, K 97 -> 33 (a GEMV)', 'bf16', { N: 1, K: 97, M: 33 }, {}),
+  linearBackwardCase('[67, 96] -> 130', 'f32', { N: 67, K: 96, M: 130 }, 'f32'),
+  linearBackwardCase('[67, 96] -> 130, bf16 gradients', 'bf16', { N: 67, K: 96, M: 130 }, 'bf16'),
   // edge shapes
   ...DTYPES.flatMap((d) => [
     tokenLogprobsCase('70000 rows (grid y/z limit), entropy', d, MANY_ROWS, { entropy: true, edge: true }),
@@ -611,6 +740,9 @@ export const CASES: readonly CheckCase[] = [
     tokenLogprobsCase('V 262144, entropy', d, WIDE, { entropy: true, edge: true }),
     grpoLossCase('V 262144, masked', d, WIDE, { mask: true, beta: 0.04, edge: true }),
   ]),
+  // tensor-core tiles with remainders in every direction (the dry run keeps a tile and a remainder)
+  linearCase('[1031, 1024] -> 515', 'bf16', { N: 1031, K: 1024, M: 515, dry: [65, 128, 33] }, { bias: 'f32', edge: true }),
+  linearBackwardCase('[1031, 1024] -> 515, f32 gradients', 'bf16', { N: 1031, K: 1024, M: 515, dry: [65, 128, 33] }, 'f32', true),
 ]
 
 /** Op functions a case may name, as exported (async forms; a …Sync twin shares its case). */
@@ -635,7 +767,6 @@ export function opExists(op: string): boolean {
  * they land, and as unchecked once they exist without a case.
  */
 export const PLANNED_OPS: readonly string[] = [
-  'modelOps.linear',
   'modelOps.rmsNorm',
   'modelOps.rope',
   'modelOps.swiglu',

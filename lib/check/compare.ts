@@ -37,6 +37,8 @@ export type Tolerance =
   | { kind: 'scalar'; rtol: number; atol?: number; mass?: number }
   /** at most `max` differing elements (sampled tokens where two correct backends may part at a near tie) */
   | { kind: 'mismatches'; max: number }
+  /** |got_i − want_i| ≤ bound_i for every i (a GEMM's f32 summation bound, element by element) */
+  | { kind: 'bound'; bound: ArrayLike<number> }
 
 export interface OutputCheck {
   output: string
@@ -108,6 +110,19 @@ export function compareOutput(output: string, got: Values | undefined, want: Val
       }
       const limit = tol.kind === 'exact' ? 0 : tol.max
       return { output, ok: count <= limit, metric: 'mismatches', value: count, limit, worst: at(first) }
+    }
+    case 'bound': {
+      // The value reported is the worst |got − want| / bound; the limit is 1.
+      let worstRatio = -1, worst = -1
+      for (let i = 0; i < g.length; i++) {
+        const ratio = g[i] === w[i] ? 0 : Number.isNaN(g[i]! - w[i]!) ? Infinity : Math.abs(g[i]! - w[i]!) / tol.bound[i]!
+        if (ratio > worstRatio) {
+          worstRatio = ratio
+          worst = i
+        }
+      }
+      worstRatio = Math.max(0, worstRatio)
+      return { output, ok: g.length === tol.bound.length && worstRatio <= 1, metric: 'share-of-bound', value: worstRatio, limit: 1, worst: at(worst) }
     }
     case 'scalar': {
       const a = g[0]!, b = w[0]!

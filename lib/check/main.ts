@@ -12,8 +12,9 @@
  *   --sanitizer PATH     compute-sanitizer (default: found on PATH or in /usr/local/cuda/bin)
  *   --manifest FILE      the pack's MANIFEST.json, recorded with the results
  *
- * Child mode (the sanitizer runs it under compute-sanitizer): --child correctness --target cuda|simt
- * [--sanitizer-cases] --seed N --json FILE.
+ * Child modes (the runner starts them: under compute-sanitizer, or with GRPO_CUDA_GEMM=own so the linear ops
+ * run our GEMM instead of cuBLASLt): --child correctness --target cuda|simt [--sanitizer-cases] [--ops a,b]
+ * --seed N --json FILE; --child perf --target cuda|simt --ops a,b --seed N --json FILE.
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -21,7 +22,10 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { native } from '../native.js'
+import { probeDeviceBandwidth, withHostBackend } from '../bench/device.js'
+import type { CheckCase } from './cases.js'
 import { runCorrectness } from './correctness.js'
+import { timeOurs } from './perf.js'
 import { STEPS, type StepName, runGpuCheck, sanitizerCases } from './run.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -65,6 +69,7 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
         child: { type: 'string' },
         target: { type: 'string' },
         'sanitizer-cases': { type: 'boolean', default: false },
+        ops: { type: 'string' },
         json: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -83,11 +88,23 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
     return EXIT.usage
   }
 
+  const onlyOps = values.ops?.split(',').map((x) => x.trim())
   if (values.child === 'correctness') {
     const target = values.target === 'cuda' ? 'cuda' : 'simt'
-    const report = await runCorrectness({ target, seed, deadline: Infinity, filter: values['sanitizer-cases'] ? sanitizerCases : undefined, log })
+    const filter = values['sanitizer-cases'] ? sanitizerCases : onlyOps ? (c: CheckCase) => onlyOps.includes(c.op) : undefined
+    const report = await runCorrectness({ target, seed, deadline: Infinity, filter, log })
     if (values.json) writeFileSync(values.json, JSON.stringify(report))
     return report.failed || report.errors ? EXIT.failed : EXIT.ok
+  }
+  if (values.child === 'perf') {
+    const device = values.target === 'cuda' ? 'cuda' : 'cpu'
+    const run = async () => {
+      const probe = await probeDeviceBandwidth(device, device === 'cuda' ? { bytes: 2 ** 28, reps: 5 } : { bytes: 1 << 20, reps: 2 })
+      return timeOurs({ device, dry: device !== 'cuda', probe, reps: device === 'cuda' ? 20 : 3, warmup: device === 'cuda' ? 3 : 1, seed, log }, Infinity, (c) => !!c.op && (onlyOps ?? []).includes(c.op))
+    }
+    const rows = await (device === 'cuda' ? run() : withHostBackend('simt', run))
+    if (values.json) writeFileSync(values.json, JSON.stringify(rows))
+    return rows.some((r) => r.status === 'error') ? EXIT.failed : EXIT.ok
   }
   if (values.child !== undefined) {
     log(`gpu-check: unknown --child ${values.child}`)

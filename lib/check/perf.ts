@@ -9,7 +9,11 @@
  */
 import type { Device } from '../dtype.js'
 import type { BandwidthProbe } from '../bench/device.js'
-import { type BenchCase, type BenchOp, type Timing, runBench } from '../bench/run.js'
+import { randomUniform, timeKernels } from '../bench/device.js'
+import { runBench } from '../bench/run.js'
+import * as modelOps from '../model-ops.js'
+import { native } from '../native.js'
+import type { BenchCase, BenchOp, Timing } from '../bench/types.js'
 import { opExists } from './cases.js'
 
 export type TorchKind = 'trl_grpo_loss' | 'selective_log_softmax' | 'matmul' | 'sdpa' | 'copy'
@@ -36,6 +40,8 @@ export interface PerfContext {
 
 export interface OurTiming {
   timing: Timing
+  /** TFLOP/s (compute-bound rows) */
+  tflops?: number
   /** GB/s over the bytes moved by design */
   gbps?: number
   /** achieved GB/s over the measured copy (read + write ops) or read (read-only ops) bandwidth */
@@ -117,21 +123,78 @@ function logprobsCase(dtype: 'f32' | 'bf16'): PerfCase {
   }
 }
 
-const gemm = (dry: boolean) => (dry ? [64] : [4096, 8192])
 const attn = (dry: boolean) => (dry ? { B: 1, H: 2, Hkv: 1, L: 64, D: 64 } : { B: 4, H: 28, Hkv: 4, L: 4096, D: 128 })
+
+/** Times `run` with the kernel timer (CUDA events; a repetition that launches nothing falls back to the host clock). */
+async function timeOp(ctx: PerfContext, run: () => Promise<unknown>): Promise<Timing> {
+  for (let i = 0; i < ctx.warmup; i++) await run()
+  const kernels: number[] = [], host: number[] = []
+  for (let i = 0; i < ctx.reps; i++) {
+    const t0 = performance.now()
+    const { time } = await timeKernels(ctx.device, run)
+    host.push(performance.now() - t0)
+    if (time) kernels.push(time.ms)
+  }
+  const events = kernels.length === ctx.reps
+  const samples = (events ? kernels : host).sort((a, b) => a - b)
+  const hostSorted = [...host].sort((a, b) => a - b)
+  return {
+    medianMs: samples[samples.length >> 1]!,
+    minMs: samples[0]!,
+    maxMs: samples[samples.length - 1]!,
+    reps: ctx.reps,
+    clock: events ? 'cuda-events' : 'host',
+    hostMedianMs: hostSorted[hostSorted.length >> 1]!,
+  }
+}
+
+/** modelOps.linear in bf16 on an n × n × n GEMM (cuBLASLt where it is loaded, else our tensor-core kernel). */
+function gemmCase(n: number, dryN: number): PerfCase {
+  const size = (dry: boolean) => (dry ? dryN : n)
+  return {
+    id: `linear bf16 ${n}^3`,
+    op: 'modelOps.linear',
+    async ours(ctx) {
+      const m = size(ctx.dry)
+      const inputs = await Promise.all(
+        [0, 1].map(async (k) => ({
+          x: await randomUniform([m, m], { dtype: 'bf16', device: ctx.device, seed: ctx.seed + 2 * k }),
+          w: await randomUniform([m, m], { dtype: 'bf16', device: ctx.device, seed: ctx.seed + 2 * k + 1 }),
+        })),
+      )
+      let k = 0
+      try {
+        const timing = await timeOp(ctx, async () => {
+          const i = inputs[k++ & 1]!
+          ;(await modelOps.linear(i.x, i.w)).dispose()
+        })
+        const tflops = (2 * m ** 3) / (timing.medianMs / 1e3) / 1e12
+        const info = native().backendInfo()
+        const gemm = ctx.device === 'cuda' ? JSON.stringify(info.cuda.gemm) : `cuda/linear.cu's kernels on the ${info.active} backend`
+        ctx.log(`linear bf16 ${m}^3: ${timing.medianMs.toFixed(3)} ms (${timing.clock}), ${tflops.toPrecision(3)} TFLOP/s; gemm: ${gemm}`)
+        return { timing, tflops }
+      } finally {
+        for (const i of inputs) {
+          i.x.dispose()
+          i.w.dispose()
+        }
+      }
+    },
+    torch: (dry) => [{ id: `linear bf16 ${size(dry)}^3 / torch.matmul`, kind: 'matmul', params: { M: size(dry), N: size(dry), K: size(dry), dtype: 'bf16' } }],
+  }
+}
 
 export const PERF_CASES: readonly PerfCase[] = [
   lossCase('bf16'),
   lossCase('f32'),
   logprobsCase('bf16'),
   logprobsCase('f32'),
-  // Reference rows until modelOps.linear and modelOps.attention exist (issue "Transformer ops"): the device's
-  // measured GEMM and attention rates through PyTorch, the ceilings our kernels will be held to.
-  {
-    id: 'linear bf16 (GEMM)',
-    op: 'modelOps.linear',
-    torch: (dry) => gemm(dry).map((n) => ({ id: `torch.matmul bf16 ${n}^3`, kind: 'matmul' as const, params: { M: n, N: n, K: n, dtype: 'bf16' } })),
-  },
+  // The GEMM under modelOps.linear against cuBLAS through torch.matmul (the transformer ops' target is ours at
+  // least half of cuBLASLt at 4096^3 bf16: backend.info().cuda.gemm says which one ran; GRPO_CUDA_GEMM=own
+  // forces ours).
+  gemmCase(4096, 64),
+  gemmCase(8192, 96),
+  // A reference row until modelOps.attention exists: the device's attention rate through PyTorch.
   {
     id: 'attention bf16',
     op: 'modelOps.attention',
@@ -176,9 +239,9 @@ export interface PerfRow {
 }
 
 /** Times our ops of PERF_CASES (the PyTorch side runs apart, in Python); returns rows without torch yet. */
-export async function timeOurs(ctx: PerfContext, deadline: number): Promise<PerfRow[]> {
+export async function timeOurs(ctx: PerfContext, deadline: number, only?: (c: PerfCase) => boolean): Promise<PerfRow[]> {
   const rows: PerfRow[] = []
-  for (const c of PERF_CASES) {
+  for (const c of PERF_CASES.filter(only ?? (() => true))) {
     const row: PerfRow = { id: c.id, op: c.op, status: 'reference only', torch: [], targets: [] }
     rows.push(row)
     if (!c.op) continue

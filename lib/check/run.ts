@@ -14,14 +14,14 @@
  * simt instead of cuda, and the CUDA-only steps (the sanitizer) are listed as skipped.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import type { NativeBackendInfo } from '../../types/binding.js'
 import { type BandwidthProbe, probeDeviceBandwidth, withHostBackend } from '../bench/device.js'
 import { gb } from '../bench/run.js'
 import { native } from '../native.js'
-import { type CorrectnessReport, type Target, runCorrectness } from './correctness.js'
+import { type CaseResult, type CorrectnessReport, type Target, runCorrectness } from './correctness.js'
 import { type PerfRow, type TorchResult, joinTorch, timeOurs, torchSpecs } from './perf.js'
 import type { CheckCase } from './cases.js'
 
@@ -43,6 +43,11 @@ export interface GpuCheckOptions {
   steps?: readonly StepName[]
   /** what the caller knows about the build (the pack's manifest) */
   build?: Record<string, unknown>
+  /**
+   * Also check and time the linear ops with GRPO_CUDA_GEMM=own (our tensor-core GEMM) in a child process, when
+   * cuBLASLt is what they use by default. Default: on a device where cuBLASLt is loaded.
+   */
+  ownGemmPass?: boolean
   log: (line: string) => void
 }
 
@@ -154,6 +159,7 @@ async function sanitize(o: GpuCheckOptions, tool: 'memcheck' | 'racecheck', seco
   const t0 = performance.now()
   const logFile = join(o.out, `sanitizer-${tool}.txt`)
   const json = join(os.tmpdir(), `grpo-sanitizer-${tool}-${process.pid}.json`)
+  rmSync(json, { force: true })
   const args = ['--tool', tool, '--error-exitcode', '86', '--print-limit', '20', '--target-processes', 'all']
   args.push(...o.nodeCommand, '--child', 'correctness', '--sanitizer-cases', '--target', 'cuda', '--seed', String(o.seed), '--json', json)
   const r = await runChild(o.sanitizer!, args, seconds * 1000, logFile)
@@ -172,6 +178,42 @@ async function sanitize(o: GpuCheckOptions, tool: 'memcheck' | 'racecheck', seco
     cases = `; the ${rep.cases.length} cases under it: ${rep.passed} passed, ${rep.failed} failed, ${rep.errors} errors`
   }
   return { ...base, status: errors === 0 ? 'clean' : 'errors', errors, summary: `${summary[0]}${cases}` }
+}
+
+const LINEAR_OPS = ['modelOps.linear', 'modelOps.linearBackward']
+const OWN = ' [GRPO_CUDA_GEMM=own]'
+
+/**
+ * The linear ops again in a child process with GRPO_CUDA_GEMM=own (the variable is read once per process), so
+ * that our tensor-core GEMM is checked and timed where cuBLASLt is the default: the child's cases and rows join
+ * the report with the suffix OWN.
+ */
+export async function ownGemmChild(o: GpuCheckOptions, kind: 'correctness' | 'perf', target: Target, seconds: number): Promise<{ cases?: CaseResult[]; rows?: PerfRow[]; error?: string }> {
+  const json = join(os.tmpdir(), `grpo-own-gemm-${kind}-${process.pid}.json`)
+  rmSync(json, { force: true }) // an earlier child's results must not pass for this one's
+  const args = [...o.nodeCommand.slice(1), '--child', kind, '--target', target, '--ops', LINEAR_OPS.join(','), '--seed', String(o.seed), '--json', json]
+  const r = await runChild(o.nodeCommand[0]!, args, seconds * 1000, join(os.tmpdir(), `grpo-own-gemm-${kind}-${process.pid}.log`), { ...process.env, GRPO_CUDA_GEMM: 'own' })
+  if (!existsSync(json)) return { error: `no results (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.tail.split('\n').filter(Boolean).slice(-3).join(' | ')}` }
+  const data = JSON.parse(readFileSync(json, 'utf8'))
+  if (kind === 'correctness') return { cases: (data as CorrectnessReport).cases.map((c) => ({ ...c, name: c.name + OWN })) }
+  return { rows: (data as PerfRow[]).map((row) => ({ ...row, id: row.id + OWN })) }
+}
+
+function tally(c: CorrectnessReport): void {
+  c.passed = c.cases.filter((x) => x.status === 'passed').length
+  c.failed = c.cases.filter((x) => x.status === 'failed').length
+  c.errors = c.cases.filter((x) => x.status === 'error').length
+  c.skipped = c.cases.filter((x) => x.status === 'skipped').length
+}
+
+/** Our GEMM against the default one (cuBLASLt) at the same size: the transformer ops' target is ≥ 50%. */
+export function judgeOwnGemm(rows: PerfRow[]): void {
+  for (const own of rows.filter((r) => r.id.endsWith(OWN))) {
+    const base = rows.find((r) => r.id === own.id.slice(0, -OWN.length))
+    const a = base?.ours?.timing.medianMs, b = own.ours?.timing.medianMs
+    const value = a && b ? a / b : undefined
+    own.targets.push({ what: `${own.id.slice(0, -OWN.length)}: our GEMM's speed as a share of cuBLASLt's`, value, min: 0.5, met: value !== undefined && value >= 0.5 })
+  }
 }
 
 function probeOf(probe: BandwidthProbe): string {
@@ -199,14 +241,14 @@ export function summaryText(r: GpuCheckResults): string {
   if (r.probe) lines.push(`bandwidth probe: ${probeOf(r.probe)}`)
   if (r.perf) {
     lines.push('timing (ours: median kernel time from CUDA events; torch: median, CUDA events):')
-    lines.push(`  ${'case'.padEnd(22)} ${'ours ms'.padStart(9)} ${'GB/s'.padStart(7)} ${'% bw'.padStart(5)}  baselines (ms, ours is N x faster)`)
+    lines.push(`  ${'case'.padEnd(22)} ${'ours ms'.padStart(9)} ${'GB/s|TF/s'.padStart(9)} ${'% bw'.padStart(5)}  baselines (ms, ours is N x faster)`)
     for (const p of r.perf) {
       const o = p.ours
       const base = p.torch.map((t) => `${t.id.split(' / ')[1] ?? t.id}: ${t.medianMs !== undefined ? `${fmt(t.medianMs)}${t.speedup ? ` (${t.speedup.toFixed(1)}x)` : ''}${t.rate ? ` ${t.rate}` : ''}` : t.note}`)
       if (o?.unfused) base.unshift(`our unfused ops: ${fmt(o.unfused.medianMs)} (${(o.unfused.medianMs / o.timing.medianMs).toFixed(1)}x)`)
       const status = p.status === 'timed' ? '' : ` [${p.status}${p.error ? `: ${p.error}` : ''}]`
       lines.push(
-        `  ${p.id.padEnd(22)} ${fmt(o?.timing.medianMs).padStart(9)} ${(o?.gbps !== undefined ? gb(o.gbps) : '—').padStart(7)} ${(o?.shareOfBandwidth !== undefined ? `${(o.shareOfBandwidth * 100).toFixed(0)}%` : '—').padStart(5)}${status}  ${base.join('; ')}`,
+        `  ${p.id.padEnd(22)} ${fmt(o?.timing.medianMs).padStart(9)} ${(o?.gbps !== undefined ? gb(o.gbps) : o?.tflops !== undefined ? `${o.tflops.toPrecision(3)} TF` : '—').padStart(9)} ${(o?.shareOfBandwidth !== undefined ? `${(o.shareOfBandwidth * 100).toFixed(0)}%` : '—').padStart(5)}${status}  ${base.join('; ')}`,
       )
     }
     const targets = r.perf.flatMap((p) => p.targets)
@@ -230,6 +272,7 @@ export async function runGpuCheck(o: GpuCheckOptions): Promise<GpuCheckResults> 
   const target: Target = o.mode === 'device' ? 'cuda' : 'simt'
   const dry = o.mode === 'dry-run'
   const steps = o.steps ?? STEPS
+  const ownGemm = o.ownGemmPass ?? (!dry && (info.cuda as { gemm?: { library?: string } }).gemm?.library === 'cublasLt')
   const results: GpuCheckResults = {
     schema: 1,
     mode: o.mode,
@@ -290,6 +333,15 @@ export async function runGpuCheck(o: GpuCheckOptions): Promise<GpuCheckResults> 
           },
         })
         const c = results.correctness
+        if (ownGemm) {
+          const left = (stepDeadline - Date.now()) / 1000
+          o.log(`  the linear ops again with GRPO_CUDA_GEMM=own (our GEMM; cuBLASLt is the default here)`)
+          const child = left > 10 ? await ownGemmChild(o, 'correctness', target, left) : { error: 'time budget' }
+          if (child.cases) c.cases.push(...child.cases)
+          else c.cases.push({ op: 'modelOps.linear', name: `linear ops${OWN}`, edge: false, status: child.error === 'time budget' ? 'skipped' : 'error', seconds: 0, error: child.error, reason: child.error })
+          for (const x of child.cases ?? []) o.log(`  ${x.status} ${x.name}${x.error ? `: ${x.error}` : ''}`)
+          tally(c)
+        }
         record.status = c.failed || c.errors ? 'failed' : c.skipped ? 'partial' : 'passed'
         if (c.skipped) {
           record.reason = `${c.skipped} cases skipped`
@@ -303,6 +355,14 @@ export async function runGpuCheck(o: GpuCheckOptions): Promise<GpuCheckResults> 
           results.perf = await timeOurs({ device, dry, probe: results.probe, reps: dry ? 3 : 20, warmup: dry ? 1 : 3, seed: o.seed, log: (l) => o.log(`  ${l}`) }, stepDeadline)
         }
         await (dry ? withHostBackend('simt', timing) : timing())
+        if (ownGemm) {
+          const left = (stepDeadline - Date.now()) / 1000
+          o.log(`  modelOps.linear again with GRPO_CUDA_GEMM=own (our GEMM against cuBLASLt)`)
+          const child = left > 10 ? await ownGemmChild(o, 'perf', target, left) : { error: 'time budget' }
+          if (child.rows) results.perf!.push(...child.rows)
+          else results.perf!.push({ id: `linear${OWN}`, op: 'modelOps.linear', status: child.error === 'time budget' ? 'skipped' : 'error', error: child.error, torch: [], targets: [] })
+          judgeOwnGemm(results.perf!)
+        }
         const bad = results.perf!.filter((p) => p.status === 'error' || p.status === 'skipped')
         record.status = bad.some((p) => p.status === 'error') ? 'failed' : bad.length ? 'partial' : 'done'
         for (const p of bad) results.skipped.push(`timing ${p.id}: ${p.error}`)
@@ -314,6 +374,7 @@ export async function runGpuCheck(o: GpuCheckOptions): Promise<GpuCheckResults> 
         } else {
           const spec = join(os.tmpdir(), `grpo-torch-spec-${process.pid}.json`)
           const outFile = join(os.tmpdir(), `grpo-torch-out-${process.pid}.json`)
+          rmSync(outFile, { force: true })
           const pythonBudget = Math.max(5, share - 10)
           writeFileSync(spec, JSON.stringify({ device: dry ? 'cpu' : 'cuda', budgetSeconds: pythonBudget, warmup: dry ? 1 : 3, reps: dry ? 3 : 20, cases: torchSpecs(dry) }))
           const r = await runChild(o.python, [o.torchScript, spec, outFile], share * 1000, join(o.out, 'torch-log.txt'), { ...process.env, PYTHONUNBUFFERED: '1' })

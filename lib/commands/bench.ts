@@ -4,8 +4,8 @@
  */
 import { parseArgs } from 'node:util'
 import * as backend from '../backend.js'
-import { ALL_OPS, runBench } from '../bench/run.js'
-import type { BenchOp } from '../bench/run.js'
+import { runBench } from '../bench/run.js'
+import { ALL_OPS, type BenchOp } from '../bench/types.js'
 import { invalidArg } from '../errors.js'
 
 const USAGE = `Usage: node-grpo bench [options]
@@ -18,7 +18,10 @@ const USAGE = `Usage: node-grpo bench [options]
   --reps N                 timed repetitions per case (default 7), after --warmup N (default 2)
   --baseline-reps N        repetitions of the plain TypeScript baseline (default 1; 0 skips it)
   --out DIR                results folder (default bench/results)
-  --seed N                 input seed (default 1)`
+  --seed N                 input seed (default 1)
+  --gemm-tokens N          tokens of the Qwen2.5-0.5B layer shapes in the gemm bench (default 1024)
+  --gemm-sizes 256,...     square GEMM sizes (default 256,512,1024,2048,4096)
+  --no-torch               skip the PyTorch/oneDNN baseline of the gemm bench (a python3 subprocess)`
 
 function list(value: string, what: string): string[] {
   const items = value.split(',').map((s) => s.trim()).filter(Boolean)
@@ -48,6 +51,9 @@ export async function run(args: string[]): Promise<number> {
       'baseline-reps': { type: 'string', default: '1' },
       out: { type: 'string', default: 'bench/results' },
       seed: { type: 'string', default: '1' },
+      'gemm-tokens': { type: 'string', default: '1024' },
+      'gemm-sizes': { type: 'string' },
+      'no-torch': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   })
@@ -76,6 +82,9 @@ export async function run(args: string[]): Promise<number> {
     out: values.out!,
     seed: Number(values.seed),
     log,
+    gemmTokens: positiveIntegers(values['gemm-tokens']!, '--gemm-tokens')[0]!,
+    gemmSizes: values['gemm-sizes'] ? positiveIntegers(values['gemm-sizes'], '--gemm-sizes') : undefined,
+    gemmTorch: !values['no-torch'],
   })
   log(`\nwrote ${result.files.join(', ')}`)
   const { closeScoringPool } = await import('../reward/index.js')

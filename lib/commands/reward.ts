@@ -23,7 +23,7 @@ export interface Io {
 
 const USAGE = `Usage: node-grpo reward --input <file.jsonl | -> [options]
 
-Scores tool-call completions with the Tool-N1 reward (spec/reward.md). Each input line is
+Scores tool-call completions with the Tool-N1 reward (docs/reward.md). Each input line is
 {"completion": "...", "ground_truth": [...] or "<JSON text>"}; each output line is {"score": n, "reason": "..."}.
 A line that cannot be scored gets {"score": null, "reason": "invalid-input", "error": "..."} and the exit code is 2.
 

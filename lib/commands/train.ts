@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util'
 import * as backend from '../backend.js'
 import type { Device } from '../dtype.js'
 import { invalidArg } from '../errors.js'
-import { LogLinearPolicy } from '../policy.js'
+import { LogLinearPolicy } from '../log-linear-policy.js'
 import { generateToolTask, fitToolTaskTokenizer, type ToolTaskExample } from '../task/index.js'
 import { defaultDevice } from '../tensor.js'
 import { Trainer, presets, type EvaluateResult, type StepMetrics, type TrainerPrompt } from '../trainer.js'
@@ -271,12 +271,14 @@ export async function run(args: string[]): Promise<number> {
     decode: (tokens) => tokenizer.decode(tokens),
     stop: [tokenizer.eosId],
     maxNewTokens: 64,
-    lr: config.lr,
-    // Adam divides each coordinate by its own gradient scale, so the tiny, always-positive gradients of the
-    // logits of tokens the policy never emits would otherwise move as fast as real signal and slowly lift the
-    // whole tail of the vocabulary; an eps well above those gradients (~1e-9) and well below the real ones
-    // (~1e-4) stops that without slowing learning.
-    eps: 1e-5,
+    optimizer: {
+      lr: config.lr,
+      // Adam divides each coordinate by its own gradient scale, so the tiny, always-positive gradients of the
+      // logits of tokens the policy never emits would otherwise move as fast as real signal and slowly lift
+      // the whole tail of the vocabulary; an eps well above those gradients (~1e-9) and well below the real
+      // ones (~1e-4) stops that without slowing learning.
+      eps: 1e-5,
+    },
     seed: config.seed,
   })
   const controller = new AbortController()

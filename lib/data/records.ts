@@ -1,5 +1,5 @@
 /**
- * The paper's preprocessing (§4.1 of spec/reward.md) of one xLAM or ToolACE record: tools and calls parsed into
+ * The paper's preprocessing (its §4.1; docs/reward.md, "The data") of one xLAM or ToolACE record: tools and calls parsed into
  * structured objects, records with a call that fails to parse or names a tool absent from the record's tools
  * dropped with a reason, and each multi-turn conversation split into one instance per assistant call.
  */

@@ -97,7 +97,7 @@ export const logLinearLoader: ModelLoader = {
     return (await isFile(join(dir, 'policy.safetensors'))) && (await isFile(join(dir, 'tokenizer.json')))
   },
   async load(dir, options) {
-    const [{ LogLinearPolicy }, { WordTokenizer }] = await Promise.all([import('../policy.js'), import('../task/tokenizer.js')])
+    const [{ LogLinearPolicy }, { WordTokenizer }] = await Promise.all([import('../log-linear-policy.js'), import('../task/tokenizer.js')])
     let json: unknown
     try {
       json = JSON.parse(await readFile(join(dir, 'tokenizer.json'), 'utf8'))

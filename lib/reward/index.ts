@@ -1,5 +1,5 @@
 /**
- * The Tool-N1 tool-call reward (spec/reward.md): `scoreToolCall` for one completion, `scoreBatch` for many
+ * The Tool-N1 tool-call reward (docs/reward.md): `scoreToolCall` for one completion, `scoreBatch` for many
  * (worker threads for large batches).
  */
 export { scoreToolCall, extractCalls, lastBlock, scoredText } from './score.js'

@@ -79,8 +79,8 @@ function canonicalJsNumber(x: number): string {
 
 /**
  * An injective text for a JSON value: object keys sorted (keys compare as sets), arrays in order, strings as
- * JSON string literals of their exact code units (no normalization). Two values are equal in the sense of the
- * spec exactly when their canonical texts are equal.
+ * JSON string literals of their exact code units (no normalization). Two values are equal in the sense of
+ * docs/reward.md ("When two call lists match") exactly when their canonical texts are equal.
  */
 export function canonical(value: unknown): string {
   switch (typeof value) {

@@ -1,5 +1,5 @@
 /**
- * The Tool-N1 tool-call reward for one completion (spec/reward.md). Runs on the main thread for single calls
+ * The Tool-N1 tool-call reward for one completion (docs/reward.md). Runs on the main thread for single calls
  * and small batches, and inside the scoring workers for large ones.
  */
 import { invalidArg } from '../errors.js'
@@ -89,7 +89,7 @@ const hasOwn = Object.prototype.hasOwnProperty
 
 type Extracted = { reason: Reason; calls: null } | { reason: null; calls: ToolCall[] }
 
-/** Steps 2 to 4 of the spec on the block's content. Never throws. */
+/** Steps 2 to 4 of docs/reward.md ("Finding and parsing the calls") on the block's content. Never throws. */
 export function extractCalls(content: string): Extracted {
   let value: unknown
   try {

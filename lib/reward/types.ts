@@ -1,6 +1,6 @@
-/** Types of the tool-call reward (spec/reward.md). */
+/** Types of the tool-call reward (docs/reward.md). */
 
-/** How a completion is turned into a number; see the table in spec/reward.md. */
+/** How a completion is turned into a number; see the table in docs/reward.md. */
 export type Variant = 'binary' | 'binary-no-think' | 'partial' | 'partial-name'
 
 /** `presence`: `<think>` and `</think>` both occur (the released scorer). `strict`: in order, before the call. */

@@ -6,7 +6,8 @@ import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { GrpoError } from '../../lib/index.js'
-import { ALL_OPS, runBench } from '../../lib/bench/run.js'
+import { runBench } from '../../lib/bench/run.js'
+import { ALL_OPS } from '../../lib/bench/types.js'
 import { plainGrpoLoss } from '../../lib/bench/baselines.js'
 
 // Commands print to stdout; keep that out of the TAP stream.
@@ -30,9 +31,20 @@ t.test('runBench: every op on tiny shapes, results, chart and baselines', async 
   const result = await runBench({
     device: 'cpu', ops: ALL_OPS, vocab: [64, 100], tokens: [8], dtypes: ['f32', 'bf16'],
     reps: 2, warmup: 1, baselineReps: 1, out, seed: 3, log: (l) => lines.push(l),
+    gemmTokens: 4, gemmSizes: [16, 33], gemmTorch: false,
   })
   t.ok(result.machine.copyGBps > 0 && result.machine.readGBps > 0 && result.machine.expPerSecond > 0, 'machine limits measured')
-  for (const op of ALL_OPS) t.ok(result.cases.some((c) => c.op === op), `${op} was timed`)
+  for (const op of ALL_OPS.filter((o) => o !== 'gemm')) t.ok(result.cases.some((c) => c.op === op), `${op} was timed`)
+  const gemm = result.gemm!
+  t.ok(gemm.peak.f32GFlops > 0, 'the FMA peak was measured')
+  for (const pass of ['forward', 'gradInput', 'gradWeight'] as const) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      t.ok(gemm.cases.some((c) => c.pass === pass && c.dtype === dtype && c.impl === 'node-grpo' && c.gflops > 0), `gemm ${pass} ${dtype} was timed`)
+    }
+  }
+  t.ok(gemm.cases.some((c) => c.shape.startsWith('lm_head') && c.N === 151936), 'the LM head shape is in the table')
+  if (gemm.openblas.available) t.ok(gemm.cases.some((c) => c.impl === 'openblas'), 'OpenBLAS ran where it is installed')
+  t.equal(gemm.torch.available, false, 'the PyTorch baseline was skipped as asked')
   for (const impl of ['native', 'unfused-ops', 'plain-ts'] as const) {
     t.ok(result.cases.some((c) => c.op === 'grpoLoss' && c.impl === impl), `grpoLoss ${impl} was timed`)
   }
@@ -42,11 +54,24 @@ t.test('runBench: every op on tiny shapes, results, chart and baselines', async 
     t.ok(c.timing.medianMs >= c.timing.minMs && c.timing.maxMs >= c.timing.medianMs, `${c.op} ${c.impl} ${c.dtype}: min <= median <= max`)
     if (c.bytesPerToken > 0 && c.op !== 'scoreBatch') t.ok(c.gbps > 0 && c.shareOfLimit > 0, `${c.op} ${c.impl}: GB/s and share of limit`)
   }
-  t.equal(result.files.length, 2, 'a JSON and an SVG')
+  t.equal(result.files.length, 3, 'a JSON, an SVG and the GEMM table')
+  t.match(readFileSync(result.files[2]!, 'utf8'), /\| shape \(M×N×K of the GEMM\) \| pass \|/, 'the GEMM table is Markdown')
   const json = JSON.parse(readFileSync(result.files[0]!, 'utf8'))
   t.equal(json.cases.length, result.cases.length, 'the JSON holds every case')
   t.match(readFileSync(result.files[1]!, 'utf8'), /<svg/, 'the chart is an SVG')
   t.ok(lines.some((l) => /fused is/.test(l)), 'the log prints the fusion ratio')
+})
+
+t.test('gemm bench: the PyTorch/oneDNN baseline where python3 has torch, a reason where not', async (t) => {
+  const { runGemmBench, gemmMarkdown } = await import('../../lib/bench/gemm.js')
+  const r = await runGemmBench({ device: 'cpu', reps: 1, tokens: 2, sizes: [16], log: () => {}, torch: true })
+  if (r.torch.available) {
+    t.ok(r.cases.some((c) => c.impl === 'onednn-torch' && c.dtype === 'bf16' && c.gflops > 0), 'oneDNN bf16 through torch was timed')
+    t.ok(r.cases.some((c) => c.impl === 'torch' && c.dtype === 'f32'), 'torch f32 was timed')
+  } else {
+    t.match(r.torch.reason, /\S/, `no torch: ${r.torch.reason}`)
+  }
+  t.match(gemmMarkdown(r), /square 16 \(16×16×16\) \| forward/, 'the table has the square case')
 })
 
 t.test('the plain TypeScript baseline follows the math', async (t) => {

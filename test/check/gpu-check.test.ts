@@ -16,7 +16,7 @@ import { runCase, runCorrectness } from '../../lib/check/correctness.js'
 import { Rng, logits, lossInputs } from '../../lib/check/inputs.js'
 import { EXIT, main } from '../../lib/check/main.js'
 import { PERF_CASES, joinTorch, torchSpecs, type PerfRow } from '../../lib/check/perf.js'
-import { type GpuCheckResults, runGpuCheck, summaryText } from '../../lib/check/run.js'
+import { type GpuCheckOptions, type GpuCheckResults, judgeOwnGemm, ownGemmChild, runGpuCheck, summaryText } from '../../lib/check/run.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const info = backend.info()
@@ -255,4 +255,23 @@ t.test('the sanitizer step, with a stand-in for compute-sanitizer', async (t) =>
   t.match(race!.summary, /Device not supported/)
   t.equal(results.verdict, 'incomplete', 'steps not asked for and a sanitizer that did not run: incomplete, not pass')
   t.ok(existsSync(join(dir, 'out', 'sanitizer-memcheck.txt')), 'the sanitizer log is kept')
+})
+
+t.test('the linear ops with GRPO_CUDA_GEMM=own, in a child process (on simt here)', { skip: hasSimt ? false : 'no SIMT executor' }, async (t) => {
+  const o = { nodeCommand: [process.execPath, join(root, 'dist', 'check', 'main.js')], seed: 5 } as GpuCheckOptions
+  const c = await ownGemmChild(o, 'correctness', 'simt', 300)
+  t.ok(c.cases && c.cases.length === CASES.filter((x) => x.op.startsWith('modelOps.linear')).length, 'every linear case ran in the child', { error: c.error })
+  t.ok(c.cases?.every((x) => x.status === 'passed' && x.name.endsWith('[GRPO_CUDA_GEMM=own]')), 'passed, and marked as our GEMM')
+  const p = await ownGemmChild(o, 'perf', 'simt', 300)
+  t.ok(p.rows && p.rows.length === PERF_CASES.filter((x) => x.op === 'modelOps.linear').length && p.rows.every((r) => r.status === 'timed' && r.ours!.tflops! > 0), 'the GEMM rows were timed', { error: p.error })
+  const broken = await ownGemmChild({ ...o, nodeCommand: [process.execPath, join(t.testdir(), 'missing.js')] }, 'perf', 'simt', 60)
+  t.match(broken.error, /no results/, 'a child that fails is reported, not fatal')
+  const timing = (ms: number) => ({ timing: { medianMs: ms, minMs: ms, maxMs: ms, reps: 1, clock: 'cuda-events' as const, hostMedianMs: ms } })
+  const rows: PerfRow[] = [
+    { id: 'linear bf16 4096^3', status: 'timed', torch: [], targets: [], ours: timing(1) },
+    { id: 'linear bf16 4096^3 [GRPO_CUDA_GEMM=own]', status: 'timed', torch: [], targets: [], ours: timing(1.6) },
+  ]
+  judgeOwnGemm(rows)
+  t.equal(rows[1]!.targets[0]!.value, 0.625, 'our GEMM as a share of cuBLASLt: 1 / 1.6')
+  t.ok(rows[1]!.targets[0]!.met, '>= 50%: met')
 })

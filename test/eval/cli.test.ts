@@ -136,7 +136,7 @@ t.test('a LogLinearPolicy checkpoint: the bundled task in BFCL format, in-proces
   await mkdir(dir)
   {
     await using policy = new LogLinearPolicy({ vocabSize: tokenizer.vocabSize, hashSize: 4096, device: 'cpu', promptWindow: 40, windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!] })
-    await using trainer = new Trainer({ policy, decode: (x) => tokenizer.decode(x), stop: [tokenizer.eosId], maxNewTokens: 64, lr: 0.03, eps: 1e-5 })
+    await using trainer = new Trainer({ policy, decode: (x) => tokenizer.decode(x), stop: [tokenizer.eosId], maxNewTokens: 64, optimizer: { lr: 0.03, eps: 1e-5 } })
     const examples = task.train.map((e) => ({ prompt: tokenizer.encode(e.prompt), completion: tokenizer.encode(e.reference, { eos: true }) }))
     for (let i = 0; i < 4; i++) await trainer.supervisedStep(examples.slice(i * 64, i * 64 + 64))
     await policy.save(join(dir, 'policy.safetensors'))

@@ -81,7 +81,7 @@ t.test('the Trainer evaluates with the BFCL checker instead of its reward', asyn
   const bfcl = await trainer.evaluate(prompts, { reward: bfclReward() })
   t.equal(bfcl.reward, 0.25, 'one of four passes BFCL')
   t.same(bfcl.reasons, { ok: 1, 'wrong-string': 1, 'decode-failed': 1, 'called-irrelevant': 1 })
-  await t.rejects(trainer.evaluate(prompts, { reward: 5 as never }), { message: /a reward function for evaluate reward/ })
+  await t.rejects(trainer.evaluate(prompts, { reward: 5 as never }), { message: /Expected a reward function for reward/ })
   await t.rejects(trainer.evaluate([{ tokens: [1] }], { reward: bfclReward() }), { message: /a BFCL entry in prompt.bfcl/ })
   trainer.dispose()
 })

@@ -1,5 +1,5 @@
 /**
- * Comparisons against the float64 reference (spec §7).
+ * Comparisons against the float64 reference (docs/math.md §7).
  *
  * - Arrays: ‖out − ref‖₂ / ‖ref‖₂ over the whole output. When ‖ref‖ = 0 the ratio is undefined; then ‖out‖ itself
  *   is the error, so "error ≤ tol" means the output is (near) zero too.

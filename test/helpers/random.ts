@@ -5,7 +5,7 @@
  * derived from the seed and the subtest's label, so a failure replays with the same seed even when run alone
  * (tap --grep) or after other subtests changed.
  *
- * The generators shape the inputs so that the spec's tolerances are meaningful for a correct float32 kernel:
+ * The generators shape the inputs so that the tolerances of docs/math.md §7 are meaningful for a correct float32 kernel:
  * no token sits within float rounding of a clip, clamp or sign boundary (a kernel whose logp differs from the
  * reference by 1e-6 would otherwise legitimately take the other branch), and loss-test targets are drawn from
  * the row's own softmax, as a sampling policy would, so |logp| stays in the range real models produce.

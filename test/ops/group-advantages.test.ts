@@ -1,8 +1,8 @@
 /**
- * ops.groupAdvantages / groupAdvantagesSync against the float64 reference (spec §2, docs/ops.md).
+ * ops.groupAdvantages / groupAdvantagesSync against the float64 reference (docs/math.md §2, docs/ops.md).
  *
- * advantages: relative error ≤ 1e-6 (spec §7), and exactly 0 wherever the contract says so (singletons, zero
- * spread, excluded rewards). groupMean / groupStd: the spec gives no number; they are float64 outputs of the same
+ * advantages: relative error ≤ 1e-6 (docs/math.md §7), and exactly 0 wherever the contract says so (singletons, zero
+ * spread, excluded rewards). groupMean / groupStd: the contract gives no number; they are float64 outputs of the same
  * reductions, held to the advantages' 1e-6. groupIds and zeroStdFraction are exact.
  */
 import t, { type Test } from 'tap'

@@ -1,7 +1,7 @@
 /**
- * ops.grpoLoss / grpoLossSync (the fused op) against the float64 reference (spec §1-7; docs/ops.md).
+ * ops.grpoLoss / grpoLossSync (the fused op) against the float64 reference (docs/math.md §1-7; docs/ops.md).
  *
- * Tolerances (spec §7): loss and stats ≤ 1e-5; logp ≤ 1e-5 relative and 1e-4 elementwise; gradient ≤ 1e-5 in
+ * Tolerances (docs/math.md §7): loss and stats ≤ 1e-5; logp ≤ 1e-5 relative and 1e-4 elementwise; gradient ≤ 1e-5 in
  * f32, ≤ 8e-3 in bf16, ≤ 1e-3 in f16. bf16/f16 logits are fed to the reference exactly widened.
  */
 import t, { type Test } from 'tap'
@@ -124,7 +124,7 @@ async function runCase(t: Test, label: string, c: Case): Promise<void> {
 }
 
 /**
- * The gradient against the reference within the spec tolerance of its output dtype. The half-precision bounds
+ * The gradient against the reference within the docs/math.md §7 tolerance of its output dtype. The half-precision bounds
  * (8e-3, 1e-3) are "one rounding" of values in the normal range; f16 flushes small gradients (w·p_j with a large V
  * and many tokens, or a row that only carries the entropy term) into its subnormal range, where one correct
  * rounding alone can exceed 1e-3. When the reference itself, rounded once to the output dtype, is already more
@@ -255,10 +255,10 @@ t.test('inplace overwrites the logits with the gradient', async (t) => {
 
 t.test('peaked rows (p_y from 0.99 to 0.9999): the target entry g·(1 − p_y) keeps its precision', async (t) => {
   // A confident token's gradient is g·(1 − p_y) at the target and −g·p_j elsewhere, all of size g·(1 − p_y).
-  // Half-precision output: (e_y − p) must be formed in f32 and rounded once (spec §5); rounding p_y to bf16 first
+  // Half-precision output: (e_y − p) must be formed in f32 and rounded once (docs/math.md §5); rounding p_y to bf16 first
   // turns 1 − 0.999 into 0, to f16 first misses by 5-50%. f32 output: 1 − p_y formed by subtracting an f32 p_y from
   // 1 carries an absolute error of up to 6e-8, a relative 6e-8/(1 − p_y) (6e-4 at p_y = 0.9999), above the 1e-5 of
-  // spec §7; −expm1(logp_y) (or Σ_{j≠y} p_j) is still f32 arithmetic and keeps it. One counted token per call, so
+  // docs/math.md §7; −expm1(logp_y) (or Σ_{j≠y} p_j) is still f32 arithmetic and keeps it. One counted token per call, so
   // that row is the whole gradient.
   const rng = rngFor('peaked rows')
   for (const dtype of DTYPES)
@@ -278,7 +278,7 @@ t.test('peaked rows (p_y from 0.99 to 0.9999): the target entry g·(1 − p_y) k
       const grad = await valuesOf(res.gradLogits)
       t.comment(`${dtype} logits, p_y ≈ ${pTarget}`)
       checkGradient(t, grad, ref.gradLogits, dtype)
-      // the spec's bound of the output dtype, applied to the entry itself (rounding p_y first misses it by far)
+      // the §7 bound of the output dtype, applied to the entry itself (rounding p_y first misses it by far)
       const unit = GRAD_TOL[dtype]
       const got = grad[target]
       const want = ref.gradLogits[target]

@@ -1,5 +1,5 @@
 /**
- * ops.policyLoss / policyLossSync against the float64 reference (spec §3, §4, §6; docs/ops.md).
+ * ops.policyLoss / policyLossSync against the float64 reference (docs/math.md §3, §4, §6; docs/ops.md).
  * The inputs are f32 log-probs, so the reference sees exactly what the kernel sees.
  */
 import t, { type Test } from 'tap'

@@ -1,5 +1,5 @@
 /**
- * ops.tokenLogprobs / tokenLogprobsSync against the float64 reference (spec §1, §7).
+ * ops.tokenLogprobs / tokenLogprobsSync against the float64 reference (docs/math.md §1, §7).
  */
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
@@ -165,7 +165,7 @@ t.test('concurrent Promise calls give the Sync results, bit for bit', async (t) 
 })
 
 t.test('degenerate rows (scale 100, no competitor near the max): logp elementwise, lse relative', async (t) => {
-  // A sampled target is then the argmax with logp ≈ −1e-13 (or below f32's reach): the spec's elementwise bound
+  // A sampled target is then the argmax with logp ≈ −1e-13 (or below f32's reach): the elementwise bound of docs/math.md §7
   // |logp − ref| ≤ 1e-4 and the relative bound on lse apply; the relative bounds on logp and entropy would only
   // measure the last digits of numbers around 1e-13 and are checked on non-degenerate rows (the rest of this file).
   for (const dtype of DTYPES) {

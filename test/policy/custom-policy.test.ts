@@ -130,8 +130,7 @@ async function trainBigram(): Promise<{ before: number; after: number }> {
     groupSize: 5,
     stop: [0],
     maxNewTokens: 4,
-    lr: 0.1,
-    eps: 1e-5,
+    optimizer: { lr: 0.1, eps: 1e-5 },
   })
   const prompts = [1, 2, 3, 4].map((p) => ({ tokens: [p] }))
   const before = (await trainer.evaluate(prompts, { greedy: false, n: 10 })).reward

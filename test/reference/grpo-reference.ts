@@ -1,11 +1,11 @@
 /**
- * The float64 reference of the GRPO math contract (spec/grpo-math.md) with the points docs/ops.md fixes.
+ * The float64 reference of the GRPO math contract (docs/math.md) with the points docs/ops.md fixes.
  *
  * Every backend is judged against this file, so it is written to be read, not to be fast: plain loops over
- * flat arrays of numbers, every quantity in float64, each block tagged with the spec section it implements.
- * It shares no code with lib/ or csrc/ on purpose: a misreading of the spec there must not be copied here.
+ * flat arrays of numbers, every quantity in float64, each block tagged with the docs/math.md section it implements.
+ * It shares no code with lib/ or csrc/ on purpose: a misreading of the contract there must not be copied here.
  *
- * Layouts follow the spec: logits are [B, L, V] flattened row-major, per-token arrays are [B, L].
+ * Layouts follow docs/math.md: logits are [B, L, V] flattened row-major, per-token arrays are [B, L].
  * The reference is only fed valid inputs (the content checks of docs/ops.md are the implementation's job);
  * the one exception is groupAdvantages with nonFinite 'error', which throws so that its own tests can see it.
  */

@@ -108,7 +108,7 @@ t.test('missing or altered tags mean no call', async (t) => {
   t.equal(score('').reason, 'no-call')
 })
 
-t.test('malformed JSON in every form the spec lists means no call (bad-json)', async (t) => {
+t.test('malformed JSON in every form docs/reward.md lists means no call (bad-json)', async (t) => {
   const forms = [
     "[{'name': 'get_weather', 'arguments': {'city': 'Paris', 'days': 2}}]",
     '[{"name": "get_weather", "arguments": {"city": "Paris", "days": 2, "x": True}}]',

@@ -2,7 +2,7 @@
  * The ops suite again, on the simt backend: the CUDA kernel source of cuda/ executed by the SIMT executor.
  * Each file of test/ops runs in its own process (the backend is chosen once per process) as a subtest here,
  * so `npm test` reports both runs. The option grid is scaled down (GRPO_TEST_SCALE, default 0.25 here)
- * because every CUDA thread is a fiber on the CPU; the spec's edge cases (V = 262144, L = 70000) still run.
+ * because every CUDA thread is a fiber on the CPU; the edge cases of docs/math.md §7 (V = 262144, L = 70000) still run.
  */
 import t from 'tap'
 import { readdirSync } from 'node:fs'

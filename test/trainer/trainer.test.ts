@@ -36,8 +36,7 @@ function makeTrainer(policy: LogLinearPolicy, options: Partial<TrainerOptions> =
     reward,
     stop: [EOS],
     maxNewTokens: 2,
-    lr: 0.05,
-    eps: 1e-5,
+    optimizer: { lr: 0.05, eps: 1e-5 },
     seed: 3,
     ...options,
   })
@@ -225,6 +224,55 @@ t.test('reward functions: plain numbers, promises, bad values', async (t) => {
   await t.rejects(bad.step(prompts), { code: 'ERR_GRPO_NONFINITE', message: /from the reward function but received NaN/ })
   await using badDecode = makeTrainer(policy, { decode: () => 5 as never })
   await t.rejects(badDecode.step(prompts), { message: /a string from decode/ })
+})
+
+t.test('rewards: the built-in one scored in a batch, user rewards awaited together', async (t) => {
+  await using policy = makePolicy()
+  const truth = [{ name: 'f', arguments: { a: 1 } }]
+  const texts = ['<think>x</think><tool_call>[{"name": "f", "arguments": {"a": 1}}]</tool_call>', 'no call', '<tool_call>[{"name": "g", "arguments": {}}]</tool_call>']
+  const decode = (tokens: Int32Array) => texts[tokens[0]! % 3]!
+  const many = Array.from({ length: 60 }, (_, i) => ({ tokens: [1 + (i % 3)], groundTruth: truth }))
+  // The built-in reward goes through reward.scoreBatch (300 completions: worker threads); the same function
+  // hidden behind a plain wrapper is called once per completion. The scores and reasons agree.
+  const builtIn = toolCallReward()
+  await using batched = makeTrainer(policy, { reward: builtIn, decode, groupSize: 5 })
+  await using single = makeTrainer(policy, { reward: (c, p, k) => builtIn(c, p, k), decode, groupSize: 5 })
+  const a = await batched.evaluate(many, { greedy: false, n: 5, seed: 4 })
+  const b = await single.evaluate(many, { greedy: false, n: 5, seed: 4 })
+  t.equal(a.count, 300)
+  t.same(a.reasons, b.reasons, `same reasons (${JSON.stringify(a.reasons)})`)
+  t.equal(a.reward, b.reward)
+  await t.rejects(batched.evaluate([{ tokens: [1] }]), { message: /a groundTruth on every prompt/ }, 'the batch path asks for groundTruth too')
+
+  // A user reward is called for every completion before any is awaited: this one resolves only once all 15
+  // calls of the step are pending, which one-at-a-time awaiting would never reach.
+  let pending = 0
+  let release!: () => void
+  const allCalled = new Promise<void>((resolve) => (release = resolve))
+  await using together = makeTrainer(policy, {
+    reward: async () => {
+      if (++pending === 15) release()
+      await allCalled
+      return 1
+    },
+  })
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the rewards were awaited one at a time')), 20_000)))
+  const m = (await Promise.race([together.step(prompts), timeout]).finally(() => clearTimeout(timer))) as { rewardMean: number }
+  t.equal(m.rewardMean, 1)
+  t.equal(pending, 15)
+
+  // Of several failures, the first in completion order is reported, whichever settles first.
+  let call = 0
+  await using failing = makeTrainer(policy, {
+    reward: async () => {
+      const k = call++
+      if (k === 1) return new Promise((_, reject) => setTimeout(() => reject(new Error('completion 1')), 50))
+      if (k === 3) throw new Error('completion 3')
+      return 0
+    },
+  })
+  await t.rejects(failing.step(prompts), { message: 'completion 1' })
 })
 
 t.test('AdamW: clipping, non-finite gradients, state', async (t) => {

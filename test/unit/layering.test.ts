@@ -11,7 +11,9 @@
  *   binding core and the registry), and every quoted include resolves to a file of the repository;
  * - only the binding includes Node-API (<napi.h>, <node_api.h>), only cuda/ includes the CUDA toolkit;
  * - in lib/, only lib/native.ts loads the addon (node-gyp-build, a .node file, process.dlopen), and the
- *   binding's types (types/binding.d.ts) are imported as types only.
+ *   binding's types (types/binding.d.ts) are imported as types only;
+ * - lib/ has no import cycle, type imports and dynamic imports included (shared types get a module of their
+ *   own, as lib/bench/types.ts and lib/policy.ts are).
  *
  * The checker is also run on small made-up sources that break each rule, so that it is known to catch them.
  */
@@ -111,6 +113,41 @@ export function libViolations(files: readonly SourceFile[]): string[] {
   return problems
 }
 
+/** The import cycles among `files` (relative imports, `import type` and `import()` included), each once. */
+export function importCycles(files: readonly SourceFile[]): string[][] {
+  const known = new Set(files.map((f) => f.path))
+  const edges = new Map<string, string[]>()
+  for (const file of files) {
+    const deps: string[] = []
+    for (const m of file.text.matchAll(/(?:\bfrom|\bimport)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      const target = join(dirname(file.path), m[1]!).split(sep).join('/').replace(/\.js$/, '.ts')
+      if (known.has(target)) deps.push(target)
+    }
+    edges.set(file.path, deps)
+  }
+  const cycles = new Map<string, string[]>()
+  const state = new Map<string, 'open' | 'done'>()
+  const stack: string[] = []
+  const visit = (node: string) => {
+    state.set(node, 'open')
+    stack.push(node)
+    for (const next of edges.get(node) ?? []) {
+      if (state.get(next) === 'open') {
+        const cycle = stack.slice(stack.indexOf(next))
+        const start = cycle.indexOf([...cycle].sort()[0]!)
+        const canonical = [...cycle.slice(start), ...cycle.slice(0, start)]
+        cycles.set(canonical.join(' -> '), canonical)
+      } else if (!state.has(next)) {
+        visit(next)
+      }
+    }
+    stack.pop()
+    state.set(node, 'done')
+  }
+  for (const file of files) if (!state.has(file.path)) visit(file.path)
+  return [...cycles.values()]
+}
+
 function walk(dir: string, keep: (p: string) => boolean): string[] {
   const out: string[] = []
   for (const name of readdirSync(join(root, dir))) {
@@ -140,6 +177,11 @@ t.test('lib/: only lib/native.ts loads the addon', async (t) => {
   t.same(libViolations(files.map(read)), [], 'no other file loads it')
 })
 
+t.test('lib/: no import cycle', async (t) => {
+  const files = walk('lib', (p) => p.endsWith('.ts')).map(read)
+  t.same(importCycles(files).map((c) => c.join(' -> ')), [], 'every module can be loaded before the ones that import it')
+})
+
 t.test('the checker catches each kind of violation', async (t) => {
   const present = new Set(['csrc/core/tensor.h', 'csrc/napi/napi_util.h', 'csrc/cpu/kernels.h', 'cuda/launchers.h', 'csrc/registry/backend_registry.h'])
   const exists = (p: string) => present.has(p)
@@ -163,5 +205,11 @@ t.test('the checker catches each kind of violation', async (t) => {
   t.match(lib("import { NativeTensor } from '../types/binding.js'"), [/as a value/], 'a value import of the binding types')
   t.same(lib("import type { NativeTensor } from '../types/binding.js'"), [], 'a type import is fine')
   t.same(libViolations([{ path: 'lib/native.ts', text: "require('node-gyp-build')" }]), [], 'native.ts is the door')
+  const cycle = importCycles([
+    { path: 'lib/bench/run.ts', text: "import { benchChartSvg } from './chart.js'" },
+    { path: 'lib/bench/chart.ts', text: "import type { BenchCase } from './run.js'" },
+    { path: 'lib/a.ts', text: "const b = await import('./bench/run.js')" },
+  ])
+  t.same(cycle, [['lib/bench/chart.ts', 'lib/bench/run.ts']], 'a type-only import closing a circle is a cycle')
 })
 

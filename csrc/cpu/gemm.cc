@@ -1,0 +1,301 @@
+// The CPU GEMM driver (gemm.h): blocking, packing, threading and the dispatch among the micro-kernels of
+// gemm_*.cc.
+//
+// Loop nest (the shape of BLIS's, with the k loop kept inside a task so that a task's f32 tile is finished
+// when it hands it to the epilogue):
+//
+//   for each strip of NC columns of C:
+//     pack B[:, strip] once (all of K when it fits a 32 MiB budget, else in blocks of depth), in parallel
+//     for each task = MC rows x NT columns of the strip, spread over the pool:
+//       for each block of KC depth: pack A[rows, block] (thread-private, stays in L2),
+//         for each NR-panel of B (stays in L1) x each MR-panel of A: micro-kernel into the f32 tile
+//       hand the finished tile to the epilogue
+//
+// Traffic: each element of B is packed once per call and then read by every task of its strip; each element
+// of A is packed once per strip (NC >= 1024 columns of work per packed value). The f32 tile (MC x NT floats)
+// lives in the thread's L2; the micro-kernel reads and writes it once per KC of depth.
+//
+// All index arithmetic is in int64_t: N * K past 2^31 elements is an ordinary case (an LM head's gradient).
+#include "cpu/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "cpu/gemm_kernels.h"
+#include "cpu/thread_pool.h"
+#include "core/errors.h"
+
+namespace grpo::cpu {
+
+namespace {
+
+// ---- dispatch ---------------------------------------------------------------------------------------------
+
+enum Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3, kAmx = 4 };
+
+struct Features {
+  bool avx2 = false, avx512 = false, avx512bf16 = false, amx = false;
+};
+
+Features detect() {
+  Features f;
+#if defined(GRPO_X86)
+  __builtin_cpu_init();
+  f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && f.avx2;
+  f.avx512bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+  f.amx = f.avx512 && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16");
+#endif
+  return f;
+}
+
+struct Choice {
+  const GemmKernel* f32 = nullptr;
+  const GemmKernel* bf16 = nullptr;
+};
+
+Choice choose() {
+  const Features f = detect();
+  int cap = kAmx;
+  if (const char* forced = std::getenv("GRPO_CPU_ISA"); forced && *forced) {
+    // A cap, not a demand: GRPO_CPU_ISA=avx512 on an AMX machine runs the AVX-512 kernels; an instruction
+    // set the CPU lacks (or a typo) leaves the automatic choice, as the row kernels do.
+    const std::string s = forced;
+    if (s == "generic") cap = kGeneric;
+    else if (s == "avx2") cap = kAvx2;
+    else if (s == "avx512") cap = kAvx512;
+    else if (s == "avx512bf16") cap = kAvx512Bf16;
+  }
+  Choice c;
+  if (cap >= kAvx512 && f.avx512 && gemmKernelAvx512()) {
+    c.f32 = gemmKernelAvx512();
+    c.bf16 = gemmKernelAvx512Bf16Widened();
+  } else if (cap >= kAvx2 && f.avx2 && gemmKernelAvx2()) {
+    c.f32 = gemmKernelAvx2();
+    c.bf16 = gemmKernelAvx2Bf16();
+  } else {
+    c.f32 = gemmKernelGeneric();
+    c.bf16 = gemmKernelGenericBf16();
+  }
+  if (cap >= kAvx512Bf16 && f.avx512bf16 && gemmKernelAvx512Bf16Dot()) c.bf16 = gemmKernelAvx512Bf16Dot();
+  if (cap >= kAmx && f.amx && gemmKernelAmx() && enableAmx()) c.bf16 = gemmKernelAmx();
+  return c;
+}
+
+const Choice& choice() {
+  static const Choice c = choose();
+  return c;
+}
+
+// ---- scratch ----------------------------------------------------------------------------------------------
+
+// Grow-only, 64-byte aligned, one per pool thread (the pool's threads live as long as the process).
+class Scratch {
+ public:
+  ~Scratch() { std::free(ptr_); }
+  void* get(size_t bytes) {
+    if (bytes > size_) {
+      std::free(ptr_);
+      size_ = (bytes + 4095) & ~size_t(4095);
+      ptr_ = std::aligned_alloc(64, size_);
+      if (!ptr_) {
+        size_ = 0;
+        throw Error(ErrorCode::Oom, "Expected " + std::to_string(bytes) + " bytes of GEMM scratch memory but the allocation failed");
+      }
+    }
+    return ptr_;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t size_ = 0;
+};
+
+struct AlignedArray {
+  explicit AlignedArray(size_t bytes) {
+    bytes = (bytes + 63) & ~size_t(63);
+    ptr = bytes ? std::aligned_alloc(64, bytes) : nullptr;
+    if (bytes && !ptr) throw Error(ErrorCode::Oom, "Expected " + std::to_string(bytes) + " bytes for packed GEMM panels but the allocation failed");
+  }
+  ~AlignedArray() { std::free(ptr); }
+  AlignedArray(const AlignedArray&) = delete;
+  AlignedArray& operator=(const AlignedArray&) = delete;
+  void* ptr;
+};
+
+int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceilDiv(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+constexpr int64_t kStripColumns = 2048;               // NC
+constexpr int64_t kTaskColumns = 512;                 // NT at most
+constexpr int64_t kPackedBBudget = 32ll << 20;        // bytes of packed B held at once
+
+void checkOperand(const GemmMatrix& m, int64_t rows, int64_t cols, const char* what) {
+  if (m.dtype != DType::F32 && m.dtype != DType::BF16) fail(ErrorCode::DType, "f32 or bf16", what, dtypeName(m.dtype));
+  if (rows > 0 && cols > 0 && !m.data) fail(ErrorCode::InvalidArg, "a matrix with data", what, "a null pointer");
+  if (rows > 1 && cols > 1 && m.rowStride != 1 && m.colStride != 1) {
+    fail(ErrorCode::InvalidArg, "a row-major or column-major matrix (one stride equal to 1)", what,
+         "strides " + std::to_string(m.rowStride) + ", " + std::to_string(m.colStride));
+  }
+}
+
+}  // namespace
+
+const char* gemmKernelName(DType dtype) { return (dtype == DType::BF16 ? choice().bf16 : choice().f32)->name; }
+
+int64_t gemmTileColumns() { return kTaskColumns; }
+
+void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
+  const int64_t M = p.M, N = p.N, K = p.K;
+  if (M < 0 || N < 0 || K < 0) fail(ErrorCode::Shape, "non-negative sizes", "gemm", std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K));
+  checkOperand(p.A, M, K, "gemm A");
+  checkOperand(p.B, K, N, "gemm B");
+  if (K > 0 && p.A.dtype != p.B.dtype) fail(ErrorCode::DType, "A and B of one dtype", "gemm", std::string(dtypeName(p.A.dtype)) + " and " + dtypeName(p.B.dtype));
+  if (M == 0 || N == 0) return;
+  const GemmKernel& kern = *(p.A.dtype == DType::BF16 ? choice().bf16 : choice().f32);
+  const int64_t MR = kern.mr, NR = kern.nr, KC = kern.kc, eb = kern.elementBytes;
+  const int64_t KCP = roundUp(KC, kern.kAlign);
+  const int threads = threadCount();
+
+  // Rows per task: MC, or fewer for a short M so that both tasks and rows split evenly.
+  const int64_t mBlocks = ceilDiv(M, kern.mc);
+  const int64_t MC = roundUp(ceilDiv(M, mBlocks), MR);
+
+  // Depth held packed at once: all of K unless a strip of B at that depth would pass the budget.
+  const int64_t stripMax = std::min(roundUp(N, NR), kStripColumns);
+  int64_t NC = stripMax;
+  int64_t kBlock = K;
+  if (K > 0 && roundUp(K, KC) / KC * KCP * NC * eb > kPackedBBudget) {
+    NC = std::max(NR, kPackedBBudget / (roundUp(K, KC) / KC * KCP * eb) / NR * NR);
+    NC = std::min(NC, stripMax);
+    if (roundUp(K, KC) / KC * KCP * NC * eb > kPackedBBudget) kBlock = std::max(KC, kPackedBBudget / (KCP * NC * eb) * KC);
+  }
+  const int64_t nK = K == 0 ? 1 : ceilDiv(K, kBlock);
+  const int64_t pcPerBlock = ceilDiv(std::max<int64_t>(kBlock, 1), KC);
+
+  // Columns per task: enough tasks for every thread (several each, so uneven ones balance).
+  int64_t NT = std::min(kTaskColumns, NC);
+  while (NT > NR && mBlocks * ceilDiv(NC, NT) < 4 * threads) NT = std::max(NR, roundUp(NT / 2, NR));
+
+  AlignedArray packedB(static_cast<size_t>(pcPerBlock * (NC / NR) * KCP * NR * eb));
+  // With the depth in several blocks, the partial sums of a strip live in one f32 array across them.
+  std::unique_ptr<AlignedArray> partial;
+  const int64_t Mp = roundUp(M, MR);
+  if (nK > 1) partial = std::make_unique<AlignedArray>(static_cast<size_t>(Mp * NC * 4));
+
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    const int64_t ncPanels = ceilDiv(nc, NR);
+    const int64_t tasksN = ceilDiv(nc, NT);
+    for (int64_t kb = 0; kb < nK; kb++) {
+      const int64_t kStart = kb * kBlock, kEnd = std::min(K, kStart + kBlock);
+      const int64_t pcCount = ceilDiv(kEnd - kStart, KC);
+      // Pack this strip of B at this depth: one (depth block, panel) per work item.
+      parallelFor(pcCount * ncPanels, 4, [&](int64_t begin, int64_t end) {
+        for (int64_t w = begin; w < end; w++) {
+          const int64_t pc = w / ncPanels, jr = w % ncPanels;
+          const int64_t k0 = kStart + pc * KC, kc = std::min(KC, kEnd - k0);
+          char* dst = static_cast<char*>(packedB.ptr) + ((pc * (NC / NR) + jr) * KCP * NR) * eb;
+          kern.packB(p.B, jc + jr * NR, std::min(NR, nc - jr * NR), k0, kc, roundUp(kc, kern.kAlign), dst);
+        }
+      });
+      const bool lastBlock = kb == nK - 1;
+      parallelFor(mBlocks * tasksN, 1, [&](int64_t begin, int64_t end) {
+        static thread_local Scratch aScratch, tileScratch;
+        if (kern.enter) kern.enter();
+        struct Leave {
+          const GemmKernel& k;
+          ~Leave() { if (k.leave) k.leave(); }
+        } leave{kern};
+        for (int64_t task = begin; task < end; task++) {
+          const int64_t m0 = (task / tasksN) * MC, mc = std::min(MC, M - m0);
+          if (mc <= 0) continue;
+          const int64_t nLocal = (task % tasksN) * NT, nt = std::min(NT, nc - nLocal);
+          const int64_t mPanels = ceilDiv(mc, MR), nPanels = ceilDiv(nt, NR);
+          float* tile;
+          int64_t ld;
+          if (partial) {
+            ld = NC;
+            tile = static_cast<float*>(partial->ptr) + m0 * NC + nLocal;
+          } else {
+            ld = roundUp(NT, NR);
+            tile = static_cast<float*>(tileScratch.get(static_cast<size_t>(mPanels * MR * ld * 4)));
+          }
+          if (K == 0) {
+            for (int64_t i = 0; i < mc; i++) std::memset(tile + i * ld, 0, static_cast<size_t>(nt) * 4);
+          }
+          char* packedA = static_cast<char*>(aScratch.get(static_cast<size_t>(mPanels * MR * KCP * eb)));
+          for (int64_t pc = 0; pc < pcCount; pc++) {
+            const int64_t k0 = kStart + pc * KC, kc = std::min(KC, kEnd - k0), kcp = roundUp(kc, kern.kAlign);
+            const bool accumulate = kb > 0 || pc > 0;
+            kern.packA(p.A, m0, mc, k0, kc, kcp, packedA);
+            const char* bBase = static_cast<const char*>(packedB.ptr) + (pc * (NC / NR) + nLocal / NR) * KCP * NR * eb;
+            for (int64_t jr = 0; jr < nPanels; jr++) {
+              const char* b = bBase + jr * KCP * NR * eb;
+              for (int64_t ir = 0; ir < mPanels; ir++) {
+                kern.micro(kcp, packedA + ir * MR * kcp * eb, b, tile + ir * MR * ld + jr * NR, ld, accumulate);
+              }
+            }
+          }
+          if (lastBlock) epilogue(GemmTile{m0, jc + nLocal, mc, nt, tile, ld});
+        }
+      });
+    }
+  }
+}
+
+namespace {
+
+inline uint16_t roundToBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline float loadBf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+}  // namespace
+
+void gemm(const GemmProblem& p, const GemmOutput& out) {
+  if (!out.data && p.M > 0 && p.N > 0) fail(ErrorCode::InvalidArg, "an output matrix", "gemm C", "a null pointer");
+  if (out.dtype != DType::F32 && out.dtype != DType::BF16) fail(ErrorCode::DType, "f32 or bf16", "gemm C", dtypeName(out.dtype));
+  gemm(p, [&out](const GemmTile& t) {
+    const float* biasF = out.bias && out.biasDtype == DType::F32 ? static_cast<const float*>(out.bias) + t.n0 : nullptr;
+    const uint16_t* biasH = out.bias && out.biasDtype == DType::BF16 ? static_cast<const uint16_t*>(out.bias) + t.n0 : nullptr;
+    for (int64_t i = 0; i < t.rows; i++) {
+      const float* v = t.values + i * t.ld;
+      const int64_t offset = (t.m0 + i) * out.ld + t.n0;
+      if (out.dtype == DType::F32) {
+        float* c = static_cast<float*>(out.data) + offset;
+        for (int64_t j = 0; j < t.cols; j++) {
+          float x = v[j];
+          if (biasF) x += biasF[j];
+          if (biasH) x += loadBf16(biasH[j]);
+          c[j] = out.accumulate ? c[j] + x : x;
+        }
+      } else {
+        uint16_t* c = static_cast<uint16_t*>(out.data) + offset;
+        for (int64_t j = 0; j < t.cols; j++) {
+          float x = v[j];
+          if (biasF) x += biasF[j];
+          if (biasH) x += loadBf16(biasH[j]);
+          c[j] = roundToBf16(out.accumulate ? loadBf16(c[j]) + x : x);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace grpo::cpu

@@ -1,0 +1,142 @@
+// The AMX-BF16 GEMM micro-kernel (Sapphire Rapids and later Xeons): eight 1 KiB tile registers, of which four
+// hold a 32 x 32 f32 block of C (2 x 2 tiles of 16 x 16), two hold A (16 rows x 32 k each) and two hold B
+// (16 k pairs x 16 columns each, the pair layout of gemm_kernels.h). One step of 32 k is four tile loads and
+// four TDPBF16PS, each 16 x 16 x 32 multiply-adds. C is loaded from and stored to the f32 workspace once per
+// packed block of depth kc, so its traffic is small against 16 k-steps of tile products.
+//
+// Linux hands out the 8 KiB tile data state only to processes that ask (arch_prctl ARCH_REQ_XCOMP_PERM);
+// enableAmx() asks once, and the dispatcher uses this kernel only if that succeeded. CMakeLists.txt sets
+// this file's flags.
+#if defined(__AMX_BF16__)
+#include <immintrin.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#define GRPO_GEMM_ISA gemm_amx
+#include "cpu/gemm_kernels.inc"
+
+namespace grpo::cpu {
+namespace gemm_amx {
+namespace {
+
+constexpr int kMr = 32, kNr = 32;
+
+struct alignas(64) TileConfig {
+  uint8_t palette;
+  uint8_t startRow;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+void enter() {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  // Through asm with a memory operand: GCC 12's _tile_loadconfig builtin does not tell the optimizer that it
+  // reads the struct, and the stores of rows and column bytes were dropped as dead.
+  __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+}
+
+void leave() { _tile_release(); }
+
+}  // namespace
+void enterTiles() { enter(); }
+namespace {
+
+void microAmx(int64_t kcp, const void* ap, const void* bp, float* c, int64_t ldc, bool accumulate) {
+  const uint16_t* a = static_cast<const uint16_t*>(ap);  // [32][kcp]
+  const uint16_t* b = static_cast<const uint16_t*>(bp);  // [kcp/2][32][2]
+  const long cStride = static_cast<long>(ldc * 4);
+  const long aStride = static_cast<long>(kcp * 2);
+  if (accumulate) {
+    _tile_loadd(0, c, cStride);
+    _tile_loadd(1, c + 16, cStride);
+    _tile_loadd(2, c + 16 * ldc, cStride);
+    _tile_loadd(3, c + 16 * ldc + 16, cStride);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  for (int64_t k = 0; k < kcp; k += 32) {
+    _tile_loadd(4, a + k, aStride);
+    _tile_loadd(5, a + 16 * kcp + k, aStride);
+    _tile_loadd(6, b + k * kNr, 128);
+    _tile_loadd(7, b + k * kNr + 32, 128);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, cStride);
+  _tile_stored(1, c + 16, cStride);
+  _tile_stored(2, c + 16 * ldc, cStride);
+  _tile_stored(3, c + 16 * ldc + 16, cStride);
+}
+
+const GemmKernel kAmx{"amx-bf16", kMr, kNr, 32, 512, kMr * 4, 2,
+                      packARows<kMr>, packBPairs<kNr>, microAmx, enter, leave};
+
+}  // namespace
+}  // namespace gemm_amx
+
+const GemmKernel* gemmKernelAmx() { return &gemm_amx::kAmx; }
+
+bool enableAmx() {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr int kArchReqXcompPerm = 0x1023;
+  constexpr int kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace grpo::cpu
+
+namespace grpo::cpu {
+namespace {
+// Four independent accumulator tiles fed from two A and two B tiles that stay loaded: the TDPBF16PS rate alone.
+double amxLoop(int64_t iters) {
+  alignas(64) static uint16_t data[16 * 32];
+  for (int i = 0; i < 16 * 32; i++) data[i] = 0x3c00;
+  alignas(64) float out[16 * 16];
+  gemm_amx::enterTiles();
+  _tile_loadd(4, data, 64);
+  _tile_loadd(5, data, 64);
+  _tile_loadd(6, data, 64);
+  _tile_loadd(7, data, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t it = 0; it < iters; it++) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, 64);
+  _tile_release();
+  __asm__ volatile("" : : "r"(out[0]));
+  return static_cast<double>(iters) * 4 * 16 * 16 * 32 * 2;
+}
+}  // namespace
+PeakLoop amxPeakLoop() { return amxLoop; }
+}  // namespace grpo::cpu
+#else
+#include "cpu/gemm_kernels.h"
+namespace grpo::cpu {
+const GemmKernel* gemmKernelAmx() { return nullptr; }
+bool enableAmx() { return false; }
+PeakLoop amxPeakLoop() { return nullptr; }
+}  // namespace grpo::cpu
+#endif
