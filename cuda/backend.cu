@@ -15,6 +15,7 @@
 #if defined(__CUDACC__)
 #include "cublaslt.h"
 #endif
+#include "transformer_launchers.h"
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -103,7 +104,7 @@ class CudaBackend final : public Backend {
     DeviceBuffer<uint8_t> status(rows);
     TokenLogprobsArgs a{};
     a.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
-                           rows, c.L, c.V, c.temperature, status.get()};
+                           rows, c.L, c.V, c.temperature, expScaleOf(c.temperature), status.get()};
     a.logp = c.logp.data<float>();
     a.lse = c.lse.data<float>();
     a.entropy = c.entropy ? c.entropyOut.data<float>() : nullptr;
@@ -123,7 +124,7 @@ class CudaBackend final : public Backend {
     DeviceBuffer<uint8_t>& status = scratch.status;
     GrpoLossArgs a{};
     a.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
-                           rows, c.L, c.V, c.params.temperature, status.get()};
+                           rows, c.L, c.V, c.params.temperature, expScaleOf(c.params.temperature), status.get()};
     a.grad = c.grad.storage->data();
     a.gradDtype = c.grad.dtype;
     a.old = ptr<float>(c.old);
@@ -337,6 +338,21 @@ class CudaBackend final : public Backend {
     }
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
+
+  // The transformer ops: cuda/transformer.cu, cuda/attention.cu.
+  void rmsNorm(RmsNormCall& c) override { runRmsNorm(c, stream()); }
+  void rmsNormBackward(RmsNormBackwardCall& c) override { runRmsNormBackward(c, stream()); }
+  void rope(RopeCall& c) override { runRope(c, stream()); }
+  void swiglu(SwigluCall& c) override { runSwiglu(c, stream()); }
+  void swigluBackward(SwigluBackwardCall& c) override { runSwigluBackward(c, stream()); }
+  void embedding(EmbeddingCall& c) override { runEmbedding(c, stream()); }
+  void embeddingBackward(EmbeddingBackwardCall& c) override { runEmbeddingBackward(c, stream()); }
+  void add(AddCall& c) override { runAdd(c, stream()); }
+  void cast(CastCall& c) override { runCast(c, stream()); }
+  void attention(AttentionCall& c) override { runAttention(c, stream()); }
+  void attentionBackward(AttentionBackwardCall& c) override { runAttentionBackward(c, stream()); }
+  void attentionDecode(AttentionDecodeCall& c) override { runAttentionDecode(c, stream()); }
+  void kvCacheWrite(KvCacheWriteCall& c) override { runKvCacheWrite(c, stream()); }
 
   void zeroTensors(ZeroTensorsCall& c) override {
     cudaStream_t s = stream();

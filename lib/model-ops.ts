@@ -21,6 +21,9 @@
  *   as `gradScale · grad`, so a clip coefficient costs no extra pass; `zeroGrad` clears the gradient).
  * - `zeroTensors(tensors)`: fills tensors with zeros in place.
  *
+ * - The transformer ops (lib/transformer-ops.ts, re-exported here): rmsNorm, rope, swiglu, embedding, add, cast,
+ *   attention (training and decode) and the KV-cache write, each with its backward.
+ *
  * Every function checks its inputs and reads its options (lib/options.ts) here, the native side checks what
  * protects memory again, and errors are GrpoErrors ("Expected X for Y but received Z"). Each has a Promise
  * form and a …Sync twin.
@@ -43,6 +46,8 @@ import {
 } from './options.js'
 import { Tensor } from './tensor.js'
 import { dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
+
+export * from './transformer-ops.js'
 
 export interface EmbeddingBagForwardOptions {
   /** f32 [V], added to every row. */

@@ -92,3 +92,44 @@ export interface Policy extends Disposable, AsyncDisposable {
   /** Frees native memory; idempotent. */
   dispose(): void
 }
+
+/**
+ * The LM head of a policy whose logits are `hidden · weightᵀ (+ bias)` (every transformer). The Trainer computes
+ * log-probs and the loss from the hidden states with ops.linearTokenLogprobs / ops.linearGrpoLoss, which work in
+ * tiles of tokens × vocabulary: no [B, L, V] tensor is ever allocated.
+ */
+export interface LinearHead {
+  /** [V, H] in the policy's compute dtype (for a tied model, the embedding table). */
+  readonly weight: Tensor
+  /** Optional [V]. */
+  readonly bias?: Tensor
+  /** f32 [V, H] accumulator the loss adds ∂loss/∂weight into (null: a frozen policy, or a frozen head). */
+  readonly gradWeight: Tensor | null
+  /** f32 [V] accumulator of the bias's gradient, when there is a bias and it is trained. */
+  readonly gradBias?: Tensor | null
+}
+
+/** Hidden states of the completion positions and the head that turns them into logits. */
+export interface HiddenStates {
+  /** [B·L, H]: row b·L + l is the state that predicts completions[b][l] (rows past a completion's end: any value). */
+  readonly hidden: Tensor
+  readonly head: LinearHead
+}
+
+/** A Policy that exposes its hidden states and LM head, so the Trainer never materializes the logits. */
+export interface LinearHeadPolicy extends Policy {
+  /** The forward up to the LM head (it may keep what its backward needs in `batch.cache`). */
+  hiddenStates(batch: PolicyBatch): Promise<HiddenStates>
+  /**
+   * Accumulates the parameters' gradients below the head for ∂loss/∂hidden = gradHidden ([B·L, H], f32 or the
+   * compute dtype); the head's own gradients were already added by the loss into `head.gradWeight` / `gradBias`.
+   */
+  backwardHidden(batch: PolicyBatch, gradHidden: Tensor): Promise<void>
+}
+
+/** Whether `policy` exposes hidden states and an LM head (then the Trainer uses the fused linear loss). */
+export function hasLinearHead(policy: Policy): policy is LinearHeadPolicy {
+  const p = policy as Partial<LinearHeadPolicy>
+  return typeof p.hiddenStates === 'function' && typeof p.backwardHidden === 'function'
+}
+

@@ -19,6 +19,12 @@ measured. Kinds:
 - matmul: torch.matmul in bf16 (cuBLAS), M x K times K x N; rate in TFLOP/s.
 - sdpa: scaled_dot_product_attention, causal, grouped-query heads; forward or forward + backward; TFLOP/s.
 - copy: dst.copy_(src) over `bytes`; GB/s counting the read and the write (cross-check of our probe).
+- transformer_op: one of our memory-bound transformer ops as Hugging Face's Llama/Qwen2 modeling code computes it
+  in eager PyTorch, bf16, over T tokens: rmsNorm (to f32, mean of squares, rsqrt, back to bf16, times the
+  weight) and its backward (autograd), rope (apply_rotary_pos_emb with rotate_half, cos/sin given), swiglu
+  (silu(gate) * up) and its backward (autograd), add, cast (an f32 tensor .to(bfloat16)), embedding
+  (F.embedding). The backward rows time torch.autograd.grad of the forward's output (the forward is not timed),
+  as ours time the backward op alone.
 
 Inputs are random (never zeros) and, where an input is large, two sets alternate so a repetition does not
 find the previous one's data in cache. Timing: CUDA events around each repetition (the host clock on cpu),
@@ -228,7 +234,75 @@ def run_case(torch, bench, case, seconds_left):
         r = bench.time(lambda i: dst.copy_(src))
         r.update(rate=2.0 * n * 4 / (r["medianMs"] * 1e-3) / 1e9, rateUnit="GB/s")
         return r
+    if kind == "transformer_op":
+        return transformer_op(torch, bench, p, gen)
     return {"skipped": f"unknown kind {kind!r}"}
+
+
+def rms_norm_hf(torch, x, weight, eps=1e-6):
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def rotate_half(torch, x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def transformer_op(torch, bench, p, gen):
+    dev = bench.device
+    op = p["op"]
+    T, C, F, Hq, Hkv, D, V = (int(p[k]) for k in ("T", "C", "F", "Hq", "Hkv", "D", "V"))
+    bf16 = torch.bfloat16
+
+    def rand(*shape, dtype=bf16, lo=-2.0, hi=2.0):
+        return (torch.rand(*shape, device=dev, generator=gen) * (hi - lo) + lo).to(dtype)
+
+    sets = []
+    for k in range(2):
+        if op in ("rmsNorm", "rmsNormBackward"):
+            x, w = rand(T, C), rand(C, lo=0.5, hi=1.5)
+            if op == "rmsNorm":
+                sets.append(lambda x=x, w=w: rms_norm_hf(torch, x, w))
+            else:
+                xg, wg = x.detach().requires_grad_(True), w.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    y = rms_norm_hf(torch, xg, wg)
+                g = rand(T, C)
+                sets.append(lambda y=y, g=g, xg=xg, wg=wg: torch.autograd.grad(y, (xg, wg), g, retain_graph=True))
+        elif op == "rope":
+            q, kk = rand(1, Hq, T, D), rand(1, Hkv, T, D)
+            inv = 1.0 / (1e6 ** (torch.arange(0, D, 2, device=dev, dtype=torch.float32) / D))
+            ang = torch.arange(T, device=dev, dtype=torch.float32)[:, None] * inv[None, :]
+            emb = torch.cat((ang, ang), dim=-1)
+            cos, sin = emb.cos().to(bf16)[None, None], emb.sin().to(bf16)[None, None]
+            sets.append(lambda q=q, kk=kk, cos=cos, sin=sin: (q * cos + rotate_half(torch, q) * sin, kk * cos + rotate_half(torch, kk) * sin))
+        elif op in ("swiglu", "swigluBackward"):
+            gate, up = rand(T, F, lo=-6.0, hi=6.0), rand(T, F)
+            if op == "swiglu":
+                sets.append(lambda gate=gate, up=up: torch.nn.functional.silu(gate) * up)
+            else:
+                gg, ug = gate.detach().requires_grad_(True), up.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    y = torch.nn.functional.silu(gg) * ug
+                g = rand(T, F)
+                sets.append(lambda y=y, g=g, gg=gg, ug=ug: torch.autograd.grad(y, (gg, ug), g, retain_graph=True))
+        elif op == "add":
+            a, b = rand(T, C), rand(T, C)
+            sets.append(lambda a=a, b=b: a + b)
+        elif op == "cast":
+            x = rand(T, C, dtype=torch.float32)
+            sets.append(lambda x=x: x.to(bf16))
+        elif op == "embedding":
+            table = rand(V, C) if k == 0 else table  # one table (1 GiB at Qwen's vocabulary), two id sets
+            ids = torch.randint(0, V, (T,), device=dev, generator=gen)
+            sets.append(lambda table=table, ids=ids: torch.nn.functional.embedding(ids, table))
+        else:
+            return {"skipped": f"unknown transformer op {op!r}"}
+    grad_mode = torch.enable_grad() if op.endswith("Backward") else torch.no_grad()
+    with grad_mode:
+        return bench.time(lambda i: sets[i & 1]())
 
 
 if __name__ == "__main__":

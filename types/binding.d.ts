@@ -85,7 +85,30 @@ export interface NativeBinding {
   memoryInfo(): { cpu: { tensors: number; bytes: number; cachedBytes: number }; cuda: { tensors: number; bytes: number } }
   releaseCache(): void
   backendInfo(): NativeBackendInfo
-  measureMachine(options: { bytes?: number; reps?: number }): { threads: number; isa: string; copyGBps: number; readGBps: number; expPerSecond: number }
+  measureMachine(options: { bytes?: number; reps?: number }): {
+    threads: number
+    isa: string
+    /** the better of memcpyGBps and streamCopyGBps: read + write bytes per second */
+    copyGBps: number
+    memcpyGBps: number
+    streamCopyGBps: number
+    readGBps: number
+    expPerSecond: number
+  }
+  /** 2^(d * log2(e) / T) by the CPU row kernels' own exponential (isa: one this CPU runs; default the active one) */
+  kernelExp2(d: Float32Array, options?: { isa?: string; temperature?: number }): Float32Array
+  /** the row kernels' exponential against float64 over every stride-th f32 input of its range (docs/math-exp.md) */
+  measureExp2Accuracy(options?: { isa?: string; temperature?: number; stride?: number }): {
+    isa: string
+    checked: number
+    maxRelError: number
+    maxUlp: number
+    meanRelError: number
+    rmsRelError: number
+    worstInput: number
+    flushChecked: number
+    flushViolations: number
+  }
   tokenLogprobs<A extends boolean>(logits: NativeTensor, targets: NativeTensor, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
   groupAdvantages<A extends boolean>(rewards: NativeTensor, options: object, async: A): MaybeAsync<NativeGroupAdvantages, A>
   policyLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativePolicyLoss, A>
@@ -101,6 +124,19 @@ export interface NativeBinding {
   openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): { seconds: number; cpuSeconds: number }
   linear<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
   linearBackward<A extends boolean>(gradOutput: NativeTensor, x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | null, A>
+  rmsNorm<A extends boolean>(x: NativeTensor, weight: NativeTensor, options: object, async: A): MaybeAsync<{ out: NativeTensor; rstd: NativeTensor }, A>
+  rmsNormBackward<A extends boolean>(gradOut: NativeTensor, x: NativeTensor, weight: NativeTensor, rstd: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  rope<A extends boolean>(x: NativeTensor, positions: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  swiglu<A extends boolean>(gate: NativeTensor, up: NativeTensor | undefined, async: A): MaybeAsync<NativeTensor, A>
+  swigluBackward<A extends boolean>(gradOut: NativeTensor, gate: NativeTensor, up: NativeTensor | undefined, async: A): MaybeAsync<{ gradGate: NativeTensor; gradUp?: NativeTensor }, A>
+  embedding<A extends boolean>(weight: NativeTensor, ids: NativeTensor, async: A): MaybeAsync<NativeTensor, A>
+  embeddingBackward<A extends boolean>(gradOut: NativeTensor, ids: NativeTensor, gradWeight: NativeTensor, async: A): MaybeAsync<void, A>
+  add<A extends boolean>(a: NativeTensor, b: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | undefined, A>
+  cast<A extends boolean>(x: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor | undefined, A>
+  attention<A extends boolean>(q: NativeTensor, k: NativeTensor, v: NativeTensor, options: object, async: A): MaybeAsync<{ out: NativeTensor; lse: NativeTensor }, A>
+  attentionBackward<A extends boolean>(gradOut: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, options: object, async: A): MaybeAsync<{ gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor }, A>
+  attentionDecode<A extends boolean>(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheLens: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
+  kvCacheWrite<A extends boolean>(k: NativeTensor, v: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, options: object, async: A): MaybeAsync<void, A>
   // Measurement (csrc/napi/measure.cc): benchmark inputs, the device bandwidth probe, the kernel timer, and
   // the host-backend switch of the GPU check's dry run.
   randomUniform<A extends boolean>(shape: readonly number[], dtype: NativeDType, device: NativeDevice, options: { seed: number; low: number; high: number }, async: A): MaybeAsync<NativeTensor, A>

@@ -10,6 +10,7 @@
 #include "core/measure_args.h"
 #include "core/model_args.h"
 #include "core/op_args.h"
+#include "core/transformer_args.h"
 
 namespace grpo {
 
@@ -32,6 +33,20 @@ class Backend {
   // The linear layer (core/linear_args.h): GEMM forward and backward.
   virtual void linear(LinearCall& call) = 0;
   virtual void linearBackward(LinearBackwardCall& call) = 0;
+  // Transformer ops (core/transformer_args.h): the blocks of a Llama/Qwen decoder, forward and backward.
+  virtual void rmsNorm(RmsNormCall& call) = 0;
+  virtual void rmsNormBackward(RmsNormBackwardCall& call) = 0;
+  virtual void rope(RopeCall& call) = 0;
+  virtual void swiglu(SwigluCall& call) = 0;
+  virtual void swigluBackward(SwigluBackwardCall& call) = 0;
+  virtual void embedding(EmbeddingCall& call) = 0;
+  virtual void embeddingBackward(EmbeddingBackwardCall& call) = 0;
+  virtual void add(AddCall& call) = 0;
+  virtual void cast(CastCall& call) = 0;
+  virtual void attention(AttentionCall& call) = 0;
+  virtual void attentionBackward(AttentionBackwardCall& call) = 0;
+  virtual void attentionDecode(AttentionDecodeCall& call) = 0;
+  virtual void kvCacheWrite(KvCacheWriteCall& call) = 0;
   // Measurement (core/measure_args.h): benchmark inputs filled where they live, and, on backends that run
   // kernels (cuda, simt), the device bandwidth probe and the kernel timer. The CPU backend has neither:
   // its bandwidth is measureMachine's, and its ops are timed by the host clock.

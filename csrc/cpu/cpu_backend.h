@@ -28,6 +28,20 @@ class CpuBackend final : public Backend {
   // cpu/linear.cc: the linear layer on the GEMM of cpu/gemm.h.
   void linear(LinearCall& c) override;
   void linearBackward(LinearBackwardCall& c) override;
+  // cpu/transformer.cc: the transformer ops.
+  void rmsNorm(RmsNormCall& c) override;
+  void rmsNormBackward(RmsNormBackwardCall& c) override;
+  void rope(RopeCall& c) override;
+  void swiglu(SwigluCall& c) override;
+  void swigluBackward(SwigluBackwardCall& c) override;
+  void embedding(EmbeddingCall& c) override;
+  void embeddingBackward(EmbeddingBackwardCall& c) override;
+  void add(AddCall& c) override;
+  void cast(CastCall& c) override;
+  void attention(AttentionCall& c) override;
+  void attentionBackward(AttentionBackwardCall& c) override;
+  void attentionDecode(AttentionDecodeCall& c) override;
+  void kvCacheWrite(KvCacheWriteCall& c) override;
 };
 
 }  // namespace grpo::cpu

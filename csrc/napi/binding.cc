@@ -14,6 +14,8 @@ Napi::Value policyLossBinding(const Napi::CallbackInfo& info);
 Napi::Value grpoLossBinding(const Napi::CallbackInfo& info);
 Napi::Value backendInfoBinding(const Napi::CallbackInfo& info);
 Napi::Value measureMachineBinding(const Napi::CallbackInfo& info);
+Napi::Value kernelExp2Binding(const Napi::CallbackInfo& info);
+Napi::Value measureExp2AccuracyBinding(const Napi::CallbackInfo& info);
 Napi::Value embeddingBagForwardBinding(const Napi::CallbackInfo& info);
 Napi::Value embeddingBagBackwardBinding(const Napi::CallbackInfo& info);
 Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
@@ -30,6 +32,19 @@ Napi::Value measureGemmPeakBinding(const Napi::CallbackInfo& info);
 Napi::Value openblasInfoBinding(const Napi::CallbackInfo& info);
 Napi::Value openblasSgemmBinding(const Napi::CallbackInfo& info);
 Napi::Value linearBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value rmsNormBinding(const Napi::CallbackInfo& info);
+Napi::Value rmsNormBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value ropeBinding(const Napi::CallbackInfo& info);
+Napi::Value swigluBinding(const Napi::CallbackInfo& info);
+Napi::Value swigluBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBinding(const Napi::CallbackInfo& info);
+Napi::Value embeddingBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value addBinding(const Napi::CallbackInfo& info);
+Napi::Value castBinding(const Napi::CallbackInfo& info);
+Napi::Value attentionBinding(const Napi::CallbackInfo& info);
+Napi::Value attentionBackwardBinding(const Napi::CallbackInfo& info);
+Napi::Value attentionDecodeBinding(const Napi::CallbackInfo& info);
+Napi::Value kvCacheWriteBinding(const Napi::CallbackInfo& info);
 
 namespace {
 
@@ -69,6 +84,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryInfo", Napi::Function::New(env, memoryInfoBinding, "memoryInfo"));
   exports.Set("backendInfo", Napi::Function::New(env, backendInfoBinding, "backendInfo"));
   exports.Set("measureMachine", Napi::Function::New(env, measureMachineBinding, "measureMachine"));
+  exports.Set("kernelExp2", Napi::Function::New(env, kernelExp2Binding, "kernelExp2"));
+  exports.Set("measureExp2Accuracy", Napi::Function::New(env, measureExp2AccuracyBinding, "measureExp2Accuracy"));
   exports.Set("tokenLogprobs", Napi::Function::New(env, tokenLogprobsBinding, "tokenLogprobs"));
   exports.Set("groupAdvantages", Napi::Function::New(env, groupAdvantagesBinding, "groupAdvantages"));
   exports.Set("policyLoss", Napi::Function::New(env, policyLossBinding, "policyLoss"));
@@ -89,6 +106,19 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("openblasInfo", Napi::Function::New(env, openblasInfoBinding, "openblasInfo"));
   exports.Set("openblasSgemm", Napi::Function::New(env, openblasSgemmBinding, "openblasSgemm"));
   exports.Set("linearBackward", Napi::Function::New(env, linearBackwardBinding, "linearBackward"));
+  exports.Set("rmsNorm", Napi::Function::New(env, rmsNormBinding, "rmsNorm"));
+  exports.Set("rmsNormBackward", Napi::Function::New(env, rmsNormBackwardBinding, "rmsNormBackward"));
+  exports.Set("rope", Napi::Function::New(env, ropeBinding, "rope"));
+  exports.Set("swiglu", Napi::Function::New(env, swigluBinding, "swiglu"));
+  exports.Set("swigluBackward", Napi::Function::New(env, swigluBackwardBinding, "swigluBackward"));
+  exports.Set("embedding", Napi::Function::New(env, embeddingBinding, "embedding"));
+  exports.Set("embeddingBackward", Napi::Function::New(env, embeddingBackwardBinding, "embeddingBackward"));
+  exports.Set("add", Napi::Function::New(env, addBinding, "add"));
+  exports.Set("cast", Napi::Function::New(env, castBinding, "cast"));
+  exports.Set("attention", Napi::Function::New(env, attentionBinding, "attention"));
+  exports.Set("attentionBackward", Napi::Function::New(env, attentionBackwardBinding, "attentionBackward"));
+  exports.Set("attentionDecode", Napi::Function::New(env, attentionDecodeBinding, "attentionDecode"));
+  exports.Set("kvCacheWrite", Napi::Function::New(env, kvCacheWriteBinding, "kvCacheWrite"));
   return exports;
 }
 

@@ -82,6 +82,8 @@ function disposeAll(value: unknown): void {
 /** Runs the benchmark and writes its results; returns them too. */
 export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; gemm?: GemmBenchResult; files: string[] }> {
   const random = xorshift(o.seed)
+  const loadStart = os.loadavg()
+  const cpuModel = os.cpus()[0]?.model ?? 'unknown'
   const timer = (o.timer ?? (o.device === 'cuda' ? 'kernels' : 'host')) === 'kernels' ? { device: o.device } : undefined
   let machine: MachineLimits
   if (o.device === 'cuda' || o.deviceProbe) {
@@ -90,16 +92,20 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     if (!o.deviceProbe) o.log('measuring the device bandwidth (our copy and read kernels, CUDA events)...')
     const probe = o.deviceProbe ?? (await probeDeviceBandwidth('cuda'))
     const cpu = native().backendInfo().cpu
-    machine = { threads: cpu.threads, isa: cpu.isa, copyGBps: probe.copyGBps, readGBps: probe.readGBps, expPerSecond: 0, source: 'device', device: probe }
+    machine = {
+      threads: cpu.threads, isa: cpu.isa, copyGBps: probe.copyGBps, readGBps: probe.readGBps, expPerSecond: 0,
+      source: 'device', device: probe, cpuModel, loadAverage: { start: loadStart },
+    }
     o.log(
       `  ${probe.backend} bandwidth: copy ${gb(probe.copyGBps)} GB/s (read+write), read ${gb(probe.readGBps)} GB/s, ` +
         `cudaMemcpy device-to-device ${gb(probe.memcpyGBps)} GB/s, over ${(probe.bytes / 2 ** 20).toFixed(0)} MiB buffers`,
     )
   } else {
     o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
-    machine = { ...native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 }), source: 'host' }
+    machine = { ...native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 }), source: 'host', cpuModel, loadAverage: { start: loadStart } }
     o.log(
-      `  ${machine.threads} threads, ${machine.isa}: copy ${machine.copyGBps.toFixed(1)} GB/s (read+write), read ${machine.readGBps.toFixed(1)} GB/s, exp ${(machine.expPerSecond / 1e9).toFixed(2)} G/s`,
+      `  ${machine.threads} threads, ${machine.isa}: copy ${machine.copyGBps.toFixed(1)} GB/s (read+write; memcpy ${machine.memcpyGBps?.toFixed(1)}, ` +
+        `streaming stores ${machine.streamCopyGBps?.toFixed(1)}), read ${machine.readGBps.toFixed(1)} GB/s, exp ${(machine.expPerSecond / 1e9).toFixed(2)} G/s`,
     )
   }
   o.log(`  timing: ${timer ? 'kernel time from CUDA events' : 'host clock'}, median of ${o.reps} after ${o.warmup} warm-up`)
@@ -108,12 +114,26 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     const seconds = c.timing.medianMs / 1000
     const gbps = (c.bytesPerToken * c.tokens) / seconds / 1e9
     const full: BenchCase = { ...c, tokensPerSecond: c.tokens / seconds, gbps, shareOfLimit: limitGBps > 0 ? gbps / limitGBps : 0 }
+    let limits = ''
+    if (limitGBps > 0) {
+      // The two ceilings of a row op on this machine, from the same run: moving its bytes once, and its
+      // exponentials at the measured exp rate. The larger one is what a perfect kernel would be bound by.
+      full.bandwidthLimitMs = (c.bytesPerToken * c.tokens) / limitGBps / 1e6
+      full.timesBandwidthLimit = c.timing.medianMs / full.bandwidthLimitMs
+      limits = ` ${full.timesBandwidthLimit.toFixed(2)}x the bandwidth limit (${full.bandwidthLimitMs.toFixed(2)} ms)`
+      // The device probe measures no exp rate (expPerSecond 0): on cuda only the bandwidth limit is reported.
+      if (c.expsPerElement && machine.expPerSecond > 0) {
+        full.expLimitMs = (c.expsPerElement * c.tokens * c.V) / machine.expPerSecond * 1e3
+        full.binds = full.expLimitMs > full.bandwidthLimitMs ? 'exp' : 'memory'
+        limits += `, exp limit ${full.expLimitMs.toFixed(2)} ms: ${full.binds}-bound`
+      }
+    }
     cases.push(full)
     o.log(
       `  ${full.op.padEnd(22)} ${full.impl.padEnd(11)} ${full.dtype.padEnd(4)} V=${String(full.V).padEnd(6)} tokens=${String(full.tokens).padEnd(5)} ` +
         `${full.timing.medianMs.toFixed(3).padStart(9)} ms [${full.timing.minMs.toFixed(3)}-${full.timing.maxMs.toFixed(3)}]${full.timing.clock === 'cuda-events' ? ' ev' : ''} ` +
         `${(full.tokensPerSecond / 1e3).toFixed(1).padStart(8)}k tok/s ${gb(full.gbps).padStart(6)} GB/s ${(full.shareOfLimit * 100).toFixed(0).padStart(4)}% of limit` +
-        (full.note ? `  ${full.note}` : ''),
+        limits + (full.note ? `  ${full.note}` : ''),
     )
     return full
   }
@@ -143,11 +163,11 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
         const inBytes = BYTES[dtype]! * V
         if (o.ops.includes('tokenLogprobs')) {
           const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets)) }, timer)
-          add({ op: 'tokenLogprobs', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes }, machine.readGBps)
+          add({ op: 'tokenLogprobs', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('tokenLogprobs+entropy')) {
           const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets, { entropy: true })) }, timer)
-          add({ op: 'tokenLogprobs+entropy', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes }, machine.readGBps)
+          add({ op: 'tokenLogprobs+entropy', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('grpoLoss')) {
           const bytesPerToken = 2 * inBytes // one read of the logits, one write of the gradient
@@ -155,7 +175,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             const i = next()
             disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages }, lossOptions))
           }, timer)
-          const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken }, machine.copyGBps)
+          const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken, expsPerElement: 1 }, machine.copyGBps)
           // Our own ops unfused: log-softmax, then the loss on the log-probs, then a separate gradient pass
           // over the logits (grpoLoss with per-token advantages set so that its ∂loss/∂logp is the policy
           // loss's gradient: the same two passes over the row as a stand-alone log-softmax backward).
@@ -170,7 +190,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             disposeAll(lp)
             disposeAll(pl)
           }, timer)
-          const u = add({ op: 'grpoLoss', impl: 'unfused-ops', dtype, V, tokens: N, timing: unfused, bytesPerToken }, machine.copyGBps)
+          const u = add({ op: 'grpoLoss', impl: 'unfused-ops', dtype, V, tokens: N, timing: unfused, bytesPerToken, expsPerElement: 2 }, machine.copyGBps)
           u.note = `fused is ${(unfused.medianMs / fused.medianMs).toFixed(2)}x faster`
           o.log(`    ${u.note}`)
           if (dtype === 'f32' && o.baselineReps > 0) {
@@ -214,6 +234,14 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     }
   }
 
+  if (o.ops.includes('attention') || o.ops.includes('transformerOps')) {
+    const { benchAttention, benchRowOps } = await import('./transformer-bench.js')
+    const tb = { device: o.device, dtypes: o.dtypes.filter((d): d is 'f32' | 'bf16' => d !== 'f16'), reps: o.reps, warmup: o.warmup, random, time: (reps: number, warmup: number, run: () => Promise<unknown> | unknown) => time(reps, warmup, run, timer), add, log: o.log }
+    const T = o.transformerTokens ?? 4096
+    if (o.ops.includes('transformerOps')) await benchRowOps(tb, machine, T, Math.max(...o.vocab))
+    if (o.ops.includes('attention')) await benchAttention(tb, o.attentionLengths, T)
+  }
+
   if (o.ops.includes('scoreBatch')) {
     const { scoreBatchBench } = await import('./reward-bench.js')
     const r = await scoreBatchBench(o.reps, o.seed)
@@ -226,6 +254,8 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     gemm = await runGemmBench({ device: o.device, reps: Math.min(o.reps, 5), tokens: o.gemmTokens ?? 1024, sizes: o.gemmSizes ?? SQUARE_SIZES, log: o.log, torch: o.gemmTorch ?? true })
   }
 
+  machine.loadAverage!.end = os.loadavg()
+  o.log(`  load average at the end: ${machine.loadAverage!.end.map((l) => l.toFixed(2)).join(' ')}`)
   const files = o.write === false ? [] : await writeResults(o.out, machine, cases, o, gemm)
   return { machine, cases, gemm, files }
 }

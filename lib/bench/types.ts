@@ -6,8 +6,8 @@
 import type { Device } from '../dtype.js'
 import type { BandwidthProbe } from './device.js'
 
-export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm'
-export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm']
+export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm' | 'attention' | 'transformerOps'
+export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm', 'attention', 'transformerOps']
 
 export interface BenchOptions {
   device: Device
@@ -31,6 +31,10 @@ export interface BenchOptions {
   deviceProbe?: BandwidthProbe
   /** Write the JSON and the chart (default true). */
   write?: boolean
+  /** Sequence lengths of the attention benchmark (4096 tokens per call). Default 512, 2048. */
+  attentionLengths?: readonly number[]
+  /** Tokens of the transformer-ops benchmark (and per attention call). Default 4096. */
+  transformerTokens?: number
 }
 
 export interface Timing {
@@ -55,18 +59,35 @@ export interface BenchCase {
   bytesPerToken: number // moved by design: one read of the logits (and one write of the gradient)
   gbps: number
   shareOfLimit: number // achieved GB/s over the machine's measured bandwidth
+  /** the time to move bytesPerToken * tokens at the measured bandwidth (copy for read+write ops, read otherwise) */
+  bandwidthLimitMs?: number
+  /** median time over bandwidthLimitMs: 1.0 would be the speed of light */
+  timesBandwidthLimit?: number
+  /** exponentials per logit the op computes (the fused loss 1, the unfused ops 2), and the time they take at the
+   *  measured exp rate */
+  expsPerElement?: number
+  expLimitMs?: number
+  /** which limit is the larger, i.e. what a perfect kernel would be bound by on this machine */
+  binds?: 'memory' | 'exp'
   note?: string
 }
 
 export interface MachineLimits {
   threads: number
   isa: string
-  /** read + write GB/s of a copy, and GB/s of a read: the host's (measureMachine) or the device's (probe) */
+  /** read + write GB/s of a copy, and GB/s of a read: the host's (measureMachine: the better of memcpyGBps and
+   *  streamCopyGBps) or the device's (probe) */
   copyGBps: number
+  memcpyGBps?: number
+  streamCopyGBps?: number
   readGBps: number
+  /** exponentials per second with every core: the row kernels' statistics pass over L1-resident data */
   expPerSecond: number
   /** where copyGBps and readGBps come from */
   source: 'host' | 'device'
   /** the device probe, on cuda */
   device?: BandwidthProbe
+  cpuModel?: string
+  /** os.loadavg() when the run started and when it ended (other processes share the cores) */
+  loadAverage?: { start: number[]; end?: number[] }
 }

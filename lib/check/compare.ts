@@ -26,6 +26,19 @@ export const ACCURACY = {
   gradF16: 1e-3,
   /** group advantages */
   advantages: 1e-6,
+  /**
+   * The transformer ops (docs/ops.md "Transformer ops"), as the suite bounds them against float64
+   * (test/ops/transformer-ops.test.ts, test/ops/attention.test.ts), ‖out − ref‖/‖ref‖: an output rounded once
+   * to its dtype (rmsNorm, swiglu, rope at twice it: sin/cos), gradients through a few f32 sums.
+   */
+  transformerOut: { f32: 2e-6, bf16: 6e-3 },
+  transformerGrad: { f32: 1e-5, bf16: 1.2e-2 },
+  /** rmsNorm's rstd, attention's lse (f32 whatever the dtype) */
+  rowStatistic: 5e-6,
+  /** f32 sums of a few terms into an accumulated weight gradient (rmsNorm's weight, embedding's table) */
+  accumulatedF32: 1e-5,
+  attentionOut: { f32: 1e-5, bf16: 1.2e-2 },
+  attentionGrad: { f32: 1e-4, bf16: 3e-2 },
 } as const
 
 export type Tolerance =

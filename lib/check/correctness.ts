@@ -50,6 +50,12 @@ export interface CorrectnessOptions {
   cases?: readonly CheckCase[]
   /** Called after each case with the report so far (the runner saves it: a hang loses nothing before it). */
   onProgress?: (report: CorrectnessReport) => void
+  /** Start at this index of orderedCases (a child process that takes over after one that died). */
+  from?: number
+  /** Called before a case runs. */
+  onStart?: (c: CheckCase) => void
+  /** After a case that errored: whether to stop here (the device is no longer usable by this process). */
+  stopIf?: (r: CaseResult) => Promise<boolean>
 }
 
 /** Runs `run` on the backend under test. */
@@ -96,7 +102,37 @@ export async function runCase(c: CheckCase, o: { target: Target; seed: number })
   }
 }
 
-function describe(r: CaseResult): string {
+/** The cases in the order they run: small ones first, so a short budget still checks every op once before the edge shapes. */
+export function orderedCases(o: Pick<CorrectnessOptions, 'cases' | 'filter'>): CheckCase[] {
+  const all = (o.cases ?? CASES).filter(o.filter ?? (() => true))
+  return [...all.filter((c) => !c.edge), ...all.filter((c) => c.edge)]
+}
+
+/** An empty report over `ordered`: which exported ops no case checks, which planned ops this build lacks. */
+export function newReport(ordered: readonly CheckCase[], o: Pick<CorrectnessOptions, 'target' | 'seed' | 'filter'>): CorrectnessReport {
+  const checked = new Set(ordered.map((c) => c.op))
+  return {
+    target: o.target,
+    seed: o.seed,
+    cases: [],
+    passed: 0,
+    failed: 0,
+    errors: 0,
+    skipped: 0,
+    unchecked: o.filter ? [] : exportedOps().filter((op) => !checked.has(op)),
+    absent: PLANNED_OPS.filter((op) => !opExists(op)),
+  }
+}
+
+/** Counts the report's cases by status. */
+export function tally(c: CorrectnessReport): void {
+  c.passed = c.cases.filter((x) => x.status === 'passed').length
+  c.failed = c.cases.filter((x) => x.status === 'failed').length
+  c.errors = c.cases.filter((x) => x.status === 'error').length
+  c.skipped = c.cases.filter((x) => x.status === 'skipped').length
+}
+
+export function describe(r: CaseResult): string {
   if (r.status === 'passed') {
     const worst = r.outputs!.reduce((m, x) => Math.max(m, x.limit > 0 ? x.value / x.limit : 0), 0)
     return `ok   ${r.name} ${r.shape ?? ''} (${r.seconds.toFixed(2)} s, worst output at ${(worst * 100).toFixed(1)}% of its tolerance)`
@@ -110,32 +146,24 @@ function describe(r: CaseResult): string {
 }
 
 export async function runCorrectness(o: CorrectnessOptions): Promise<CorrectnessReport> {
-  const all = (o.cases ?? CASES).filter(o.filter ?? (() => true))
-  // Small cases first: a short budget still checks every op once before the edge shapes.
-  const ordered = [...all.filter((c) => !c.edge), ...all.filter((c) => c.edge)]
-  const results: CaseResult[] = []
-  o.log(`correctness: ${ordered.length} cases, ${o.target} against the cpu backend, seed ${o.seed} (replay: --seed ${o.seed})`)
-  const checked = new Set(all.map((c) => c.op))
-  const report: CorrectnessReport = {
-    target: o.target,
-    seed: o.seed,
-    cases: results,
-    passed: 0,
-    failed: 0,
-    errors: 0,
-    skipped: 0,
-    unchecked: o.filter ? [] : exportedOps().filter((op) => !checked.has(op)),
-    absent: PLANNED_OPS.filter((op) => !opExists(op)),
-  }
-  for (const c of ordered) {
+  const ordered = orderedCases(o)
+  const report = newReport(ordered, o)
+  const results = report.cases
+  const from = o.from ?? 0
+  o.log(`correctness: ${ordered.length - from} cases${from ? ` (from case ${from})` : ''}, ${o.target} against the cpu backend, seed ${o.seed} (replay: --seed ${o.seed})`)
+  for (const c of ordered.slice(from)) {
     let r: CaseResult
     if (!opExists(c.op)) r = { op: c.op, name: c.name, edge: c.edge ?? false, status: 'skipped', seconds: 0, reason: `${c.op} is not in this build` }
     else if (Date.now() >= o.deadline) r = { op: c.op, name: c.name, edge: c.edge ?? false, status: 'skipped', seconds: 0, reason: 'time budget' }
-    else r = await runCase(c, o)
+    else {
+      o.onStart?.(c)
+      r = await runCase(c, o)
+    }
     results.push(r)
     report[r.status === 'passed' ? 'passed' : r.status === 'failed' ? 'failed' : r.status === 'error' ? 'errors' : 'skipped']++
     o.log(`  ${describe(r)}`)
     o.onProgress?.(report)
+    if (r.status === 'error' && o.stopIf && (await o.stopIf(r))) break
   }
   for (const op of report.unchecked) o.log(`  UNCHECKED: ${op} is exported but no case checks it (add one to lib/check/cases.ts)`)
   if (report.absent.length) o.log(`  not in this build (planned): ${report.absent.join(', ')}`)

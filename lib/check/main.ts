@@ -13,20 +13,23 @@
  *   --manifest FILE      the pack's MANIFEST.json, recorded with the results
  *
  * Child modes (the runner starts them: under compute-sanitizer, or with GRPO_CUDA_GEMM=own so the linear ops
- * run our GEMM instead of cuBLASLt): --child correctness --target cuda|simt [--sanitizer-cases] [--ops a,b]
- * --seed N --json FILE; --child perf --target cuda|simt --ops a,b --seed N --json FILE.
+ * run our GEMM instead of cuBLASLt, and every correctness run: one process per run, a new one after a case that
+ * ends its process or its device): --child correctness --target cuda|simt [--sanitizer-cases] [--ops a,b]
+ * [--from K] [--budget SECONDS] --seed N --json FILE (exit 4: the device stopped answering after an error);
+ * --child perf --target cuda|simt --ops a,b --seed N --json FILE.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { native } from '../native.js'
+import { Tensor } from '../tensor.js'
 import { probeDeviceBandwidth, withHostBackend } from '../bench/device.js'
 import type { CheckCase } from './cases.js'
 import { runCorrectness } from './correctness.js'
 import { timeOurs } from './perf.js'
-import { STEPS, type StepName, runGpuCheck, sanitizerCases } from './run.js'
+import { EXIT, STEPS, type StepName, runGpuCheck, sanitizerCases } from './run.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** The package root: dist/check/main.js and lib/check/main.ts both sit two levels below it. */
@@ -41,7 +44,7 @@ function findPython(explicit: string | undefined): string {
   return 'python3'
 }
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, noDevice: 3 } as const
+export { EXIT } from './run.js'
 
 function findSanitizer(explicit: string | undefined): string | undefined {
   if (explicit) return explicit
@@ -52,6 +55,41 @@ function findSanitizer(explicit: string | undefined): string | undefined {
   return undefined
 }
 
+/** Whether a small round trip through the GPU still works (after an illegal address, every call fails). */
+async function deviceAnswers(): Promise<boolean> {
+  const made: Tensor[] = []
+  try {
+    made.push(Tensor.from(Float32Array.of(1, 2, 3), [3]))
+    made.push(await made[0]!.to('cuda'))
+    made.push(await made[1]!.to('cpu'))
+    const v = (await made[2]!.toArray()) as Float32Array
+    return v[2] === 3
+  } catch {
+    return false
+  } finally {
+    for (const t of made) {
+      try {
+        t.dispose()
+      } catch {
+        // a device that is gone may refuse the free too
+      }
+    }
+  }
+}
+
+/**
+ * A fault for the runner's own test (test/check/gpu-check.test.ts): GRPO_CHECK_FAULT=crash:NAME makes a
+ * correctness child abort when it starts the case NAME, as a kernel that kills its process would.
+ */
+function faultInjection(): ((c: CheckCase) => void) | undefined {
+  const fault = process.env.GRPO_CHECK_FAULT
+  if (!fault?.startsWith('crash:')) return undefined
+  const name = fault.slice('crash:'.length)
+  return (c) => {
+    if (c.name === name) process.kill(process.pid, 'SIGKILL')
+  }
+}
+
 export async function main(argv: string[], log: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<number> {
   let values
   try {
@@ -60,7 +98,7 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
       options: {
         'dry-run': { type: 'boolean', default: false },
         out: { type: 'string' },
-        budget: { type: 'string', default: '420' },
+        budget: { type: 'string' },
         seed: { type: 'string' },
         steps: { type: 'string' },
         python: { type: 'string' },
@@ -70,6 +108,7 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
         target: { type: 'string' },
         'sanitizer-cases': { type: 'boolean', default: false },
         ops: { type: 'string' },
+        from: { type: 'string' },
         json: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -92,8 +131,30 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
   if (values.child === 'correctness') {
     const target = values.target === 'cuda' ? 'cuda' : 'simt'
     const filter = values['sanitizer-cases'] ? sanitizerCases : onlyOps ? (c: CheckCase) => onlyOps.includes(c.op) : undefined
-    const report = await runCorrectness({ target, seed, deadline: Infinity, filter, log })
-    if (values.json) writeFileSync(values.json, JSON.stringify(report))
+    const budget = values.budget !== undefined ? Number(values.budget) : Infinity
+    const json = values.json
+    // The report is rewritten after every case: the runner reads what a process that died had done.
+    const write = (report: object) => {
+      if (!json) return
+      writeFileSync(json + '.tmp', JSON.stringify(report))
+      renameSync(json + '.tmp', json)
+    }
+    let lost = false
+    const report = await runCorrectness({
+      target,
+      seed,
+      deadline: Date.now() + budget * 1000,
+      filter,
+      log,
+      from: values.from !== undefined ? Number(values.from) : 0,
+      onProgress: write,
+      onStart: faultInjection(),
+      // After an error on the GPU: if the device no longer answers in this process, stop and say so (exit 4),
+      // so that the runner starts a new process for the remaining cases.
+      stopIf: async () => (lost = target === 'cuda' && !(await deviceAnswers())),
+    })
+    write(report)
+    if (lost) return EXIT.deviceLost
     return report.failed || report.errors ? EXIT.failed : EXIT.ok
   }
   if (values.child === 'perf') {
@@ -111,7 +172,7 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
     return EXIT.usage
   }
 
-  const budget = Number(values.budget)
+  const budget = Number(values.budget ?? 420)
   if (!(budget >= 10)) {
     log(`gpu-check: --budget must be at least 10 seconds, not ${values.budget}`)
     return EXIT.usage

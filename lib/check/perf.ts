@@ -10,13 +10,14 @@
 import type { Device } from '../dtype.js'
 import type { BandwidthProbe } from '../bench/device.js'
 import { randomUniform, timeKernels } from '../bench/device.js'
-import { runBench } from '../bench/run.js'
+import { gb, runBench } from '../bench/run.js'
 import * as modelOps from '../model-ops.js'
 import { native } from '../native.js'
+import { Tensor } from '../tensor.js'
 import type { BenchCase, BenchOp, Timing } from '../bench/types.js'
 import { opExists } from './cases.js'
 
-export type TorchKind = 'trl_grpo_loss' | 'selective_log_softmax' | 'matmul' | 'sdpa' | 'copy'
+export type TorchKind = 'trl_grpo_loss' | 'selective_log_softmax' | 'matmul' | 'sdpa' | 'copy' | 'transformer_op'
 
 export interface TorchSpec {
   /** unique id of this baseline row, e.g. 'grpoLoss bf16 8192x151936 / TRL eager' */
@@ -123,26 +124,33 @@ function logprobsCase(dtype: 'f32' | 'bf16'): PerfCase {
   }
 }
 
-const attn = (dry: boolean) => (dry ? { B: 1, H: 2, Hkv: 1, L: 64, D: 64 } : { B: 4, H: 28, Hkv: 4, L: 4096, D: 128 })
+const attn = (dry: boolean) => (dry ? { B: 1, H: 2, Hkv: 1, L: 64, D: 64 } : { B: 4, H: 28, Hkv: 4, L: 2048, D: 128 })
 
 /** Times `run` with the kernel timer (CUDA events; a repetition that launches nothing falls back to the host clock). */
 async function timeOp(ctx: PerfContext, run: () => Promise<unknown>): Promise<Timing> {
-  for (let i = 0; i < ctx.warmup; i++) await run()
+  let first = 0
+  for (let i = 0; i < ctx.warmup; i++) {
+    const t0 = performance.now()
+    await run()
+    if (i === 0) first = performance.now() - t0
+  }
+  // An op far slower than expected (a kernel gone wrong) gets fewer repetitions, not the whole step's budget.
+  const reps = Math.min(ctx.reps, Math.max(3, Math.floor(10_000 / Math.max(first, 1e-3))))
   const kernels: number[] = [], host: number[] = []
-  for (let i = 0; i < ctx.reps; i++) {
+  for (let i = 0; i < reps; i++) {
     const t0 = performance.now()
     const { time } = await timeKernels(ctx.device, run)
     host.push(performance.now() - t0)
     if (time) kernels.push(time.ms)
   }
-  const events = kernels.length === ctx.reps
+  const events = kernels.length === reps
   const samples = (events ? kernels : host).sort((a, b) => a - b)
   const hostSorted = [...host].sort((a, b) => a - b)
   return {
     medianMs: samples[samples.length >> 1]!,
     minMs: samples[0]!,
     maxMs: samples[samples.length - 1]!,
-    reps: ctx.reps,
+    reps,
     clock: events ? 'cuda-events' : 'host',
     hostMedianMs: hostSorted[hostSorted.length >> 1]!,
   }
@@ -184,6 +192,146 @@ function gemmCase(n: number, dryN: number): PerfCase {
   }
 }
 
+/**
+ * modelOps.attention (and with attentionBackward) on B sequences of L tokens packed as [B·L, H, D], causal, against
+ * scaled_dot_product_attention on [B, H, L, D]; TFLOP/s counted as the flash-attention papers do (4·D per causal
+ * (query, key) pair and head forward, 3.5× that with the backward), the same count as the Python side.
+ */
+function attentionCase(backward: boolean): PerfCase {
+  const label = (dry: boolean) => {
+    const a = attn(dry)
+    return `causal bf16 B${a.B} H${a.H}/${a.Hkv} L${a.L} D${a.D} ${backward ? 'forward+backward' : 'forward'}`
+  }
+  return {
+    id: backward ? 'attention+backward bf16' : 'attention bf16',
+    op: backward ? 'modelOps.attentionBackward' : 'modelOps.attention',
+    async ours(ctx) {
+      const a = attn(ctx.dry)
+      const T = a.B * a.L
+      const seed = ctx.seed
+      const q = await randomUniform([T, a.H, a.D], { dtype: 'bf16', device: ctx.device, seed, low: -2, high: 2 })
+      const k = await randomUniform([T, a.Hkv, a.D], { dtype: 'bf16', device: ctx.device, seed: seed + 1, low: -2, high: 2 })
+      const v = await randomUniform([T, a.Hkv, a.D], { dtype: 'bf16', device: ctx.device, seed: seed + 2 })
+      const dO = await randomUniform([T, a.H, a.D], { dtype: 'bf16', device: ctx.device, seed: seed + 3 })
+      const starts = Tensor.from(Int32Array.from({ length: a.B }, (_, b) => b * a.L), [a.B], { device: ctx.device })
+      const lens = Tensor.from(Int32Array.from({ length: a.B }, () => a.L), [a.B], { device: ctx.device })
+      const opts = { seqStarts: starts, seqLens: lens }
+      try {
+        const timing = await timeOp(ctx, async () => {
+          const r = await modelOps.attention(q, k, v, opts)
+          if (backward) {
+            const g = await modelOps.attentionBackward(dO, q, k, v, r.out, r.lse, opts)
+            for (const x of [g.gradQ, g.gradK, g.gradV]) x.dispose()
+          }
+          r.out.dispose()
+          r.lse.dispose()
+        })
+        const flops = ((4 * a.B * a.H * a.L * a.L * a.D) / 2) * (backward ? 3.5 : 1)
+        const tflops = flops / (timing.medianMs / 1e3) / 1e12
+        ctx.log(`${label(ctx.dry)}: ${timing.medianMs.toFixed(3)} ms (${timing.clock}), ${tflops.toPrecision(3)} TFLOP/s`)
+        return { timing, tflops }
+      } finally {
+        for (const x of [q, k, v, dO, starts, lens]) x.dispose()
+      }
+    },
+    torch: (dry) => [{ id: `${backward ? 'attention+backward' : 'attention'} ${label(dry)} / torch sdpa`, kind: 'sdpa', params: { ...attn(dry), dtype: 'bf16', backward } }],
+  }
+}
+
+/** Widths of the memory-bound rows: Qwen2.5-7B over 8192 tokens (the dry run: small). */
+const widths = (dry: boolean) =>
+  dry ? { T: 64, C: 96, F: 160, Hq: 4, Hkv: 2, D: 32, V: 1000 } : { T: 8192, C: 3584, F: 18944, Hq: 28, Hkv: 4, D: 128, V: 151936 }
+
+type TransformerOp = 'rmsNorm' | 'rmsNormBackward' | 'rope' | 'swiglu' | 'swigluBackward' | 'add' | 'cast' | 'embedding'
+const TRANSFORMER_OPS: readonly TransformerOp[] = ['rmsNorm', 'rmsNormBackward', 'rope', 'swiglu', 'swigluBackward', 'add', 'cast', 'embedding']
+
+/**
+ * One memory-bound transformer op in bf16 (cast: f32 master weights to bf16): its inputs made on the device, two
+ * sets alternating, timed with CUDA events; GB/s over the bytes it must move (each input read once, each output
+ * written once) against the measured copy bandwidth.
+ */
+function transformerOpCase(op: TransformerOp): PerfCase {
+  const shape = (dry: boolean) => {
+    const w = widths(dry)
+    return op === 'swiglu' || op === 'swigluBackward' ? `T${w.T} F${w.F}` : op === 'rope' ? `T${w.T} H${w.Hq}+${w.Hkv} D${w.D}` : op === 'embedding' ? `T${w.T} C${w.C} V${w.V}` : `T${w.T} C${w.C}`
+  }
+  const dtype = op === 'cast' ? 'f32->bf16' : 'bf16'
+  return {
+    id: `${op} ${dtype}`,
+    op: `modelOps.${op}`,
+    async ours(ctx) {
+      const w = widths(ctx.dry)
+      const e = 2
+      const made: Tensor[] = []
+      const rand = async (dims: number[], k: number, dt: 'f32' | 'bf16' = 'bf16', low = -2, high = 2) => {
+        const t = await randomUniform(dims, { dtype: dt, device: ctx.device, seed: ctx.seed * 16 + k, low, high })
+        made.push(t)
+        return t
+      }
+      const int32 = (data: Int32Array, dims: number[]) => {
+        const t = Tensor.from(data, dims, { device: ctx.device })
+        made.push(t)
+        return t
+      }
+      try {
+        // Two input sets, so that a repetition does not find the previous one's data in the device's 50 MB L2.
+        const sets: { bytes: number; run: () => Promise<unknown> }[] = []
+        for (const k of [0, 1]) {
+          const b = k * 8
+          if (op === 'rmsNorm' || op === 'rmsNormBackward') {
+            const x = await rand([w.T, w.C], b), weight = await rand([w.C], b + 1, 'bf16', 0.5, 1.5)
+            if (op === 'rmsNorm') sets.push({ bytes: 2 * w.T * w.C * e + 4 * w.T + w.C * e, run: () => modelOps.rmsNorm(x, weight) })
+            else {
+              const { out, rstd } = await modelOps.rmsNorm(x, weight)
+              out.dispose()
+              made.push(rstd)
+              const g = await rand([w.T, w.C], b + 2)
+              const gw = await rand([w.C], b + 3, 'f32')
+              // read gradOut and x, write gradX; rstd, the weight and its f32 gradient are small
+              sets.push({ bytes: 3 * w.T * w.C * e + 4 * w.T + w.C * (e + 8), run: () => modelOps.rmsNormBackward(g, x, weight, rstd, { gradWeight: gw }) })
+            }
+          } else if (op === 'rope') {
+            const x = await rand([w.T, w.Hq + w.Hkv, w.D], b)
+            const pos = int32(Int32Array.from({ length: w.T }, (_, i) => i), [w.T])
+            sets.push({ bytes: 2 * w.T * (w.Hq + w.Hkv) * w.D * e + 4 * w.T, run: () => modelOps.rope(x, pos, { theta: 1e6 }) })
+          } else if (op === 'swiglu' || op === 'swigluBackward') {
+            const gate = await rand([w.T, w.F], b, 'bf16', -6, 6), up = await rand([w.T, w.F], b + 1)
+            if (op === 'swiglu') sets.push({ bytes: 3 * w.T * w.F * e, run: () => modelOps.swiglu(gate, up) })
+            else {
+              const g = await rand([w.T, w.F], b + 2)
+              sets.push({ bytes: 5 * w.T * w.F * e, run: () => modelOps.swigluBackward(g, gate, up) })
+            }
+          } else if (op === 'add') {
+            const x = await rand([w.T, w.C], b), y = await rand([w.T, w.C], b + 1)
+            sets.push({ bytes: 3 * w.T * w.C * e, run: () => modelOps.add(x, y) })
+          } else if (op === 'cast') {
+            const x = await rand([w.T, w.C], b, 'f32')
+            sets.push({ bytes: w.T * w.C * (4 + 2), run: () => modelOps.cast(x, 'bf16') })
+          } else {
+            const table = k === 0 ? await rand([w.V, w.C], b) : made[0]!
+            let h = (ctx.seed + k) >>> 0 || 1 // xorshift: the same ids for the same seed
+            const ids = int32(Int32Array.from({ length: w.T }, () => ((h ^= h << 13), (h ^= h >>> 17), (h ^= h << 5), (h >>> 0) % w.V)), [w.T])
+            sets.push({ bytes: 2 * w.T * w.C * e + 4 * w.T, run: () => modelOps.embedding(table, ids) })
+          }
+        }
+        let i = 0
+        const timing = await timeOp(ctx, async () => {
+          const r = await sets[i++ & 1]!.run()
+          if (r instanceof Tensor) r.dispose()
+          else if (r && typeof r === 'object') for (const v of Object.values(r)) if (v instanceof Tensor) v.dispose()
+        })
+        const gbps = sets[0]!.bytes / (timing.medianMs / 1e3) / 1e9
+        const shareOfBandwidth = gbps / ctx.probe.copyGBps
+        ctx.log(`${op} ${dtype} ${shape(ctx.dry)}: ${timing.medianMs.toFixed(3)} ms (${timing.clock}), ${gb(gbps)} GB/s = ${(shareOfBandwidth * 100).toFixed(0)}% of the copy bandwidth`)
+        return { timing, gbps, shareOfBandwidth }
+      } finally {
+        for (const t of made) t.dispose()
+      }
+    },
+    torch: (dry) => [{ id: `${op} ${dtype} ${shape(dry)} / torch eager (Hugging Face)`, kind: 'transformer_op', params: { op, ...widths(dry) } }],
+  }
+}
+
 export const PERF_CASES: readonly PerfCase[] = [
   lossCase('bf16'),
   lossCase('f32'),
@@ -194,18 +342,12 @@ export const PERF_CASES: readonly PerfCase[] = [
   // forces ours).
   gemmCase(4096, 64),
   gemmCase(8192, 96),
-  // A reference row until modelOps.attention exists: the device's attention rate through PyTorch.
-  {
-    id: 'attention bf16',
-    op: 'modelOps.attention',
-    torch: (dry) => {
-      const a = attn(dry)
-      return [
-        { id: `sdpa causal bf16 B${a.B} H${a.H}/${a.Hkv} L${a.L} D${a.D} forward`, kind: 'sdpa', params: { ...a, dtype: 'bf16', backward: false } },
-        { id: `sdpa causal bf16 B${a.B} H${a.H}/${a.Hkv} L${a.L} D${a.D} forward+backward`, kind: 'sdpa', params: { ...a, dtype: 'bf16', backward: true } },
-      ]
-    },
-  },
+  // Attention at Qwen2.5-7B's heads against PyTorch's scaled_dot_product_attention (flash) on the same shape.
+  attentionCase(false),
+  attentionCase(true),
+  // The memory-bound transformer ops at Qwen2.5-7B's widths, against the device's copy bandwidth and PyTorch
+  // eager as Hugging Face's modeling code writes them.
+  ...TRANSFORMER_OPS.map(transformerOpCase),
   {
     id: 'device copy (cross-check of our probe)',
     torch: (dry) => [{ id: `torch copy_ ${dry ? '4 MiB' : '1 GiB'}`, kind: 'copy', params: { bytes: dry ? 4 << 20 : 1 << 30 } }],
@@ -239,7 +381,7 @@ export interface PerfRow {
 }
 
 /** Times our ops of PERF_CASES (the PyTorch side runs apart, in Python); returns rows without torch yet. */
-export async function timeOurs(ctx: PerfContext, deadline: number, only?: (c: PerfCase) => boolean): Promise<PerfRow[]> {
+export async function timeOurs(ctx: PerfContext, deadline: number, only?: (c: PerfCase) => boolean, fatal: ReadonlySet<string> = new Set()): Promise<PerfRow[]> {
   const rows: PerfRow[] = []
   for (const c of PERF_CASES.filter(only ?? (() => true))) {
     const row: PerfRow = { id: c.id, op: c.op, status: 'reference only', torch: [], targets: [] }
@@ -252,6 +394,11 @@ export async function timeOurs(ctx: PerfContext, deadline: number, only?: (c: Pe
     if (!c.ours) {
       row.status = 'no timing written'
       ctx.log(`  ${c.id}: ${c.op} exists but PERF_CASES has no timing for it (lib/check/perf.ts)`)
+      continue
+    }
+    if (fatal.has(c.op)) {
+      row.status = 'skipped'
+      row.error = `${c.op} ended its process or its device in the correctness step`
       continue
     }
     if (Date.now() >= deadline) {

@@ -21,7 +21,7 @@ import type { NativeBackendInfo } from '../../types/binding.js'
 import { type BandwidthProbe, probeDeviceBandwidth, withHostBackend } from '../bench/device.js'
 import { gb } from '../bench/run.js'
 import { native } from '../native.js'
-import { type CaseResult, type CorrectnessReport, type Target, runCorrectness } from './correctness.js'
+import { type CaseResult, type CorrectnessReport, type Target, newReport, orderedCases, tally } from './correctness.js'
 import { type PerfRow, type TorchResult, joinTorch, timeOurs, torchSpecs } from './perf.js'
 import type { CheckCase } from './cases.js'
 
@@ -122,14 +122,32 @@ function environment(o: GpuCheckOptions, info: NativeBackendInfo): Record<string
 }
 
 /** Runs a child with a time limit; stdout and stderr go to `logFile` (and their tail is returned). */
-function runChild(cmd: string, args: string[], timeoutMs: number, logFile: string, env?: NodeJS.ProcessEnv): Promise<{ code: number | null; timedOut: boolean; tail: string }> {
+interface ChildExit {
+  code: number | null
+  signal: NodeJS.Signals | null
+  timedOut: boolean
+  tail: string
+}
+
+/**
+ * Runs a child with a time limit; stdout and stderr go to `logFile` (and their tail is returned); with `echo`,
+ * each line is also passed on as it comes (a child's progress shows in the run's log while it runs).
+ */
+function runChild(cmd: string, args: string[], timeoutMs: number, logFile: string, env?: NodeJS.ProcessEnv, echo?: (line: string) => void): Promise<ChildExit> {
   return new Promise((resolve) => {
     const fd = openSync(logFile, 'w')
     let tail = ''
+    let partial = ''
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env })
     const take = (chunk: Buffer) => {
       writeSync(fd, chunk)
-      tail = (tail + chunk.toString('utf8')).slice(-20000)
+      const text = chunk.toString('utf8')
+      tail = (tail + text).slice(-20000)
+      if (echo) {
+        const lines = (partial + text).split('\n')
+        partial = lines.pop()!
+        for (const line of lines) echo(line)
+      }
     }
     child.stdout.on('data', take)
     child.stderr.on('data', take)
@@ -142,10 +160,11 @@ function runChild(cmd: string, args: string[], timeoutMs: number, logFile: strin
     child.on('error', (e) => {
       take(Buffer.from(`\n${e.message}\n`))
     })
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer)
       closeSync(fd)
-      resolve({ code, timedOut, tail })
+      if (echo && partial) echo(partial)
+      resolve({ code, signal, timedOut, tail })
     })
   })
 }
@@ -199,11 +218,84 @@ export async function ownGemmChild(o: GpuCheckOptions, kind: 'correctness' | 'pe
   return { rows: (data as PerfRow[]).map((row) => ({ ...row, id: row.id + OWN })) }
 }
 
-function tally(c: CorrectnessReport): void {
-  c.passed = c.cases.filter((x) => x.status === 'passed').length
-  c.failed = c.cases.filter((x) => x.status === 'failed').length
-  c.errors = c.cases.filter((x) => x.status === 'error').length
-  c.skipped = c.cases.filter((x) => x.status === 'skipped').length
+
+/** Exit codes of the check and of its child processes. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, noDevice: 3, deviceLost: 4 } as const
+
+/** At most this many correctness processes per run: each one that dies costs a start and a case. */
+const MAX_CORRECTNESS_PROCESSES = 12
+
+/**
+ * Step 1 in child processes (`--child correctness --from K`), so that a kernel that kills its process (a
+ * segmentation fault, an abort) or its CUDA context (an illegal address: every later call in that process fails)
+ * costs one case, not the rest of the run: the case that was running is recorded as an error with how the process
+ * ended, and a new process takes over at the next case. The child writes its report after every case.
+ */
+export async function correctnessInChildren(
+  o: GpuCheckOptions,
+  target: Target,
+  deadline: number,
+  onProgress: (r: CorrectnessReport) => void,
+  ops?: readonly string[],
+): Promise<CorrectnessReport> {
+  const filter = ops ? (c: CheckCase) => ops.includes(c.op) : undefined
+  const ordered = orderedCases({ filter })
+  const report = newReport(ordered, { target, seed: o.seed, filter })
+  let from = 0
+  for (let n = 1; from < ordered.length; n++) {
+    const left = (deadline - Date.now()) / 1000
+    if (left < 3 || n > MAX_CORRECTNESS_PROCESSES) {
+      const reason = left < 3 ? 'time budget' : `${MAX_CORRECTNESS_PROCESSES} check processes ended early`
+      for (const c of ordered.slice(from)) report.cases.push({ op: c.op, name: c.name, edge: c.edge ?? false, status: 'skipped', seconds: 0, reason })
+      break
+    }
+    const json = join(os.tmpdir(), `grpo-correctness-${process.pid}-${n}.json`)
+    rmSync(json, { force: true })
+    const args = [...o.nodeCommand.slice(1), '--child', 'correctness', '--target', target, '--seed', String(o.seed), '--from', String(from), '--budget', left.toFixed(1), '--json', json]
+    if (ops) args.push('--ops', ops.join(','))
+    // The child keeps the budget itself; the limit here only ends a case that hangs.
+    const r = await runChild(o.nodeCommand[0]!, args, (left + 15) * 1000, join(o.out, n === 1 ? 'correctness-log.txt' : `correctness-log-${n}.txt`), undefined, (line) => {
+      if (line.startsWith('  ')) o.log(line)
+    })
+    const got = existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as CorrectnessReport) : undefined
+    rmSync(json, { force: true })
+    report.cases.push(...(got?.cases ?? []))
+    from += got?.cases.length ?? 0
+    tally(report)
+    onProgress(report)
+    if (r.code === EXIT.ok || r.code === EXIT.failed) {
+      if (from < ordered.length) {
+        // A child that ended normally has run (or skipped) every case after `from`: anything else is a bug here.
+        report.cases.push({ op: 'gpu-check', name: `cases from ${from}`, edge: false, status: 'error', seconds: 0, error: `the correctness process ended (exit ${r.code}) with ${ordered.length - from} cases not reported` })
+      }
+      break
+    }
+    const last = report.cases[report.cases.length - 1]
+    if (r.code === EXIT.deviceLost && last) {
+      last.error = `${last.error ?? ''} (after it the device was unusable in that process; a new process took the remaining cases)`
+      o.log(`  the device is unusable after ${last.name}: a new process takes over at case ${from}`)
+      continue
+    }
+    const c = ordered[from]
+    if (!c) break
+    const how = r.timedOut ? 'hung (stopped at the step\'s time limit)' : r.signal ? `was killed by ${r.signal}` : `exited with code ${r.code}`
+    const tail = r.tail.split('\n').filter(Boolean).slice(-4).join(' | ').slice(-600)
+    report.cases.push({ op: c.op, name: c.name, edge: c.edge ?? false, status: 'error', seconds: 0, error: `the check process ${how} while running this case: ${tail}` })
+    o.log(`  ERR  ${c.name}: the check process ${how}${r.timedOut ? '' : `; a new process takes over at case ${from + 1}`}`)
+    from++
+    tally(report)
+    onProgress(report)
+  }
+  tally(report)
+  for (const op of report.unchecked) o.log(`  UNCHECKED: ${op} is exported but no case checks it (add one to lib/check/cases.ts)`)
+  if (report.absent.length) o.log(`  not in this build (planned): ${report.absent.join(', ')}`)
+  o.log(`correctness: ${report.passed} passed, ${report.failed} failed, ${report.errors} errors, ${report.skipped} skipped`)
+  return report
+}
+
+/** Ops whose case ended its process or its device: their timing would do the same to the timing step. */
+export function fatalOps(c: CorrectnessReport | undefined): Set<string> {
+  return new Set((c?.cases ?? []).filter((x) => x.status === 'error' && /the check process|the device was unusable/.test(x.error ?? '')).map((x) => x.op))
 }
 
 /** Our GEMM against the default one (cuBLASLt) at the same size: the transformer ops' target is ≥ 50%. */
@@ -325,12 +417,10 @@ export async function runGpuCheck(o: GpuCheckOptions): Promise<GpuCheckResults> 
       if (share < 5) {
         skip(`time budget (${Math.max(0, share).toFixed(0)} s left)`)
       } else if (name === 'correctness') {
-        results.correctness = await runCorrectness({
-          target, seed: o.seed, deadline: stepDeadline, log: o.log,
-          onProgress: (report) => {
-            results.correctness = report
-            save()
-          },
+        o.log(`correctness: ${orderedCases({}).length} cases, ${target} against the cpu backend, seed ${o.seed} (replay: --seed ${o.seed}), in child processes`)
+        results.correctness = await correctnessInChildren(o, target, stepDeadline, (report) => {
+          results.correctness = report
+          save()
         })
         const c = results.correctness
         if (ownGemm) {
@@ -352,7 +442,8 @@ export async function runGpuCheck(o: GpuCheckOptions): Promise<GpuCheckResults> 
         const timing = async () => {
           results.probe = await probeDeviceBandwidth(device, dry ? { bytes: 1 << 20, reps: 3 } : { bytes: 2 ** 30, reps: 20 })
           o.log(`  bandwidth probe (${results.probe.backend}): ${probeOf(results.probe)}`)
-          results.perf = await timeOurs({ device, dry, probe: results.probe, reps: dry ? 3 : 20, warmup: dry ? 1 : 3, seed: o.seed, log: (l) => o.log(`  ${l}`) }, stepDeadline)
+          const fatal = fatalOps(results.correctness)
+          results.perf = await timeOurs({ device, dry, probe: results.probe, reps: dry ? 3 : 20, warmup: dry ? 1 : 3, seed: o.seed, log: (l) => o.log(`  ${l}`) }, stepDeadline, undefined, fatal)
         }
         await (dry ? withHostBackend('simt', timing) : timing())
         if (ownGemm) {

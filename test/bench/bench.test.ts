@@ -29,12 +29,14 @@ t.test('runBench: every op on tiny shapes, results, chart and baselines', async 
   const out = t.testdir()
   const lines: string[] = []
   const result = await runBench({
-    device: 'cpu', ops: ALL_OPS, vocab: [64, 100], tokens: [8], dtypes: ['f32', 'bf16'],
+    device: 'cpu', ops: ALL_OPS, vocab: [64, 100], tokens: [8], dtypes: ['f32', 'bf16'], attentionLengths: [8, 40], transformerTokens: 80,
     reps: 2, warmup: 1, baselineReps: 1, out, seed: 3, log: (l) => lines.push(l),
     gemmTokens: 4, gemmSizes: [16, 33], gemmTorch: false,
   })
   t.ok(result.machine.copyGBps > 0 && result.machine.readGBps > 0 && result.machine.expPerSecond > 0, 'machine limits measured')
-  for (const op of ALL_OPS.filter((o) => o !== 'gemm')) t.ok(result.cases.some((c) => c.op === op), `${op} was timed`)
+  const timed = (op: string) => (op === 'transformerOps' ? ['rmsNorm', 'rope', 'swiglu', 'add', 'embedding'].every((x) => result.cases.some((c) => c.op === x)) : result.cases.some((c) => c.op === op))
+  for (const op of ALL_OPS.filter((o) => o !== 'gemm')) t.ok(timed(op), `${op} was timed`)
+  t.ok(result.cases.some((c) => c.op === ('attention+backward' as string)), 'attention forward+backward was timed')
   const gemm = result.gemm!
   t.ok(gemm.peak.f32GFlops > 0, 'the FMA peak was measured')
   for (const pass of ['forward', 'gradInput', 'gradWeight'] as const) {

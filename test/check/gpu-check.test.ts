@@ -16,7 +16,7 @@ import { runCase, runCorrectness } from '../../lib/check/correctness.js'
 import { Rng, logits, lossInputs } from '../../lib/check/inputs.js'
 import { EXIT, main } from '../../lib/check/main.js'
 import { PERF_CASES, joinTorch, torchSpecs, type PerfRow } from '../../lib/check/perf.js'
-import { type GpuCheckOptions, type GpuCheckResults, judgeOwnGemm, ownGemmChild, runGpuCheck, summaryText } from '../../lib/check/run.js'
+import { type GpuCheckOptions, type GpuCheckResults, correctnessInChildren, fatalOps, judgeOwnGemm, ownGemmChild, runGpuCheck, summaryText } from '../../lib/check/run.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const info = backend.info()
@@ -274,4 +274,29 @@ t.test('the linear ops with GRPO_CUDA_GEMM=own, in a child process (on simt here
   judgeOwnGemm(rows)
   t.equal(rows[1]!.targets[0]!.value, 0.625, 'our GEMM as a share of cuBLASLt: 1 / 1.6')
   t.ok(rows[1]!.targets[0]!.met, '>= 50%: met')
+})
+
+t.test('a case that kills its process costs that case only: a new process takes the rest', { skip: hasSimt ? false : 'no SIMT executor' }, async (t) => {
+  const ops = ['modelOps.cast', 'modelOps.castInto']
+  const names = CASES.filter((c) => ops.includes(c.op)).map((c) => c.name)
+  t.equal(names.length, 2, 'two cases')
+  const out = t.testdir()
+  const o = { nodeCommand: [process.execPath, join(root, 'dist', 'check', 'main.js')], seed: 9, out } as GpuCheckOptions
+  const lines: string[] = []
+  o.log = (l) => lines.push(l)
+  process.env.GRPO_CHECK_FAULT = `crash:${names[0]}`
+  let progress = 0
+  const report = await correctnessInChildren(o, 'simt', Date.now() + 120_000, () => progress++, ops).finally(() => delete process.env.GRPO_CHECK_FAULT)
+  t.equal(report.cases.length, 2, 'both cases are reported')
+  t.equal(report.cases[0]!.status, 'error', 'the case that was running when its process died is an error...')
+  t.match(report.cases[0]!.error, /the check process was killed by SIGKILL while running this case/, '...saying how the process ended')
+  t.equal(report.cases[1]!.status, 'passed', 'the next case ran in a new process and passed')
+  t.same([report.errors, report.passed], [1, 1], 'tallied')
+  t.ok(progress >= 2, 'progress reported as it went')
+  t.ok(existsSync(join(out, 'correctness-log-2.txt')), 'each process keeps its log')
+  t.match(lines.join('\n'), /a new process takes over at case 1/)
+  t.same([...fatalOps(report)], ['modelOps.cast'], 'the op is kept out of the timing step')
+
+  const late = await correctnessInChildren(o, 'simt', Date.now() + 1000, () => {}, ops)
+  t.ok(late.cases.every((c) => c.status === 'skipped' && c.reason === 'time budget'), 'no time left: every case skipped with the reason')
 })
