@@ -23,7 +23,7 @@ import { gb } from '../bench/run.js'
 import { native } from '../native.js'
 import { type CaseResult, type CorrectnessReport, type Target, newReport, orderedCases, tally } from './correctness.js'
 import { type PerfRow, type TorchResult, joinTorch, timeOurs, torchSpecs } from './perf.js'
-import type { CheckCase } from './cases.js'
+import { CASES, type CheckCase } from './cases.js'
 
 export type StepName = 'correctness' | 'timing' | 'torch' | 'sanitizer'
 export const STEPS: readonly StepName[] = ['correctness', 'timing', 'torch', 'sanitizer']
@@ -169,9 +169,24 @@ function runChild(cmd: string, args: string[], timeoutMs: number, logFile: strin
   })
 }
 
-/** The cases the sanitizer runs: every small case except the loss's option variants (one per op and dtype). */
+let sanitizerNames: Set<string> | undefined
+
+/**
+ * The cases the sanitizer runs: the first small case of each op in each dtype its name gives (every kernel
+ * instantiation once: memcheck and racecheck slow each launch down by one to two orders of magnitude).
+ */
 export function sanitizerCases(c: CheckCase): boolean {
-  return !c.edge && (c.op !== 'ops.grpoLoss' || / small/.test(c.name))
+  if (!sanitizerNames) {
+    sanitizerNames = new Set()
+    const seen = new Set<string>()
+    for (const x of CASES) {
+      const key = `${x.op} ${/\b(f32|bf16|f16|i32|u8)\b/.exec(x.name)?.[1] ?? ''}`
+      if (x.edge || seen.has(key)) continue
+      seen.add(key)
+      sanitizerNames.add(x.name)
+    }
+  }
+  return sanitizerNames.has(c.name)
 }
 
 async function sanitize(o: GpuCheckOptions, tool: 'memcheck' | 'racecheck', seconds: number): Promise<SanitizerRun> {

@@ -16,7 +16,7 @@ import { runCase, runCorrectness } from '../../lib/check/correctness.js'
 import { Rng, logits, lossInputs } from '../../lib/check/inputs.js'
 import { EXIT, main } from '../../lib/check/main.js'
 import { PERF_CASES, joinTorch, torchSpecs, type PerfRow } from '../../lib/check/perf.js'
-import { type GpuCheckOptions, type GpuCheckResults, correctnessInChildren, fatalOps, judgeOwnGemm, ownGemmChild, runGpuCheck, summaryText } from '../../lib/check/run.js'
+import { type GpuCheckOptions, type GpuCheckResults, correctnessInChildren, fatalOps, judgeOwnGemm, ownGemmChild, runGpuCheck, sanitizerCases, summaryText } from '../../lib/check/run.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const info = backend.info()
@@ -85,6 +85,9 @@ t.test('the case table covers every op, and a disagreeing backend is caught', { 
   for (const op of exportedOps()) t.ok(checked.has(op), `${op} has a case (add one to lib/check/cases.ts)`)
   for (const c of CASES) t.ok(opExists(c.op), `${c.op} exists`)
   t.ok(PLANNED_OPS.every((op) => !checked.has(op) || opExists(op)), 'planned ops')
+  const sanitized = CASES.filter(sanitizerCases)
+  t.same([...new Set(sanitized.map((c) => c.op))].sort(), [...checked].sort(), 'the sanitizer runs a case of every op...')
+  t.ok(sanitized.every((c) => !c.edge) && sanitized.length < CASES.length / 2, `...small ones, once per op and dtype (${sanitized.length} of ${CASES.length})`)
 
   // A case whose output depends on the backend: the comparison must report it, with the worst element.
   // runCase runs the reference side first, then the side under test: the second call plays the faulty backend.
