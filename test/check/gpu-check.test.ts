@@ -27,7 +27,8 @@ const quiet = () => {}
 t.test('npm run gpu:check -- --dry-run passes (the same script as on a device, on the SIMT executor)', { skip: hasSimt ? false : 'this build has no SIMT executor' }, async (t) => {
   const out = t.testdir()
   const t0 = Date.now()
-  const r = spawnSync('npm', ['run', '--silent', 'gpu:check', '--', '--dry-run', '--out', out, '--budget', '600'], { cwd: root, encoding: 'utf8', timeout: 900_000 })
+  // About a minute at a normal load; the budget is for a machine shared by many builds (load average 40+).
+  const r = spawnSync('npm', ['run', '--silent', 'gpu:check', '--', '--dry-run', '--out', out, '--budget', '900'], { cwd: root, encoding: 'utf8', timeout: 1_000_000 })
   const seconds = (Date.now() - t0) / 1000
   t.comment(`dry run: ${seconds.toFixed(0)} s`)
   t.equal(r.status, 0, 'exit code 0', { output: `${r.stdout}\n${r.stderr}`.slice(-6000) })
