@@ -38,6 +38,12 @@ export interface RolloutBatchOptions {
   baseline?: 'mean' | 'leave-one-out'
   scale?: 'group' | 'batch' | 'none'
   eps?: number
+  /**
+   * Advantages computed elsewhere, one per rollout, with the statistics of their groups: a data-parallel
+   * trainer computes them over the whole batch of every rank (so `scale: 'batch'` means the same as on one
+   * process) and passes each rank its share. The advantage options are then unused.
+   */
+  advantages?: { values: ArrayLike<number>; groupStats: GroupStatistics }
 }
 
 export interface SupervisedExample {
@@ -198,6 +204,16 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
     if (withLogprobs) {
       oldLogp = new Float32Array(B * L)
       logprobs.forEach((lp, b) => oldLogp!.set(lp, b * L))
+    }
+    const given = options.advantages
+    if (given !== undefined) {
+      const values = given?.values
+      const isArrayLike = Array.isArray(values) || (ArrayBuffer.isView(values) && !(values instanceof DataView))
+      if (!isArrayLike || (values as ArrayLike<number>).length !== B) invalidArg(`${B} advantages (one per rollout)`, 'advantages.values', values)
+      const advantages = Float32Array.from(values as ArrayLike<number>)
+      const bad = advantages.findIndex((a) => !Number.isFinite(a))
+      if (bad >= 0) fail('ERR_GRPO_NONFINITE', 'a finite advantage', `advantages.values[${bad}]`, (values as ArrayLike<number>)[bad])
+      return new RolloutBatch({ prompts, completions, L, rewards, groupIds, advantages, oldLogp }, device, given.groupStats ?? null)
     }
     const adv = await groupAdvantages(Float32Array.from(rewards), {
       groupIds,

@@ -15,9 +15,14 @@
  * Also: `stepFromRollouts` (GRPO on rollouts sampled elsewhere), `supervisedStep` (nll warm start on reference
  * completions), `evaluate` (held-out reward), `train` (steps over a dataset, periodic evaluation, an AbortSignal
  * that stops cleanly after the current step), and checkpoints (policy, reference, optimizer, position).
+ *
+ * Data-parallel (option `distributed`, on by default under mpirun/srun with several processes): every rank is
+ * given the same global prompts and works on its share; the global statistics and the gradients come from
+ * lib/distributed-trainer.ts, so N ranks compute what one process would (README "Scaling out").
  */
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { DataParallel, shareOf, type DataParallelOptions } from './distributed-trainer.js'
 import { GrpoError, invalidArg } from './errors.js'
 import { grpoLoss, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
 import { AdamW } from './optimizer.js'
@@ -149,6 +154,12 @@ export interface TrainerOptions extends GrpoSettings {
   optimizer?: AdamWOptions
   /** Seed of sampling and of the dataset order. Default 0. */
   seed?: number
+  /**
+   * Data-parallel training across the processes of an MPI launch: true, false, or { zero: 0 | 1, bucketMB,
+   * timeout }. Default: on exactly when a launcher (mpirun, mpiexec, srun) started several processes. Every rank
+   * then passes the same global prompts to step/train/evaluate and the same examples to supervisedStep.
+   */
+  distributed?: boolean | DataParallelOptions
 }
 
 const hasMethods = (v: unknown, ...names: string[]) =>
@@ -162,6 +173,11 @@ export const TRAINER_SCHEMA: Schema<TrainerOptions> = {
   reward: valueOption<RewardFunction>('a reward function', (v) => typeof v === 'function'),
   optimizer: valueOption<AdamWOptions>('an options object', (v) => typeof v === 'object' && v !== null && !Array.isArray(v)),
   seed: SAMPLE_OPTIONS_SCHEMA.seed,
+  // DataParallel.fromOption checks the object's own keys.
+  distributed: valueOption<boolean | DataParallelOptions>(
+    'a boolean or data-parallel options ({ zero, bucketMB, timeout })',
+    (v) => typeof v === 'boolean' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
+  ),
 }
 
 /** TrainerOptions keys that moved into `optimizer` (a clearer message than the nearest key). */
@@ -357,6 +373,7 @@ export class Trainer implements Disposable, AsyncDisposable {
   #step = 0
   #cursor = 0
   #disposed = false
+  #dp: DataParallel | null
 
   constructor(options: TrainerOptions) {
     const o = parseOptions(TRAINER_SCHEMA, options, 'Trainer options', MOVED_TO_OPTIMIZER)
@@ -394,7 +411,13 @@ export class Trainer implements Disposable, AsyncDisposable {
     this.#reference = o.reference
     this.#decode = o.decode
     this.#reward = o.reward ?? toolCallReward()
-    this.optimizer = new AdamW(() => this.policy.parameters(), o.optimizer)
+    this.#dp = DataParallel.fromOption(o.distributed)
+    this.optimizer = this.#dp ? this.#dp.createOptimizer(() => this.policy.parameters(), o.optimizer) : new AdamW(() => this.policy.parameters(), o.optimizer)
+  }
+
+  /** The data-parallel world this trainer works in (rank, size, zero), or null on its own. */
+  get dataParallel(): DataParallel | null {
+    return this.#dp
   }
 
   /** GRPO steps done (supervised steps are not counted). */
@@ -420,21 +443,25 @@ export class Trainer implements Disposable, AsyncDisposable {
     })
     const s = this.settings
     const t0 = performance.now()
+    const dp = this.#dp
+    await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
+    // Data-parallel: this rank's prompts, drawing the random streams the whole batch gives them.
+    const share = dp ? dp.share(prompts, 'prompts') : { items: [...prompts], start: 0 }
     const completions = await this.policy.sample(
-      prompts.map((p) => p.tokens),
-      { n: s.groupSize, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, stop: s.stop, seed: mixSeed(this.seed, this.#step) },
+      share.items.map((p) => p.tokens),
+      { n: s.groupSize, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, stop: s.stop, seed: mixSeed(this.seed, this.#step), streamOffset: share.start * s.groupSize },
     )
     const t1 = performance.now()
-    const { scores, reasons } = await this.#score(completions, prompts)
+    const scored = await this.#score(completions, share.items)
     const t2 = performance.now()
     const rollouts: Rollout[] = completions.map((c, i) => ({
-      prompt: prompts[c.prompt]!.tokens,
+      prompt: share.items[c.prompt]!.tokens,
       completion: c.tokens,
       logprobs: c.logprobs,
-      reward: scores[i]!,
-      group: c.prompt,
+      reward: scored.scores[i]!,
+      group: share.start + c.prompt,
     }))
-    const batch = await this.#batch(rollouts)
+    const { batch, reasons } = await this.#batch(rollouts, scored.reasons)
     try {
       return await this.#update(batch, reasons, { start: t0, sample: (t1 - t0) / 1000, reward: (t2 - t1) / 1000 })
     } finally {
@@ -449,8 +476,9 @@ export class Trainer implements Disposable, AsyncDisposable {
   async stepFromRollouts(rollouts: readonly Rollout[] | RolloutBatch): Promise<StepMetrics> {
     this.#live()
     const start = performance.now()
+    await this.#dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
     if (rollouts instanceof RolloutBatch) return this.#update(rollouts, {}, { start, sample: 0, reward: 0 })
-    const batch = await this.#batch(rollouts)
+    const { batch } = await this.#batch(rollouts, {})
     try {
       return await this.#update(batch, {}, { start, sample: 0, reward: 0 })
     } finally {
@@ -464,26 +492,31 @@ export class Trainer implements Disposable, AsyncDisposable {
     const start = performance.now()
     const o = parseOptions(SUPERVISED_STEP_SCHEMA, options, 'supervisedStep options')
     const temperature = o.temperature!
-    const batch = RolloutBatch.fromExamples(examples, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength: this.settings.maxNewTokens })
+    const dp = this.#dp
+    await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
+    const mine = dp ? dp.share(examples, 'examples').items : examples
+    const batch = RolloutBatch.fromExamples(mine, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength: this.settings.maxNewTokens })
     const parts = batch.split(Math.min(this.settings.miniBatches, batch.size))
     let loss = 0
     try {
-      for (const part of parts) {
+      const [tokens] = dp ? await dp.sum([batch.tokens]) : [batch.tokens]
+      for (const [i, part] of parts.entries()) {
         const logits = await this.policy.logits(part)
         try {
           const r = await grpoLoss(
             { logits, targets: part.targets, mask: part.mask, advantages: part.advantages },
-            { loss: 'nll', lossAgg: 'token-mean', normalizer: batch.tokens, temperature, inplace: true },
+            { loss: 'nll', lossAgg: 'token-mean', normalizer: tokens!, temperature, inplace: true },
           )
           r.logp.dispose()
           loss += r.loss
-          await this.policy.backward(part, logits)
+          await this.policy.backward(part, logits, i === parts.length - 1 ? dp?.backwardOptions() : undefined)
         } finally {
           logits.dispose()
         }
       }
       const update = await this.optimizer.step({ lr: o.lr })
-      return { step: this.optimizer.stepCount, loss, tokens: batch.tokens, gradNorm: update.gradNorm, time: (performance.now() - start) / 1000 }
+      if (dp) [loss] = await dp.sum([loss])
+      return { step: this.optimizer.stepCount, loss, tokens: tokens!, gradNorm: update.gradNorm, time: (performance.now() - start) / 1000 }
     } finally {
       for (const p of parts) p.dispose()
       batch.dispose()
@@ -508,12 +541,20 @@ export class Trainer implements Disposable, AsyncDisposable {
     let solved = 0
     let count = 0
     let length = 0
-    const reasons: Record<string, number> = {}
-    for (let from = 0; from < prompts.length; from += batchSize) {
-      const chunk = prompts.slice(from, from + batchSize)
+    let reasons: Record<string, number> = {}
+    // Data-parallel: this rank evaluates its share, chunk by chunk of the whole list, with the seeds and random
+    // streams one process would use for those prompts.
+    const dp = this.#dp
+    await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
+    const mine = dp ? shareOf(prompts.length, dp.rank, dp.size) : { start: 0, end: prompts.length }
+    const scores: number[] = []
+    for (let from = Math.floor(mine.start / batchSize) * batchSize; from < mine.end; from += batchSize) {
+      const first = Math.max(from, mine.start)
+      const chunk = prompts.slice(first, Math.min(from + batchSize, mine.end))
+      if (chunk.length === 0) continue
       const completions = await this.policy.sample(
         chunk.map((p) => p.tokens),
-        { n, greedy, temperature: this.settings.temperature, topP: this.settings.topP, maxNewTokens: this.settings.maxNewTokens, stop: this.settings.stop, seed: mixSeed(seed, from) },
+        { n, greedy, temperature: this.settings.temperature, topP: this.settings.topP, maxNewTokens: this.settings.maxNewTokens, stop: this.settings.stop, seed: mixSeed(seed, from), streamOffset: (first - from) * n },
       )
       const r = await this.#score(completions, chunk, reward)
       for (const [k, v] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + v
@@ -521,8 +562,20 @@ export class Trainer implements Disposable, AsyncDisposable {
         total += score
         solved += score === 1 ? 1 : 0
       }
+      if (dp) scores.push(...r.scores)
       count += completions.length
       for (const c of completions) length += c.tokens.length
+    }
+    if (dp) {
+      // The scores themselves, summed in the order one process sums them.
+      const parts = await dp.gather({ scores, solved, count, length, reasons })
+      ;[total, solved, count, length] = [0, 0, 0, 0]
+      reasons = {}
+      for (const p of parts) {
+        for (const score of p.scores) total += score
+        ;[solved, count, length] = [solved + p.solved, count + p.count, length + p.length]
+        for (const [k, v] of Object.entries(p.reasons)) reasons[k] = (reasons[k] ?? 0) + v
+      }
     }
     return { reward: total / count, solved: solved / count, count, reasons, completionLength: length / count, time: (performance.now() - start) / 1000 }
   }
@@ -545,7 +598,11 @@ export class Trainer implements Disposable, AsyncDisposable {
     }
     const result: TrainResult = { steps: [], evaluations: [], aborted: false }
     for (let k = 0; k < steps; k++) {
-      if (signal?.aborted) break
+      // Data-parallel ranks stop together: one rank's abort (its Ctrl-C) stops them all after the same step.
+      if (this.#dp ? (await this.#dp.sum([signal?.aborted ? 1 : 0]))[0]! > 0 : signal?.aborted) {
+        result.aborted = true
+        break
+      }
       const metrics = await this.step(this.#nextPrompts(dataset, batchSize))
       result.steps.push(metrics)
       await o.onStep?.(metrics)
@@ -555,7 +612,7 @@ export class Trainer implements Disposable, AsyncDisposable {
         await o.onEval?.(e, this.#step)
       }
     }
-    result.aborted = signal?.aborted ?? false
+    result.aborted ||= signal?.aborted ?? false
     return result
   }
 
@@ -563,12 +620,22 @@ export class Trainer implements Disposable, AsyncDisposable {
   async saveCheckpoint(dir: string): Promise<void> {
     this.#live()
     if (typeof dir !== 'string' || dir === '') invalidArg('a directory path', 'dir', dir)
-    await mkdir(dir, { recursive: true })
-    await this.policy.save(join(dir, 'policy.safetensors'))
-    if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
-    await writeSafetensors(join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors(), { step: String(this.optimizer.stepCount) })
-    const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
-    await writeFile(join(dir, 'trainer.json'), JSON.stringify(meta, null, 2) + '\n')
+    // Data-parallel: every rank calls this (ZeRO-1 gathers the sharded moments); rank 0 alone writes.
+    const state = this.#dp ? await this.#dp.optimizerState(this.optimizer) : { tensors: this.optimizer.stateTensors(), owned: false }
+    const write = async () => {
+      await mkdir(dir, { recursive: true })
+      await this.policy.save(join(dir, 'policy.safetensors'))
+      if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
+      await writeSafetensors(join(dir, 'optimizer.safetensors'), state.tensors, { step: String(this.optimizer.stepCount) })
+      const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
+      await writeFile(join(dir, 'trainer.json'), JSON.stringify(meta, null, 2) + '\n')
+    }
+    try {
+      if (this.#dp) await this.#dp.onWriter(write)
+      else await write()
+    } finally {
+      if (state.owned) for (const t of Object.values(state.tensors)) t.dispose()
+    }
   }
 
   /** Restores a checkpoint written by saveCheckpoint into this trainer (same policy configuration). */
@@ -596,6 +663,7 @@ export class Trainer implements Disposable, AsyncDisposable {
     this.optimizer.loadState(opt.tensors, meta.optimizerStep)
     this.#step = meta.step
     this.#cursor = meta.cursor
+    this.#dp?.markStale()
   }
 
   dispose(): void {
@@ -670,15 +738,18 @@ export class Trainer implements Disposable, AsyncDisposable {
     return { scores, reasons }
   }
 
-  #batch(rollouts: readonly Rollout[]): Promise<RolloutBatch> {
+  /** The batch of `rollouts`; data-parallel, with advantages over every rank's rollouts and the summed reasons. */
+  async #batch(rollouts: readonly Rollout[], reasons: Record<string, number>): Promise<{ batch: RolloutBatch; reasons: Record<string, number> }> {
     const s = this.settings
-    return RolloutBatch.fromRollouts(rollouts, {
-      device: this.policy.device,
-      vocabSize: this.policy.vocabSize,
-      baseline: s.baseline,
-      scale: s.scale,
-      eps: s.advantageEps,
-    })
+    const options = { device: this.policy.device, vocabSize: this.policy.vocabSize, baseline: s.baseline, scale: s.scale, eps: s.advantageEps }
+    if (!this.#dp || !Array.isArray(rollouts)) return { batch: await RolloutBatch.fromRollouts(rollouts, options), reasons }
+    const global = await this.#dp.advantages(
+      rollouts.map((r) => r?.reward),
+      rollouts.map((r) => r?.group),
+      reasons,
+      { baseline: s.baseline, scale: s.scale, eps: s.advantageEps },
+    )
+    return { batch: await RolloutBatch.fromRollouts(rollouts, { ...options, advantages: global.advantages }), reasons: global.reasons }
   }
 
   async #referenceFor(): Promise<Policy | null> {
@@ -690,14 +761,20 @@ export class Trainer implements Disposable, AsyncDisposable {
     return this.#reference
   }
 
-  #normalizer(batch: RolloutBatch): number {
+  /** The loss normalizer of the whole batch: of every rank's batch, data-parallel. */
+  async #normalizer(batch: RolloutBatch): Promise<number> {
+    let [tokens, size, length, sequences] = [batch.tokens, batch.size, batch.length, batch.completions.filter((c) => c.length > 0).length]
+    if (this.#dp) {
+      const parts = await this.#dp.gather([tokens, size, length, sequences])
+      ;[tokens, size, length, sequences] = parts.reduce((a, p) => [a[0]! + p[0]!, a[1]! + p[1]!, Math.max(a[2]!, p[2]!), a[3]! + p[3]!], [0, 0, 0, 0])
+    }
     switch (this.settings.lossAgg) {
       case 'token-mean':
-        return batch.tokens
+        return tokens
       case 'seq-mean-token-sum-norm':
-        return batch.size * (this.settings.normLength ?? batch.length)
+        return size * (this.settings.normLength ?? length)
       default:
-        return batch.completions.filter((c) => c.length > 0).length
+        return sequences
     }
   }
 
@@ -722,7 +799,7 @@ export class Trainer implements Disposable, AsyncDisposable {
           }
         }
       }
-      const normalizer = this.#normalizer(batch)
+      const normalizer = await this.#normalizer(batch)
       const lossOptions = {
         temperature: s.temperature,
         clipLow: s.clipLow,
@@ -755,7 +832,8 @@ export class Trainer implements Disposable, AsyncDisposable {
             // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
             if (epoch === 0 && !part.oldLogp && s.epochs > 1) firstPassLogp[i] = r.logp
             else r.logp.dispose()
-            await this.policy.backward(part, logits)
+            // The last micro-batch completes the pass's gradients: a data-parallel trainer reduces them as they come.
+            await this.policy.backward(part, logits, i === parts.length - 1 ? this.#dp?.backwardOptions() : undefined)
           } finally {
             logits.dispose()
           }
@@ -777,9 +855,21 @@ export class Trainer implements Disposable, AsyncDisposable {
         clipCoef = update.clipCoef
       }
       this.#step++
+      // Data-parallel: the metrics of the whole batch, from every rank's part (rank order is batch order).
+      let rewards = batch.rewards
+      let [completions, tokens] = [batch.size, batch.tokens]
+      if (this.#dp) {
+        const parts = await this.#dp.gather({ rewards: Array.from(batch.rewards), loss, pgLoss, acc, completions, tokens })
+        rewards = Float64Array.from(parts.flatMap((p) => p.rewards))
+        ;[loss, pgLoss, completions, tokens] = [0, 0, 0, 0]
+        for (const key of Object.keys(acc) as (keyof PassStats)[]) acc[key] = 0
+        for (const p of parts) {
+          ;[loss, pgLoss, completions, tokens] = [loss + p.loss, pgLoss + p.pgLoss, completions + p.completions, tokens + p.tokens]
+          for (const key of Object.keys(acc) as (keyof PassStats)[]) acc[key] = key === 'ratioMax' ? Math.max(acc[key], p.acc[key]) : acc[key] + p.acc[key]
+        }
+      }
       const end = performance.now()
       const total = (end - timing.start) / 1000
-      const rewards = batch.rewards
       const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length
       const variance = rewards.length > 1 ? rewards.reduce((a, b) => a + (b - mean) ** 2, 0) / (rewards.length - 1) : 0
       const n = acc.tokens || 1
@@ -796,12 +886,12 @@ export class Trainer implements Disposable, AsyncDisposable {
         clipFrac: acc.clipFrac / n,
         entropy: acc.entropy / n,
         ratioMax: acc.ratioMax,
-        completions: batch.size,
-        completionLength: batch.tokens / batch.size,
-        tokens: batch.tokens,
+        completions,
+        completionLength: tokens / completions,
+        tokens,
         gradNorm,
         clipCoef,
-        tokensPerSecond: batch.tokens / total,
+        tokensPerSecond: tokens / total,
         time: {
           sample: timing.sample,
           reward: timing.reward,
