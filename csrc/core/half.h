@@ -29,12 +29,6 @@ inline float f16ToFloat(uint16_t h) {
   return bitsToFloat(sign | ((em << 13) + ((127u - 15u) << 23)));
 }
 
-inline uint16_t floatToBf16(float f) {
-  const uint32_t u = floatToBits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN stays a (quiet) NaN
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 inline uint16_t floatToF16(float f) {
   const uint32_t x = floatToBits(f);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
