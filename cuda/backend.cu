@@ -408,6 +408,16 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
 
+  void fillUniform(FillUniformCall& c) override {
+    cudaStream_t s = stream();
+    launchFillUniform(c.tensor.storage->data(), c.tensor.dtype, c.tensor.numel(), c.seed, c.low, c.high, s);
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  void probeBandwidth(BandwidthProbeCall& c) override { runBandwidthProbe(c, stream()); }
+  void startKernelTiming() override { startKernelTimer(); }
+  KernelTiming stopKernelTiming() override { return stopKernelTimer(); }
+
  private:
   [[noreturn]] void failBadFeature(const TensorRef& ids, int64_t index, int64_t F, int64_t H) {
     int32_t value = 0;

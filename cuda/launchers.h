@@ -6,6 +6,7 @@
 #include "common.cuh"
 #include "core/linear_args.h"
 #include "core/loss_host.h"
+#include "core/measure_args.h"
 #include "core/op_args.h"
 
 namespace grpo::GRPO_CUDA_NS {
@@ -144,6 +145,19 @@ struct AdamWArgs {
   bool zeroGrad;
 };
 void launchAdamW(const AdamWArgs& a, cudaStream_t stream);
+
+}  // namespace grpo::GRPO_CUDA_NS
+
+// ---- measurement (cuda/measure.cu) ----
+namespace grpo::GRPO_CUDA_NS {
+
+// tensor data[i] = low + (high - low) * uniformAt(seed, i), rounded to dtype (f32, bf16, f16).
+void launchFillUniform(void* data, DType dtype, int64_t n, uint64_t seed, float low, float high, cudaStream_t stream);
+// Allocates two buffers of c.bytes, runs the copy and read probes and a device-to-device memcpy, fills c.
+void runBandwidthProbe(BandwidthProbeCall& c, cudaStream_t stream);
+// The kernel timer: opens a window (events recorded by grpoLaunch), and closes it with the window's time.
+void startKernelTimer();
+KernelTiming stopKernelTimer();
 
 }  // namespace grpo::GRPO_CUDA_NS
 

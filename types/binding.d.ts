@@ -156,6 +156,28 @@ export interface NativeBinding {
   attentionBackward<A extends boolean>(gradOut: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, options: object, async: A): MaybeAsync<{ gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor }, A>
   attentionDecode<A extends boolean>(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheLens: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
   kvCacheWrite<A extends boolean>(k: NativeTensor, v: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, options: object, async: A): MaybeAsync<void, A>
+  // Measurement (csrc/napi/measure.cc): benchmark inputs, the device bandwidth probe, the kernel timer, and
+  // the host-backend switch of the GPU check's dry run.
+  randomUniform<A extends boolean>(shape: readonly number[], dtype: NativeDType, device: NativeDevice, options: { seed: number; low: number; high: number }, async: A): MaybeAsync<NativeTensor, A>
+  probeDeviceBandwidth<A extends boolean>(device: NativeDevice, options: { bytes: number; reps: number }, async: A): MaybeAsync<NativeBandwidthProbe, A>
+  startKernelTiming(device: NativeDevice): void
+  stopKernelTiming(device: NativeDevice): { ms: number; launches: number; backend: string }
+  selectHostBackend(name: 'cpu' | 'simt'): 'cpu' | 'simt'
+}
+
+export interface NativeBandwidthProbe {
+  backend: string
+  bytes: number
+  reps: number
+  copyGBps: number
+  readGBps: number
+  memcpyGBps: number
+  copyMs: number
+  readMs: number
+  memcpyMs: number
+  blocks: number
+  threads: number
+  verified: boolean
 }
 
 export interface NativeDistributedInfo {
