@@ -150,7 +150,7 @@ class CudaBackend final : public Backend {
     DeviceBuffer<uint8_t>& status = scratch.status;
     // GSPO's sequence ratio and the top-entropy selection need every token's logp or entropy before any
     // gradient: a statistics pass over the logits (the tokenLogprobs kernel) first, then the fused pass.
-    const bool needsLogp = LossContext{}.needsLogp(c.params), needsEntropy = LossContext{}.needsEntropy(c.params);
+    const bool needsLogp = LossContext::needsLogp(c.params), needsEntropy = LossContext::needsEntropy(c.params);
     std::vector<float> preLogp, preEntropy;
     if (needsLogp || needsEntropy) {
       DeviceBuffer<float> logp(rows), lse(rows), entropy(needsEntropy ? rows : 0);
@@ -167,8 +167,11 @@ class CudaBackend final : public Backend {
       if (needsEntropy) preEntropy = toHost(entropy.get(), rows, s);
     }
     LossStats contextStats;
-    const std::vector<uint8_t> maskHost = hostCopy<uint8_t>(c.mask, rows, s);
-    const std::vector<float> oldHost = hostCopy<float>(c.old, rows, s), rolloutHost = hostCopy<float>(c.rollout, rows, s);
+    // [B, L] host copies only when an option reads them (the plain loss copies nothing more).
+    const bool copy = LossContext::needsInputs(c.params);
+    const std::vector<uint8_t> maskHost = copy ? hostCopy<uint8_t>(c.mask, rows, s) : std::vector<uint8_t>{};
+    const std::vector<float> oldHost = copy ? hostCopy<float>(c.old, rows, s) : std::vector<float>{};
+    const std::vector<float> rolloutHost = copy ? hostCopy<float>(c.rollout, rows, s) : std::vector<float>{};
     ContextScratch context(buildLossContext(ContextInputs{orNull(maskHost), orNull(preLogp), orNull(preEntropy), orNull(oldHost),
                                                           orNull(rolloutHost), c.B, c.L},
                                             c.params, &contextStats),
@@ -202,11 +205,13 @@ class CudaBackend final : public Backend {
     DeviceBuffer<TokenRecord>& records = scratch.records;
     DeviceBuffer<uint8_t>& status = scratch.status;
     LossStats contextStats;
-    const bool needsLogp = LossContext{}.needsLogp(c.params), needsEntropy = LossContext{}.needsEntropy(c.params);
-    const std::vector<uint8_t> maskHost = hostCopy<uint8_t>(c.mask, n, s);
+    const bool needsLogp = LossContext::needsLogp(c.params), needsEntropy = LossContext::needsEntropy(c.params);
+    const bool copy = LossContext::needsInputs(c.params);
+    const std::vector<uint8_t> maskHost = copy ? hostCopy<uint8_t>(c.mask, n, s) : std::vector<uint8_t>{};
     const std::vector<float> logpHost = needsLogp ? hostCopy<float>(c.logp, n, s) : std::vector<float>{};
     const std::vector<float> entropyHost = needsEntropy ? hostCopy<float>(c.entropy, n, s) : std::vector<float>{};
-    const std::vector<float> oldHost = hostCopy<float>(c.old, n, s), rolloutHost = hostCopy<float>(c.rollout, n, s);
+    const std::vector<float> oldHost = copy ? hostCopy<float>(c.old, n, s) : std::vector<float>{};
+    const std::vector<float> rolloutHost = copy ? hostCopy<float>(c.rollout, n, s) : std::vector<float>{};
     ContextScratch context(buildLossContext(ContextInputs{orNull(maskHost), orNull(logpHost), orNull(entropyHost), orNull(oldHost),
                                                           orNull(rolloutHost), c.B, c.L},
                                             c.params, &contextStats),

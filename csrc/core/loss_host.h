@@ -50,8 +50,12 @@ struct LossContext {
   std::vector<double> seqLogRatio;   // [B]: ratioLevel 'sequence' with oldLogp
   std::vector<double> policyWeight;  // [B*L]: rollout weight x entropy selection; empty = all 1
   std::vector<double> entropyWeight; // [B*L]: entropy selection (1 or 0); empty = all 1
-  bool needsLogp(const LossParams& p) const { return p.ratioLevel == RatioLevel::Sequence && p.hasOld; }
-  bool needsEntropy(const LossParams& p) const { return p.topEntropyQuantile < 1; }
+  static bool needsLogp(const LossParams& p) { return p.ratioLevel == RatioLevel::Sequence && p.hasOld; }
+  static bool needsEntropy(const LossParams& p) { return p.topEntropyQuantile < 1; }
+  // Whether buildLossContext reads any input at all (else every token's context is the default one).
+  static bool needsInputs(const LossParams& p) {
+    return needsLogp(p) || needsEntropy(p) || p.rolloutLevel != RolloutLevel::Off;
+  }
 
   TokenContext at(int64_t i, int64_t L) const {
     TokenContext c;

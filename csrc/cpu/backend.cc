@@ -158,12 +158,12 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
   ContextInputs ctxIn{mask, nullptr, nullptr, c.old.defined() ? c.old.data<float>() : nullptr,
                       c.rollout.defined() ? c.rollout.data<float>() : nullptr, c.B, c.L};
   TokenLogprobsCall pre;
-  if (LossContext{}.needsLogp(params) || LossContext{}.needsEntropy(params)) {
+  if (LossContext::needsLogp(params) || LossContext::needsEntropy(params)) {
     pre.logits = c.logits;
     pre.targets = c.targets;
     pre.mask = c.mask;
     pre.temperature = params.temperature;
-    pre.entropy = LossContext{}.needsEntropy(params);
+    pre.entropy = LossContext::needsEntropy(params);
     pre.B = c.B, pre.L = c.L, pre.V = c.V;
     pre.logp = makeTensor(DType::F32, {c.B, c.L}, Device::Cpu);
     pre.lse = makeTensor(DType::F32, {c.B, c.L}, Device::Cpu);

@@ -146,14 +146,14 @@ t.test('rollout correction: oldLogp recomputed by the policy, tokens weighed by 
   t.ok(Math.abs(m.rolloutKl - (Math.exp(0.3) - 1.3)) < 1e-5, `k3 of the gap (${m.rolloutKl})`)
 
   // The same step without correction treats the sampler's log-probs as old: the ratio is exp(0.3), clipped.
-  await using plainPolicy = await policy.clone()
+  await using plainPolicy = makePolicy()
   await using plain = makeTrainer(plainPolicy, { beta: 0 })
   const p = await plain.stepFromRollouts(shifted)
   t.ok(p.clipFrac > 0, `without correction the gap reaches the ratio (clipFrac ${p.clipFrac})`)
   t.equal(p.rolloutWeightMean, 0)
 
   // Masking every token (max below every weight): no policy gradient at all.
-  await using maskedPolicy = await policy.clone()
+  await using maskedPolicy = makePolicy()
   await using masked = makeTrainer(maskedPolicy, { rolloutCorrection: { mode: 'mask', max: 1.1 }, beta: 0 })
   const mm = await masked.stepFromRollouts(shifted)
   t.equal(mm.rolloutWeightMean, 0, 'all tokens masked')
@@ -165,7 +165,7 @@ t.test('rollout correction: oldLogp recomputed by the policy, tokens weighed by 
     { ratioCap: 2, klBiasCorrection: true, topEntropyQuantile: 0.5 },
     { lossType: 'dr_grpo' as const, normLength: 4 },
   ]) {
-    await using variantPolicy = await policy.clone()
+    await using variantPolicy = makePolicy()
     await using tr = makeTrainer(variantPolicy, options)
     const s = await tr.stepFromRollouts(rollouts)
     t.ok(Number.isFinite(s.loss) && Number.isFinite(s.gradNorm), JSON.stringify(options))
