@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "core/backend.h"
@@ -87,6 +88,31 @@ struct LossScratch {
   DeviceBuffer<uint8_t> status;
 };
 
+// The LossContext (GSPO's sequence log-ratios, the rollout and entropy-selection weights) on the device. It is
+// computed on the host from [B, L] copies (core/loss_host.cc, shared with the CPU backend): B*L values, never
+// logits, like the mask above.
+struct ContextScratch {
+  ContextScratch(LossContext c, cudaStream_t s)
+      : host(std::move(c)), seq(host.seqLogRatio.size()), policy(host.policyWeight.size()), entropy(host.entropyWeight.size()) {
+    toDevice(seq.get(), host.seqLogRatio, s);
+    toDevice(policy.get(), host.policyWeight, s);
+    toDevice(entropy.get(), host.entropyWeight, s);
+  }
+  LossContextArgs args() const { return LossContextArgs{seq.get(), policy.get(), entropy.get()}; }
+  LossContext host;  // kept alive until the copies to the device have run
+  DeviceBuffer<double> seq, policy, entropy;
+};
+
+template <typename T>
+std::vector<T> hostCopy(const TensorRef& t, int64_t count, cudaStream_t s) {
+  return t.defined() ? toHost(t.data<T>(), static_cast<size_t>(count), s) : std::vector<T>{};
+}
+
+template <typename T>
+const T* orNull(const std::vector<T>& v) {
+  return v.empty() ? nullptr : v.data();
+}
+
 class CudaBackend final : public Backend {
  public:
 #if !defined(__CUDACC__)  // the SIMT build: tensors in host memory
@@ -122,9 +148,38 @@ class CudaBackend final : public Backend {
     LossScratch scratch(c.mask, c.B, c.L, c.params, s);
     DeviceBuffer<TokenRecord>& records = scratch.records;
     DeviceBuffer<uint8_t>& status = scratch.status;
+    // GSPO's sequence ratio and the top-entropy selection need every token's logp or entropy before any
+    // gradient: a statistics pass over the logits (the tokenLogprobs kernel) first, then the fused pass.
+    const bool needsLogp = LossContext::needsLogp(c.params), needsEntropy = LossContext::needsEntropy(c.params);
+    std::vector<float> preLogp, preEntropy;
+    if (needsLogp || needsEntropy) {
+      DeviceBuffer<float> logp(rows), lse(rows), entropy(needsEntropy ? rows : 0);
+      TokenLogprobsArgs pre{};
+      pre.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
+                               rows, c.L, c.V, c.params.temperature, expScaleOf(c.params.temperature), status.get()};
+      pre.logp = logp.get();
+      pre.lse = lse.get();
+      pre.entropy = entropy.get();
+      launchTokenLogprobs(pre, s);
+      const std::vector<uint8_t> st = toHost(status.get(), rows, s);
+      if (anyNonZero(st)) throwRowProblem(st, c.targets, c.old, c.ref, c.advantages, c.perTokenAdvantages, c.L, c.V);
+      preLogp = toHost(logp.get(), rows, s);
+      if (needsEntropy) preEntropy = toHost(entropy.get(), rows, s);
+    }
+    LossStats contextStats;
+    // [B, L] host copies only when an option reads them (the plain loss copies nothing more).
+    const bool copy = LossContext::needsInputs(c.params);
+    const std::vector<uint8_t> maskHost = copy ? hostCopy<uint8_t>(c.mask, rows, s) : std::vector<uint8_t>{};
+    const std::vector<float> oldHost = copy ? hostCopy<float>(c.old, rows, s) : std::vector<float>{};
+    const std::vector<float> rolloutHost = copy ? hostCopy<float>(c.rollout, rows, s) : std::vector<float>{};
+    ContextScratch context(buildLossContext(ContextInputs{orNull(maskHost), orNull(preLogp), orNull(preEntropy), orNull(oldHost),
+                                                          orNull(rolloutHost), c.B, c.L},
+                                            c.params, &contextStats),
+                           s);
     GrpoLossArgs a{};
     a.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
                            rows, c.L, c.V, c.params.temperature, expScaleOf(c.params.temperature), status.get()};
+    a.context = context.args();
     a.grad = c.grad.storage->data();
     a.gradDtype = c.grad.dtype;
     a.old = ptr<float>(c.old);
@@ -140,6 +195,7 @@ class CudaBackend final : public Backend {
     if (anyNonZero(st)) throwRowProblem(st, c.targets, c.old, c.ref, c.advantages, c.perTokenAdvantages, c.L, c.V);
     const std::vector<TokenRecord> rec = toHost(records.get(), rows, s);
     c.stats = reduceStats(rec.data(), rows);
+    mergeContextStats(contextStats, &c.stats);
   }
 
   void policyLoss(PolicyLossCall& c) override {
@@ -148,7 +204,20 @@ class CudaBackend final : public Backend {
     LossScratch scratch(c.mask, c.B, c.L, c.params, s);
     DeviceBuffer<TokenRecord>& records = scratch.records;
     DeviceBuffer<uint8_t>& status = scratch.status;
+    LossStats contextStats;
+    const bool needsLogp = LossContext::needsLogp(c.params), needsEntropy = LossContext::needsEntropy(c.params);
+    const bool copy = LossContext::needsInputs(c.params);
+    const std::vector<uint8_t> maskHost = copy ? hostCopy<uint8_t>(c.mask, n, s) : std::vector<uint8_t>{};
+    const std::vector<float> logpHost = needsLogp ? hostCopy<float>(c.logp, n, s) : std::vector<float>{};
+    const std::vector<float> entropyHost = needsEntropy ? hostCopy<float>(c.entropy, n, s) : std::vector<float>{};
+    const std::vector<float> oldHost = copy ? hostCopy<float>(c.old, n, s) : std::vector<float>{};
+    const std::vector<float> rolloutHost = copy ? hostCopy<float>(c.rollout, n, s) : std::vector<float>{};
+    ContextScratch context(buildLossContext(ContextInputs{orNull(maskHost), orNull(logpHost), orNull(entropyHost), orNull(oldHost),
+                                                          orNull(rolloutHost), c.B, c.L},
+                                            c.params, &contextStats),
+                           s);
     PolicyLossArgs a{};
+    a.context = context.args();
     a.logp = c.logp.data<float>();
     a.old = ptr<float>(c.old);
     a.ref = ptr<float>(c.ref);
@@ -180,6 +249,7 @@ class CudaBackend final : public Backend {
     }
     const std::vector<TokenRecord> rec = toHost(records.get(), n, s);
     c.stats = reduceStats(rec.data(), n);
+    mergeContextStats(contextStats, &c.stats);
   }
 
   void groupAdvantages(GroupAdvantagesCall& c) override {

@@ -30,6 +30,21 @@ struct TokenLogprobsArgs {
 };
 void launchTokenLogprobs(const TokenLogprobsArgs& a, cudaStream_t stream);
 
+// Device copies of a LossContext (core/loss_host.h); null where the option is off.
+struct LossContextArgs {
+  const double* seqLogRatio;    // [B]
+  const double* policyWeight;   // [rows]
+  const double* entropyWeight;  // [rows]
+
+  GRPO_HD TokenContext at(int64_t i, int64_t L) const {
+    TokenContext c;
+    if (seqLogRatio) c.seqLogRatio = seqLogRatio[i / L];
+    if (policyWeight) c.policyWeight = policyWeight[i];
+    if (entropyWeight) c.entropyWeight = entropyWeight[i];
+    return c;
+  }
+};
+
 struct GrpoLossArgs {
   RowKernelArgs rows;
   void* grad;
@@ -40,6 +55,7 @@ struct GrpoLossArgs {
   bool perTokenAdv;
   const double* seqScale;  // [B] weights s_b
   LossParams params;
+  LossContextArgs context;
   float* logp;
   TokenRecord* records;    // [rows]
 };
@@ -56,6 +72,7 @@ struct PolicyLossArgs {
   bool perTokenAdv;
   int64_t count, L;
   LossParams params;
+  LossContextArgs context;
   float* grad;
   TokenRecord* records;
   uint8_t* status;         // kRowBadInput / kRowNonFiniteLogits (logp or entropy) per token

@@ -33,6 +33,7 @@ import {
   BASELINES,
   LOSS_SCHEMA,
   booleanOption,
+  resolveLossOptions,
   integerOption,
   numberOption,
   oneOfOption,
@@ -41,7 +42,9 @@ import {
   topP,
   valueOption,
   type AdamWOptions,
+  type LossType,
   type OptionSpec,
+  type RolloutCorrection,
   type Schema,
 } from './options.js'
 import { SAMPLE_OPTIONS_SCHEMA, type Policy, type SampledCompletion } from './policy.js'
@@ -100,7 +103,29 @@ function toolCallOptions(reward: RewardFunction): ScoreOptions | undefined {
  * those of ops.grpoLoss; beta > 0 also makes the trainer keep a reference policy.
  */
 export interface GrpoSettings
-  extends Pick<GrpoLossOptions, 'clipLow' | 'clipHigh' | 'dualClip' | 'logRatioClamp' | 'beta' | 'kl' | 'entropyCoef' | 'lossAgg' | 'normLength'> {
+  extends Pick<
+    GrpoLossOptions,
+    | 'clipLow'
+    | 'clipHigh'
+    | 'dualClip'
+    | 'logRatioClamp'
+    | 'beta'
+    | 'kl'
+    | 'entropyCoef'
+    | 'lossAgg'
+    | 'normLength'
+    | 'ratioLevel'
+    | 'ratioCap'
+    | 'klBiasCorrection'
+    | 'topEntropyQuantile'
+    | 'rolloutCorrection'
+    | 'lossType'
+  > {
+  /**
+   * 'grpo' (default) or 'cispo' (docs/math.md §3.1). With rolloutCorrection, the rollouts' log-probs are the
+   * sampler's: each step recomputes oldLogp with the policy first and weighs tokens by the gap (§3.3).
+   */
+  loss?: 'grpo' | 'cispo'
   /** Completions per prompt. Default 5. */
   groupSize?: number
   /** Sampling temperature; the loss divides the logits by the same value. Default 1. */
@@ -136,6 +161,13 @@ export const GRPO_SETTINGS_SCHEMA: Schema<GrpoSettings> = {
   entropyCoef: LOSS_SCHEMA.entropyCoef,
   lossAgg: LOSS_SCHEMA.lossAgg,
   normLength: LOSS_SCHEMA.normLength,
+  loss: oneOfOption(['grpo', 'cispo'] as const, 'grpo'),
+  ratioLevel: LOSS_SCHEMA.ratioLevel,
+  ratioCap: LOSS_SCHEMA.ratioCap,
+  klBiasCorrection: LOSS_SCHEMA.klBiasCorrection,
+  topEntropyQuantile: LOSS_SCHEMA.topEntropyQuantile,
+  rolloutCorrection: LOSS_SCHEMA.rolloutCorrection,
+  lossType: LOSS_SCHEMA.lossType,
   epochs: integerOption(1, 1),
   miniBatches: integerOption(1, 1),
   baseline: oneOfOption(BASELINES, 'mean'),
@@ -229,6 +261,14 @@ export interface StepMetrics {
   clipFrac: number
   entropy: number
   ratioMax: number
+  /**
+   * Rollout correction (0 without it; docs/math.md §3.3), token-weighted over the step's passes: the mean
+   * weight, the share of tokens truncated or masked, the mean |old − sampler| gap and its k3 KL.
+   */
+  rolloutWeightMean: number
+  rolloutCorrectedFrac: number
+  rolloutGapMean: number
+  rolloutKl: number
   completions: number
   completionLength: number
   tokens: number
@@ -353,6 +393,10 @@ interface PassStats {
   clipFrac: number
   entropy: number
   ratioMax: number
+  rolloutWeight: number
+  rolloutCorrected: number
+  rolloutGap: number
+  rolloutKl: number
 }
 
 const CHECKPOINT_VERSION = 1
@@ -360,11 +404,16 @@ const CHECKPOINT_KEYS = ['version', 'step', 'cursor', 'seed', 'optimizerStep', '
 
 export class Trainer implements Disposable, AsyncDisposable {
   readonly policy: Policy
-  readonly settings: Readonly<Required<Omit<GrpoSettings, 'dualClip' | 'logRatioClamp' | 'normLength' | 'stop'>>> & {
+  readonly settings: Readonly<
+    Required<Omit<GrpoSettings, 'dualClip' | 'logRatioClamp' | 'normLength' | 'stop' | 'ratioCap' | 'rolloutCorrection' | 'lossType'>>
+  > & {
     dualClip: number | null
     logRatioClamp: number | null
     normLength: number | undefined
     stop: readonly number[]
+    ratioCap: number | null
+    rolloutCorrection: Readonly<RolloutCorrection> | null
+    lossType: LossType | null
   }
   readonly optimizer: AdamW
   readonly seed: number
@@ -378,7 +427,7 @@ export class Trainer implements Disposable, AsyncDisposable {
   #dp: DataParallel | null
 
   constructor(options: TrainerOptions) {
-    const o = parseOptions(TRAINER_SCHEMA, options, 'Trainer options', MOVED_TO_OPTIMIZER)
+    const o = resolveLossOptions(parseOptions(TRAINER_SCHEMA, options, 'Trainer options', MOVED_TO_OPTIMIZER), options, 'Trainer options')
     if (o.policy === undefined) invalidArg('a Policy', 'policy', undefined)
     if (o.decode === undefined) invalidArg('a function from token ids to text', 'decode', undefined)
     const policy = o.policy
@@ -401,6 +450,13 @@ export class Trainer implements Disposable, AsyncDisposable {
       entropyCoef: o.entropyCoef!,
       lossAgg: o.lossAgg!,
       normLength: o.normLength,
+      loss: o.loss!,
+      ratioLevel: o.ratioLevel!,
+      ratioCap: o.ratioCap ?? null,
+      klBiasCorrection: o.klBiasCorrection!,
+      topEntropyQuantile: o.topEntropyQuantile!,
+      rolloutCorrection: o.rolloutCorrection ? Object.freeze({ ...o.rolloutCorrection }) : null,
+      lossType: o.lossType ?? null,
       epochs: o.epochs!,
       miniBatches: o.miniBatches!,
       baseline: o.baseline!,
@@ -808,6 +864,7 @@ export class Trainer implements Disposable, AsyncDisposable {
     let updateTime = 0
     const parts = batch.split(Math.min(s.miniBatches, batch.size))
     const firstPassLogp: (Tensor | undefined)[] = []
+    const recomputedOld: (Tensor | undefined)[] = []
     try {
       const reference = await this.#referenceFor()
       if (reference) {
@@ -817,6 +874,21 @@ export class Trainer implements Disposable, AsyncDisposable {
             const r = await tokenLogprobs(logits, part.targets, { temperature: s.temperature, mask: part.mask })
             r.lse.dispose()
             part.setRefLogp(r.logp)
+          } finally {
+            logits.dispose()
+          }
+        }
+      }
+      // Rollout correction: the rollouts' log-probs are the sampler's. The policy's own (before this step's
+      // updates) become oldLogp, and the loss weighs each token by exp(old − sampler) (docs/math.md §3.3).
+      if (s.rolloutCorrection) {
+        for (const [i, part] of parts.entries()) {
+          if (!part.oldLogp) continue
+          const logits = await this.policy.logits(part)
+          try {
+            const r = await tokenLogprobs(logits, part.targets, { temperature: s.temperature, mask: part.mask })
+            r.lse.dispose()
+            recomputedOld[i] = r.logp
           } finally {
             logits.dispose()
           }
@@ -835,11 +907,16 @@ export class Trainer implements Disposable, AsyncDisposable {
         lossAgg: s.lossAgg,
         normLength: s.normLength,
         normalizer,
+        loss: s.loss,
+        ratioLevel: s.ratioLevel,
+        ratioCap: s.ratioCap,
+        klBiasCorrection: s.klBiasCorrection,
+        topEntropyQuantile: s.topEntropyQuantile,
         inplace: true,
       }
       let loss = 0
       let pgLoss = 0
-      const acc: PassStats = { tokens: 0, kl: 0, approxKl: 0, clipFrac: 0, entropy: 0, ratioMax: 0 }
+      const acc: PassStats = { tokens: 0, kl: 0, approxKl: 0, clipFrac: 0, entropy: 0, ratioMax: 0, rolloutWeight: 0, rolloutCorrected: 0, rolloutGap: 0, rolloutKl: 0 }
       let gradNorm = 0
       let clipCoef = 1
       for (let epoch = 0; epoch < s.epochs; epoch++) {
@@ -847,9 +924,18 @@ export class Trainer implements Disposable, AsyncDisposable {
           const logits = await this.policy.logits(part)
           let stats: LossStats
           try {
+            const recomputed = recomputedOld[i]
             const r = await grpoLoss(
-              { logits, targets: part.targets, mask: part.mask, oldLogp: part.oldLogp ?? firstPassLogp[i], refLogp: part.refLogp, advantages: part.advantages },
-              lossOptions,
+              {
+                logits,
+                targets: part.targets,
+                mask: part.mask,
+                oldLogp: recomputed ?? part.oldLogp ?? firstPassLogp[i],
+                ...(recomputed ? { rolloutLogp: part.oldLogp } : {}),
+                refLogp: part.refLogp,
+                advantages: part.advantages,
+              },
+              recomputed ? { ...lossOptions, rolloutCorrection: s.rolloutCorrection } : lossOptions,
             )
             stats = r.stats
             // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
@@ -870,6 +956,10 @@ export class Trainer implements Disposable, AsyncDisposable {
           acc.clipFrac += stats.clipFrac * stats.tokens
           acc.entropy += stats.entropyMean * stats.tokens
           acc.ratioMax = Math.max(acc.ratioMax, stats.ratioMax)
+          acc.rolloutWeight += stats.rolloutWeightMean * stats.tokens
+          acc.rolloutCorrected += stats.rolloutCorrectedFrac * stats.tokens
+          acc.rolloutGap += stats.rolloutGapMean * stats.tokens
+          acc.rolloutKl += stats.rolloutKl * stats.tokens
         }
         const u0 = performance.now()
         const update = await this.optimizer.step()
@@ -909,6 +999,10 @@ export class Trainer implements Disposable, AsyncDisposable {
         clipFrac: acc.clipFrac / n,
         entropy: acc.entropy / n,
         ratioMax: acc.ratioMax,
+        rolloutWeightMean: acc.rolloutWeight / n,
+        rolloutCorrectedFrac: acc.rolloutCorrected / n,
+        rolloutGapMean: acc.rolloutGap / n,
+        rolloutKl: acc.rolloutKl / n,
         completions,
         completionLength: tokens / completions,
         tokens,
@@ -925,6 +1019,7 @@ export class Trainer implements Disposable, AsyncDisposable {
       }
     } finally {
       for (const t of firstPassLogp) t?.dispose()
+      for (const t of recomputedOld) t?.dispose()
       for (const p of parts) p.dispose()
     }
   }

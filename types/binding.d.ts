@@ -33,6 +33,17 @@ export interface NativeLossStats {
   ratioMax: number
   approxKl: number
   tokens: number
+  /** Rollout correction (0 without it): mean and max of the weights over counted tokens, the share of them whose raw weight lay outside [min, max]. */
+  rolloutWeightMean: number
+  rolloutWeightMax: number
+  rolloutCorrectedFrac: number
+  /** The sampler–trainer gap d = oldLogp − rolloutLogp over counted tokens: mean |d|, max |d|, mean(exp(d) − d − 1). */
+  rolloutGapMean: number
+  rolloutGapMax: number
+  rolloutKl: number
+  /** topEntropyQuantile: the share of counted tokens carrying the policy term (1 when off) and the entropy threshold (0 when off). */
+  entropySelectedFrac: number
+  entropyThreshold: number
 }
 
 export interface NativeTokenLogprobs {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/policy_math.h"
+
 #include "core/op_args.h"
 
 namespace grpo {
@@ -41,6 +43,43 @@ GRPO_HD TokenRecord recordToken(const TokenTerms& terms, double weight, double l
 }
 
 LossStats reduceStats(const TokenRecord* records, int64_t count);
+
+// The TokenContext of every token (docs/math.md §3.2-3.4), computed on the host from [B, L] host copies before
+// the token pass: the per-token arrays are what a kernel reads (empty when the option is off).
+struct LossContext {
+  std::vector<double> seqLogRatio;   // [B]: ratioLevel 'sequence' with oldLogp
+  std::vector<double> policyWeight;  // [B*L]: rollout weight x entropy selection; empty = all 1
+  std::vector<double> entropyWeight; // [B*L]: entropy selection (1 or 0); empty = all 1
+  static bool needsLogp(const LossParams& p) { return p.ratioLevel == RatioLevel::Sequence && p.hasOld; }
+  static bool needsEntropy(const LossParams& p) { return p.topEntropyQuantile < 1; }
+  // Whether buildLossContext reads any input at all (else every token's context is the default one).
+  static bool needsInputs(const LossParams& p) {
+    return needsLogp(p) || needsEntropy(p) || p.rolloutLevel != RolloutLevel::Off;
+  }
+
+  TokenContext at(int64_t i, int64_t L) const {
+    TokenContext c;
+    if (!seqLogRatio.empty()) c.seqLogRatio = seqLogRatio[i / L];
+    if (!policyWeight.empty()) c.policyWeight = policyWeight[i];
+    if (!entropyWeight.empty()) c.entropyWeight = entropyWeight[i];
+    return c;
+  }
+};
+
+// Host copies of what the context is computed from (null where absent). logp and entropy are read only when the
+// options need them (GSPO with oldLogp; topEntropyQuantile < 1). Fills the rollout and selection statistics.
+struct ContextInputs {
+  const uint8_t* mask = nullptr;
+  const float* logp = nullptr;
+  const float* entropy = nullptr;
+  const float* old = nullptr;
+  const float* rollout = nullptr;
+  int64_t B = 0, L = 0;
+};
+LossContext buildLossContext(const ContextInputs& in, const LossParams& params, LossStats* stats);
+
+// Copies the context's statistics into stats (reduceStats makes a fresh LossStats).
+void mergeContextStats(const LossStats& context, LossStats* stats);
 
 // Per-token inputs of the loss (host pointers) for reading values into error messages.
 struct TokenInputs {

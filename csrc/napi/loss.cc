@@ -22,11 +22,25 @@ Napi::Object statsObject(Napi::Env env, const LossStats& s) {
   o.Set("ratioMax", s.ratioMax);
   o.Set("approxKl", s.approxKl);
   o.Set("tokens", s.tokens);
+  o.Set("rolloutWeightMean", s.rolloutWeightMean);
+  o.Set("rolloutWeightMax", s.rolloutWeightMax);
+  o.Set("rolloutCorrectedFrac", s.rolloutCorrectedFrac);
+  o.Set("rolloutGapMean", s.rolloutGapMean);
+  o.Set("rolloutGapMax", s.rolloutGapMax);
+  o.Set("rolloutKl", s.rolloutKl);
+  o.Set("entropySelectedFrac", s.entropySelectedFrac);
+  o.Set("entropyThreshold", s.entropyThreshold);
   return o;
 }
 
 // The [B, L] inputs shared by both loss ops.
-void checkTokenInputs(const TensorRef& mask, const TensorRef& old, const TensorRef& ref, int64_t B, int64_t L, Device device) {
+void checkTokenInputs(const TensorRef& mask, const TensorRef& old, const TensorRef& ref, const TensorRef& rollout, int64_t B,
+                      int64_t L, Device device) {
+  if (rollout.defined()) {
+    expectDType(rollout, {DType::F32}, "rolloutLogp");
+    expectShape(rollout, {B, L}, "rolloutLogp");
+    expectDevice(rollout, device, "rolloutLogp");
+  }
   if (mask.defined()) {
     expectDType(mask, {DType::U8}, "mask");
     expectShape(mask, {B, L}, "mask");
@@ -46,9 +60,10 @@ void checkTokenInputs(const TensorRef& mask, const TensorRef& old, const TensorR
 
 // Which optional inputs the kernels read (a missing one is never dereferenced: beta > 0 without refLogp is
 // a rule of the TypeScript layer, not a memory hazard).
-void finishParams(LossParams& p, const TensorRef& old, const TensorRef& ref) {
+void finishParams(LossParams& p, const TensorRef& old, const TensorRef& ref, const TensorRef& rollout) {
   p.hasOld = old.defined();
   p.hasRef = ref.defined();
+  if (!rollout.defined() || !old.defined()) p.rolloutLevel = RolloutLevel::Off;  // the weights need both
 }
 
 }  // namespace
@@ -65,6 +80,7 @@ Napi::Value policyLossBinding(const Napi::CallbackInfo& info) {
     c.advantages = tensorArg(inputs.Get("advantages"), "advantages");
     c.old = optionalTensor(inputs, "oldLogp");
     c.ref = optionalTensor(inputs, "refLogp");
+    c.rollout = optionalTensor(inputs, "rolloutLogp");
     c.mask = optionalTensor(inputs, "mask");
     c.entropy = optionalTensor(inputs, "entropy");
     expectDType(c.logp, {DType::F32}, "logp");
@@ -72,7 +88,7 @@ Napi::Value policyLossBinding(const Napi::CallbackInfo& info) {
     c.B = c.logp.shape[0];
     c.L = c.logp.shape[1];
     const Device device = c.logp.device();
-    checkTokenInputs(c.mask, c.old, c.ref, c.B, c.L, device);
+    checkTokenInputs(c.mask, c.old, c.ref, c.rollout, c.B, c.L, device);
     if (c.entropy.defined()) {
       expectDType(c.entropy, {DType::F32}, "entropy");
       expectShape(c.entropy, {c.B, c.L}, "entropy");
@@ -82,7 +98,7 @@ Napi::Value policyLossBinding(const Napi::CallbackInfo& info) {
     expectDevice(c.advantages, device, "advantages");
     c.params = parseLossParams(opts, false);
     c.params.hasEntropy = c.entropy.defined();
-    finishParams(c.params, c.old, c.ref);
+    finishParams(c.params, c.old, c.ref, c.rollout);
     Backend& backend = backendFor(device);
     c.gradLogp = makeTensor(DType::F32, {c.B, c.L}, device, "gradLogp");
     auto lease = AccessLease::acquire({reads(c.logp, "logp"), reads(c.advantages, "advantages"), reads(c.old, "oldLogp"), reads(c.ref, "refLogp"),
@@ -119,15 +135,16 @@ Napi::Value grpoLossBinding(const Napi::CallbackInfo& info) {
     c.mask = optionalTensor(inputs, "mask");
     c.old = optionalTensor(inputs, "oldLogp");
     c.ref = optionalTensor(inputs, "refLogp");
+    c.rollout = optionalTensor(inputs, "rolloutLogp");
     checkLogitsAndTargets(c.logits, c.targets, &c.B, &c.L, &c.V);
     const Device device = c.logits.device();
     expectDevice(c.targets, device, "targets");
-    checkTokenInputs(c.mask, c.old, c.ref, c.B, c.L, device);
+    checkTokenInputs(c.mask, c.old, c.ref, c.rollout, c.B, c.L, device);
     c.perTokenAdvantages = checkAdvantages(c.advantages, c.B, c.L);
     expectDevice(c.advantages, device, "advantages");
     c.params = parseLossParams(opts, true);
     c.params.hasEntropy = true;
-    finishParams(c.params, c.old, c.ref);
+    finishParams(c.params, c.old, c.ref, c.rollout);
     // The gradient's dtype decides how many bytes the kernel writes per logit: f32 or the logits' own, and
     // with inplace exactly the logits' (writing f32 over bf16 logits would run past their buffer).
     c.inplace = boolOption(opts, "inplace", false);

@@ -156,6 +156,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
         disposeAll(logp0)
         const old = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.2), [1, N], { device: o.device })
         const ref = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.1), [1, N], { device: o.device })
+        const rollout = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.02), [1, N], { device: o.device })
         const advantages = Tensor.from(Float32Array.from({ length: N }, () => random() * 2 - 1), [1, N], { device: o.device })
         const lossOptions = { clipLow: 0.2, clipHigh: 0.2, beta: 1e-3, kl: 'k3' as const }
         let k = 0
@@ -176,6 +177,22 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages }, lossOptions))
           }, timer)
           const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken, expsPerElement: 1 }, machine.copyGBps)
+          // The variants of docs/math.md §3.2-3.3 on the same shape, in the same run: rollout correction (weights
+          // from [B, L] inputs, no extra pass over the logits) and GSPO (a statistics pass first: one more read).
+          const variants = [
+            { impl: 'rollout-corr' as const, options: { rolloutCorrection: { level: 'token' as const, mode: 'truncate' as const, max: 2 } }, rollout: true, exps: 1, reads: 0 },
+            { impl: 'gspo' as const, options: { ratioLevel: 'sequence' as const }, rollout: false, exps: 2, reads: 1 },
+            { impl: 'gspo+rollout' as const, options: { ratioLevel: 'sequence' as const, rolloutCorrection: { level: 'sequence' as const, mode: 'mask' as const, min: 0.5, max: 2 } }, rollout: true, exps: 2, reads: 1 },
+          ]
+          for (const v of variants) {
+            const timing = await time(o.reps, o.warmup, async () => {
+              const i = next()
+              disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages, ...(v.rollout ? { rolloutLogp: rollout } : {}) }, { ...lossOptions, ...v.options }))
+            })
+            const c = add({ op: 'grpoLoss', impl: v.impl, dtype, V, tokens: N, timing, bytesPerToken: bytesPerToken + v.reads * inBytes, expsPerElement: v.exps }, machine.copyGBps)
+            c.note = `${(timing.medianMs / fused.medianMs).toFixed(2)}x the plain fused loss`
+            o.log(`    ${c.note}`)
+          }
           // Our own ops unfused: log-softmax, then the loss on the log-probs, then a separate gradient pass
           // over the logits (grpoLoss with per-token advantages set so that its ∂loss/∂logp is the policy
           // loss's gradient: the same two passes over the row as a stand-alone log-softmax backward).
@@ -209,7 +226,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             o.log(`    ${p.note}`)
           }
         }
-        for (const t of [...inputs.flatMap((i) => [i.logits, i.targets]), old, ref, advantages]) t.dispose()
+        for (const t of [...inputs.flatMap((i) => [i.logits, i.targets]), old, ref, rollout, advantages]) t.dispose()
       }
     }
   }

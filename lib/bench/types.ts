@@ -50,7 +50,7 @@ export interface Timing {
 
 export interface BenchCase {
   op: BenchOp
-  impl: 'native' | 'plain-ts' | 'unfused-ops'
+  impl: 'native' | 'plain-ts' | 'unfused-ops' | 'rollout-corr' | 'gspo' | 'gspo+rollout'
   dtype: string
   V: number
   tokens: number
