@@ -24,7 +24,7 @@ import {
   type OptionSpec,
   type Schema,
 } from './options.js'
-import { dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
+import { checkTokenInputs, dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 
@@ -131,36 +131,6 @@ export interface GrpoLossResult {
   stats: LossStats
   logp: Tensor
   gradLogits: Tensor
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Input checks (the native side repeats the ones that protect memory; here they fail early, with the
-// TypeScript names of the inputs).
-
-/** Checks mask/old/ref/advantages of shape [B, L] (advantages [B] or [B, L]). */
-function checkTokenInputs(
-  B: number,
-  L: number,
-  device: string,
-  inputs: { mask?: Tensor; oldLogp?: Tensor; refLogp?: Tensor; advantages: Tensor },
-): void {
-  const { mask, oldLogp, refLogp, advantages } = inputs
-  if (mask) {
-    dtype(mask, ['u8'], 'mask')
-    shape(mask, [B, L], 'mask')
-  }
-  for (const [t, what] of [[oldLogp, 'oldLogp'], [refLogp, 'refLogp']] as const) {
-    if (!t) continue
-    dtype(t, ['f32'], what)
-    shape(t, [B, L], what)
-  }
-  dtype(advantages, ['f32'], 'advantages')
-  const perSequence = advantages.shape.length === 1 && advantages.shape[0] === B
-  const perToken = advantages.shape.length === 2 && advantages.shape[0] === B && advantages.shape[1] === L
-  if (!perSequence && !perToken) {
-    fail('ERR_GRPO_SHAPE', `shape [${B}] or [${B}, ${L}]`, 'advantages', `a tensor of shape [${advantages.shape.join(', ')}]`)
-  }
-  for (const [t, what] of [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [advantages, 'advantages']] as const) sameDevice(device, t, what)
 }
 
 function nativeOf(t: Tensor | undefined): NativeTensor | undefined {
@@ -384,3 +354,18 @@ export function grpoLossSync(inputs: GrpoLossInputs, opts?: GrpoLossOptions): Gr
   const p = prepareGrpoLoss(inputs, opts)
   return wrapGrpoLoss(native().grpoLoss(p.inputs, p.options, false), p.logits, p.options.inplace === true)
 }
+
+export {
+  linearGrpoLoss,
+  linearGrpoLossSync,
+  linearTokenLogprobs,
+  linearTokenLogprobsSync,
+  LINEAR_CHUNK_DEFAULTS,
+  LINEAR_GRPO_LOSS_SCHEMA,
+  LINEAR_TOKEN_LOGPROBS_SCHEMA,
+  type LinearGrpoLossInputs,
+  type LinearGrpoLossOptions,
+  type LinearGrpoLossResult,
+  type LinearHeadInputs,
+  type LinearTokenLogprobsOptions,
+} from './linear-loss.js'

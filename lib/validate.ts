@@ -46,3 +46,29 @@ export function inputsObject<T extends object>(value: T | undefined, what: strin
 export function tensorOption(): OptionSpec<Tensor> {
   return { expected: 'a Tensor', nullable: true, rule: (v) => v instanceof Tensor }
 }
+
+/** Checks mask/old/ref/advantages of shape [B, L] (advantages [B] or [B, L]). */
+export function checkTokenInputs(
+  B: number,
+  L: number,
+  device: string,
+  inputs: { mask?: Tensor; oldLogp?: Tensor; refLogp?: Tensor; advantages: Tensor },
+): void {
+  const { mask, oldLogp, refLogp, advantages } = inputs
+  if (mask) {
+    dtype(mask, ['u8'], 'mask')
+    shape(mask, [B, L], 'mask')
+  }
+  for (const [t, what] of [[oldLogp, 'oldLogp'], [refLogp, 'refLogp']] as const) {
+    if (!t) continue
+    dtype(t, ['f32'], what)
+    shape(t, [B, L], what)
+  }
+  dtype(advantages, ['f32'], 'advantages')
+  const perSequence = advantages.shape.length === 1 && advantages.shape[0] === B
+  const perToken = advantages.shape.length === 2 && advantages.shape[0] === B && advantages.shape[1] === L
+  if (!perSequence && !perToken) {
+    fail('ERR_GRPO_SHAPE', `shape [${B}] or [${B}, ${L}]`, 'advantages', `a tensor of shape [${advantages.shape.join(', ')}]`)
+  }
+  for (const [t, what] of [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [advantages, 'advantages']] as const) sameDevice(device, t, what)
+}

@@ -82,7 +82,13 @@ type MaybeAsync<T, A extends boolean> = A extends true ? Promise<T> : T
 export interface NativeBinding {
   NativeTensor: typeof NativeTensor
   setErrorClass(ctor: new (message: string, code: string) => Error): void
-  memoryInfo(): { cpu: { tensors: number; bytes: number; cachedBytes: number }; cuda: { tensors: number; bytes: number } }
+  memoryInfo(): {
+    cpu: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number; cachedBytes: number }
+    cuda: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number }
+  }
+  resetPeakMemory(): void
+  linearTokenLogprobs<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
+  linearGrpoLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeLinearGrpoLoss, A>
   releaseCache(): void
   backendInfo(): NativeBackendInfo
   measureMachine(options: { bytes?: number; reps?: number }): { threads: number; isa: string; copyGBps: number; readGBps: number; expPerSecond: number }
@@ -114,6 +120,14 @@ export interface NativeBinding {
   attentionBackward<A extends boolean>(gradOut: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, options: object, async: A): MaybeAsync<{ gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor }, A>
   attentionDecode<A extends boolean>(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheLens: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
   kvCacheWrite<A extends boolean>(k: NativeTensor, v: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, options: object, async: A): MaybeAsync<void, A>
+}
+
+export interface NativeLinearGrpoLoss {
+  loss: number
+  stats: NativeLossStats
+  logp: NativeTensor
+  entropy?: NativeTensor
+  gradHidden: NativeTensor
 }
 
 export interface NativeSampledTokens {

@@ -7,9 +7,8 @@
 
 namespace grpo {
 
-namespace {
-
-Napi::Object statsObject(Napi::Env env, const LossStats& s) {
+// The statistics object of every loss op (the fused linear loss's binding uses it too).
+Napi::Object lossStatsObject(Napi::Env env, const LossStats& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("loss", s.loss);
   o.Set("pgLoss", s.pgLoss);
@@ -23,6 +22,10 @@ Napi::Object statsObject(Napi::Env env, const LossStats& s) {
   o.Set("tokens", s.tokens);
   return o;
 }
+
+namespace {
+
+Napi::Object statsObject(Napi::Env env, const LossStats& s) { return lossStatsObject(env, s); }
 
 // The [B, L] inputs shared by both loss ops.
 void checkTokenInputs(const TensorRef& mask, const TensorRef& old, const TensorRef& ref, int64_t B, int64_t L, Device device) {
