@@ -5,7 +5,8 @@
 // Peak extra memory is memoryInfo().cpu.peakBytes (tensors + op scratch, counted by the allocator) minus what was
 // live before the call; time is the median of `reps` runs (after one warm-up that also allocates the GEMM's
 // per-thread buffers). Run after `npm run build` (uses dist/):
-//   node bench/linear-loss.mjs [--n 8192] [--v 151936] [--h 896,3584] [--dtype bf16] [--reps 3] [--out file.json]
+//   node bench/linear-loss.mjs [--n 8192] [--v 151936] [--h 896,3584] [--dtype bf16] [--reps 3] [--warmup 1]
+//                              [--chunkTokens T] [--chunkVocab C] [--out file.json]
 import { writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { ops, modelOps, Tensor, backend, memoryInfo, resetPeakMemory } from '../dist/index.js'
@@ -16,6 +17,7 @@ const V = Number(args.v ?? 151936)
 const Hs = String(args.h ?? '896,3584').split(',').map(Number)
 const dtype = args.dtype ?? 'bf16'
 const reps = Number(args.reps ?? 3)
+const warmup = Number(args.warmup ?? 1) // runs before the timed ones (0: the GEMM buffers exist already)
 const chunkTokens = args.chunkTokens ? Number(args.chunkTokens) : undefined
 const chunkVocab = args.chunkVocab ? Number(args.chunkVocab) : undefined
 
@@ -28,15 +30,17 @@ function randomTensor(count, shape, scale) {
 async function measure(run) {
   const times = []
   let peak = 0
-  for (let r = 0; r <= reps; r++) {
+  for (let r = 1 - warmup; r <= reps; r++) {
     const before = memoryInfo().cpu
     resetPeakMemory()
     const t0 = performance.now()
     const keep = await run()
     const ms = performance.now() - t0
-    peak = Math.max(peak, memoryInfo().cpu.peakBytes - (before.bytes + before.scratchBytes))
+    const extra = memoryInfo().cpu.peakBytes - (before.bytes + before.scratchBytes)
     for (const t of keep) t.dispose()
-    if (r > 0) times.push(ms) // run 0 is the warm-up
+    if (r <= 0) continue // warm-up
+    times.push(ms)
+    peak = Math.max(peak, extra)
   }
   times.sort((a, b) => a - b)
   return { ms: times[times.length >> 1], peakExtraBytes: peak }
@@ -49,7 +53,7 @@ const result = {
   threads: info.cpu.threads,
   gemm: info.cpu.gemm,
   loadavgBefore: loadavg(),
-  N, V, dtype, reps,
+  N, V, dtype, reps, warmup,
   cases: [],
 }
 console.log(`cpu ${result.cpu}, ${result.threads} threads, gemm ${JSON.stringify(info.cpu.gemm)}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`)

@@ -186,6 +186,12 @@ void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, Row
   }
 }
 
+// The chunk buffers are sized by the chunks: no larger than the problem (a short batch needs no 16 MiB tile).
+void fitChunks(LinearHeadArgs* a, int64_t counted) {
+  a->chunkTokens = std::max<int64_t>(1, std::min(a->chunkTokens, counted));
+  a->chunkVocab = std::max<int64_t>(1, std::min(a->chunkVocab, a->V));
+}
+
 // Checks what the kernels index with: targets in [0, V) at counted rows, a mask of 0/1.
 void checkTargets(const LinearHeadArgs& a, const std::vector<int64_t>& rows, std::vector<uint8_t>* status) {
   const int32_t* targets = a.targets.data<int32_t>();
@@ -214,8 +220,9 @@ void addColumnSums(const float* dz, int64_t n, int64_t vc, float* gradBias) {
 }  // namespace
 
 void cpu::CpuBackend::linearTokenLogprobs(LinearTokenLogprobsCall& c) {
+  const std::vector<int64_t> rows = countedRows(c.head.mask, c.head.N);
+  fitChunks(&c.head, static_cast<int64_t>(rows.size()));
   const LinearHeadArgs& a = c.head;
-  const std::vector<int64_t> rows = countedRows(a.mask, a.N);
   std::vector<uint8_t> status;
   checkTargets(a, rows, &status);
   throwRowStatus(status.data(), a.N, a.targets.data<int32_t>(), nullptr, a.L, a.V);
@@ -229,9 +236,10 @@ void cpu::CpuBackend::linearTokenLogprobs(LinearTokenLogprobsCall& c) {
 }
 
 void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
+  const std::vector<int64_t> rows = countedRows(c.head.mask, c.head.N);
+  fitChunks(&c.head, static_cast<int64_t>(rows.size()));
   const LinearHeadArgs& a = c.head;
   const cpu::LinearLossTileKernels& tiles = cpu::linearLossTileKernels();
-  const std::vector<int64_t> rows = countedRows(a.mask, a.N);
   const int32_t* targets = a.targets.data<int32_t>();
   std::vector<uint8_t> status;
   checkTargets(a, rows, &status);
