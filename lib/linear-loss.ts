@@ -16,14 +16,23 @@
  * would); 'f32' (the "fp32 LM head") keeps logits and their gradient in f32, widening bf16 operands exactly.
  * Sums are accumulated in f32 either way, the log-sum-exp per row in double.
  */
-import type { NativeLinearGrpoLoss, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
+import type { NativeLinearGrpoLoss, NativeLossStats, NativeTensor, NativeTokenLogprobs } from '../types/binding.js'
 import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
 import { native } from './native.js'
 import { booleanOption, integerOption, LOSS_SCHEMA, oneOfOption, parseOptions, temperature, type LossOptions, type OptionSpec, type Schema } from './options.js'
 import { Tensor } from './tensor.js'
 import { checkTokenInputs, dtype, inputsObject, optionalTensor, sameDevice, shape, tensor } from './validate.js'
-import type { LossStats, TokenLogprobsResult } from './ops.js'
+
+type LossStats = NativeLossStats
+
+/** As ops.tokenLogprobs returns it: f32 [B, L] each. */
+export interface LinearTokenLogprobsResult {
+  logp: Tensor
+  lse: Tensor
+  entropy?: Tensor
+}
+type TokenLogprobsResult = LinearTokenLogprobsResult
 
 type HeadDtype = 'f32' | 'bf16'
 

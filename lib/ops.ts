@@ -368,4 +368,5 @@ export {
   type LinearGrpoLossResult,
   type LinearHeadInputs,
   type LinearTokenLogprobsOptions,
+  type LinearTokenLogprobsResult,
 } from './linear-loss.js'
