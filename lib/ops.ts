@@ -25,7 +25,7 @@ import {
   type OptionSpec,
   type Schema,
 } from './options.js'
-import { dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
+import { checkLossInputs, checkTokenInputs, dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 
@@ -139,50 +139,9 @@ export interface GrpoLossResult {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Input checks (the native side repeats the ones that protect memory; here they fail early, with the
-// TypeScript names of the inputs).
+// Input checks (shapes and dtypes: lib/validate.ts checkTokenInputs; the native side repeats the ones that
+// protect memory).
 
-/** Checks mask/old/ref/advantages of shape [B, L] (advantages [B] or [B, L]). */
-function checkTokenInputs(
-  B: number,
-  L: number,
-  device: string,
-  inputs: { mask?: Tensor; oldLogp?: Tensor; refLogp?: Tensor; rolloutLogp?: Tensor; advantages: Tensor },
-): void {
-  const { mask, oldLogp, refLogp, rolloutLogp, advantages } = inputs
-  if (mask) {
-    dtype(mask, ['u8'], 'mask')
-    shape(mask, [B, L], 'mask')
-  }
-  for (const [t, what] of [[oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [rolloutLogp, 'rolloutLogp']] as const) {
-    if (!t) continue
-    dtype(t, ['f32'], what)
-    shape(t, [B, L], what)
-  }
-  dtype(advantages, ['f32'], 'advantages')
-  const perSequence = advantages.shape.length === 1 && advantages.shape[0] === B
-  const perToken = advantages.shape.length === 2 && advantages.shape[0] === B && advantages.shape[1] === L
-  if (!perSequence && !perToken) {
-    fail('ERR_GRPO_SHAPE', `shape [${B}] or [${B}, ${L}]`, 'advantages', `a tensor of shape [${advantages.shape.join(', ')}]`)
-  }
-  for (const [t, what] of [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [rolloutLogp, 'rolloutLogp'], [advantages, 'advantages']] as const) {
-    sameDevice(device, t, what)
-  }
-}
-
-/** The rules between the loss options and the inputs present. */
-function checkLossInputs(o: LossOptions, inputs: { oldLogp?: Tensor; refLogp?: Tensor; rolloutLogp?: Tensor }): void {
-  if (o.beta! > 0 && !inputs.refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
-  if (o.rolloutCorrection && !inputs.rolloutLogp) {
-    invalidArg('a rolloutLogp tensor (rolloutCorrection weighs tokens by oldLogp − rolloutLogp)', 'rolloutLogp', undefined)
-  }
-  if (o.rolloutCorrection && !inputs.oldLogp) {
-    invalidArg('an oldLogp tensor (rolloutCorrection weighs tokens by oldLogp − rolloutLogp)', 'oldLogp', undefined)
-  }
-  if (inputs.rolloutLogp && !o.rolloutCorrection) {
-    invalidArg('a rolloutCorrection option (rolloutLogp is read only by it)', 'rolloutCorrection', o.rolloutCorrection)
-  }
-}
 
 function nativeOf(t: Tensor | undefined): NativeTensor | undefined {
   return t?.native
@@ -416,3 +375,19 @@ export function grpoLossSync(inputs: GrpoLossInputs, opts?: GrpoLossOptions): Gr
   const p = prepareGrpoLoss(inputs, opts)
   return wrapGrpoLoss(native().grpoLoss(p.inputs, p.options, false), p.logits, p.options.inplace === true)
 }
+
+export {
+  linearGrpoLoss,
+  linearGrpoLossSync,
+  linearTokenLogprobs,
+  linearTokenLogprobsSync,
+  LINEAR_CHUNK_DEFAULTS,
+  LINEAR_GRPO_LOSS_SCHEMA,
+  LINEAR_TOKEN_LOGPROBS_SCHEMA,
+  type LinearGrpoLossInputs,
+  type LinearGrpoLossOptions,
+  type LinearGrpoLossResult,
+  type LinearHeadInputs,
+  type LinearTokenLogprobsOptions,
+  type LinearTokenLogprobsResult,
+} from './linear-loss.js'

@@ -138,13 +138,16 @@ export interface HiddenStates {
 
 /** A Policy that exposes its hidden states and LM head, so the Trainer never materializes the logits. */
 export interface LinearHeadPolicy extends Policy {
-  /** The forward up to the LM head (it may keep what its backward needs in `batch.cache`). */
+  /**
+   * The forward up to the LM head (it may keep what its backward needs in `batch.cache`). The caller disposes
+   * `hidden` after backwardHidden, unless the policy keeps that very tensor in `batch.cache` (then the batch owns it).
+   */
   hiddenStates(batch: PolicyBatch): Promise<HiddenStates>
   /**
    * Accumulates the parameters' gradients below the head for ∂loss/∂hidden = gradHidden ([B·L, H], f32 or the
    * compute dtype); the head's own gradients were already added by the loss into `head.gradWeight` / `gradBias`.
    */
-  backwardHidden(batch: PolicyBatch, gradHidden: Tensor): Promise<void>
+  backwardHidden(batch: PolicyBatch, gradHidden: Tensor, options?: BackwardOptions): Promise<void>
 }
 
 /** Whether `policy` exposes hidden states and an LM head (then the Trainer uses the fused linear loss). */

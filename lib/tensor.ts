@@ -314,14 +314,23 @@ export function defaultDevice(): Device {
 }
 
 export interface MemoryInfo {
-  /** cachedBytes: freed host blocks kept for reuse by the next allocation of a similar size. */
-  cpu: { tensors: number; bytes: number; cachedBytes: number }
-  cuda: { tensors: number; bytes: number }
+  /**
+   * tensors, bytes: live tensor buffers. scratchBytes: working memory ops hold outside tensors (GEMM panels, the
+   * fused linear loss's tiles). peakBytes: the largest bytes + scratchBytes since resetPeakMemory() (or the
+   * start). cachedBytes: freed host blocks kept for reuse by the next allocation of a similar size.
+   */
+  cpu: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number; cachedBytes: number }
+  cuda: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number }
 }
 
 /** Live native buffers and their bytes, per device (a buffer an op still uses counts until the op ends). */
 export function memoryInfo(): MemoryInfo {
   return native().memoryInfo()
+}
+
+/** Starts a new peak measurement: memoryInfo()'s peakBytes become the current bytes + scratchBytes. */
+export function resetPeakMemory(): void {
+  native().resetPeakMemory()
 }
 
 /**

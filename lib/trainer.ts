@@ -9,6 +9,9 @@
  *   → for `epochs` passes: for each of `miniBatches` micro-batches, the fused ops.grpoLoss (gradient written
  *     over the logits) and Policy.backward, accumulating with the whole batch's normalizer, so the summed
  *     gradient is the full batch's; then global-norm clipping and one fused AdamW update on the device.
+ *     A policy that exposes its hidden states and LM head (hasLinearHead: a transformer) goes through the fused
+ *     linear loss instead (ops.linearGrpoLoss, ops.linearTokenLogprobs for the reference): no [B, L, V] logits
+ *     tensor is allocated in a step.
  * The sampled log-probs are the old log-probs (same temperature, so the first pass has ratio 1); rollouts
  * without log-probs use the first pass's own log-probs as old for later passes.
  *
@@ -25,7 +28,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DataParallel, shareOf, type DataParallelOptions } from './distributed-trainer.js'
 import { GrpoError, invalidArg } from './errors.js'
-import { grpoLoss, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
+import { grpoLoss, linearGrpoLoss, linearTokenLogprobs, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
 import { AdamW } from './optimizer.js'
 import {
   ADAMW_SCHEMA,
@@ -47,7 +50,7 @@ import {
   type RolloutCorrection,
   type Schema,
 } from './options.js'
-import { SAMPLE_OPTIONS_SCHEMA, type Policy, type SampledCompletion } from './policy.js'
+import { SAMPLE_OPTIONS_SCHEMA, hasLinearHead, type BackwardOptions, type Policy, type PolicyBatch, type SampledCompletion } from './policy.js'
 import { scoreBatch, scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
 import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
@@ -367,6 +370,94 @@ export interface TrainResult {
 
 // ---------------------------------------------------------------------------------------------------------
 
+/** The loss inputs of one micro-batch besides the logits (or hidden states). */
+interface PartInputs {
+  targets: Tensor
+  mask?: Tensor
+  oldLogp?: Tensor
+  refLogp?: Tensor
+  /** The sampler's log-probs (rollout correction; oldLogp is then the policy's own, recomputed). */
+  rolloutLogp?: Tensor
+  advantages: Tensor
+}
+
+/**
+ * The loss of one micro-batch and the policy's gradients for it. A LinearHeadPolicy: the fused linear loss from its
+ * hidden states (the head's gradients are added by the loss, the rest by backwardHidden), never the logits.
+ * Any other Policy: its logits, the fused grpoLoss written over them, and its backward.
+ */
+async function lossAndBackward(
+  policy: Policy,
+  part: PolicyBatch,
+  inputs: PartInputs,
+  options: GrpoLossOptions,
+  backwardOptions?: BackwardOptions,
+): Promise<{ stats: LossStats; loss: number; logp: Tensor }> {
+  if (hasLinearHead(policy)) {
+    const { hidden, head } = await policy.hiddenStates(part)
+    try {
+      const { inplace: _inplace, gradDtype: _gradDtype, ...lossOptions } = options
+      const r = await linearGrpoLoss(
+        { ...inputs, hidden, weight: head.weight, bias: head.bias, gradWeight: head.gradWeight ?? undefined, gradBias: head.gradBias ?? undefined },
+        lossOptions,
+      )
+      try {
+        await policy.backwardHidden(part, r.gradHidden, backwardOptions)
+      } catch (error) {
+        r.logp.dispose()
+        throw error
+      } finally {
+        r.gradHidden.dispose()
+      }
+      return { stats: r.stats, loss: r.loss, logp: r.logp }
+    } finally {
+      if (!ownedByBatch(part, hidden)) hidden.dispose()
+    }
+  }
+  const logits = await policy.logits(part)
+  try {
+    const r = await grpoLoss({ ...inputs, logits }, { ...options, inplace: true })
+    try {
+      await policy.backward(part, logits, backwardOptions)
+    } catch (error) {
+      r.logp.dispose()
+      throw error
+    }
+    return { stats: r.stats, loss: r.loss, logp: r.logp }
+  } finally {
+    logits.dispose()
+  }
+}
+
+/** Token log-probs of a micro-batch under `policy` (the reference): from its hidden states when it has a linear head. */
+async function policyLogprobs(policy: Policy, part: PolicyBatch, targets: Tensor, temperature: number): Promise<Tensor> {
+  if (hasLinearHead(policy)) {
+    const { hidden, head } = await policy.hiddenStates(part)
+    try {
+      const r = await linearTokenLogprobs({ hidden, weight: head.weight, bias: head.bias, targets, mask: part.mask }, { temperature })
+      r.lse.dispose()
+      return r.logp
+    } finally {
+      if (!ownedByBatch(part, hidden)) hidden.dispose()
+    }
+  }
+  const logits = await policy.logits(part)
+  try {
+    const r = await tokenLogprobs(logits, targets, { temperature, mask: part.mask })
+    r.lse.dispose()
+    return r.logp
+  } finally {
+    logits.dispose()
+  }
+}
+
+/** Hidden states a policy keeps in the batch's cache (for its backward) belong to the batch, not to the Trainer. */
+function ownedByBatch(part: PolicyBatch, t: Tensor): boolean {
+  if (!part.cache) return false
+  for (const v of part.cache.values()) if (v === t) return true
+  return false
+}
+
 /** A step's sampling seed: a mix of the trainer's seed and the step number, an integer below 2^53. */
 function mixSeed(seed: number, step: number): number {
   let h = Math.imul((seed % 0x100000000) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.floor(seed / 0x100000000)
@@ -559,18 +650,15 @@ export class Trainer implements Disposable, AsyncDisposable {
     try {
       const [tokens] = dp ? await dp.sum([batch.tokens]) : [batch.tokens]
       for (const [i, part] of parts.entries()) {
-        const logits = await this.policy.logits(part)
-        try {
-          const r = await grpoLoss(
-            { logits, targets: part.targets, mask: part.mask, advantages: part.advantages },
-            { loss: 'nll', lossAgg: 'token-mean', normalizer: tokens!, temperature, inplace: true },
-          )
-          r.logp.dispose()
-          loss += r.loss
-          await this.policy.backward(part, logits, i === parts.length - 1 ? dp?.backwardOptions() : undefined)
-        } finally {
-          logits.dispose()
-        }
+        const r = await lossAndBackward(
+          this.policy,
+          part,
+          { targets: part.targets, mask: part.mask, advantages: part.advantages },
+          { loss: 'nll', lossAgg: 'token-mean', normalizer: tokens!, temperature },
+          i === parts.length - 1 ? dp?.backwardOptions() : undefined,
+        )
+        r.logp.dispose()
+        loss += r.loss
       }
       const update = await this.optimizer.step({ lr: o.lr })
       if (dp) [loss] = await dp.sum([loss])
@@ -868,30 +956,14 @@ export class Trainer implements Disposable, AsyncDisposable {
     try {
       const reference = await this.#referenceFor()
       if (reference) {
-        for (const part of parts) {
-          const logits = await reference.logits(part)
-          try {
-            const r = await tokenLogprobs(logits, part.targets, { temperature: s.temperature, mask: part.mask })
-            r.lse.dispose()
-            part.setRefLogp(r.logp)
-          } finally {
-            logits.dispose()
-          }
-        }
+        for (const part of parts) part.setRefLogp(await policyLogprobs(reference, part, part.targets, s.temperature))
       }
       // Rollout correction: the rollouts' log-probs are the sampler's. The policy's own (before this step's
       // updates) become oldLogp, and the loss weighs each token by exp(old − sampler) (docs/math.md §3.3).
       if (s.rolloutCorrection) {
         for (const [i, part] of parts.entries()) {
           if (!part.oldLogp) continue
-          const logits = await this.policy.logits(part)
-          try {
-            const r = await tokenLogprobs(logits, part.targets, { temperature: s.temperature, mask: part.mask })
-            r.lse.dispose()
-            recomputedOld[i] = r.logp
-          } finally {
-            logits.dispose()
-          }
+          recomputedOld[i] = await policyLogprobs(this.policy, part, part.targets, s.temperature)
         }
       }
       const normalizer = await this.#normalizer(batch)
@@ -921,31 +993,26 @@ export class Trainer implements Disposable, AsyncDisposable {
       let clipCoef = 1
       for (let epoch = 0; epoch < s.epochs; epoch++) {
         for (const [i, part] of parts.entries()) {
-          const logits = await this.policy.logits(part)
-          let stats: LossStats
-          try {
-            const recomputed = recomputedOld[i]
-            const r = await grpoLoss(
-              {
-                logits,
-                targets: part.targets,
-                mask: part.mask,
-                oldLogp: recomputed ?? part.oldLogp ?? firstPassLogp[i],
-                ...(recomputed ? { rolloutLogp: part.oldLogp } : {}),
-                refLogp: part.refLogp,
-                advantages: part.advantages,
-              },
-              recomputed ? { ...lossOptions, rolloutCorrection: s.rolloutCorrection } : lossOptions,
-            )
-            stats = r.stats
-            // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
-            if (epoch === 0 && !part.oldLogp && s.epochs > 1) firstPassLogp[i] = r.logp
-            else r.logp.dispose()
-            // The last micro-batch completes the pass's gradients: a data-parallel trainer reduces them as they come.
-            await this.policy.backward(part, logits, i === parts.length - 1 ? this.#dp?.backwardOptions() : undefined)
-          } finally {
-            logits.dispose()
-          }
+          const recomputed = recomputedOld[i]
+          // The last micro-batch completes the pass's gradients: a data-parallel trainer reduces them as they come.
+          const r = await lossAndBackward(
+            this.policy,
+            part,
+            {
+              targets: part.targets,
+              mask: part.mask,
+              oldLogp: recomputed ?? part.oldLogp ?? firstPassLogp[i],
+              ...(recomputed ? { rolloutLogp: part.oldLogp } : {}),
+              refLogp: part.refLogp,
+              advantages: part.advantages,
+            },
+            recomputed ? { ...lossOptions, rolloutCorrection: s.rolloutCorrection } : lossOptions,
+            i === parts.length - 1 ? this.#dp?.backwardOptions() : undefined,
+          )
+          const stats = r.stats
+          // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
+          if (epoch === 0 && !part.oldLogp && s.epochs > 1) firstPassLogp[i] = r.logp
+          else r.logp.dispose()
           if (epoch === 0) {
             loss += stats.loss
             pgLoss += stats.pgLoss

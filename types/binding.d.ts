@@ -97,7 +97,13 @@ type MaybeAsync<T, A extends boolean> = A extends true ? Promise<T> : T
 export interface NativeBinding {
   NativeTensor: typeof NativeTensor
   setErrorClass(ctor: new (message: string, code: string) => Error): void
-  memoryInfo(): { cpu: { tensors: number; bytes: number; cachedBytes: number }; cuda: { tensors: number; bytes: number } }
+  memoryInfo(): {
+    cpu: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number; cachedBytes: number }
+    cuda: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number }
+  }
+  resetPeakMemory(): void
+  linearTokenLogprobs<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
+  linearGrpoLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeLinearGrpoLoss, A>
   releaseCache(): void
   backendInfo(): NativeBackendInfo
   measureMachine(options: { bytes?: number; reps?: number }): {
@@ -206,6 +212,14 @@ export interface NativeDistributedInfo {
   broken: boolean
   brokenReason: string
   collectives: number
+}
+
+export interface NativeLinearGrpoLoss {
+  loss: number
+  stats: NativeLossStats
+  logp: NativeTensor
+  entropy?: NativeTensor
+  gradHidden: NativeTensor
 }
 
 export interface NativeSampledTokens {

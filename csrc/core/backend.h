@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "core/linear_args.h"
 #include "core/measure_args.h"
+#include "core/linear_loss_args.h"
 #include "core/model_args.h"
 #include "core/op_args.h"
 #include "core/transformer_args.h"
@@ -57,6 +58,16 @@ class Backend {
   }
   virtual void startKernelTiming() {}
   virtual KernelTiming stopKernelTiming() { return {}; }
+  // The fused linear loss (core/linear_loss_args.h): log-probs and the GRPO loss from hidden states and an LM
+  // head, in tiles, never the [N, V] logits. Only the CPU backend has it so far; the others say so.
+  virtual void linearTokenLogprobs(LinearTokenLogprobsCall& call) { unsupported("linearTokenLogprobs"); }
+  virtual void linearGrpoLoss(LinearGrpoLossCall& call) { unsupported("linearGrpoLoss"); }
+
+ protected:
+  [[noreturn]] void unsupported(const char* op) const {
+    fail(ErrorCode::InvalidArg, std::string("the cpu backend for ") + op + " (its cuda and simt kernels are not written yet)",
+         "the backend", name());
+  }
 };
 
 }  // namespace grpo

@@ -94,6 +94,33 @@ struct TokenInputs {
 
 [[noreturn]] void failTokenInput(const TokenInputs& in, int64_t i, int64_t L);
 
+// The loss of docs/math.md §3-4 from per-token log-probs (and entropies) that are already known: policyLoss's
+// inputs, or the first pass of the fused linear loss. Weights from the mask, tokenTerms of every counted token,
+// the statistics, and the two derivatives a logit gradient is built from (§5): ∂loss/∂logp_t = g_t and
+// ∂loss/∂H_t = gH_t. Every loss op that starts from per-token log-probs goes through here, so a variant of the
+// per-token math (a sequence-level ratio, a rollout correction) written here reaches all of them.
+struct TokenLossInputs {
+  const float* logp = nullptr;     // [B*L], read at counted positions
+  const float* entropy = nullptr;  // [B*L] or null (H = 0)
+  const float* old = nullptr;      // [B*L] or null
+  const float* ref = nullptr;      // [B*L] or null
+  const float* rollout = nullptr;  // [B*L] or null: the sampler's log-probs (checked finite at counted positions)
+  const float* adv = nullptr;      // [B] or [B*L]
+  bool perTokenAdv = false;
+  const uint8_t* mask = nullptr;   // [B*L] or null (all counted)
+  int64_t B = 0, L = 0;
+};
+
+struct TokenLossOutputs {
+  double* gradLogp = nullptr;     // [B*L] or null: g_t (0 at masked positions)
+  double* gradEntropy = nullptr;  // [B*L] or null: gH_t (0 at masked positions)
+  LossStats stats;
+};
+
+// Throws (policyLoss's messages) on a mask value other than 0/1 and on a non-finite logp, entropy, old, ref,
+// rollout or advantage at a counted position.
+void tokenLoss(const TokenLossInputs& in, const LossParams& params, TokenLossOutputs* out);
+
 // Throws the error of the first row whose status is not kRowOk. `targets` and `inputs` are host copies.
 void throwRowStatus(const uint8_t* status, int64_t rows, const int32_t* targets, const TokenInputs* inputs, int64_t L,
                     int64_t V);

@@ -15,6 +15,16 @@ namespace grpo {
 namespace {
 std::atomic<int64_t> liveBuffers[kDeviceCount];
 std::atomic<int64_t> liveBytes[kDeviceCount];
+std::atomic<int64_t> scratchBytes[kDeviceCount];
+std::atomic<int64_t> peakBytes[kDeviceCount];
+
+// Called after every increase of liveBytes or scratchBytes: the peak follows their sum.
+void notePeak(int device) {
+  const int64_t now = liveBytes[device].load() + scratchBytes[device].load();
+  int64_t peak = peakBytes[device].load();
+  while (now > peak && !peakBytes[device].compare_exchange_weak(peak, now)) {
+  }
+}
 DeviceAllocator allocators[kDeviceCount];
 // 64-byte alignment: full cache lines and aligned AVX-512 loads at the start of every tensor.
 constexpr size_t kCpuAlignment = 64;
@@ -123,6 +133,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
   }
   liveBuffers[static_cast<int>(device)] += 1;
   liveBytes[static_cast<int>(device)] += static_cast<int64_t>(bytes);
+  notePeak(static_cast<int>(device));
   return std::shared_ptr<Storage>(new Storage(data, bytes, capacity, device));
 }
 
@@ -137,7 +148,25 @@ Storage::~Storage() {
 }
 
 MemoryCounters memoryCounters(Device device) {
-  return {liveBuffers[static_cast<int>(device)].load(), liveBytes[static_cast<int>(device)].load()};
+  const int d = static_cast<int>(device);
+  return {liveBuffers[d].load(), liveBytes[d].load(), scratchBytes[d].load(), peakBytes[d].load()};
+}
+
+void resetPeakMemory(Device device) {
+  const int d = static_cast<int>(device);
+  peakBytes[d] = liveBytes[d].load() + scratchBytes[d].load();
+}
+
+ScratchBytes::ScratchBytes(Device device, size_t bytes) { resize(device, bytes); }
+
+ScratchBytes::~ScratchBytes() { scratchBytes[static_cast<int>(device_)] -= static_cast<int64_t>(bytes_); }
+
+void ScratchBytes::resize(Device device, size_t bytes) {
+  scratchBytes[static_cast<int>(device_)] -= static_cast<int64_t>(bytes_);
+  device_ = device;
+  bytes_ = bytes;
+  scratchBytes[static_cast<int>(device_)] += static_cast<int64_t>(bytes_);
+  notePeak(static_cast<int>(device_));
 }
 
 bool checkedNumel(const std::vector<int64_t>& shape, int64_t* out) {

@@ -61,8 +61,42 @@ class Storage {
 struct MemoryCounters {
   int64_t buffers;
   int64_t bytes;
+  int64_t scratchBytes;  // working memory ops hold outside tensors (ScratchBytes below)
+  int64_t peakBytes;     // the largest bytes + scratchBytes since the last resetPeakMemory
 };
 MemoryCounters memoryCounters(Device device);
+// Starts a new peak measurement: peakBytes becomes the current bytes + scratchBytes.
+void resetPeakMemory(Device device);
+
+// Counts `bytes` of an op's working memory (GEMM panels, partial sums, per-token arrays) toward scratchBytes and
+// the peak for as long as it lives, so that memoryInfo() measures what an op really holds, not only tensors.
+class ScratchBytes {
+ public:
+  ScratchBytes() = default;
+  ScratchBytes(Device device, size_t bytes);
+  ~ScratchBytes();
+  ScratchBytes(const ScratchBytes&) = delete;
+  ScratchBytes& operator=(const ScratchBytes&) = delete;
+  // Changes the counted size (a grow-only buffer that grew).
+  void resize(Device device, size_t bytes);
+
+ private:
+  Device device_ = Device::Cpu;
+  size_t bytes_ = 0;
+};
+
+// A counted host array of T (uninitialized for trivial T): the scratch of CPU-side op code.
+template <typename T>
+class HostScratch {
+ public:
+  explicit HostScratch(size_t count) : data_(count ? new T[count] : nullptr), count_(Device::Cpu, count * sizeof(T)) {}
+  T* data() const { return data_.get(); }
+  T& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  std::unique_ptr<T[]> data_;
+  ScratchBytes count_;
+};
 size_t hostCachedBytes();  // freed host blocks kept for reuse (not counted as live)
 void releaseHostCache();
 

@@ -274,38 +274,24 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
 
 void cpu::CpuBackend::policyLoss(PolicyLossCall& c) {
   const int64_t n = c.B * c.L;
-  const LossParams& params = c.params;
-  std::vector<double> scales = sequenceScales(c.mask.defined() ? c.mask.data<uint8_t>() : nullptr, c.B, c.L, params);
-  const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
-  const float* logpIn = c.logp.data<float>();
-  const float* entropy = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
-  const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
-                           c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
-                           c.perTokenAdvantages, c.L};
-  float* grad = c.gradLogp.data<float>();
-  LossStats contextStats;
-  const LossContext context = buildLossContext(
-      ContextInputs{mask, logpIn, entropy, c.old.defined() ? c.old.data<float>() : nullptr,
-                    c.rollout.defined() ? c.rollout.data<float>() : nullptr, c.B, c.L},
-      params, &contextStats);
-  std::vector<TokenRecord> records(n);
-  for (int64_t i = 0; i < n; i++) {
-    grad[i] = 0;
-    if (mask && !mask[i]) continue;
-    double old, ref, adv;
-    if (!inputs.read(i, &old, &ref, &adv)) failTokenInput(inputs, i, c.L);
-    const double logp = logpIn[i];
-    if (!std::isfinite(logp)) fail(ErrorCode::NonFinite, "a finite value", "logp" + position(i, c.L), describeFloat(logp));
-    const double h = entropy ? entropy[i] : 0;
-    if (!std::isfinite(h)) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, c.L), describeFloat(h));
-    if (!params.hasOld) old = logp;
-    TokenTerms terms = tokenTerms(logp, old, ref, adv, h, params, context.at(i, c.L));
-    const double w = scales[i / c.L];
-    grad[i] = static_cast<float>(w * terms.dlogp);
-    records[i] = recordToken(terms, w, logp, old, h, params);
-  }
-  c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));
-  mergeContextStats(contextStats, &c.stats);
+  TokenLossInputs in;
+  in.logp = c.logp.data<float>();
+  in.entropy = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
+  in.old = c.old.defined() ? c.old.data<float>() : nullptr;
+  in.ref = c.ref.defined() ? c.ref.data<float>() : nullptr;
+  in.adv = c.advantages.data<float>();
+  in.perTokenAdv = c.perTokenAdvantages;
+  in.rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
+  in.mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
+  in.B = c.B;
+  in.L = c.L;
+  HostScratch<double> grad(static_cast<size_t>(n));
+  TokenLossOutputs out;
+  out.gradLogp = grad.data();
+  tokenLoss(in, c.params, &out);
+  float* g = c.gradLogp.data<float>();
+  for (int64_t i = 0; i < n; i++) g[i] = static_cast<float>(grad[i]);
+  c.stats = out.stats;
 }
 
 void cpu::CpuBackend::groupAdvantages(GroupAdvantagesCall& c) {

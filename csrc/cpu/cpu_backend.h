@@ -42,6 +42,9 @@ class CpuBackend final : public Backend {
   void attentionBackward(AttentionBackwardCall& c) override;
   void attentionDecode(AttentionDecodeCall& c) override;
   void kvCacheWrite(KvCacheWriteCall& c) override;
+  // cpu/linear_loss.cc: the fused linear loss.
+  void linearTokenLogprobs(LinearTokenLogprobsCall& c) override;
+  void linearGrpoLoss(LinearGrpoLossCall& c) override;
 };
 
 }  // namespace grpo::cpu

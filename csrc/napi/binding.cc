@@ -13,6 +13,8 @@ Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info);
 Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info);
 Napi::Value policyLossBinding(const Napi::CallbackInfo& info);
 Napi::Value grpoLossBinding(const Napi::CallbackInfo& info);
+Napi::Value linearTokenLogprobsBinding(const Napi::CallbackInfo& info);
+Napi::Value linearGrpoLossBinding(const Napi::CallbackInfo& info);
 Napi::Value backendInfoBinding(const Napi::CallbackInfo& info);
 Napi::Value measureMachineBinding(const Napi::CallbackInfo& info);
 Napi::Value kernelExp2Binding(const Napi::CallbackInfo& info);
@@ -74,6 +76,8 @@ Napi::Value memoryInfoBinding(const Napi::CallbackInfo& info) {
     Napi::Object entry = Napi::Object::New(env);
     entry.Set("tensors", static_cast<double>(c.buffers));
     entry.Set("bytes", static_cast<double>(c.bytes));
+    entry.Set("scratchBytes", static_cast<double>(c.scratchBytes));
+    entry.Set("peakBytes", static_cast<double>(c.peakBytes));
     o.Set(deviceName(d), entry);
   }
   o.Get("cpu").As<Napi::Object>().Set("cachedBytes", static_cast<double>(hostCachedBytes()));
@@ -81,6 +85,11 @@ Napi::Value memoryInfoBinding(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+Napi::Value resetPeakMemoryBinding(const Napi::CallbackInfo& info) {
+  for (Device d : {Device::Cpu, Device::Cuda}) resetPeakMemory(d);
+  return info.Env().Undefined();
+}
 
 Napi::Value releaseCacheBinding(const Napi::CallbackInfo& info) {
   releaseHostCache();
@@ -93,6 +102,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", TensorHandle::define(env));
   exports.Set("setErrorClass", Napi::Function::New(env, setErrorClassBinding, "setErrorClass"));
   exports.Set("memoryInfo", Napi::Function::New(env, memoryInfoBinding, "memoryInfo"));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, resetPeakMemoryBinding, "resetPeakMemory"));
+  exports.Set("linearTokenLogprobs", Napi::Function::New(env, linearTokenLogprobsBinding, "linearTokenLogprobs"));
+  exports.Set("linearGrpoLoss", Napi::Function::New(env, linearGrpoLossBinding, "linearGrpoLoss"));
   exports.Set("backendInfo", Napi::Function::New(env, backendInfoBinding, "backendInfo"));
   exports.Set("measureMachine", Napi::Function::New(env, measureMachineBinding, "measureMachine"));
   exports.Set("kernelExp2", Napi::Function::New(env, kernelExp2Binding, "kernelExp2"));

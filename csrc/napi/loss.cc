@@ -8,9 +8,8 @@
 
 namespace grpo {
 
-namespace {
-
-Napi::Object statsObject(Napi::Env env, const LossStats& s) {
+// The statistics object of every loss op (the fused linear loss's binding uses it too).
+Napi::Object lossStatsObject(Napi::Env env, const LossStats& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("loss", s.loss);
   o.Set("pgLoss", s.pgLoss);
@@ -32,6 +31,10 @@ Napi::Object statsObject(Napi::Env env, const LossStats& s) {
   o.Set("entropyThreshold", s.entropyThreshold);
   return o;
 }
+
+namespace {
+
+Napi::Object statsObject(Napi::Env env, const LossStats& s) { return lossStatsObject(env, s); }
 
 // The [B, L] inputs shared by both loss ops.
 void checkTokenInputs(const TensorRef& mask, const TensorRef& old, const TensorRef& ref, const TensorRef& rollout, int64_t B,
