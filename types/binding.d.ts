@@ -16,6 +16,8 @@ export declare class NativeTensor {
   readSync(): ArrayBuffer
   to(device: NativeDevice, async: true): Promise<NativeTensor>
   to(device: NativeDevice, async: false): NativeTensor
+  /** A view: the same storage with another shape of the same element count. */
+  reshape(shape: readonly number[]): NativeTensor
 }
 
 export interface NativeLossStats {

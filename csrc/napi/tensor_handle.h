@@ -27,6 +27,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value read(const Napi::CallbackInfo& info);
   Napi::Value readSync(const Napi::CallbackInfo& info);
   Napi::Value to(const Napi::CallbackInfo& info);
+  Napi::Value reshape(const Napi::CallbackInfo& info);
   const TensorRef& live(Napi::Env env);
 
   TensorRef ref_;
