@@ -18,7 +18,10 @@ import { parseArgs } from 'node:util'
 import * as backend from '../backend.js'
 import type { Device } from '../dtype.js'
 import { invalidArg } from '../errors.js'
+import * as hf from '../hf/index.js'
 import { LogLinearPolicy } from '../log-linear-policy.js'
+import type { Policy } from '../policy.js'
+import { TransformerPolicy } from '../transformer-policy.js'
 import { generateToolTask, fitToolTaskTokenizer, type ToolTaskExample } from '../task/index.js'
 import { defaultDevice } from '../tensor.js'
 import { Trainer, presets, type EvaluateResult, type StepMetrics, type TrainerPrompt } from '../trainer.js'
@@ -29,21 +32,25 @@ GRPO on the bundled tool-calling task: warm start, held-out evaluation, GRPO wit
 evaluation again, and runs/<time>/{metrics.jsonl, summary.json, curves.svg}.
 
 Options:
-  --steps N             GRPO steps (default 300)
+  --policy P            log-linear (default) or transformer: a small Qwen2-layout decoder created from
+                        scratch (2 layers, hidden 128, 4 heads of 32, tied embeddings; TransformerPolicy)
+  --steps N             GRPO steps (default 300; transformer 100)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
-  --lr X                GRPO learning rate (default 0.006)
+  --lr X                GRPO learning rate (default 0.006; transformer 3e-4)
   --warmup-examples N   size of the warm-start slice (default 400)
-  --warmup-steps N      supervised steps of 64 examples (default 10)
-  --warmup-lr X         warm-start learning rate (default 0.03)
+  --warmup-steps N      supervised steps of 64 examples (default 10; transformer 60)
+  --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3)
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
-  --save                also write the trained policy and tokenizer to the output folder
+  --save                also write the trained policy and tokenizer to the output folder (transformer: a
+                        Hugging Face folder model/)
   --quiet               no progress bar
   -h, --help            this text`
 
 interface Config {
+  policy: 'log-linear' | 'transformer'
   steps: number
   seed: number
   device: Device
@@ -69,6 +76,7 @@ function parseConfig(args: string[]): Config | null {
   const { values } = parseArgs({
     args,
     options: {
+      policy: { type: 'string' },
       steps: { type: 'string' },
       seed: { type: 'string' },
       device: { type: 'string' },
@@ -92,17 +100,21 @@ function parseConfig(args: string[]): Config | null {
     if (!Number.isFinite(x) || x <= 0) invalidArg('a number > 0', flag, value)
     return x
   }
+  const policy = values.policy ?? 'log-linear'
+  if (policy !== 'log-linear' && policy !== 'transformer') invalidArg("'log-linear' or 'transformer'", '--policy', values.policy)
+  const tf = policy === 'transformer'
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
   return {
-    steps: integer(values.steps, '--steps', 300, 0),
+    policy,
+    steps: integer(values.steps, '--steps', tf ? 100 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
     batch: integer(values.batch, '--batch', 16, 1),
-    lr: rate(values.lr, '--lr', 0.006),
-    warmupLr: rate(values['warmup-lr'], '--warmup-lr', 0.03),
+    lr: rate(values.lr, '--lr', tf ? 3e-4 : 0.006),
+    warmupLr: rate(values['warmup-lr'], '--warmup-lr', tf ? 3e-3 : 0.03),
     warmupExamples: integer(values['warmup-examples'], '--warmup-examples', 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', 10, 0),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 60 : 10, 0),
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
@@ -110,7 +122,7 @@ function parseConfig(args: string[]): Config | null {
 }
 
 /** A one-line progress bar, redrawn in place on a terminal, printed every 10% otherwise. */
-class Progress {
+export class Progress {
   #total: number
   #tty: boolean
   #quiet: boolean
@@ -151,7 +163,7 @@ function ema(values: readonly number[], alpha: number): number[] {
 }
 
 /** The curves: train reward (per step and smoothed) with held-out points, KL, clip fraction, entropy. */
-async function renderCurves(steps: readonly StepMetrics[], evals: readonly { step: number; reward: number }[], epochs: number): Promise<string> {
+export async function renderCurves(steps: readonly StepMetrics[], evals: readonly { step: number; reward: number }[], epochs: number): Promise<string> {
   const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')])
   const smooth = ema(steps.map((m) => m.rewardMean), 0.15)
   const rows: Record<string, unknown>[] = []
@@ -218,7 +230,7 @@ async function renderCurves(steps: readonly StepMetrics[], evals: readonly { ste
   }
 }
 
-function table(before: EvaluateResult, after: EvaluateResult): string {
+export function table(before: EvaluateResult, after: EvaluateResult): string {
   const reasons = [...new Set([...Object.keys(before.reasons), ...Object.keys(after.reasons)])].sort()
   const rows: [string, string, string][] = [
     ['held-out binary reward', before.reward.toFixed(3), after.reward.toFixed(3)],
@@ -231,6 +243,8 @@ function table(before: EvaluateResult, after: EvaluateResult): string {
 }
 
 export async function run(args: string[]): Promise<number> {
+  // A Hugging Face model and prepared data: the Tool-N1 recipe on a real checkpoint (lib/commands/train-model.ts).
+  if (args.some((a) => a === '--model' || a.startsWith('--model='))) return (await import('./train-model.js')).run(args)
   const config = parseConfig(args)
   if (!config) {
     process.stdout.write(USAGE + '\n')
@@ -243,8 +257,16 @@ export async function run(args: string[]): Promise<number> {
 
   const task = generateToolTask({ seed: config.seed, train: 2000, heldOut: 200 })
   const tokenizer = fitToolTaskTokenizer(task)
+  // The transformer reads the prompt from the last user turn on, as the log-linear policy's features do: the 11
+  // tools and the system prompt are the same in every request, so they carry nothing it cannot learn, and the
+  // prompt shrinks ~10×, which is what makes a transformer trainable here in minutes.
+  const userTurn = [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!]
+  const fromLastUserTurn = (tokens: Int32Array): Int32Array => {
+    for (let i = tokens.length - 2; i >= 0; i--) if (tokens[i] === userTurn[0] && tokens[i + 1] === userTurn[1]) return tokens.slice(i)
+    return tokens
+  }
   const toPrompt = (e: ToolTaskExample): TrainerPrompt & { reference: Int32Array } => ({
-    tokens: tokenizer.encode(e.prompt),
+    tokens: config.policy === 'transformer' ? fromLastUserTurn(tokenizer.encode(e.prompt)) : tokenizer.encode(e.prompt),
     groundTruth: e.groundTruth,
     reference: tokenizer.encode(e.reference, { eos: true }),
   })
@@ -256,15 +278,37 @@ export async function run(args: string[]): Promise<number> {
   const lines: string[] = []
   const record = (entry: Record<string, unknown>) => lines.push(JSON.stringify(entry))
 
-  const policy = new LogLinearPolicy({
-    vocabSize: tokenizer.vocabSize,
-    hashSize: 32768,
-    device: config.device,
-    promptWindow: 40,
-    // The features see the user's request: whitespace and the chat markers around it carry nothing.
-    ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
-    windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
-  })
+  const policy: Policy =
+    config.policy === 'transformer'
+      ? TransformerPolicy.create(
+          {
+            architecture: 'Qwen2ForCausalLM',
+            vocabSize: tokenizer.vocabSize,
+            hiddenSize: 128,
+            intermediateSize: 256,
+            numLayers: 2,
+            numHeads: 4,
+            numKvHeads: 2,
+            headDim: 32,
+            tieWordEmbeddings: true,
+            maxPositionEmbeddings: 2048,
+            eosTokenIds: [tokenizer.eosId],
+          },
+          { seed: config.seed, device: config.device },
+        )
+      : new LogLinearPolicy({
+          vocabSize: tokenizer.vocabSize,
+          hashSize: 32768,
+          device: config.device,
+          promptWindow: 40,
+          // The features see the user's request: whitespace and the chat markers around it carry nothing.
+          ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
+          windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
+        })
+  if (policy instanceof TransformerPolicy) {
+    const c = policy.config
+    out(`policy: TransformerPolicy (${c.architecture} layout from scratch: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads of ${c.headDim}, ${hf.parameterCount(c)} parameters)`)
+  }
   const trainer = new Trainer({
     ...presets.toolN1,
     policy,
@@ -359,11 +403,11 @@ export async function run(args: string[]): Promise<number> {
     }
     await writeFile(join(config.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
     if (config.save) {
-      await policy.save(join(config.out, 'policy.safetensors'))
+      await policy.save(join(config.out, policy instanceof TransformerPolicy ? 'model' : 'policy.safetensors'))
       await writeFile(join(config.out, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()) + '\n')
     }
     out(`GRPO time split: sampling ${time.sample.toFixed(1)}s, reward ${time.reward.toFixed(1)}s, loss ${time.loss.toFixed(1)}s, update ${time.update.toFixed(1)}s`)
-    out(`wrote ${join(config.out, 'metrics.jsonl')}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? ', policy.safetensors, tokenizer.json' : ''}`)
+    out(`wrote ${join(config.out, 'metrics.jsonl')}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? (config.policy === 'transformer' ? ', model/, tokenizer.json' : ', policy.safetensors, tokenizer.json') : ''}`)
     out(`done in ${totalSeconds.toFixed(1)}s`)
     return 0
   } finally {
