@@ -21,7 +21,7 @@ import { renderCalls, renderChatML, type ChatMessage, type PromptToolCall } from
 import { defaultDevice } from '../tensor.js'
 import { Trainer, presets, type StepMetrics, type TrainerPrompt } from '../trainer.js'
 import { TransformerPolicy } from '../transformer-policy.js'
-import { Progress, renderCurves, table } from './train.js'
+import { Progress, renderCurves, table } from './train-report.js'
 
 const USAGE = `Usage: node-grpo train --model <dir> --data <prepared.jsonl> [options]
 
