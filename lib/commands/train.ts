@@ -35,14 +35,14 @@ evaluation again, and runs/<time>/{metrics.jsonl, summary.json, curves.svg}.
 Options:
   --policy P            log-linear (default) or transformer: a small Qwen2-layout decoder created from
                         scratch (2 layers, hidden 128, 4 heads of 32, tied embeddings; TransformerPolicy)
-  --steps N             GRPO steps (default 300; transformer 100)
+  --steps N             GRPO steps (default 300; transformer 60)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
-  --lr X                GRPO learning rate (default 0.006; transformer 3e-4)
-  --warmup-examples N   size of the warm-start slice (default 400)
-  --warmup-steps N      supervised steps of 64 examples (default 10; transformer 60)
+  --lr X                GRPO learning rate (default 0.006; transformer 1e-4)
+  --warmup-examples N   size of the warm-start slice (default 400; transformer 2000)
+  --warmup-steps N      supervised steps of 64 examples (default 10; transformer 300)
   --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3)
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
   --save                also write the trained policy and tokenizer to the output folder (transformer: a
@@ -107,15 +107,15 @@ function parseConfig(args: string[]): Config | null {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
   return {
     policy,
-    steps: integer(values.steps, '--steps', tf ? 100 : 300, 0),
+    steps: integer(values.steps, '--steps', tf ? 60 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
     batch: integer(values.batch, '--batch', 16, 1),
-    lr: rate(values.lr, '--lr', tf ? 3e-4 : 0.006),
+    lr: rate(values.lr, '--lr', tf ? 1e-4 : 0.006),
     warmupLr: rate(values['warmup-lr'], '--warmup-lr', tf ? 3e-3 : 0.03),
-    warmupExamples: integer(values['warmup-examples'], '--warmup-examples', 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 60 : 10, 0),
+    warmupExamples: integer(values['warmup-examples'], '--warmup-examples', tf ? 2000 : 400, 1),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 300 : 10, 0),
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
