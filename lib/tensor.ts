@@ -264,6 +264,30 @@ export class Tensor implements Disposable, AsyncDisposable {
     return new Tensor(this.native.to(device, false))
   }
 
+  /**
+   * A view of this tensor with another shape of the same element count (one size may be -1: inferred). No copy:
+   * the view shares the storage, so writes through either are seen through both; each is disposed on its own
+   * (the storage is freed when the last one goes). A `[T, H·D]` projection output viewed as `[T, H, D]` heads,
+   * for example.
+   */
+  reshape(shape: readonly number[]): Tensor {
+    if (!Array.isArray(shape)) invalidArg('an array of sizes', 'shape', shape)
+    const inferred = shape.filter((d) => d === -1).length
+    if (inferred > 1) fail('ERR_GRPO_SHAPE', 'at most one -1 size', 'shape', `[${shape.join(', ')}]`)
+    let dims = [...shape]
+    if (inferred === 1) {
+      const known = dims.filter((d) => d !== -1)
+      checkShape(known)
+      const rest = known.reduce((a, b) => a * b, 1)
+      if (rest === 0 || this.size % rest !== 0) fail('ERR_GRPO_SHAPE', `a shape of ${this.size} elements`, 'shape', `[${shape.join(', ')}]`)
+      dims = dims.map((d) => (d === -1 ? this.size / rest : d))
+    }
+    checkShape(dims)
+    const count = dims.reduce((a, b) => a * b, 1)
+    if (count !== this.size) fail('ERR_GRPO_SHAPE', `a shape of ${this.size} elements (the tensor's [${this.shape.join(', ')}])`, 'shape', `[${shape.join(', ')}]`)
+    return new Tensor(this.native.reshape(dims))
+  }
+
   /** Frees the native memory now. Idempotent; any later use throws ERR_GRPO_DISPOSED. */
   dispose(): void {
     this.#native.dispose()

@@ -50,7 +50,7 @@ import {
   type RolloutCorrection,
   type Schema,
 } from './options.js'
-import { SAMPLE_OPTIONS_SCHEMA, hasLinearHead, type BackwardOptions, type Policy, type PolicyBatch, type SampledCompletion } from './policy.js'
+import { SAMPLE_OPTIONS_SCHEMA, hasLinearHead, type BackwardOptions, type LinearHeadPolicy, type Policy, type PolicyBatch, type SampledCompletion } from './policy.js'
 import { scoreBatch, scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
 import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
@@ -382,6 +382,14 @@ interface PartInputs {
 }
 
 /**
+ * Whether the Trainer takes the fused linear loss for this policy: one with a linear head, on a backend that has
+ * the op's kernels (the CPU so far; on cuda and simt the policy's logits and the fused grpoLoss serve instead).
+ */
+function usesLinearLoss(policy: Policy): policy is LinearHeadPolicy {
+  return hasLinearHead(policy) && policy.device === 'cpu'
+}
+
+/**
  * The loss of one micro-batch and the policy's gradients for it. A LinearHeadPolicy: the fused linear loss from its
  * hidden states (the head's gradients are added by the loss, the rest by backwardHidden), never the logits.
  * Any other Policy: its logits, the fused grpoLoss written over them, and its backward.
@@ -393,7 +401,7 @@ async function lossAndBackward(
   options: GrpoLossOptions,
   backwardOptions?: BackwardOptions,
 ): Promise<{ stats: LossStats; loss: number; logp: Tensor }> {
-  if (hasLinearHead(policy)) {
+  if (usesLinearLoss(policy)) {
     const { hidden, head } = await policy.hiddenStates(part)
     try {
       const { inplace: _inplace, gradDtype: _gradDtype, ...lossOptions } = options
@@ -431,7 +439,7 @@ async function lossAndBackward(
 
 /** Token log-probs of a micro-batch under `policy` (the reference): from its hidden states when it has a linear head. */
 async function policyLogprobs(policy: Policy, part: PolicyBatch, targets: Tensor, temperature: number): Promise<Tensor> {
-  if (hasLinearHead(policy)) {
+  if (usesLinearLoss(policy)) {
     const { hidden, head } = await policy.hiddenStates(part)
     try {
       const r = await linearTokenLogprobs({ hidden, weight: head.weight, bias: head.bias, targets, mask: part.mask }, { temperature })

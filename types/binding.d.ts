@@ -20,6 +20,8 @@ export declare class NativeTensor {
   /** Copies `data` into the storage at `byteOffset` (bounds-checked). */
   write(byteOffset: number, data: ArrayBufferView, async: true): Promise<void>
   write(byteOffset: number, data: ArrayBufferView, async: false): void
+  /** A view: the same storage with another shape of the same element count. */
+  reshape(shape: readonly number[]): NativeTensor
 }
 
 export interface NativeLossStats {

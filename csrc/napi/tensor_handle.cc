@@ -37,6 +37,7 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                                         InstanceMethod<&TensorHandle::readSync>("readSync"),
                                         InstanceMethod<&TensorHandle::to>("to"),
                                         InstanceMethod<&TensorHandle::write>("write"),
+                                        InstanceMethod<&TensorHandle::reshape>("reshape"),
                                     });
   addonData(env).tensorClass = Napi::Persistent(ctor);
   return ctor;
@@ -312,6 +313,40 @@ Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
           }
         },
         [](Napi::Env e, CopyCall& c) { return wrapTensor(e, c.dst); }, lease);
+  });
+}
+
+}  // namespace grpo
+
+namespace grpo {
+
+// reshape(shape): a new handle on the same storage with another shape of the same element count (a view: no
+// copy). Each handle holds its own reference to the storage, so disposing one leaves the other valid; writes
+// through one are seen through the other.
+Napi::Value TensorHandle::reshape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const TensorRef& src = live(env);
+    if (info.Length() < 1 || !info[0].IsArray()) fail(ErrorCode::InvalidArg, "an array of sizes", "shape", describeValue(info[0]));
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<int64_t> shape;
+    double count = 1;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value d = arr.Get(i);
+      double v = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
+      if (!(v >= 0) || v != std::floor(v) || v > 9007199254740991.0) {
+        fail(ErrorCode::Shape, "a non-negative integer", "shape[" + std::to_string(i) + "]", describeValue(d));
+      }
+      shape.push_back(static_cast<int64_t>(v));
+      count *= v;
+    }
+    if (count != static_cast<double>(src.numel())) {
+      fail(ErrorCode::Shape, std::to_string(src.numel()) + " elements (the tensor's shape " + shapeString(src.shape) + ")", "shape",
+           shapeString(shape));
+    }
+    TensorRef view = src;
+    view.shape = shape;
+    return wrapTensor(env, view);
   });
 }
 

@@ -32,6 +32,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value readSync(const Napi::CallbackInfo& info);
   Napi::Value to(const Napi::CallbackInfo& info);
   Napi::Value write(const Napi::CallbackInfo& info);
+  Napi::Value reshape(const Napi::CallbackInfo& info);
   const TensorRef& live(Napi::Env env);
   // Tells V8 about the storage this handle holds (once), and takes it back on dispose or finalization.
   void reportExternal(Napi::Env env);

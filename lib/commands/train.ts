@@ -26,10 +26,14 @@ import * as backend from '../backend.js'
 import * as distributed from '../distributed.js'
 import type { Device } from '../dtype.js'
 import { invalidArg } from '../errors.js'
+import * as hf from '../hf/index.js'
 import { LogLinearPolicy } from '../log-linear-policy.js'
+import type { Policy } from '../policy.js'
+import { TransformerPolicy } from '../transformer-policy.js'
 import { generateToolTask, fitToolTaskTokenizer, type ToolTaskExample } from '../task/index.js'
 import { defaultDevice } from '../tensor.js'
-import { Trainer, presets, type EvaluateResult, type StepMetrics, type TrainerPrompt } from '../trainer.js'
+import { Trainer, presets, type TrainerPrompt } from '../trainer.js'
+import { Progress, renderCurves, table } from './train-report.js'
 
 const USAGE = `Usage: node-grpo train [options]
 
@@ -37,17 +41,20 @@ GRPO on the bundled tool-calling task: warm start, held-out evaluation, GRPO wit
 evaluation again, and runs/<time>/{metrics.jsonl, summary.json, curves.svg}.
 
 Options:
-  --steps N             GRPO steps (default 300)
+  --policy P            log-linear (default) or transformer: a small Qwen2-layout decoder created from
+                        scratch (2 layers, hidden 128, 4 heads of 32, tied embeddings; TransformerPolicy)
+  --steps N             GRPO steps (default 300; transformer 60)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
-  --lr X                GRPO learning rate (default 0.006)
-  --warmup-examples N   size of the warm-start slice (default 400)
-  --warmup-steps N      supervised steps of 64 examples (default 10)
-  --warmup-lr X         warm-start learning rate (default 0.03)
+  --lr X                GRPO learning rate (default 0.006; transformer 1e-4)
+  --warmup-examples N   size of the warm-start slice (default 400; transformer 2000)
+  --warmup-steps N      supervised steps of 64 examples (default 10; transformer 300)
+  --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3)
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
-  --save                also write the trained policy and tokenizer to the output folder
+  --save                also write the trained policy and tokenizer to the output folder (transformer: a
+                        Hugging Face folder model/)
   --quiet               no progress bar
   --zero                data-parallel runs: shard the AdamW moments across ranks (ZeRO-1)
   --dist-timeout S      data-parallel runs: seconds a collective waits for the other ranks (default 600)
@@ -57,6 +64,7 @@ Data-parallel: mpirun -np 4 npx node-grpo train …, srun … npx node-grpo trai
 (--batch is the global batch: every rank samples its share of it).`
 
 interface Config {
+  policy: 'log-linear' | 'transformer'
   steps: number
   seed: number
   device: Device
@@ -84,6 +92,7 @@ function parseConfig(args: string[]): Config | null {
   const { values } = parseArgs({
     args,
     options: {
+      policy: { type: 'string' },
       steps: { type: 'string' },
       seed: { type: 'string' },
       device: { type: 'string' },
@@ -109,17 +118,21 @@ function parseConfig(args: string[]): Config | null {
     if (!Number.isFinite(x) || x <= 0) invalidArg('a number > 0', flag, value)
     return x
   }
+  const policy = values.policy ?? 'log-linear'
+  if (policy !== 'log-linear' && policy !== 'transformer') invalidArg("'log-linear' or 'transformer'", '--policy', values.policy)
+  const tf = policy === 'transformer'
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
   return {
-    steps: integer(values.steps, '--steps', 300, 0),
+    policy,
+    steps: integer(values.steps, '--steps', tf ? 60 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
     batch: integer(values.batch, '--batch', 16, 1),
-    lr: rate(values.lr, '--lr', 0.006),
-    warmupLr: rate(values['warmup-lr'], '--warmup-lr', 0.03),
-    warmupExamples: integer(values['warmup-examples'], '--warmup-examples', 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', 10, 0),
+    lr: rate(values.lr, '--lr', tf ? 1e-4 : 0.006),
+    warmupLr: rate(values['warmup-lr'], '--warmup-lr', tf ? 3e-3 : 0.03),
+    warmupExamples: integer(values['warmup-examples'], '--warmup-examples', tf ? 2000 : 400, 1),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 300 : 10, 0),
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
@@ -128,128 +141,9 @@ function parseConfig(args: string[]): Config | null {
   }
 }
 
-/** A one-line progress bar, redrawn in place on a terminal, printed every 10% otherwise. */
-class Progress {
-  #total: number
-  #tty: boolean
-  #quiet: boolean
-  #lastPrinted = -1
-  #start = performance.now()
-
-  constructor(total: number, quiet: boolean) {
-    this.#total = total
-    this.#tty = process.stdout.isTTY === true
-    this.#quiet = quiet
-  }
-
-  update(done: number, text: string): void {
-    if (this.#quiet || this.#total === 0) return
-    const width = 24
-    const filled = Math.round((done / this.#total) * width)
-    const seconds = ((performance.now() - this.#start) / 1000).toFixed(0)
-    const line = `  [${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(done).padStart(String(this.#total).length)}/${this.#total} ${text} ${seconds}s`
-    if (this.#tty) {
-      process.stdout.write(`\r${line}\x1b[K`)
-      return
-    }
-    const decile = Math.floor((done / this.#total) * 10)
-    if (decile !== this.#lastPrinted || done === this.#total) {
-      this.#lastPrinted = decile
-      process.stdout.write(line + '\n')
-    }
-  }
-
-  end(): void {
-    if (this.#tty && !this.#quiet && this.#total > 0) process.stdout.write('\n')
-  }
-}
-
-function ema(values: readonly number[], alpha: number): number[] {
-  let s = values[0] ?? 0
-  return values.map((v) => (s = alpha * v + (1 - alpha) * s))
-}
-
-/** The curves: train reward (per step and smoothed) with held-out points, KL, clip fraction, entropy. */
-async function renderCurves(steps: readonly StepMetrics[], evals: readonly { step: number; reward: number }[], epochs: number): Promise<string> {
-  const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')])
-  const smooth = ema(steps.map((m) => m.rewardMean), 0.15)
-  const rows: Record<string, unknown>[] = []
-  steps.forEach((m, i) => {
-    rows.push({ panel: 'reward', series: 'train batch', step: m.step, value: m.rewardMean })
-    rows.push({ panel: 'reward', series: 'train (smoothed)', step: m.step, value: smooth[i] })
-    rows.push({ panel: 'KL to reference (k3)', series: 'KL', step: m.step, value: m.kl })
-    rows.push({ panel: 'clip fraction', series: 'clip fraction', step: m.step, value: m.clipFrac })
-    rows.push({ panel: 'entropy (nats / token)', series: 'entropy', step: m.step, value: m.entropy })
-  })
-  for (const e of evals) rows.push({ panel: 'reward', series: 'held-out (greedy)', step: e.step, value: e.reward })
-  const x = { field: 'step', type: 'quantitative', title: 'GRPO step' }
-  const color = { field: 'series', type: 'nominal', title: null, legend: { orient: 'top' } }
-  const panel = (key: string, y: Record<string, unknown> = {}, title = key) => ({
-    title,
-    width: 520,
-    height: 140,
-    transform: [{ filter: { field: 'panel', equal: key } }],
-    mark: { type: 'line', strokeWidth: 1.5 },
-    encoding: { x, y: { field: 'value', type: 'quantitative', title: null, ...y }, color },
-  })
-  const reward = {
-    title: 'reward',
-    width: 520,
-    height: 180,
-    transform: [{ filter: { field: 'panel', equal: 'reward' } }],
-    layer: [
-      {
-        transform: [{ filter: "datum.series !== 'held-out (greedy)'" }],
-        mark: { type: 'line', strokeWidth: 1.5 },
-        encoding: {
-          x,
-          y: { field: 'value', type: 'quantitative', title: null, scale: { domain: [0, 1] } },
-          color,
-          opacity: { condition: { test: "datum.series === 'train batch'", value: 0.3 }, value: 1 },
-        },
-      },
-      {
-        transform: [{ filter: "datum.series === 'held-out (greedy)'" }],
-        mark: { type: 'line', point: true, strokeWidth: 2 },
-        encoding: { x, y: { field: 'value', type: 'quantitative' }, color },
-      },
-    ],
-  }
-  const spec = {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    data: { values: rows },
-    vconcat: [
-      reward,
-      panel('KL to reference (k3)'),
-      // One on-policy pass per batch (epochs 1) has ratio 1 at every token, so this stays 0 unless epochs > 1.
-      panel('clip fraction', { scale: { domainMin: 0, domainMax: 0.05 } }, epochs > 1 ? 'clip fraction' : 'clip fraction (0: one on-policy pass per batch, ratio 1)'),
-      panel('entropy (nats / token)'),
-    ],
-    resolve: { scale: { color: 'independent' } },
-    config: { font: 'sans-serif', view: { stroke: '#ddd' } },
-  }
-  const compiled = vegaLite.compile(spec as never).spec
-  const view = new vega.View(vega.parse(compiled), { renderer: 'none' })
-  try {
-    return await view.toSVG()
-  } finally {
-    view.finalize()
-  }
-}
-
-function table(before: EvaluateResult, after: EvaluateResult): string {
-  const reasons = [...new Set([...Object.keys(before.reasons), ...Object.keys(after.reasons)])].sort()
-  const rows: [string, string, string][] = [
-    ['held-out binary reward', before.reward.toFixed(3), after.reward.toFixed(3)],
-    ...reasons.map((r): [string, string, string] => [`  ${r}`, String(before.reasons[r] ?? 0), String(after.reasons[r] ?? 0)]),
-    ['mean completion tokens', before.completionLength.toFixed(1), after.completionLength.toFixed(1)],
-  ]
-  const w = Math.max(...rows.map((r) => r[0].length))
-  const head = `  ${''.padEnd(w)}  ${'warm start'.padStart(10)}  ${'after GRPO'.padStart(10)}`
-  return [head, ...rows.map(([a, b, c]) => `  ${a.padEnd(w)}  ${b.padStart(10)}  ${c.padStart(10)}`)].join('\n')
-}
-
 export async function run(args: string[]): Promise<number> {
+  // A Hugging Face model and prepared data: the Tool-N1 recipe on a real checkpoint (lib/commands/train-model.ts).
+  if (args.some((a) => a === '--model' || a.startsWith('--model='))) return (await import('./train-model.js')).run(args)
   // One GPU per local rank when a launcher started several processes: before anything starts CUDA.
   const launched = distributed.launched()
   if (launched) distributed.assignDevice()
@@ -272,8 +166,16 @@ export async function run(args: string[]): Promise<number> {
 
   const task = generateToolTask({ seed: config.seed, train: 2000, heldOut: 200 })
   const tokenizer = fitToolTaskTokenizer(task)
+  // The transformer reads the prompt from the last user turn on, as the log-linear policy's features do: the 11
+  // tools and the system prompt are the same in every request, so they carry nothing it cannot learn, and the
+  // prompt shrinks ~10×, which is what makes a transformer trainable here in minutes.
+  const userTurn = [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!]
+  const fromLastUserTurn = (tokens: Int32Array): Int32Array => {
+    for (let i = tokens.length - 2; i >= 0; i--) if (tokens[i] === userTurn[0] && tokens[i + 1] === userTurn[1]) return tokens.slice(i)
+    return tokens
+  }
   const toPrompt = (e: ToolTaskExample): TrainerPrompt & { reference: Int32Array } => ({
-    tokens: tokenizer.encode(e.prompt),
+    tokens: config.policy === 'transformer' ? fromLastUserTurn(tokenizer.encode(e.prompt)) : tokenizer.encode(e.prompt),
     groundTruth: e.groundTruth,
     reference: tokenizer.encode(e.reference, { eos: true }),
   })
@@ -290,15 +192,37 @@ export async function run(args: string[]): Promise<number> {
     if (metrics !== null) writeSync(metrics, JSON.stringify(entry) + '\n')
   }
 
-  const policy = new LogLinearPolicy({
-    vocabSize: tokenizer.vocabSize,
-    hashSize: 32768,
-    device: config.device,
-    promptWindow: 40,
-    // The features see the user's request: whitespace and the chat markers around it carry nothing.
-    ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
-    windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
-  })
+  const policy: Policy =
+    config.policy === 'transformer'
+      ? TransformerPolicy.create(
+          {
+            architecture: 'Qwen2ForCausalLM',
+            vocabSize: tokenizer.vocabSize,
+            hiddenSize: 128,
+            intermediateSize: 256,
+            numLayers: 2,
+            numHeads: 4,
+            numKvHeads: 2,
+            headDim: 32,
+            tieWordEmbeddings: true,
+            maxPositionEmbeddings: 2048,
+            eosTokenIds: [tokenizer.eosId],
+          },
+          { seed: config.seed, device: config.device },
+        )
+      : new LogLinearPolicy({
+          vocabSize: tokenizer.vocabSize,
+          hashSize: 32768,
+          device: config.device,
+          promptWindow: 40,
+          // The features see the user's request: whitespace and the chat markers around it carry nothing.
+          ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
+          windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
+        })
+  if (policy instanceof TransformerPolicy) {
+    const c = policy.config
+    out(`policy: TransformerPolicy (${c.architecture} layout from scratch: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads of ${c.headDim}, ${hf.parameterCount(c)} parameters)`)
+  }
   const trainer = new Trainer({
     ...presets.toolN1,
     policy,
@@ -404,11 +328,11 @@ export async function run(args: string[]): Promise<number> {
     }
     await writeFile(join(config.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
     if (config.save) {
-      await policy.save(join(config.out, 'policy.safetensors'))
+      await policy.save(join(config.out, policy instanceof TransformerPolicy ? 'model' : 'policy.safetensors'))
       await writeFile(join(config.out, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()) + '\n')
     }
     out(`GRPO time split: sampling ${time.sample.toFixed(1)}s, reward ${time.reward.toFixed(1)}s, loss ${time.loss.toFixed(1)}s, update ${time.update.toFixed(1)}s`)
-    out(`wrote ${metricsPath}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? ', policy.safetensors, tokenizer.json' : ''}`)
+    out(`wrote ${metricsPath}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? (config.policy === 'transformer' ? ', model/, tokenizer.json' : ', policy.safetensors, tokenizer.json') : ''}`)
     out(`done in ${totalSeconds.toFixed(1)}s`)
     return 0
   } finally {

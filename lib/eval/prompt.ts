@@ -8,8 +8,9 @@
  */
 import { expectArray, expectObject, invalidArg } from '../errors.js'
 import { checkEntry } from './validate.js'
-import { buildToolPrompt, renderChatML, type ConversationTurn, type PromptToolCall } from '../prompt.js'
+import { buildToolPrompt, renderChatML, type ChatMessage, type ConversationTurn, type PromptToolCall } from '../prompt.js'
 import type { BfclEntry } from './data.js'
+import type { ChatRenderer } from '../hf/tokenizer.js'
 
 /** A message of a conversation, as the OpenAI chat API carries it. */
 export interface PromptMessage {
@@ -99,7 +100,22 @@ export function entryMessages(entry: BfclEntry): PromptMessage[] {
  * as ChatML with the assistant turn opened. A system message of the conversation is appended to that system
  * prompt (as BFCL appends an entry's system prompt to its own).
  */
-export const toolN1Template: PromptTemplate = (input) => {
+export const toolN1Template: PromptTemplate = (input) => renderChatML(toolN1Messages(input), { addGenerationPrompt: true })
+
+/**
+ * The Tool-N1 prompt rendered by a model's own chat template (a Hugging Face tokenizer's `chat_template`): the
+ * same messages as `toolN1Template`, framed the way the model was trained; ChatML when it has no template.
+ */
+export function chatTemplatePrompt(renderer: ChatRenderer & { readonly chatTemplate: string | null }): PromptTemplate {
+  return (input) => {
+    const messages = toolN1Messages(input)
+    if (renderer.chatTemplate === null) return renderChatML(messages, { addGenerationPrompt: true })
+    return renderer.applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), { addGenerationPrompt: true })
+  }
+}
+
+/** The Tool-N1 system prompt (with a conversation's own system message appended) and the conversation. */
+function toolN1Messages(input: PromptInput): ChatMessage[] {
   if (typeof input !== 'object' || input === null || !Array.isArray(input.messages)) invalidArg('{messages, tools}', 'prompt input', input)
   const extraSystem: string[] = []
   const turns: ConversationTurn[] = []
@@ -113,7 +129,7 @@ export const toolN1Template: PromptTemplate = (input) => {
   })
   const messages = buildToolPrompt(input.tools, turns)
   if (extraSystem.length > 0) messages[0] = { role: 'system', content: [messages[0]!.content, ...extraSystem].join('\n\n') }
-  return renderChatML(messages, { addGenerationPrompt: true })
+  return messages
 }
 
 /** The prompt text of an entry under a template (default: the Tool-N1 template). */

@@ -131,6 +131,20 @@ t.test('a killed run keeps every finished step in metrics.jsonl (issue 18 item 7
   t.same(parsed.slice(0, 2).map((l) => l.phase), ['warmup', 'eval'])
 })
 
+t.test('--policy transformer: a small decoder from scratch, saved as a Hugging Face folder', async (t) => {
+  const out = join(dir, 'transformer')
+  const r = await capture(['--policy', 'transformer', '--steps', '1', '--batch', '2', '--warmup-steps', '1', '--eval-every', '0', '--out', out, '--save', '--quiet', '--device', 'cpu'])
+  t.equal(r.code, 0)
+  t.match(r.out, /policy: TransformerPolicy \(Qwen2ForCausalLM layout from scratch: 2 layers, hidden 128, 4 heads of 32, \d+ parameters\)/)
+  t.match(r.out, /held-out binary reward\s+\d\.\d{3}\s+\d\.\d{3}/)
+  const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'))
+  t.equal(summary.config.policy, 'transformer')
+  t.equal(summary.config.lr, 1e-4, 'the transformer defaults')
+  t.equal(summary.config.warmupExamples, 2000)
+  t.ok((await stat(join(out, 'model', 'config.json'))).size > 0, '--save writes a Hugging Face folder')
+  await t.rejects(capture(['--policy', 'rnn']), { message: /'log-linear' or 'transformer' for --policy/ })
+})
+
 t.test('--help and bad flags', async (t) => {
   const help = await capture(['--help'])
   t.equal(help.code, 0)
