@@ -22,7 +22,7 @@ import type { Device } from './dtype.js'
 import { GrpoError, fail, invalidArg, numberArray } from './errors.js'
 import { embeddingBagBackward, embeddingBagForward, sampleTokens, zeroTensors } from './model-ops.js'
 import { parseOptions } from './options.js'
-import { SAMPLE_OPTIONS_SCHEMA, type Policy, type PolicyBatch, type PolicyParameter, type SampleOptions, type SampledCompletion } from './policy.js'
+import { SAMPLE_OPTIONS_SCHEMA, tokenIds, type Policy, type PolicyBatch, type PolicyParameter, type SampleOptions, type SampledCompletion } from './policy.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
 import { Tensor, defaultDevice } from './tensor.js'
 
@@ -163,19 +163,6 @@ function positiveInt(value: unknown, what: string, fallback: number): number {
   if (value === undefined) return fallback
   if (!Number.isSafeInteger(value) || (value as number) < 1) invalidArg('a positive integer', what, value)
   return value as number
-}
-
-function tokenArray(value: unknown, what: string, V: number): Int32Array {
-  const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
-  if (!isArrayLike) invalidArg('an array of token ids', what, value)
-  const a = value as ArrayLike<number>
-  const out = new Int32Array(a.length)
-  for (let i = 0; i < a.length; i++) {
-    const t = a[i]!
-    if (!Number.isInteger(t) || t < 0 || t >= V) invalidArg(`a token id in [0, ${V})`, `${what}[${i}]`, t)
-    out[i] = t
-  }
-  return out
 }
 
 function checkBatch(batch: PolicyBatch, V: number): void {
@@ -388,10 +375,10 @@ export class LogLinearPolicy implements Policy {
     const maxNewTokens = o.maxNewTokens!
     const seed = o.seed!
     const streamOffset = o.streamOffset!
-    const stop = new Set(tokenArray(o.stop, 'stop', V))
+    const stop = new Set(tokenIds(o.stop, 'stop', V))
     const sampling = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, seed }
     if (streamOffset + prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'streamOffset + prompts × n', streamOffset + prompts.length * n)
-    const windows = prompts.map((p, i) => this.promptContext(tokenArray(p, `prompts[${i}]`, V)))
+    const windows = prompts.map((p, i) => this.promptContext(tokenIds(p, `prompts[${i}]`, V)))
     const rows: { state: SequenceState; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []
     for (let p = 0; p < prompts.length; p++) {
       for (let j = 0; j < n; j++) rows.push({ state: new SequenceState(windows[p]!), logprobs: [], finish: null })

@@ -49,6 +49,7 @@ import {
 import { booleanOption, oneOfOption, parseOptions, valueOption, type Schema } from './options.js'
 import {
   SAMPLE_OPTIONS_SCHEMA,
+  tokenIds,
   type HiddenStates,
   type LinearHeadPolicy,
   type PolicyBatch,
@@ -221,19 +222,6 @@ function checkHeadDim(config: ModelConfig): void {
   if (D < 16 || D > 256 || D % 16 !== 0) {
     fail('ERR_GRPO_SHAPE', 'a head_dim that is a multiple of 16 in [16, 256] (the attention kernels)', 'head_dim of the model config', D)
   }
-}
-
-function tokenIds(value: unknown, what: string, V: number): Int32Array {
-  const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
-  if (!isArrayLike) invalidArg('an array of token ids', what, value)
-  const a = value as ArrayLike<number>
-  const out = new Int32Array(a.length)
-  for (let i = 0; i < a.length; i++) {
-    const t = a[i]!
-    if (!Number.isInteger(t) || t < 0 || t >= V) invalidArg(`a token id in [0, ${V})`, `${what}[${i}]`, t)
-    out[i] = t
-  }
-  return out
 }
 
 export class TransformerPolicy implements LinearHeadPolicy {
