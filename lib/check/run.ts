@@ -308,7 +308,7 @@ export async function correctnessInChildren(
   }
   tally(report)
   for (const op of report.unchecked) o.log(`  UNCHECKED: ${op} is exported but no case checks it (add one to lib/check/cases.ts)`)
-  if (report.absent.length) o.log(`  not in this build (planned): ${report.absent.join(', ')}`)
+  if (report.absent.length) o.log(`  no CUDA kernel yet (planned): ${report.absent.join(', ')}`)
   o.log(`correctness: ${report.passed} passed, ${report.failed} failed, ${report.errors} errors, ${report.skipped} skipped`)
   return report
 }
@@ -348,7 +348,7 @@ export function summaryText(r: GpuCheckResults): string {
       lines.push(`  ${x.status.toUpperCase()} ${x.name} ${x.shape ?? ''}: ${x.error ?? x.outputs!.map((o) => `${o.output} ${o.metric} ${o.value.toExponential(2)} > ${o.limit.toExponential(2)}`).join('; ')}`)
     }
     if (c.unchecked.length) lines.push(`  unchecked ops (no case): ${c.unchecked.join(', ')}`)
-    if (c.absent.length) lines.push(`  planned ops not in this build: ${c.absent.join(', ')}`)
+    if (c.absent.length) lines.push(`  planned ops without a CUDA kernel yet: ${c.absent.join(', ')}`)
   }
   if (r.probe) lines.push(`bandwidth probe: ${probeOf(r.probe)}`)
   if (r.perf) {
