@@ -13,7 +13,7 @@ import t, { type Test } from 'tap'
 import { backend, ops, modelOps, memoryInfo, resetPeakMemory, type Tensor } from '../../lib/index.js'
 import { linearGrpoLossReference, linearTokenLogprobsReference, referenceLogits, type LinearLossInput } from '../reference/linear-loss-reference.js'
 import type { LossOptions } from '../reference/grpo-reference.js'
-import { RUN_BIG, TEST_SCALE, genAdvantages, genMask, genOldLogp, genRefLogp, rngFor, storageOf, widen, type Rng } from '../helpers/random.js'
+import { RUN_BIG, TEST_SCALE, genAdvantages, genMask, genOldLogp, genRefLogp, genRolloutLogp, rngFor, storageOf, widen, type Rng } from '../helpers/random.js'
 import { checkElementwise, checkRelative, checkScalar, checkStats, checkZeroAt } from '../helpers/compare.js'
 import { lossConfigs } from '../helpers/loss-grid.js'
 import { Scope, begin, checkNoLeaks, expectThrow, valuesOf } from '../helpers/setup.js'
@@ -47,6 +47,8 @@ interface Problem {
   perToken: boolean
   withOld: boolean
   withRef: boolean
+  /** the sampler's log-probs (with the rolloutCorrection option) */
+  withRollout?: boolean
   options: LossOptions
   scale?: number
   /** finite hidden states at masked rows (the unfused path multiplies them); default NaN */
@@ -64,6 +66,7 @@ interface Generated {
   advantages: Float32Array
   oldLogp?: Float32Array
   refLogp?: Float32Array
+  rolloutLogp?: Float32Array
 }
 
 function generate(rng: Rng, p: Problem): Generated {
@@ -127,10 +130,15 @@ function generate(rng: Rng, p: Problem): Generated {
   const exact = linearTokenLogprobsReference({ ...input, mask }, T).logp
   const oldLogp = p.withOld ? genOldLogp(rng, exact, mask, p.options, { padValue: NaN }) : undefined
   const refLogp = p.withRef ? genRefLogp(rng, exact, mask, { padValue: NaN }) : undefined
+  const rc = p.options.rolloutCorrection ?? undefined
+  const rolloutLogp =
+    p.withRollout && oldLogp
+      ? genRolloutLogp(rng, oldLogp, mask, rc?.level === 'sequence' ? {} : { max: rc?.max === undefined ? 3 : rc.max, min: rc?.min }, { padValue: NaN })
+      : undefined
   const advantages = genAdvantages(rng, p.perToken ? N : B)
   if (mask && p.perToken) for (let n = 0; n < N; n++) if (mask[n] === 0) advantages[n] = NaN
-  Object.assign(input, { targets: targetsPadded, advantages, oldLogp, refLogp })
-  return { input, hiddenStore, weightStore, biasStore, storeDtype, targetsPadded, mask, advantages, oldLogp, refLogp }
+  Object.assign(input, { targets: targetsPadded, advantages, oldLogp, refLogp, rolloutLogp })
+  return { input, hiddenStore, weightStore, biasStore, storeDtype, targetsPadded, mask, advantages, oldLogp, refLogp, rolloutLogp }
 }
 
 function tensorsOf(scope: Scope, g: Generated, p: Problem, grads: boolean) {
@@ -143,6 +151,7 @@ function tensorsOf(scope: Scope, g: Generated, p: Problem, grads: boolean) {
     advantages: scope.f32(g.advantages, p.perToken ? [B, L] : [B]),
     ...(g.oldLogp ? { oldLogp: scope.f32(g.oldLogp, [B, L]) } : {}),
     ...(g.refLogp ? { refLogp: scope.f32(g.refLogp, [B, L]) } : {}),
+    ...(g.rolloutLogp ? { rolloutLogp: scope.f32(g.rolloutLogp, [B, L]) } : {}),
     ...(g.mask ? { mask: scope.u8(g.mask, [B, L]) } : {}),
     ...(grads ? { gradWeight: scope.f32(new Float32Array(V * H), [V, H]) } : {}),
     ...(grads && g.biasStore ? { gradBias: scope.f32(new Float32Array(V), [V]) } : {}),
@@ -204,6 +213,7 @@ test('every loss option against the float64 reference (f32, bf16 and the f32 hea
       perToken: c.perToken,
       withOld: c.withOld,
       withRef: c.withRef,
+      withRollout: c.withRollout,
       options,
     }
     const chunk: [number, number] = [1 + (i % 4) * 2, [5, 8, 16, 64][i % 4]!]

@@ -15,6 +15,7 @@ export interface LinearLossInput {
   mask?: ArrayLike<number>
   oldLogp?: ArrayLike<number>
   refLogp?: ArrayLike<number>
+  rolloutLogp?: ArrayLike<number>
   advantages: ArrayLike<number>
   B: number
   L: number
@@ -53,7 +54,7 @@ export function linearGrpoLossReference(i: LinearLossInput, options: LossOptions
   const { B, L, H, V } = i
   const N = B * L
   const logits = referenceLogits(i)
-  const r = grpoLoss({ logits, targets: i.targets, mask: i.mask, oldLogp: i.oldLogp, refLogp: i.refLogp, advantages: i.advantages, B, L, V }, options)
+  const r = grpoLoss({ logits, targets: i.targets, mask: i.mask, oldLogp: i.oldLogp, refLogp: i.refLogp, rolloutLogp: i.rolloutLogp, advantages: i.advantages, B, L, V }, options)
   const dz = i.headDtype === 'bf16' ? r.gradLogits.map(roundToBf16) : r.gradLogits
   const gradHidden = new Float64Array(N * H)
   const gradWeight = new Float64Array(V * H)
