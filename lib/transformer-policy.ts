@@ -21,7 +21,7 @@
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Device } from './dtype.js'
-import { GrpoError, fail, invalidArg } from './errors.js'
+import { GrpoError, expectObject, fail, invalidArg } from './errors.js'
 import {
   add,
   addInPlace,
@@ -245,6 +245,7 @@ export class TransformerPolicy implements LinearHeadPolicy {
   #disposed = false
 
   private constructor(config: ModelConfig, options: TransformerPolicyOptions, tokenizerDir: string | null) {
+    expectObject(config, 'config', 'a model config (TransformerPolicy.fromPretrained or create make one)')
     const o = parseOptions(OPTIONS_SCHEMA, options, 'TransformerPolicy options')
     checkHeadDim(config)
     this.config = config
@@ -290,6 +291,7 @@ export class TransformerPolicy implements LinearHeadPolicy {
    * biases, as transformers initializes them), from a config or the options of `hf.createModelConfig`.
    */
   static create(config: ModelConfig | ModelConfigOptions, options: TransformerCreateOptions = {}): TransformerPolicy {
+    expectObject(config, 'config', 'a model config or its options')
     const o = parseOptions(CREATE_SCHEMA, options, 'TransformerPolicy.create options')
     const full = 'modelType' in config ? config : createModelConfig(config)
     const { seed, ...rest } = o
