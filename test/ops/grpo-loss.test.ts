@@ -144,10 +144,8 @@ async function runCase(t: Test, label: string, c: Case): Promise<void> {
  */
 function checkGradient(t: Test, grad: Float64Array, ref: Float64Array, dtype: FloatDType): void {
   const tol = GRAD_TOL[dtype]
-  if (dtype === 'f32') {
-    checkRelative(t, grad, ref, tol, 'gradLogits (f32)')
-    return
-  }
+  // Every dtype, f32 included: a gradient entry below the dtype's smallest subnormal (4.5e-72 from a row that is
+  // all but certain) is 0 in it, so the best a kernel can write is the reference rounded once to the dtype.
   const rounded = ref.map((v) => storeAs(dtype, v))
   const ideal = relativeError(rounded, ref).error
   if (ideal <= tol / 2) {
