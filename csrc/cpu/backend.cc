@@ -56,7 +56,10 @@ uint8_t finishRow(float xy, double temperature, const cpu::ExpScale& scale, bool
   const double ty = dy * scale.value, ey = std::exp2(ty);
   const double S = st.sum + ey;
   const double invT = 1.0 / temperature;
-  const double lnS = std::log(S);
+  // ln S with the target's term taken out exactly (ln e_y = t_y ln 2) where it dominates: a target holding
+  // all but 1e-28 of the row has S = 1 + 1e-28, which is 1 in double, and ln S = 0 would drop the S_o part of
+  // the entropy (H = ln S - ln2 T2 / S; both terms are ~S_o there, so nothing cancels) and of logp.
+  const double lnS = ey > 0 && ey >= st.sum ? ty * kLn2 + std::log1p(st.sum / ey) : std::log(S);
   out->targetT = ty;
   out->py = ey / S;
   out->oneMinusPy = st.sum / S;
@@ -85,7 +88,7 @@ size_t streamGradBytes() {
 }
 
 // Per-thread buffers of the fused loss, two sets (the row whose statistics are being taken, and the row
-// whose gradient is being written): the row's exponentials (V + 64 floats: kernels store whole vectors), the
+// whose gradient is being written; the fused one-loop path shares one set between them): the row's exponentials (V + 64 floats: kernels store whole vectors), the
 // running max of each chunk and the chunk factors. Reused row after row, so they stay in L2.
 struct RowScratch {
   std::vector<float> keep[2], chunkMax[2], factor[2];
@@ -214,19 +217,29 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       double old, ref, adv;
       if (!inputs.read(i, &old, &ref, &adv)) { status[i] = kRowBadInput; continue; }
       if (targets[i] < 0 || targets[i] >= c.V) { status[i] = kRowBadTarget; continue; }
-      // Pass 1 of this row (the statistics, keeping its exponentials), chunk by chunk, interleaved with pass 2
-      // of the previous one (its gradient): exponentials and memory writes at the same time.
-      const int slot = pending.row >= 0 ? 1 - pending.slot : 0;
+      // Pass 1 of this row (the statistics, keeping its exponentials) together with pass 2 of the previous one
+      // (its gradient): exponentials and memory writes at the same time. Without the entropy term, and with the
+      // same chunk boundaries in both rows, one loop does both, each vector of the previous row's gradient
+      // written next to a vector of this row's exponentials at the same index, in the same buffer (the entry is
+      // read before it is overwritten): 4V bytes of scratch per thread, which stay in L2. Otherwise the two
+      // passes alternate chunk by chunk, with the rows in two buffers.
       const cpu::RowChunks chunks = chunksFor(gradRow, outBytes);
+      const bool fused = pending.row >= 0 && !pending.gp.entropy && pending.gp.chunks.first == chunks.first;
+      const int slot = pending.row >= 0 && !fused ? 1 - pending.slot : pending.slot;
       const int64_t chunkCount = chunks.count(c.V);
       const int64_t pendingCount = pending.row >= 0 ? pending.gp.chunks.count(c.V) : 0;
       scratch.reserve(slot, c.V, chunkCount);
       const cpu::RowKeep keep{scratch.keep[slot].data(), scratch.chunkMax[slot].data()};
       RowResult r{};
       const void* row = rowAt(c.logits, i, c.V);
-      for (int64_t k = 0; k < std::max(chunkCount, pendingCount); k++) {
-        if (k < chunkCount) kernels.rowStats(row, c.logits.dtype, c.V, targets[i], scale, true, chunks, &keep, k, k + 1, &r.stats);
-        if (k < pendingCount) writeGradient(k, k + 1);
+      if (fused) {
+        kernels.rowStatsGrad(row, c.logits.dtype, c.V, targets[i], scale, chunks, &keep, &r.stats, pending.gp,
+                             scratch.keep[slot].data(), scratch.factor[slot].data(), gradRowOf(pending.row), c.grad.dtype);
+      } else {
+        for (int64_t k = 0; k < std::max(chunkCount, pendingCount); k++) {
+          if (k < chunkCount) kernels.rowStats(row, c.logits.dtype, c.V, targets[i], scale, true, chunks, &keep, k, k + 1, &r.stats);
+          if (k < pendingCount) writeGradient(k, k + 1);
+        }
       }
       pending.row = -1;
       status[i] = finishRow(readLogit(c.logits, i * c.V + targets[i]), params.temperature, scale, true, &r);

@@ -86,6 +86,13 @@ struct RowKernels {
                    RowChunks chunks, const RowKeep* keep, int64_t cBegin, int64_t cEnd, RowStats* out);
   void (*rowGrad)(const void* row, DType dtype, int64_t V, const GradParams& p, const float* keep, const float* factor,
                   void* out, DType outDtype, int64_t cBegin, int64_t cEnd);
+  // rowStats over the whole row (keeping, with entropy) and, in the same loop, rowGrad of the previous row
+  // (prevKeep, prevFactor, prevParams) into prevOut, its target entry included. Requires prevParams.chunks ==
+  // chunks and !prevParams.entropy: the stores of one row then drain while the next row's exponentials are
+  // computed.
+  void (*rowStatsGrad)(const void* row, DType dtype, int64_t V, int64_t target, const ExpScale& scale, RowChunks chunks,
+                       const RowKeep* keep, RowStats* out, const GradParams& prevParams, const float* prevKeep,
+                       const float* prevFactor, void* prevOut, DType outDtype);
   void (*zeroRow)(void* out, DType outDtype, int64_t V);
   // For measureMachine and the accuracy tests: the kernels' own exponential out[i] = 2^(d[i] * scale),
   // a vectorized read of n floats (returns their sum), and a copy with the gradient pass's streaming stores.
