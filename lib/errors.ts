@@ -13,6 +13,7 @@ export type GrpoErrorCode =
   | 'ERR_GRPO_OOM'
   | 'ERR_GRPO_BINDING_LOAD'
   | 'ERR_GRPO_MISSING_DEPENDENCY'
+  | 'ERR_GRPO_REMOTE'
 
 export class GrpoError extends Error {
   readonly code: GrpoErrorCode
