@@ -281,7 +281,7 @@ function afterTurn(rendered: string, turnText: string): string {
     const piece = rendered.slice(0, k)
     // Only a whole marker counts (`<|im_end|>`, `</s>`, or everything up to a line break): a stray `<` at the end
     // of a turn is not the first character of one.
-    const whole = piece.endsWith('>') || k === rendered.length || rendered[k] === '\n'
+    const whole = piece.endsWith('>') || piece.endsWith('\n') || k === rendered.length || rendered[k] === '\n'
     if (whole && turnText.endsWith(piece)) return rendered.slice(k)
   }
   return rendered

@@ -156,12 +156,20 @@ export function toolrlFormat(reply: string, expectsCalls: boolean): number {
   return response >= 0 && thinkThen(reply, response) ? 1 : 0
 }
 
-/** The content of the first `<tool_call>…</tool_call>` block (the released scorer reads the first one). */
+/**
+ * The text the released scorer reads as the predicted calls: after the first `<tool_call>`, up to the next
+ * `</tool_call>` or `<tool_call>`, whichever comes first (its `split(OPEN)[1].split(CLOSE)[0]`); null unless the
+ * reply holds both tags somewhere (its two asserts).
+ */
 function firstBlock(reply: string): string | null {
   const open = reply.indexOf(OPEN)
-  if (open < 0) return null
-  const close = reply.indexOf(CLOSE, open + OPEN.length)
-  return close < 0 ? null : reply.slice(open + OPEN.length, close)
+  if (open < 0 || !reply.includes(CLOSE)) return null
+  const start = open + OPEN.length
+  const nextOpen = reply.indexOf(OPEN, start)
+  const close = reply.indexOf(CLOSE, start)
+  let end = nextOpen < 0 ? reply.length : nextOpen
+  if (close >= 0 && close < end) end = close
+  return reply.slice(start, end)
 }
 
 /** The calls of a block: a JSON list (node-grpo's layout) or one JSON object per line (ToolRL's own). */
