@@ -716,7 +716,9 @@ export class Trainer implements Disposable, AsyncDisposable {
     const start = performance.now()
     const o = parseOptions(SUPERVISED_STEP_SCHEMA, options, 'supervisedStep options')
     const temperature = o.temperature!
-    const batch = RolloutBatch.fromExamples(examples, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength: this.settings.maxNewTokens })
+    // A multi-turn reference (model turns and the tool turns between them) is longer than one turn's limit.
+    const maxLength = this.#toolLoop ? undefined : this.settings.maxNewTokens
+    const batch = RolloutBatch.fromExamples(examples, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength })
     const parts = batch.split(Math.min(this.settings.miniBatches, batch.size))
     let loss = 0
     try {

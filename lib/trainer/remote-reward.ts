@@ -10,6 +10,7 @@
  * errors, timeouts, 408, 429 and 5xx answers. Another 4xx is the request's fault and fails at once.
  */
 import { GrpoError, invalidArg } from '../errors.js'
+import { integerOption, numberOption, parseOptions, valueOption, type OptionSpec, type Schema } from '../options.js'
 import type { RewardFunction, RewardResult, TrainerPrompt } from './types.js'
 
 export interface RemoteRewardOptions {
@@ -41,14 +42,6 @@ interface Pending {
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504])
 const MAX_DELAY = 10_000
-
-function positive(value: unknown, what: string, fallback: number, integer: boolean, min = 1): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-    invalidArg(integer ? `an integer >= ${min}` : `a number >= ${min}`, what, value)
-  }
-  return value
-}
 
 class Permanent extends Error {}
 
@@ -100,16 +93,29 @@ function parseReply(text: string, n: number, url: string): RewardResult[] {
   return rewards.map((score: number, i) => (typeof reasons?.[i] === 'string' ? { score, reason: reasons[i] as string } : { score }))
 }
 
+const isFunction = (v: unknown) => typeof v === 'function'
+
+/** The rule and default of each remoteReward option. */
+export const REMOTE_REWARD_SCHEMA: Schema<RemoteRewardOptions> = {
+  url: valueOption<string | readonly string[]>('a URL or a non-empty array of URLs', (v) => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every((u) => typeof u === 'string'))),
+  timeout: numberOption('a finite number > 0 (milliseconds)', (v) => v > 0, 180_000) as OptionSpec<number>,
+  retries: integerOption(0, 5),
+  retryDelay: numberOption('a finite number >= 0 (milliseconds)', (v) => v >= 0, 500) as OptionSpec<number>,
+  batchSize: integerOption(1, 256),
+  query: valueOption<NonNullable<RemoteRewardOptions['query']>>('a function from (completion, prompt) to the query text', isFunction),
+  label: valueOption<NonNullable<RemoteRewardOptions['label']>>('a function from a prompt to its label', isFunction),
+  headers: valueOption<Record<string, string>>('an object of header strings', (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((h) => typeof h === 'string')),
+}
+
 /**
  * A RewardFunction that asks an OpenRLHF-protocol reward server. `node-grpo serve --variant toolrl` is one:
  * `remoteReward({ url: 'http://127.0.0.1:5000/get_reward' })`.
  */
 export function remoteReward(options: RemoteRewardOptions): RewardFunction {
   if (typeof options !== 'object' || options === null) invalidArg('an options object with url', 'remoteReward options', options)
-  const known = ['url', 'timeout', 'retries', 'retryDelay', 'batchSize', 'query', 'label', 'headers']
-  for (const key of Object.keys(options)) if (!known.includes(key)) invalidArg(`one of the options of remoteReward (${known.join(', ')})`, key, (options as unknown as Record<string, unknown>)[key])
-  const urls = typeof options.url === 'string' ? [options.url] : options.url
-  if (!Array.isArray(urls) || urls.length === 0) invalidArg('a URL or a non-empty array of URLs', 'url', options.url)
+  const o = parseOptions(REMOTE_REWARD_SCHEMA, options, 'remoteReward')
+  if (o.url === undefined) invalidArg('a URL or a non-empty array of URLs', 'url', undefined)
+  const urls = typeof o.url === 'string' ? [o.url] : o.url
   for (const u of urls) {
     let parsed: URL | null = null
     try {
@@ -119,18 +125,10 @@ export function remoteReward(options: RemoteRewardOptions): RewardFunction {
     }
     if (parsed === null || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) invalidArg('an http(s) URL', 'url', u)
   }
-  const settings = {
-    timeout: positive(options.timeout, 'timeout', 180_000, false),
-    retries: positive(options.retries, 'retries', 5, true, 0),
-    retryDelay: positive(options.retryDelay, 'retryDelay', 500, false, 0),
-    headers: options.headers ?? {},
-  }
-  if (typeof settings.headers !== 'object' || settings.headers === null) invalidArg('an object of header strings', 'headers', options.headers)
-  const batchSize = positive(options.batchSize, 'batchSize', 256, true)
-  const query = options.query ?? ((completion: string, prompt: TrainerPrompt) => (typeof prompt.text === 'string' ? prompt.text : '') + completion)
-  const label = options.label ?? ((prompt: TrainerPrompt) => prompt.groundTruth ?? null)
-  if (typeof query !== 'function') invalidArg('a function', 'query', query)
-  if (typeof label !== 'function') invalidArg('a function', 'label', label)
+  const settings = { timeout: o.timeout!, retries: o.retries!, retryDelay: o.retryDelay!, headers: o.headers ?? {} }
+  const batchSize = o.batchSize!
+  const query = o.query ?? ((completion: string, prompt: TrainerPrompt) => (typeof prompt.text === 'string' ? prompt.text : '') + completion)
+  const label = o.label ?? ((prompt: TrainerPrompt) => prompt.groundTruth ?? null)
 
   let queue: Pending[] = []
   let next = 0

@@ -296,6 +296,7 @@ t.test('remoteReward: retries, timeouts, bad answers, options', async (t) => {
   t.throws(() => remoteReward({ url: 'ftp://x' }), { message: /http\(s\) URL/ })
   t.throws(() => remoteReward({ url: [] }), { message: /non-empty array of URLs/ })
   t.throws(() => remoteReward({ url, retries: -1 }), { message: /integer >= 0 for retries/ })
+  t.throws(() => remoteReward({ url, headers: { a: 1 } as never }), { message: /header strings/ })
   t.throws(() => remoteReward({ url, batchSize: 1.5 }), { message: /batchSize/ })
   t.throws(() => remoteReward({ url, timeout: 0 }), { message: /timeout/ })
   t.throws(() => remoteReward({ url, retry: 1 } as never), { message: /one of the options of remoteReward/ })
