@@ -81,9 +81,10 @@ type Pick = <T>(pool: readonly T[]) => T
 interface Pair {
   lookup: ToolSpec
   act: ToolSpec
-  /** The lookup's argument name and the result's field. */
+  /** The lookup's argument name, the result's field, and the act tool's argument that takes its value. */
   key: string
   field: string
+  param: string
   draw: (pick: Pick) => { query: string; entity: string; value: string | number; args: Record<string, string | number> }
 }
 
@@ -93,6 +94,7 @@ const PAIRS: Pair[] = [
     act: tool('book_table', 'Book a table at a restaurant.', { restaurant_id: int('Id from find_restaurant'), people: int('Number of guests'), time: str('Time, HH:MM') }),
     key: 'name',
     field: 'restaurant_id',
+    param: 'restaurant_id',
     draw: (p) => {
       const [entity, people, time, value] = [p(RESTAURANTS), p(COUNTS), p(TIMES), p(IDS)]
       const query = p([`Book a table at ${entity} for ${people} people at ${time}.`, `Reserve ${entity} for ${people} at ${time}, please.`])
@@ -104,6 +106,7 @@ const PAIRS: Pair[] = [
     act: tool('send_email', 'Send an email.', { to: str('Recipient address'), subject: str('Subject line') }),
     key: 'name',
     field: 'email',
+    param: 'to',
     draw: (p) => {
       const [entity, subject, value] = [p(PEOPLE_NAMES), p(SUBJECTS), p(EMAILS)]
       const query = p([`Email ${entity} about the ${subject}.`, `Send ${entity} a message about the ${subject}.`])
@@ -115,6 +118,7 @@ const PAIRS: Pair[] = [
     act: tool('get_weather', 'Current weather for a city.', { city: str('City name'), unit: str('Temperature unit') }),
     key: 'user',
     field: 'city',
+    param: 'city',
     draw: (p) => {
       const [entity, unit, value] = [p(PEOPLE_NAMES), p(UNITS), p(CITIES)]
       const query = p([`What is the weather where ${entity} lives, in ${unit}?`, `How warm is it in the city of ${entity}, in ${unit}?`])
@@ -126,6 +130,7 @@ const PAIRS: Pair[] = [
     act: tool('track_order', 'Where an order is.', { order_id: int('Id from find_order') }),
     key: 'customer',
     field: 'order_id',
+    param: 'order_id',
     draw: (p) => {
       const [entity, value] = [p(PEOPLE_NAMES), p(IDS)]
       const query = p([`Where is the last order of ${entity}?`, `Track the latest order that ${entity} placed.`])
@@ -137,6 +142,7 @@ const PAIRS: Pair[] = [
     act: tool('play_song', 'Play a song.', { song_id: int('Id from search_song'), volume: int('Volume from 1 to 10') }),
     key: 'title',
     field: 'song_id',
+    param: 'song_id',
     draw: (p) => {
       const [entity, volume, value] = [p(SONGS), p(VOLUMES), p(IDS)]
       const query = p([`Play ${entity} at volume ${volume}.`, `Put on the song ${entity}, volume ${volume}.`])
@@ -172,7 +178,7 @@ function makeExample(id: string, rng: Rng, distractors: number): MultiTurnExampl
   // The act tool's arguments in the order of its schema, the looked-up value among them.
   const args: Record<string, string | number> = {}
   for (const name of Object.keys(pair.act.parameters.properties)) {
-    const value = name === pair.field ? d.value : d.args[name]
+    const value = name === pair.param ? d.value : d.args[name]
     if (value !== undefined) args[name] = value
   }
   const final: ToolCallValue = { name: pair.act.name, arguments: args }
