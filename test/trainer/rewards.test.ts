@@ -285,8 +285,8 @@ t.test('remoteReward: retries, timeouts, bad answers, options', async (t) => {
   t.equal(requests, 1, 'a 400 is not retried')
   mode = 'hang'
   requests = 0
-  await t.rejects(call(remoteReward({ url, timeout: 50, retries: 1, retryDelay: 1 })), { code: 'ERR_GRPO_REMOTE', message: /none after 2 attempts \(no answer within 50 ms\)/ })
-  t.equal(requests, 2)
+  // (The client's count of attempts: under load a timed-out request may not have reached the server yet.)
+  await t.rejects(call(remoteReward({ url, timeout: 200, retries: 1, retryDelay: 1 })), { code: 'ERR_GRPO_REMOTE', message: /none after 2 attempts \(no answer within 200 ms\)/ })
   mode = 'not-json'
   await t.rejects(call(remoteReward({ url })), { message: /JSON answer/ })
   mode = 'short'
