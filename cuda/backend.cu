@@ -104,7 +104,7 @@ class CudaBackend final : public Backend {
     DeviceBuffer<uint8_t> status(rows);
     TokenLogprobsArgs a{};
     a.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
-                           rows, c.L, c.V, c.temperature, status.get()};
+                           rows, c.L, c.V, c.temperature, expScaleOf(c.temperature), status.get()};
     a.logp = c.logp.data<float>();
     a.lse = c.lse.data<float>();
     a.entropy = c.entropy ? c.entropyOut.data<float>() : nullptr;
@@ -124,7 +124,7 @@ class CudaBackend final : public Backend {
     DeviceBuffer<uint8_t>& status = scratch.status;
     GrpoLossArgs a{};
     a.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
-                           rows, c.L, c.V, c.params.temperature, status.get()};
+                           rows, c.L, c.V, c.params.temperature, expScaleOf(c.params.temperature), status.get()};
     a.grad = c.grad.storage->data();
     a.gradDtype = c.grad.dtype;
     a.old = ptr<float>(c.old);

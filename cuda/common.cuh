@@ -24,8 +24,19 @@ inline int rowBlockThreads(int64_t V, int N) {
   while (threads < kBlock && threads < vectors) threads *= 2;
   return threads;
 }
-constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLog2e = 1.4426950408889634f;  // the attention kernels' exp2 scale (their softmax runs in f32)
 constexpr float kLn2f = 0.693147180559945309f;
+
+// log2(e) / T as a sum of two floats (hi + lo equals it to ~2^-48), computed once on the host: the kernels
+// reduce the exponent from the difference d = x - max with both parts (exp2Scaled in row_softmax.cuh).
+struct ExpScaleArgs {
+  float hi, lo;
+};
+inline ExpScaleArgs expScaleOf(double temperature) {
+  const double s = 1.4426950408889634074 / temperature;
+  const float hi = static_cast<float>(s);
+  return ExpScaleArgs{hi, static_cast<float>(s - static_cast<double>(hi))};
+}
 
 inline void check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;

@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
     return;
   }
   const T* x = static_cast<const T*>(r.logits) + row * r.V;
-  const float scale = kLog2e / r.temperature;
+  const ExpScaleArgs scale = r.scale;
   const RowStatsDevice s = rowStats(x, r.V, y, scale, scratch);
   if (s.bad) status = kRowNonFiniteLogits;
   else if (s.max == -INFINITY) status = kRowAllNegInf;
@@ -56,9 +56,9 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
   if (threadIdx.x == 0) {
     // Per-token math once per row, in double (core/policy_math.h, shared with the CPU backend). x_y is read
     // here, before the gradient pass can overwrite it in place.
-    const double invT = 1.0 / static_cast<double>(r.temperature);
+    const double invT = 1.0 / r.temperature;
     const RowTotals tot = rowTotals(s, x, y, scale);
-    const double logp = static_cast<double>(tot.xy - s.max) * invT - tot.lnS;
+    const double logp = (static_cast<double>(tot.xy) - static_cast<double>(s.max)) * invT - tot.lnS;
     const double entropy = tot.lnS - 0.693147180559945309 * tot.t2 / tot.sum;
     if (isinf(logp)) {
       r.status[row] = kRowNegInfTarget;
@@ -88,8 +88,8 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
 #pragma unroll
     for (int k = 0; k < static_cast<int>(sizeof(v) / sizeof(float)); k++) {
       if (k >= count) break;
-      const float t = (v[k] - m) * scale;
-      const float p = exp2f(t) * invS;
+      const float t = (v[k] - m) * scale.hi;
+      const float p = exp2Scaled(v[k] - m, scale) * invS;
       const float tc = fmaxf(t, -127.0f);
       v[k] = (j0 + k == y) ? ga * oneMinusPy - p * (b2 * tc - gb * eShift) : -p * (a2 + b2 * tc);
     }

@@ -16,7 +16,8 @@ struct RowKernelArgs {
   const int32_t* targets;
   const uint8_t* mask;     // null: every row counts
   int64_t rows, L, V;
-  float temperature;
+  double temperature;      // as given (rounding it to f32 would shift every t_j by up to |t_j| * 6e-8)
+  ExpScaleArgs scale;      // expScaleOf(temperature)
   uint8_t* status;         // [rows] RowStatus
 };
 

@@ -3,11 +3,24 @@
 //
 // Per thread: an online state (m, s, t2) over its 16-byte vectors, rescaled only when a vector raises the
 // max; then one block-wide merge. Units: t_j = (x_j - max) * scale, scale = log2(e) / T, so that
-// exp(z_j - zmax) = exp2(t_j): the temperature is folded into one multiply and the exponential is exp2f.
+// exp(z_j - zmax) = exp2(t_j): the temperature is folded into the exponent's range reduction.
 #pragma once
 #include "common.cuh"
 
 namespace grpo::GRPO_CUDA_NS {
+
+// 2^(d * scale) for d = x - max <= 0, with scale = hi + lo. The range reduction works from d itself:
+// n = rint(d * hi), r = fma(d, hi, -n) + d * lo is exact up to one rounding of r, so the result's relative
+// error stays at exp2f's few ulp whatever |t| is. Forming t = d * scale in f32 first would round t, an
+// error of |t| * 2^-24 in the exponent: ~1e-5 relative at t = -120 (a confident row's gradient lives there).
+// -inf and NaN: 0 and NaN, like exp2f.
+__device__ __forceinline__ float exp2Scaled(float d, ExpScaleArgs s) {
+  const float t0 = d * s.hi;
+  if (!(t0 >= -160.0f)) return t0 != t0 ? t0 : 0.0f;  // far below the smallest subnormal (or -inf)
+  const float n = rintf(t0);
+  const float r = fmaf(d, s.lo, fmaf(d, s.hi, -n));
+  return ldexpf(exp2f(r), static_cast<int>(n));
+}
 
 // The target's own term is left out of sum and t2 (S_o = sum over j != y); the caller adds it in double, so
 // that 1 - p_y = S_o / S keeps full precision when p_y is close to 1 (S - e_y would cancel).
@@ -24,7 +37,7 @@ struct OnlineState {
 
   // Values v[0..count) of elements j0, j0 + 1, ...; the target y counts for the max only.
   template <int N>
-  __device__ __forceinline__ void add(const float (&v)[N], int count, float scale, int64_t j0, int64_t y) {
+  __device__ __forceinline__ void add(const float (&v)[N], int count, ExpScaleArgs scale, int64_t j0, int64_t y) {
     float vmax = -INFINITY;
 #pragma unroll
     for (int k = 0; k < N; k++) {
@@ -35,8 +48,8 @@ struct OnlineState {
     }
     if (vmax > m) {
       if (m != -INFINITY) {
-        const float d = (m - vmax) * scale;  // <= 0
-        const float f = exp2f(d);
+        const float d = (m - vmax) * scale.hi;  // <= 0
+        const float f = exp2Scaled(m - vmax, scale);
         t2 = f * (t2 + d * s);
         s *= f;
       }
@@ -46,8 +59,8 @@ struct OnlineState {
 #pragma unroll
     for (int k = 0; k < N; k++) {
       if (k < count) {
-        const float t = (v[k] - m) * scale;
-        const float e = j0 + k == y ? 0.0f : exp2f(t);  // exactly 0 for -inf entries
+        const float t = (v[k] - m) * scale.hi;
+        const float e = j0 + k == y ? 0.0f : exp2Scaled(v[k] - m, scale);  // exactly 0 for -inf entries
         s += e;
         t2 += e * fmaxf(t, -127.0f);  // keeps 0 * -inf out of the sum
       }
@@ -57,7 +70,7 @@ struct OnlineState {
 
 // Must be called by every thread of the block. scratch: kBlock / 32 floats of shared memory.
 template <typename T>
-__device__ RowStatsDevice rowStats(const T* row, int64_t V, int64_t y, float scale, float* scratch) {
+__device__ RowStatsDevice rowStats(const T* row, int64_t V, int64_t y, ExpScaleArgs scale, float* scratch) {
   constexpr int N = Vec16<T>::N;
   OnlineState st;
   const int64_t head = alignedHead(row, V);
@@ -80,8 +93,8 @@ __device__ RowStatsDevice rowStats(const T* row, int64_t V, int64_t y, float sca
   r.max = blockMax(st.m, scratch);
   float s = 0.0f, t2 = 0.0f;
   if (st.m != -INFINITY) {
-    const float d = (st.m - r.max) * scale;
-    const float f = exp2f(d);
+    const float d = (st.m - r.max) * scale.hi;
+    const float f = exp2Scaled(st.m - r.max, scale);
     s = st.s * f;
     t2 = f * (st.t2 + d * st.s);
   }
@@ -137,15 +150,17 @@ __device__ __forceinline__ void mapRow(const T* row, OutT* out, int64_t V, F f) 
 struct RowTotals {
   double sum, t2, lnS;  // S, T2 (target included), ln S
   double oneMinusPy;    // S_o / S
-  float targetT;        // t_y
+  double targetT;       // t_y
   float xy;             // the target's logit
 };
 
 template <typename T>
-__device__ __forceinline__ RowTotals rowTotals(const RowStatsDevice& s, const T* row, int64_t y, float scale) {
+__device__ __forceinline__ RowTotals rowTotals(const RowStatsDevice& s, const T* row, int64_t y, ExpScaleArgs scale) {
   RowTotals r;
   r.xy = toFloat(row[y]);
-  r.targetT = (r.xy - s.max) * scale;
+  // In double from the exact difference: the target's term carries the accuracy of 1 - p_y.
+  r.targetT = (static_cast<double>(r.xy) - static_cast<double>(s.max)) *
+              (static_cast<double>(scale.hi) + static_cast<double>(scale.lo));
   const double ty = r.targetT, ey = exp2(ty);
   r.sum = static_cast<double>(s.sum) + ey;
   r.t2 = static_cast<double>(s.t2) + ey * (ty < -127 ? -127 : ty);

@@ -31,14 +31,14 @@ __global__ void __launch_bounds__(kBlock) tokenLogprobsKernel(TokenLogprobsArgs 
     return;
   }
   const T* x = static_cast<const T*>(r.logits) + row * r.V;
-  const float scale = kLog2e / r.temperature;
+  const ExpScaleArgs scale = r.scale;
   const RowStatsDevice s = rowStats(x, r.V, y, scale, scratch);
   if (threadIdx.x != 0) return;
   if (s.bad) { r.status[row] = kRowNonFiniteLogits; return; }
   if (s.max == -INFINITY) { r.status[row] = kRowAllNegInf; return; }
-  const double invT = 1.0 / static_cast<double>(r.temperature);
+  const double invT = 1.0 / r.temperature;
   const RowTotals tot = rowTotals(s, x, y, scale);
-  a.logp[row] = static_cast<float>(static_cast<double>(tot.xy - s.max) * invT - tot.lnS);
+  a.logp[row] = static_cast<float>((static_cast<double>(tot.xy) - static_cast<double>(s.max)) * invT - tot.lnS);
   a.lse[row] = static_cast<float>(static_cast<double>(s.max) * invT + tot.lnS);
   if (a.entropy) a.entropy[row] = static_cast<float>(tot.lnS - 0.693147180559945309 * tot.t2 / tot.sum);
   r.status[row] = kRowOk;

@@ -85,7 +85,30 @@ export interface NativeBinding {
   memoryInfo(): { cpu: { tensors: number; bytes: number; cachedBytes: number }; cuda: { tensors: number; bytes: number } }
   releaseCache(): void
   backendInfo(): NativeBackendInfo
-  measureMachine(options: { bytes?: number; reps?: number }): { threads: number; isa: string; copyGBps: number; readGBps: number; expPerSecond: number }
+  measureMachine(options: { bytes?: number; reps?: number }): {
+    threads: number
+    isa: string
+    /** the better of memcpyGBps and streamCopyGBps: read + write bytes per second */
+    copyGBps: number
+    memcpyGBps: number
+    streamCopyGBps: number
+    readGBps: number
+    expPerSecond: number
+  }
+  /** 2^(d * log2(e) / T) by the CPU row kernels' own exponential (isa: one this CPU runs; default the active one) */
+  kernelExp2(d: Float32Array, options?: { isa?: string; temperature?: number }): Float32Array
+  /** the row kernels' exponential against float64 over every stride-th f32 input of its range (docs/math-exp.md) */
+  measureExp2Accuracy(options?: { isa?: string; temperature?: number; stride?: number }): {
+    isa: string
+    checked: number
+    maxRelError: number
+    maxUlp: number
+    meanRelError: number
+    rmsRelError: number
+    worstInput: number
+    flushChecked: number
+    flushViolations: number
+  }
   tokenLogprobs<A extends boolean>(logits: NativeTensor, targets: NativeTensor, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
   groupAdvantages<A extends boolean>(rewards: NativeTensor, options: object, async: A): MaybeAsync<NativeGroupAdvantages, A>
   policyLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativePolicyLoss, A>

@@ -12,7 +12,7 @@ namespace grpo {
 
 struct TokenLogprobsCall {
   TensorRef logits, targets, mask;  // mask optional
-  float temperature = 1.0f;
+  double temperature = 1.0;  // as given: rounding it to f32 would shift every t_j by up to |t_j| * 6e-8
   bool entropy = false;
   int64_t B = 0, L = 0, V = 0;
   TensorRef logp, lse, entropyOut;  // outputs; entropyOut only when entropy

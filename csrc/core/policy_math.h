@@ -15,7 +15,7 @@ enum class LossAgg : int32_t { TokenMean = 0, SeqMeanTokenMean = 1, SeqMeanToken
 enum class LossMode : int32_t { Grpo = 0, Nll = 1 };
 
 struct LossParams {
-  float temperature = 1.0f;
+  double temperature = 1.0;  // as given (not rounded to f32)
   double clipLow = 0.2, clipHigh = 0.2;
   double dualClip = 0;       // the constant c > 1; 0 = off
   double logRatioClamp = 20;  // C > 0; 0 = no clamp

@@ -3,6 +3,7 @@
 // the statistics in double, in token order, so results do not depend on the number of threads.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <string>
@@ -19,7 +20,6 @@ namespace grpo {
 namespace {
 
 constexpr double kLn2 = 0.693147180559945309;
-constexpr float kLog2e = 1.4426950408889634f;
 
 float readLogit(const TensorRef& logits, int64_t offset) {
   switch (logits.dtype) {
@@ -33,36 +33,81 @@ float readLogit(const TensorRef& logits, int64_t offset) {
 struct RowResult {
   cpu::RowStats stats;  // sums without the target's term
   double sum, t2;       // with it
-  float logp, lse, entropy, targetT, oneMinusPy;
+  double targetT;       // t_y = (x_y - max) * log2(e) / T, in double
+  double py;            // p_y
+  double logp;          // in double: the per-token math (ratio, KL, approxKl = old - logp) starts from it
+  float lse, entropy;
+  double oneMinusPy;
 };
 
-uint8_t analyzeRow(const TensorRef& logits, int64_t row, int64_t V, int32_t target, float temperature,
-                   bool entropy, RowResult* out) {
-  if (target < 0 || target >= V) return kRowBadTarget;
-  const int64_t offset = row * V;
-  const void* base = static_cast<const char*>(logits.storage->data()) + offset * static_cast<int64_t>(dtypeSize(logits.dtype));
-  const float scale = kLog2e / temperature;
-  cpu::RowStats& st = out->stats;
-  cpu::rowKernels().rowStats(base, logits.dtype, V, target, scale, entropy, &st);
-  if (st.bad) return kRowNonFiniteLogits;
+const void* rowAt(const TensorRef& t, int64_t row, int64_t V) {
+  return static_cast<const char*>(t.storage->data()) + row * V * static_cast<int64_t>(dtypeSize(t.dtype));
+}
+
+// The row's results from the kernels' statistics `out->stats` (which leave the target out) and the target's
+// logit xy, whose term is added here in double.
+uint8_t finishRow(float xy, double temperature, const cpu::ExpScale& scale, bool entropy, RowResult* out) {
+  const cpu::RowStats& st = out->stats;
+  if (st.bad || xy != xy || xy == std::numeric_limits<float>::infinity()) return kRowNonFiniteLogits;
   if (st.maxLogit == -std::numeric_limits<float>::infinity()) return kRowAllNegInf;
-  // The target's own term, added in double (the kernels leave it out of the sums).
-  const float xy = readLogit(logits, offset + target);
-  out->targetT = (xy - st.maxLogit) * scale;
-  const double ty = out->targetT, ey = std::exp2(ty);
+  // Its exponent comes from the exact difference x_y - max (both floats) times the same hi + lo scale the
+  // kernels use.
+  const double dy = static_cast<double>(xy) - static_cast<double>(st.maxLogit);
+  const double ty = dy * scale.value, ey = std::exp2(ty);
   const double S = st.sum + ey;
-  const double invT = 1.0 / static_cast<double>(temperature);
+  const double invT = 1.0 / temperature;
   const double lnS = std::log(S);
-  out->oneMinusPy = static_cast<float>(st.sum / S);
+  out->targetT = ty;
+  out->py = ey / S;
+  out->oneMinusPy = st.sum / S;
   out->sum = S;
-  out->t2 = st.t2 + ey * (ty < -127 ? -127 : ty);
-  out->logp = static_cast<float>(static_cast<double>(xy - st.maxLogit) * invT - lnS);
+  out->t2 = st.t2 + (ey > 0 ? ey * ty : 0.0);
+  out->logp = dy * invT - lnS;
   out->lse = static_cast<float>(static_cast<double>(st.maxLogit) * invT + lnS);
   out->entropy = entropy ? static_cast<float>(lnS - kLn2 * out->t2 / S) : 0.0f;
   return kRowOk;
 }
 
 int64_t rowGrain(int64_t V) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(V, 1)); }
+
+// Gradients of this size and more are written with streaming stores: they cannot stay in cache until the
+// caller reads them, and a normal store would first read every destination line from memory (a third
+// transfer). GRPO_CPU_STREAM_BYTES overrides the 16 MB default (0: always; the tests use it to run the
+// streaming path on small shapes).
+size_t streamGradBytes() {
+  static const size_t bytes = [] {
+    const char* env = std::getenv("GRPO_CPU_STREAM_BYTES");
+    char* end = nullptr;
+    const unsigned long long v = env && *env ? std::strtoull(env, &end, 10) : 0;
+    return env && *env && end && *end == 0 ? static_cast<size_t>(v) : size_t{16} << 20;
+  }();
+  return bytes;
+}
+
+// Per-thread buffers of the fused loss, two sets (the row whose statistics are being taken, and the row
+// whose gradient is being written): the row's exponentials (V + 64 floats: kernels store whole vectors), the
+// running max of each chunk and the chunk factors. Reused row after row, so they stay in L2.
+struct RowScratch {
+  std::vector<float> keep[2], chunkMax[2], factor[2];
+  void reserve(int slot, int64_t V, int64_t chunks) {
+    if (keep[slot].size() < static_cast<size_t>(V + 64)) keep[slot].resize(static_cast<size_t>(V + 64));
+    if (chunkMax[slot].size() < static_cast<size_t>(chunks)) {
+      chunkMax[slot].resize(static_cast<size_t>(chunks));
+      factor[slot].resize(static_cast<size_t>(chunks));
+    }
+  }
+  size_t floats() const { return keep[0].size() + keep[1].size(); }
+};
+thread_local RowScratch tlsScratch;
+constexpr size_t kKeepScratchLimit = size_t{8} << 20;  // floats: 32 MB
+
+// Chunk 0 ends where the gradient row reaches a 64-byte boundary, so every later chunk starts on one.
+cpu::RowChunks chunksFor(const void* gradRow, size_t outBytes) {
+  cpu::RowChunks chunks;
+  const uintptr_t misalign = reinterpret_cast<uintptr_t>(gradRow) & 63u;
+  if (misalign != 0 && misalign % outBytes == 0) chunks.first = static_cast<int64_t>((64 - misalign) / outBytes);
+  return chunks;
+}
 
 }  // namespace
 
@@ -73,6 +118,7 @@ void cpu::CpuBackend::tokenLogprobs(TokenLogprobsCall& c) {
   float* logp = c.logp.data<float>();
   float* lse = c.lse.data<float>();
   float* ent = c.entropy ? c.entropyOut.data<float>() : nullptr;
+  const cpu::ExpScale scale = cpu::expScaleFor(c.temperature);
   std::vector<uint8_t> status(rows, kRowOk);
   for (int64_t i = 0; mask && i < rows; i++) {
     if (mask[i] > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask" + position(i, c.L), std::to_string(mask[i]));
@@ -85,8 +131,15 @@ void cpu::CpuBackend::tokenLogprobs(TokenLogprobsCall& c) {
         if (ent) ent[i] = 0;
         continue;
       }
-      status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.temperature, c.entropy, &r);
-      logp[i] = r.logp;
+      if (targets[i] < 0 || targets[i] >= c.V) {
+        status[i] = kRowBadTarget;
+        continue;
+      }
+      const cpu::RowChunks chunks;
+      cpu::rowKernels().rowStats(rowAt(c.logits, i, c.V), c.logits.dtype, c.V, targets[i], scale, c.entropy, chunks,
+                                 nullptr, 0, chunks.count(c.V), &r.stats);
+      status[i] = finishRow(readLogit(c.logits, i * c.V + targets[i]), c.temperature, scale, c.entropy, &r);
+      logp[i] = static_cast<float>(r.logp);
       lse[i] = r.lse;
       if (ent) ent[i] = r.entropy;
     }
@@ -104,16 +157,34 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
                            c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
                            c.perTokenAdvantages, c.L};
   float* logpOut = c.logp.data<float>();
-  const size_t inBytes = dtypeSize(c.logits.dtype), outBytes = dtypeSize(c.grad.dtype);
+  const size_t outBytes = dtypeSize(c.grad.dtype);
   char* gradBase = static_cast<char*>(c.grad.storage->data());
   const cpu::RowKernels& kernels = cpu::rowKernels();
-  const float invT = 1.0f / c.params.temperature;
+  const cpu::ExpScale scale = cpu::expScaleFor(params.temperature);
+  const double invT = 1.0 / params.temperature;
+  const bool stream = static_cast<size_t>(rows) * static_cast<size_t>(c.V) * outBytes >= streamGradBytes();
   std::vector<uint8_t> status(rows, kRowOk);
   std::vector<TokenRecord> records(rows);
 
-  cpu::parallelFor(rows, rowGrain(c.V), [&](int64_t begin, int64_t end) {
+  // A row's gradient, ready to be written: its parameters, chunk factors and kept exponentials (in slot).
+  struct Pending {
+    int64_t row = -1;  // -1: none
+    int slot = 0;
+    cpu::GradParams gp;
+  };
+  const auto gradRowOf = [&](int64_t i) { return static_cast<void*>(gradBase + i * c.V * static_cast<int64_t>(outBytes)); };
+  // Tasks of several rows, so that each thread can overlap one row's gradient with the next row's statistics.
+  const int64_t grain = std::max(rowGrain(c.V), (rows + 4 * cpu::threadCount() - 1) / (4 * cpu::threadCount()));
+
+  cpu::parallelFor(rows, grain, [&](int64_t begin, int64_t end) {
+    RowScratch& scratch = tlsScratch;
+    Pending pending;
+    const auto writeGradient = [&](int64_t c0, int64_t c1) {
+      kernels.rowGrad(rowAt(c.logits, pending.row, c.V), c.logits.dtype, c.V, pending.gp, scratch.keep[pending.slot].data(),
+                      scratch.factor[pending.slot].data(), gradRowOf(pending.row), c.grad.dtype, c0, c1);
+    };
     for (int64_t i = begin; i < end; i++) {
-      void* gradRow = gradBase + i * c.V * static_cast<int64_t>(outBytes);
+      void* gradRow = gradRowOf(i);
       if (mask && !mask[i]) {
         logpOut[i] = 0;
         kernels.zeroRow(gradRow, c.grad.dtype, c.V);
@@ -121,29 +192,59 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       }
       double old, ref, adv;
       if (!inputs.read(i, &old, &ref, &adv)) { status[i] = kRowBadInput; continue; }
+      if (targets[i] < 0 || targets[i] >= c.V) { status[i] = kRowBadTarget; continue; }
+      // Pass 1 of this row (the statistics, keeping its exponentials), chunk by chunk, interleaved with pass 2
+      // of the previous one (its gradient): exponentials and memory writes at the same time.
+      const int slot = pending.row >= 0 ? 1 - pending.slot : 0;
+      const cpu::RowChunks chunks = chunksFor(gradRow, outBytes);
+      const int64_t chunkCount = chunks.count(c.V);
+      const int64_t pendingCount = pending.row >= 0 ? pending.gp.chunks.count(c.V) : 0;
+      scratch.reserve(slot, c.V, chunkCount);
+      const cpu::RowKeep keep{scratch.keep[slot].data(), scratch.chunkMax[slot].data()};
       RowResult r{};
-      status[i] = analyzeRow(c.logits, i, c.V, targets[i], c.params.temperature, true, &r);
+      const void* row = rowAt(c.logits, i, c.V);
+      for (int64_t k = 0; k < std::max(chunkCount, pendingCount); k++) {
+        if (k < chunkCount) kernels.rowStats(row, c.logits.dtype, c.V, targets[i], scale, true, chunks, &keep, k, k + 1, &r.stats);
+        if (k < pendingCount) writeGradient(k, k + 1);
+      }
+      pending.row = -1;
+      status[i] = finishRow(readLogit(c.logits, i * c.V + targets[i]), params.temperature, scale, true, &r);
       if (status[i] != kRowOk) continue;
       if (std::isinf(r.logp)) { status[i] = kRowNegInfTarget; continue; }
-      logpOut[i] = r.logp;
-      const double logp = r.logp;
+      logpOut[i] = static_cast<float>(r.logp);
+      const double logp = r.logp;  // not rounded to f32 first (as on cuda): old - logp can be ~1e-4
       if (!params.hasOld) old = logp;
       TokenTerms terms = tokenTerms(logp, old, ref, adv, r.entropy, params);
       const double w = scales[i / c.L];
-      cpu::GradParams gp;
-      gp.scale = kLog2e * invT;
+      // dx_j = -p_j (a + b (z_j - E[z])) + [j = y] a  with  a = g_t / T, b = gH_t / T,  z_j - E[z] = ln2 t_j - eShift.
+      const double a = w * terms.dlogp * invT;
+      const double b = -w * params.entropyCoef * invT;
+      const double eShift = kLn2 * r.t2 / r.sum;
+      const double M = r.stats.maxLogit;
+      // Each chunk's exponentials were taken against its own running max: p_j = keep_j 2^((m_c - M) s) / S.
+      for (int64_t k = 0; k < chunkCount; k++) {
+        const double mc = scratch.chunkMax[slot][k];
+        const double f = mc == -INFINITY ? 0.0 : -std::exp2((mc - M) * scale.value) / r.sum;
+        scratch.factor[slot][k] = static_cast<float>(b != 0 ? f : f * a);
+      }
+      cpu::GradParams& gp = pending.gp;
+      gp.scale = scale;
       gp.maxLogit = r.stats.maxLogit;
-      gp.invSum = static_cast<float>(1.0 / r.sum);
-      gp.a = static_cast<float>(w * terms.dlogp * invT);
-      gp.b = static_cast<float>(-w * params.entropyCoef * invT);
-      gp.eShift = static_cast<float>(kLn2 * r.t2 / r.sum);
+      gp.a2 = static_cast<float>(a - b * eShift);
+      gp.b2 = static_cast<float>(b * kLn2);
+      gp.entropy = b != 0;
+      gp.stream = stream;
+      gp.chunks = chunks;
       gp.target = targets[i];
-      gp.targetT = r.targetT;
-      gp.oneMinusPy = r.oneMinusPy;
-      const void* row = static_cast<const char*>(c.logits.storage->data()) + i * c.V * static_cast<int64_t>(inBytes);
-      kernels.rowGrad(row, c.logits.dtype, c.V, gp, gradRow, c.grad.dtype);
+      // The target entry, a (1 - p_y) with 1 - p_y = S_o / S (no cancellation near p_y = 1), in double.
+      gp.targetGrad = static_cast<float>(a * r.oneMinusPy - b * r.py * (kLn2 * r.targetT - eShift));
+      pending.row = i;
+      pending.slot = slot;
       records[i] = recordToken(terms, w, logp, old, r.entropy, params);
     }
+    if (pending.row >= 0) writeGradient(0, pending.gp.chunks.count(c.V));
+    // A vocabulary far beyond any model's (the buffers are 8V bytes) does not stay allocated after the op.
+    if (scratch.floats() > kKeepScratchLimit) scratch = RowScratch{};
   });
   throwRowStatus(status.data(), rows, c.targets.data<int32_t>(), &inputs, c.L, c.V);
   c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));

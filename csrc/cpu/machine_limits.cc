@@ -1,6 +1,6 @@
 // Measurements of this machine's own limits, for the benchmark's "speed of light" column: host memory
-// bandwidth with every core (a copy, and a read-only sum), and the rate of the row kernels' vectorized exp
-// on data that stays in L1 (the compute ceiling of the softmax passes).
+// bandwidth with every core (a copy, two ways, and a read-only sum), and the rate of the row kernels'
+// vectorized exp on data that stays in L1 (the compute ceiling of the softmax passes).
 #include "cpu/machine_limits.h"
 
 #include <algorithm>
@@ -44,46 +44,55 @@ HostLimits measureHost(size_t bytes, int reps) {
   parallelFor(static_cast<int64_t>(n), 1 << 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) { src[i] = static_cast<float>(i & 1023) * 0.001f; dst[i] = 0; }
   });
-  const int64_t grain = 1 << 18;
-  const double copy = bestSeconds(reps, [&] {
+  const RowKernels& k = rowKernels();
+  const int64_t grain = 1 << 18;  // 1 MB per task: whole 64-byte lines, aligned (the buffers are)
+  // Copy, two ways: the C library's memcpy, and the gradient pass's own loop (vector loads, streaming
+  // stores). The faster is the machine's read + write limit.
+  const double memcpyTime = bestSeconds(reps, [&] {
     parallelFor(static_cast<int64_t>(n), grain, [&](int64_t b, int64_t e) {
       std::memcpy(&dst[b], &src[b], static_cast<size_t>(e - b) * sizeof(float));
     });
   });
+  const double streamTime = bestSeconds(reps, [&] {
+    parallelFor(static_cast<int64_t>(n), grain, [&](int64_t b, int64_t e) { k.streamCopy(&dst[b], &src[b], e - b); });
+  });
+  // Read: vector loads into eight independent accumulators (a scalar sum measures the latency of its adds,
+  // not the memory: that is what made the read probe report less than the copy probe).
   volatile double sink = 0;
   const double read = bestSeconds(reps, [&] {
-    double total = 0;
     std::vector<double> sums((n + grain - 1) / grain);
-    parallelFor(static_cast<int64_t>(n), grain, [&](int64_t b, int64_t e) {
-      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      int64_t i = b;
-      for (; i + 4 <= e; i += 4) { s0 += src[i]; s1 += src[i + 1]; s2 += src[i + 2]; s3 += src[i + 3]; }
-      for (; i < e; i++) s0 += src[i];
-      sums[b / grain] = s0 + s1 + s2 + s3;
-    });
+    parallelFor(static_cast<int64_t>(n), grain, [&](int64_t b, int64_t e) { sums[b / grain] = k.readSum(&src[b], e - b); });
+    double total = 0;
     for (double s : sums) total += s;
     sink = total;
   });
   (void)sink;
-  // exp rate: the stats pass over an 8 KB row (L1-resident), which is one exp per element.
+  // exp rate: the stats pass over an 8 KB row (L1-resident), which is one exponential per element (with
+  // the chunk's max and the sums around it: the compute ceiling of one pass over a row).
   const int64_t V = 2048, rowsPerThread = 4096;
   std::vector<float> row(static_cast<size_t>(V));
   for (int64_t j = 0; j < V; j++) row[j] = static_cast<float>((j * 37) % 101) * 0.05f - 2.5f;
-  const RowKernels& k = rowKernels();
   const int threads = threadCount();
+  const ExpScale scale = expScaleFor(1.0);
   const double expTime = bestSeconds(std::max(1, reps / 2), [&] {
     parallelFor(threads, 1, [&](int64_t b, int64_t e) {
       RowStats s;
       for (int64_t t = b; t < e; t++) {
-        for (int64_t r = 0; r < rowsPerThread; r++) k.rowStats(row.data(), DType::F32, V, -1, 1.4427f, false, &s);
+        for (int64_t r = 0; r < rowsPerThread; r++) {
+          s = RowStats{};
+          k.rowStats(row.data(), DType::F32, V, -1, scale, false, RowChunks{}, nullptr, 0, 1, &s);
+        }
       }
     });
   });
   HostLimits out;
   out.threads = threads;
   out.isa = k.isa;
-  out.copyGBps = 2.0 * static_cast<double>(n * sizeof(float)) / copy / 1e9;  // read + write
-  out.readGBps = static_cast<double>(n * sizeof(float)) / read / 1e9;
+  const double size = static_cast<double>(n * sizeof(float));
+  out.copyGBps = 2.0 * size / std::min(memcpyTime, streamTime) / 1e9;  // read + write
+  out.memcpyGBps = 2.0 * size / memcpyTime / 1e9;
+  out.streamCopyGBps = 2.0 * size / streamTime / 1e9;
+  out.readGBps = size / read / 1e9;
   out.expPerSecond = static_cast<double>(threads) * rowsPerThread * V / expTime;
   return out;
 }

@@ -1,6 +1,9 @@
 // binding.backendInfo() and binding.measureMachine(options): what the registry reports about the backends,
-// and the host's measured limits, as JavaScript objects.
+// and the host's measured limits, as JavaScript objects; binding.kernelExp2 and binding.measureExp2Accuracy:
+// the CPU row kernels' exponential and its accuracy (test/cpu/exp-accuracy.test.ts, docs/math-exp.md).
 #include <napi.h>
+
+#include <cmath>
 
 #include "napi/napi_util.h"
 #include "registry/backend_registry.h"
@@ -58,7 +61,7 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
   });
 }
 
-// measureMachine({bytes = 256 MiB, reps = 5}) -> {threads, isa, copyGBps, readGBps, expPerSecond}
+// measureMachine({bytes = 256 MiB, reps = 5}) -> {threads, isa, copyGBps, memcpyGBps, streamCopyGBps, readGBps, expPerSecond}
 Napi::Value measureMachineBinding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -73,8 +76,68 @@ Napi::Value measureMachineBinding(const Napi::CallbackInfo& info) {
     out.Set("threads", limits.threads);
     out.Set("isa", limits.isa);
     out.Set("copyGBps", limits.copyGBps);
+    out.Set("memcpyGBps", limits.memcpyGBps);
+    out.Set("streamCopyGBps", limits.streamCopyGBps);
     out.Set("readGBps", limits.readGBps);
     out.Set("expPerSecond", limits.expPerSecond);
+    return out;
+  });
+}
+
+namespace {
+
+std::string isaOption(Napi::Object opts) { return hasOption(opts, "isa") ? stringOption(opts, "isa", "") : std::string(); }
+
+double temperatureOption(Napi::Object opts) {
+  const double T = numberOption(opts, "temperature", 1.0);
+  if (!(T >= 1e-3 && T <= 1e3)) fail(ErrorCode::InvalidArg, "a temperature in [0.001, 1000]", "temperature", describeValue(opts.Get("temperature")));
+  return T;
+}
+
+Napi::Object optionsArg(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && !info[i].IsUndefined() ? objectArg(info[i], "options") : Napi::Object::New(info.Env());
+}
+
+}  // namespace
+
+// kernelExp2(d: Float32Array, {isa?, temperature = 1}) -> Float32Array of 2^(d log2(e) / T), computed by the
+// CPU row kernels' own exponential.
+Napi::Value kernelExp2Binding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      fail(ErrorCode::InvalidArg, "a Float32Array", "d", describeValue(info[0]));
+    }
+    Napi::Float32Array d = info[0].As<Napi::Float32Array>();
+    Napi::Object opts = optionsArg(info, 1);
+    Napi::Float32Array out = Napi::Float32Array::New(env, d.ElementLength());
+    std::string used;
+    cpuKernelExp2(isaOption(opts), d.Data(), out.Data(), static_cast<int64_t>(d.ElementLength()), temperatureOption(opts), &used);
+    return out;
+  });
+}
+
+// measureExp2Accuracy({isa?, temperature = 1, stride = 1}) -> {isa, checked, maxRelError, maxUlp, ...}
+Napi::Value measureExp2AccuracyBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object opts = optionsArg(info, 0);
+    const double stride = numberOption(opts, "stride", 1);
+    if (!(stride >= 1 && stride <= (1 << 24)) || stride != std::floor(stride)) {
+      fail(ErrorCode::InvalidArg, "an integer stride in [1, 2^24]", "stride", describeValue(opts.Get("stride")));
+    }
+    std::string used;
+    const ExpAccuracy a = measureCpuExpAccuracy(isaOption(opts), temperatureOption(opts), static_cast<uint32_t>(stride), &used);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("isa", used);
+    out.Set("checked", a.checked);
+    out.Set("maxRelError", a.maxRelError);
+    out.Set("maxUlp", a.maxUlp);
+    out.Set("meanRelError", a.meanRelError);
+    out.Set("rmsRelError", a.rmsRelError);
+    out.Set("worstInput", a.worstInput);
+    out.Set("flushChecked", a.flushChecked);
+    out.Set("flushViolations", a.flushViolations);
     return out;
   });
 }

@@ -14,6 +14,8 @@ Napi::Value policyLossBinding(const Napi::CallbackInfo& info);
 Napi::Value grpoLossBinding(const Napi::CallbackInfo& info);
 Napi::Value backendInfoBinding(const Napi::CallbackInfo& info);
 Napi::Value measureMachineBinding(const Napi::CallbackInfo& info);
+Napi::Value kernelExp2Binding(const Napi::CallbackInfo& info);
+Napi::Value measureExp2AccuracyBinding(const Napi::CallbackInfo& info);
 Napi::Value embeddingBagForwardBinding(const Napi::CallbackInfo& info);
 Napi::Value embeddingBagBackwardBinding(const Napi::CallbackInfo& info);
 Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
@@ -77,6 +79,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryInfo", Napi::Function::New(env, memoryInfoBinding, "memoryInfo"));
   exports.Set("backendInfo", Napi::Function::New(env, backendInfoBinding, "backendInfo"));
   exports.Set("measureMachine", Napi::Function::New(env, measureMachineBinding, "measureMachine"));
+  exports.Set("kernelExp2", Napi::Function::New(env, kernelExp2Binding, "kernelExp2"));
+  exports.Set("measureExp2Accuracy", Napi::Function::New(env, measureExp2AccuracyBinding, "measureExp2Accuracy"));
   exports.Set("tokenLogprobs", Napi::Function::New(env, tokenLogprobsBinding, "tokenLogprobs"));
   exports.Set("groupAdvantages", Napi::Function::New(env, groupAdvantagesBinding, "groupAdvantages"));
   exports.Set("policyLoss", Napi::Function::New(env, policyLossBinding, "policyLoss"));

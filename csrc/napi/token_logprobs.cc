@@ -24,7 +24,7 @@ Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info) {
     const Device device = c.logits.device();
     expectDevice(c.targets, device, "targets");
     expectDevice(c.mask, device, "mask");
-    c.temperature = static_cast<float>(numberOption(opts, "temperature", c.temperature));
+    c.temperature = numberOption(opts, "temperature", c.temperature);
     c.entropy = boolOption(opts, "entropy", false);
     Backend& backend = backendFor(device);
     c.logp = makeTensor(DType::F32, {c.B, c.L}, device);

@@ -71,7 +71,7 @@ double offOrNumber(Napi::Object opts, const char* key, double fallback) {
 // an unknown enum name is refused because there is no value to map it to.
 LossParams parseLossParams(Napi::Object opts, bool fused) {
   LossParams p;
-  if (fused) p.temperature = static_cast<float>(numberOption(opts, "temperature", p.temperature));
+  if (fused) p.temperature = numberOption(opts, "temperature", p.temperature);
   p.clipLow = numberOption(opts, "clipLow", p.clipLow);
   p.clipHigh = numberOption(opts, "clipHigh", p.clipHigh);
   p.dualClip = offOrNumber(opts, "dualClip", p.dualClip);

@@ -9,6 +9,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_bench.h"
+#include "cpu/exp_accuracy.h"
 #include "cpu/kernels.h"
 #include "cpu/machine_limits.h"
 #include "cpu/thread_pool.h"
@@ -116,6 +117,29 @@ GemmPeak measureGemmPeak(double ms) { return cpu::measureGemmPeak(ms); }
 BlasInfo openblasInfo() { return cpu::openblasInfo(); }
 BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps) {
   return cpu::openblasSgemm(a, b, c, transA, transB, reps);
+}
+
+namespace {
+
+const cpu::RowKernels& kernelsNamed(const std::string& isa) {
+  if (isa.empty()) return cpu::rowKernels();
+  const cpu::RowKernels* k = cpu::rowKernelsFor(isa.c_str());
+  if (!k) fail(ErrorCode::InvalidArg, "an instruction set this CPU runs (generic, avx2, avx512, avx512-bf16)", "isa", "'" + isa + "'");
+  return *k;
+}
+
+}  // namespace
+
+void cpuKernelExp2(const std::string& isa, const float* d, float* out, int64_t n, double temperature, std::string* usedIsa) {
+  const cpu::RowKernels& k = kernelsNamed(isa);
+  k.exp2Values(d, out, n, cpu::expScaleFor(temperature));
+  *usedIsa = k.isa;
+}
+
+ExpAccuracy measureCpuExpAccuracy(const std::string& isa, double temperature, uint32_t stride, std::string* usedIsa) {
+  const cpu::RowKernels& k = kernelsNamed(isa);
+  *usedIsa = k.isa;
+  return cpu::measureExpAccuracy(k, temperature, stride);
 }
 
 }  // namespace grpo

@@ -4,6 +4,7 @@
 // (csrc/napi/) reaches the backends only through here; the backends never include it.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -50,5 +51,10 @@ HostLimits measureHostLimits(size_t bytes, int reps);
 GemmPeak measureGemmPeak(double ms);
 BlasInfo openblasInfo();
 BlasTiming openblasSgemm(const TensorRef& a, const TensorRef& b, const TensorRef& c, bool transA, bool transB, int reps);
+// The CPU row kernels' exponential, out[i] = 2^(d[i] log2(e) / T), by the kernels of instruction set `isa`
+// ("" for the active ones; ERR_GRPO_INVALID_ARG for one this CPU does not run), and its accuracy against
+// float64 over every `stride`-th f32 input. The name of the kernels used comes back in *usedIsa.
+void cpuKernelExp2(const std::string& isa, const float* d, float* out, int64_t n, double temperature, std::string* usedIsa);
+ExpAccuracy measureCpuExpAccuracy(const std::string& isa, double temperature, uint32_t stride, std::string* usedIsa);
 
 }  // namespace grpo

@@ -21,7 +21,7 @@ export async function benchChartSvg(cases: readonly BenchCase[], machine: Machin
   const values = [...best.values()].map((c) => ({ V: c.V, gbps: c.gbps, series: `${c.op} ${c.dtype} (${c.impl})`, tokens: c.tokens }))
   const spec: vegaLite.TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: title, subtitle: `dashed: measured limit, copy ${machine.copyGBps.toFixed(1)} GB/s (read+write), read ${machine.readGBps.toFixed(1)} GB/s` },
+    title: { text: title, subtitle: `dashed: measured limit, copy ${machine.copyGBps.toFixed(1)} GB/s (read+write), read ${machine.readGBps.toFixed(1)} GB/s; exp rate ${(machine.expPerSecond / 1e9).toFixed(2)} G/s` },
     width: 560,
     height: 320,
     layer: [

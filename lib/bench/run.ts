@@ -55,9 +55,16 @@ function disposeAll(value: unknown): void {
 export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; gemm?: GemmBenchResult; files: string[] }> {
   const random = xorshift(o.seed)
   o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
-  const machine = native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 })
+  const loadStart = os.loadavg()
+  const machine: MachineLimits = {
+    ...native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 }),
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    loadAverage: { start: loadStart },
+  }
+  o.log(`  ${machine.cpuModel}, load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`)
   o.log(
-    `  ${machine.threads} threads, ${machine.isa}: copy ${machine.copyGBps.toFixed(1)} GB/s (read+write), read ${machine.readGBps.toFixed(1)} GB/s, exp ${(machine.expPerSecond / 1e9).toFixed(2)} G/s`,
+    `  ${machine.threads} threads, ${machine.isa}: copy ${machine.copyGBps.toFixed(1)} GB/s (read+write; memcpy ${machine.memcpyGBps?.toFixed(1)}, ` +
+      `streaming stores ${machine.streamCopyGBps?.toFixed(1)}), read ${machine.readGBps.toFixed(1)} GB/s, exp ${(machine.expPerSecond / 1e9).toFixed(2)} G/s`,
   )
   if (o.device === 'cuda') {
     // The probe above measures host memory. A device bandwidth probe (a copy kernel timed with CUDA events) is
@@ -70,12 +77,25 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     const seconds = c.timing.medianMs / 1000
     const gbps = (c.bytesPerToken * c.tokens) / seconds / 1e9
     const full: BenchCase = { ...c, tokensPerSecond: c.tokens / seconds, gbps, shareOfLimit: limitGBps > 0 ? gbps / limitGBps : 0 }
+    let limits = ''
+    if (limitGBps > 0) {
+      // The two ceilings of a row op on this machine, from the same run: moving its bytes once, and its
+      // exponentials at the measured exp rate. The larger one is what a perfect kernel would be bound by.
+      full.bandwidthLimitMs = (c.bytesPerToken * c.tokens) / limitGBps / 1e6
+      full.timesBandwidthLimit = c.timing.medianMs / full.bandwidthLimitMs
+      limits = ` ${full.timesBandwidthLimit.toFixed(2)}x the bandwidth limit (${full.bandwidthLimitMs.toFixed(2)} ms)`
+      if (c.expsPerElement) {
+        full.expLimitMs = (c.expsPerElement * c.tokens * c.V) / machine.expPerSecond * 1e3
+        full.binds = full.expLimitMs > full.bandwidthLimitMs ? 'exp' : 'memory'
+        limits += `, exp limit ${full.expLimitMs.toFixed(2)} ms: ${full.binds}-bound`
+      }
+    }
     cases.push(full)
     o.log(
       `  ${full.op.padEnd(22)} ${full.impl.padEnd(11)} ${full.dtype.padEnd(4)} V=${String(full.V).padEnd(6)} tokens=${String(full.tokens).padEnd(5)} ` +
         `${full.timing.medianMs.toFixed(2).padStart(9)} ms [${full.timing.minMs.toFixed(2)}-${full.timing.maxMs.toFixed(2)}] ` +
         `${(full.tokensPerSecond / 1e3).toFixed(1).padStart(8)}k tok/s ${full.gbps.toFixed(1).padStart(6)} GB/s ${(full.shareOfLimit * 100).toFixed(0).padStart(4)}% of limit` +
-        (full.note ? `  ${full.note}` : ''),
+        limits + (full.note ? `  ${full.note}` : ''),
     )
     return full
   }
@@ -107,11 +127,11 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
         const inBytes = BYTES[dtype]! * V
         if (o.ops.includes('tokenLogprobs')) {
           const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets)) })
-          add({ op: 'tokenLogprobs', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes }, machine.readGBps)
+          add({ op: 'tokenLogprobs', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('tokenLogprobs+entropy')) {
           const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets, { entropy: true })) })
-          add({ op: 'tokenLogprobs+entropy', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes }, machine.readGBps)
+          add({ op: 'tokenLogprobs+entropy', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('grpoLoss')) {
           const bytesPerToken = 2 * inBytes // one read of the logits, one write of the gradient
@@ -119,7 +139,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             const i = next()
             disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages }, lossOptions))
           })
-          const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken }, machine.copyGBps)
+          const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken, expsPerElement: 1 }, machine.copyGBps)
           // Our own ops unfused: log-softmax, then the loss on the log-probs, then a separate gradient pass
           // over the logits (grpoLoss with per-token advantages set so that its ∂loss/∂logp is the policy
           // loss's gradient: the same two passes over the row as a stand-alone log-softmax backward).
@@ -134,7 +154,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             disposeAll(lp)
             disposeAll(pl)
           })
-          const u = add({ op: 'grpoLoss', impl: 'unfused-ops', dtype, V, tokens: N, timing: unfused, bytesPerToken }, machine.copyGBps)
+          const u = add({ op: 'grpoLoss', impl: 'unfused-ops', dtype, V, tokens: N, timing: unfused, bytesPerToken, expsPerElement: 2 }, machine.copyGBps)
           u.note = `fused is ${(unfused.medianMs / fused.medianMs).toFixed(2)}x faster`
           o.log(`    ${u.note}`)
           if (dtype === 'f32' && o.baselineReps > 0) {
@@ -198,6 +218,8 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     gemm = await runGemmBench({ device: o.device, reps: Math.min(o.reps, 5), tokens: o.gemmTokens ?? 1024, sizes: o.gemmSizes ?? SQUARE_SIZES, log: o.log, torch: o.gemmTorch ?? true })
   }
 
+  machine.loadAverage!.end = os.loadavg()
+  o.log(`  load average at the end: ${machine.loadAverage!.end.map((l) => l.toFixed(2)).join(' ')}`)
   const files = await writeResults(o.out, machine, cases, o, gemm)
   return { machine, cases, gemm, files }
 }

@@ -48,13 +48,30 @@ export interface BenchCase {
   bytesPerToken: number // moved by design: one read of the logits (and one write of the gradient)
   gbps: number
   shareOfLimit: number // achieved GB/s over the machine's measured bandwidth
+  /** the time to move bytesPerToken * tokens at the measured bandwidth (copy for read+write ops, read otherwise) */
+  bandwidthLimitMs?: number
+  /** median time over bandwidthLimitMs: 1.0 would be the speed of light */
+  timesBandwidthLimit?: number
+  /** exponentials per logit the op computes (the fused loss 1, the unfused ops 2), and the time they take at the
+   *  measured exp rate */
+  expsPerElement?: number
+  expLimitMs?: number
+  /** which limit is the larger, i.e. what a perfect kernel would be bound by on this machine */
+  binds?: 'memory' | 'exp'
   note?: string
 }
 
 export interface MachineLimits {
   threads: number
   isa: string
+  /** read + write: the better of memcpyGBps and streamCopyGBps */
   copyGBps: number
+  memcpyGBps?: number
+  streamCopyGBps?: number
   readGBps: number
+  /** exponentials per second with every core: the row kernels' statistics pass over L1-resident data */
   expPerSecond: number
+  cpuModel?: string
+  /** os.loadavg() when the run started and when it ended (other processes share the cores) */
+  loadAverage?: { start: number[]; end?: number[] }
 }

@@ -32,6 +32,9 @@ export function begin(t: Test): ReturnType<typeof memoryInfo> {
   }
   t.comment(`backend ${JSON.stringify(info)}`)
   t.comment(`device ${DEVICE}; ${seedComment()}`)
+  // A forced instruction set (test/cpu/ops-on-each-isa.test.ts) must be the one running, or the run proves nothing.
+  const isa = process.env.GRPO_CPU_ISA
+  if (isa) t.equal((info as ReturnType<typeof backend.info>).cpu?.isa, isa, `the CPU row kernels run with GRPO_CPU_ISA=${isa}`)
   return memoryInfo()
 }
 
