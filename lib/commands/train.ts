@@ -36,22 +36,23 @@ Options:
   --task tool|multi-turn  the single-turn task (default), or the multi-turn one: look a value up with a tool,
                         then make the call that needs it (the trainer runs the lookups between turns)
   --max-turns N         model turns per trajectory with --task multi-turn (default 3)
-  --steps N             GRPO steps (default 300)
+  --steps N             GRPO steps (default 300; 200 with --task multi-turn)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
   --lr X                GRPO learning rate (default 0.006)
   --warmup-examples N   size of the warm-start slice (default 400)
-  --warmup-steps N      supervised steps of 64 examples (default 10)
+  --warmup-steps N      supervised steps of 64 examples (default 10; 4 with --task multi-turn)
   --warmup-lr X         warm-start learning rate (default 0.03)
-  --temperature X       sampling temperature of GRPO (default 0.7, the Tool-N1 preset's)
+  --temperature X       sampling temperature of GRPO (default 0.7, the Tool-N1 preset's; 1 with --task multi-turn)
   --filter-groups N     dynamic sampling: drop groups whose rewards are all equal and sample more prompts,
-                        up to N sampling rounds per step (default 1: off)
-  --reward binary|toolrl  the training reward: the Tool-N1 binary reward (default) or ToolRL's (format and
-                        partial credit per tool name, argument name and value); held-out is always binary
+                        up to N sampling rounds per step (default 1: off; 3 with --task multi-turn)
+  --reward binary|toolrl  the training reward: the Tool-N1 binary reward or ToolRL's (format and partial credit
+                        per tool name, argument name and value); default binary, toolrl with --task multi-turn;
+                        held-out is always judged by the binary reward
   --tool-reward W       with --task multi-turn: add a second reward, weight W, of 1 for a trajectory whose
-                        tool calls all ran without error (default 0: off)
+                        tool calls all ran without error (default 0.5; 0: off)
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
   --save                also write the trained policy and tokenizer to the output folder
   --quiet               no progress bar
@@ -122,19 +123,23 @@ function parseConfig(args: string[]): Config | null {
   }
   const task = (values.task ?? 'tool') as Config['task']
   if (!TASKS.includes(task)) invalidArg(TASKS.map((x) => `'${x}'`).join(' or '), '--task', values.task)
-  const reward = (values.reward ?? 'binary') as Config['reward']
+  // The multi-turn task's defaults: a shorter warm start and more exploration (its held-out reward starts low),
+  // ToolRL's partial credit and a tool-use reward (the binary reward alone rarely sees a whole trajectory right),
+  // dynamic sampling (most groups of a weak policy have no reward spread). bench/trainer.md has the runs.
+  const multiTurn = task === 'multi-turn'
+  const reward = (values.reward ?? (multiTurn ? 'toolrl' : 'binary')) as Config['reward']
   if (reward !== 'binary' && reward !== 'toolrl') invalidArg("'binary' or 'toolrl'", '--reward', values.reward)
-  const toolReward = values['tool-reward'] === undefined ? 0 : Number(values['tool-reward'])
+  const toolReward = values['tool-reward'] === undefined ? (multiTurn ? 0.5 : 0) : Number(values['tool-reward'])
   if (!Number.isFinite(toolReward) || toolReward < 0) invalidArg('a number >= 0', '--tool-reward', values['tool-reward'])
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
   return {
     task,
     maxTurns: integer(values['max-turns'], '--max-turns', 3, 1),
-    temperature: rate(values.temperature, '--temperature', presets.toolN1.temperature),
-    filterGroups: integer(values['filter-groups'], '--filter-groups', 1, 1),
+    temperature: rate(values.temperature, '--temperature', multiTurn ? 1 : presets.toolN1.temperature),
+    filterGroups: integer(values['filter-groups'], '--filter-groups', multiTurn ? 3 : 1, 1),
     reward,
     toolReward,
-    steps: integer(values.steps, '--steps', 300, 0),
+    steps: integer(values.steps, '--steps', multiTurn ? 200 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
@@ -142,7 +147,7 @@ function parseConfig(args: string[]): Config | null {
     lr: rate(values.lr, '--lr', 0.006),
     warmupLr: rate(values['warmup-lr'], '--warmup-lr', 0.03),
     warmupExamples: integer(values['warmup-examples'], '--warmup-examples', 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', 10, 0),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', multiTurn ? 4 : 10, 0),
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
