@@ -433,7 +433,12 @@ export async function run(args: string[]): Promise<number> {
     out(`held-out binary reward after warm start: ${before.reward.toFixed(3)}`)
 
     // 3. GRPO.
-    out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset, lr ${config.lr}`)
+    const extras = [
+      config.temperature !== presets.toolN1.temperature ? `T ${config.temperature}` : '',
+      `${config.reward} reward${config.task === 'multi-turn' && config.toolReward > 0 ? ` + ${config.toolReward} × tool-use` : ''}`,
+      config.filterGroups > 1 ? `filterGroups ${config.filterGroups} rounds` : '',
+    ].filter(Boolean)
+    out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset (${extras.join(', ')}), lr ${config.lr}`)
     const progress = new Progress(config.steps, config.quiet)
     const evals: { step: number; reward: number }[] = [{ step: 0, reward: before.reward }]
     let recent: number[] = []
