@@ -349,3 +349,32 @@ t.test('toolTurnRenderer: ChatML, no doubled end-of-turn, a chat template', asyn
   t.throws(() => chatml([], 5 as never), { message: /string for turnText/ })
   t.throws(() => promptModule.toolTurnRenderer({ template: 5 as never }), { message: /chat template renderer/ })
 })
+
+t.test('everything together: tools, two rewards with GDPO, dynamic sampling, maskTruncated, overlong penalty', async (t) => {
+  const policy = new ScriptedPolicy(new LogLinearPolicy({ vocabSize: V, hashSize: 64, promptWindow: 2, device: 'cpu' }))
+  t.teardown(() => policy.dispose())
+  rewardCalls = 0
+  let turnsSeen = 0
+  await using trainer = makeTrainer(policy, {
+    reward: undefined,
+    rewards: [
+      { name: 'answer', fn: answerReward! },
+      { name: 'turns', fn: (_text, _p, _tokens, context) => ((turnsSeen += context.turns.length), -context.turns.length), weight: 0.5 },
+    ],
+    rewardAggregation: 'normalize-then-sum',
+    scale: undefined,
+    filterGroups: { maxRounds: 2 },
+    maskTruncated: true,
+    overlongPenalty: { buffer: 3, factor: 1 },
+  })
+  const m = await trainer.step(prompts.slice(0, 2))
+  t.same(Object.keys(m.rewards), ['answer', 'turns', 'overlong'])
+  // Every model turn has 2 tokens: 1 past maxNewTokens − buffer = 1, so −1/3.
+  t.ok(Math.abs(m.rewards.overlong! + 1 / 3) < 1e-12, `overlong ${m.rewards.overlong}`)
+  t.equal(m.filter!.full, true, 'the alternating answer reward gives every group spread')
+  t.equal(m.filter!.rounds, 1)
+  t.equal(m.truncatedFraction, 0)
+  t.ok(turnsSeen > 0 && m.tools.meanTurns > 1)
+  t.ok(m.tokens > 0 && Number.isFinite(m.loss))
+  t.equal(trainer.settings.scale, 'batch')
+})
