@@ -1,5 +1,5 @@
 /**
- * The row layouts the kernels treat specially, against the float64 reference (spec §1, §5, §7):
+ * The row layouts the kernels treat specially, against the float64 reference (docs/math.md §1, §5, §7):
  * - rows processed in chunks (2048 entries on the CPU) where whole chunks are −∞, or the running max jumps
  *   from one chunk to the next (the fused loss keeps each chunk's exponentials against its own running max
  *   and rescales them in the gradient pass);
