@@ -13,6 +13,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
   eval: { summary: 'BFCL accuracy of a model, a completions file or an endpoint, with BFCL\'s AST rules', load: () => import('./commands/eval.js') },
   bench: { summary: 'benchmark the kernels against the machine and the alternatives', load: () => import('./commands/bench.js') },
   train: { summary: 'GRPO on the bundled tool-calling task: warm start, GRPO, before/after, curves', load: () => import('./commands/train.js') },
+  launch: { summary: 'run N data-parallel ranks of a command on this machine through mpirun (e.g. launch --nproc 4 train)', load: () => import('./commands/launch.js') },
 }
 
 function usage(): string {

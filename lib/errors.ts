@@ -13,7 +13,14 @@ export type GrpoErrorCode =
   | 'ERR_GRPO_OOM'
   | 'ERR_GRPO_BINDING_LOAD'
   | 'ERR_GRPO_MISSING_DEPENDENCY'
+  /** A remote reward service failed (network, status, or a malformed response). */
   | 'ERR_GRPO_REMOTE'
+  /** A collective failed (MPI or NCCL reported an error, or an earlier collective broke the world). */
+  | 'ERR_GRPO_DIST'
+  /** A collective did not complete within the timeout: a rank exited, stalls, or called another collective. */
+  | 'ERR_GRPO_DIST_TIMEOUT'
+  /** Distributed training was asked for but MPI (or the launcher's world) is not usable here. */
+  | 'ERR_GRPO_DIST_UNAVAILABLE'
 
 export class GrpoError extends Error {
   readonly code: GrpoErrorCode

@@ -400,9 +400,10 @@ export class LogLinearPolicy implements Policy {
     const n = o.n!
     const maxNewTokens = o.maxNewTokens!
     const seed = o.seed!
+    const streamOffset = o.streamOffset!
     const stop = new Set(tokenArray(o.stop, 'stop', V))
     const sampling = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, seed }
-    if (prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'prompts × n', prompts.length * n)
+    if (streamOffset + prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'streamOffset + prompts × n', streamOffset + prompts.length * n)
     const windows = prompts.map((p, i) => this.promptContext(tokenArray(p, `prompts[${i}]`, V)))
     const prefixTokens = prefixes?.map((c, i) => tokenArray(c, `completions[${i}]`, V))
     const rows: { state: SequenceState; start: number; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []
@@ -420,7 +421,7 @@ export class LogLinearPolicy implements Policy {
       const idValues = new Int32Array(active.length * F).fill(-1)
       active.forEach((r, i) => rows[r]!.state.features(idValues, i * F, this.hashSize))
       const ids = Tensor.from(idValues, [active.length, F], { device: this.device })
-      const streams = Tensor.from(Int32Array.from(active), [active.length], { device: this.device })
+      const streams = Tensor.from(Int32Array.from(active, (r) => r + streamOffset), [active.length], { device: this.device })
       let logits: Tensor | undefined
       let drawn: { tokens: Tensor; logp: Tensor } | undefined
       let tokens: Int32Array, logp: Float32Array

@@ -15,7 +15,7 @@ export type { AdamWOptions } from './options.js'
 export interface AdamWStepOverrides {
   lr?: number
 }
-const STEP_SCHEMA: Schema<AdamWStepOverrides> = { lr: { ...ADAMW_SCHEMA.lr, default: undefined } }
+export const ADAMW_STEP_SCHEMA: Schema<AdamWStepOverrides> = { lr: { ...ADAMW_SCHEMA.lr, default: undefined } }
 
 export interface OptimizerStepResult {
   /** Global L2 norm of the gradients before clipping. */
@@ -79,7 +79,7 @@ export class AdamW implements Disposable {
    */
   async step(options: AdamWStepOverrides = {}): Promise<OptimizerStepResult> {
     this.#live()
-    const o = parseOptions(STEP_SCHEMA, options, 'AdamW step options')
+    const o = parseOptions(ADAMW_STEP_SCHEMA, options, 'AdamW step options')
     const params = this.#trainable()
     const grads = params.map((p) => p.grad)
     const norm = await gradNorm(grads, this.maxGradNorm === null ? {} : { maxNorm: this.maxGradNorm })

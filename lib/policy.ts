@@ -42,6 +42,21 @@ export interface SampleOptions {
   seed?: number
   /** Argmax decoding (log-probs are still reported at `temperature`). Default false. */
   greedy?: boolean
+  /**
+   * Random stream of the first row (default 0): row r draws from stream streamOffset + r, so a data-parallel
+   * rank that samples rows [k, k + n) of a batch draws exactly what one process sampling the whole batch would.
+   */
+  streamOffset?: number
+}
+
+/** Options of Policy.backward. */
+export interface BackwardOptions {
+  /**
+   * Called as soon as the gradients of the named parameters are complete, before backward returns, so that a
+   * data-parallel trainer can start reducing them while the rest of the backward runs. Optional for a policy:
+   * one that never calls it simply gets its gradients reduced after backward.
+   */
+  onGradients?: (names: readonly string[]) => void
 }
 
 const isArrayLike = (v: unknown) => Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView))
@@ -55,6 +70,7 @@ export const SAMPLE_OPTIONS_SCHEMA: Schema<SampleOptions> = {
   stop: valueOption<readonly number[]>('an array of token ids', isArrayLike, []),
   seed: counterOption(0),
   greedy: booleanOption(false),
+  streamOffset: counterOption(0),
 }
 
 export interface SampledCompletion {
@@ -80,8 +96,11 @@ export interface Policy extends Disposable, AsyncDisposable {
   readonly disposed: boolean
   /** f32 [B, L, V] logits of the completion positions: row (b, l) predicts completions[b][l]. */
   logits(batch: PolicyBatch): Promise<Tensor>
-  /** Accumulates (adds) the parameters' gradients for ∂loss/∂logits = gradLogits ([B, L, V] f32). */
-  backward(batch: PolicyBatch, gradLogits: Tensor): Promise<void>
+  /**
+   * Accumulates (adds) the parameters' gradients for ∂loss/∂logits = gradLogits ([B, L, V] f32). A policy whose
+   * backward runs in stages may report each finished parameter through options.onGradients.
+   */
+  backward(batch: PolicyBatch, gradLogits: Tensor, options?: BackwardOptions): Promise<void>
   parameters(): PolicyParameter[]
   zeroGrad(): Promise<void>
   sample(prompts: readonly ArrayLike<number>[], options?: SampleOptions): Promise<SampledCompletion[]>

@@ -43,6 +43,12 @@ export interface RolloutBatchOptions {
   baseline?: 'mean' | 'leave-one-out'
   scale?: 'group' | 'batch' | 'none'
   eps?: number
+  /**
+   * Advantages computed elsewhere, one per rollout, with the statistics of their groups: a data-parallel
+   * trainer computes them over the whole batch of every rank (so `scale: 'batch'` means the same as on one
+   * process) and passes each rank its share. The advantage options are then unused.
+   */
+  advantages?: { values: ArrayLike<number>; groupStats: GroupStatistics }
 }
 
 export interface SupervisedExample {
@@ -236,6 +242,19 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
       oldLogp = new Float32Array(B * L)
       logprobs.forEach((lp, b) => oldLogp!.set(lp, b * L))
     }
+    const anyMask = masks.some((m) => m !== null)
+    const full = (c: Int32Array) => new Uint8Array(c.length).fill(1)
+    const hostMasks = anyMask ? masks.map((m, b) => m ?? full(completions[b]!)) : null
+    const given = options.advantages
+    if (given !== undefined) {
+      const values = given?.values
+      const isArrayLike = Array.isArray(values) || (ArrayBuffer.isView(values) && !(values instanceof DataView))
+      if (!isArrayLike || (values as ArrayLike<number>).length !== B) invalidArg(`${B} advantages (one per rollout)`, 'advantages.values', values)
+      const advantages = Float32Array.from(values as ArrayLike<number>)
+      const bad = advantages.findIndex((a) => !Number.isFinite(a))
+      if (bad >= 0) fail('ERR_GRPO_NONFINITE', 'a finite advantage', `advantages.values[${bad}]`, (values as ArrayLike<number>)[bad])
+      return new RolloutBatch({ prompts, completions, L, rewards, groupIds, advantages, oldLogp, masks: hostMasks }, device, given.groupStats ?? null)
+    }
     const adv = await groupAdvantages(Float32Array.from(rewards), {
       groupIds,
       baseline: options.baseline,
@@ -249,9 +268,6 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
       adv.advantages.dispose()
     }
     const stats: GroupStatistics = { groupIds: adv.groupIds, mean: adv.groupMean, std: adv.groupStd, zeroStdFraction: adv.zeroStdFraction }
-    const anyMask = masks.some((m) => m !== null)
-    const full = (c: Int32Array) => new Uint8Array(c.length).fill(1)
-    const hostMasks = anyMask ? masks.map((m, b) => m ?? full(completions[b]!)) : null
     return new RolloutBatch({ prompts, completions, L, rewards, groupIds, advantages, oldLogp, masks: hostMasks }, device, stats)
   }
 

@@ -19,9 +19,16 @@
  * The parts of a step live in lib/trainer/: multi-turn rollouts with tools (multi-turn.ts, tools.ts), several
  * rewards, their aggregation and the overlong penalty (rewards.ts), a remote reward (remote-reward.ts), and
  * dynamic sampling (group-filter.ts).
+ *
+ * Data-parallel (option `distributed`, on by default under mpirun/srun with several processes): every rank is
+ * given the same global prompts and works on its share; the global statistics and the gradients come from
+ * lib/distributed-trainer.ts, so N ranks compute what one process would (README "Scaling out"). Two features
+ * cannot be split that way and are refused with it: filterGroups (which groups to keep is one decision over the
+ * whole batch) and tools (a later turn's random streams are numbered among every rank's unfinished trajectories).
  */
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { DataParallel, shareOf, type DataParallelOptions } from './distributed-trainer.js'
 import { GrpoError, invalidArg } from './errors.js'
 import { grpoLoss, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
 import { AdamW } from './optimizer.js'
@@ -180,6 +187,12 @@ export interface TrainerOptions extends GrpoSettings {
   optimizer?: AdamWOptions
   /** Seed of sampling and of the dataset order. Default 0. */
   seed?: number
+  /**
+   * Data-parallel training across the processes of an MPI launch: true, false, or { zero: 0 | 1, bucketMB,
+   * timeout }. Default: on exactly when a launcher (mpirun, mpiexec, srun) started several processes. Every rank
+   * then passes the same global prompts to step/train/evaluate and the same examples to supervisedStep.
+   */
+  distributed?: boolean | DataParallelOptions
 }
 
 const hasMethods = (v: unknown, ...names: string[]) =>
@@ -200,6 +213,11 @@ export const TRAINER_SCHEMA: Schema<TrainerOptions> = {
   renderToolTurn: valueOption<ToolTurnRenderer>('a function from tool results to text', (v) => typeof v === 'function'),
   optimizer: valueOption<AdamWOptions>('an options object', (v) => typeof v === 'object' && v !== null && !Array.isArray(v)),
   seed: SAMPLE_OPTIONS_SCHEMA.seed,
+  // DataParallel.fromOption checks the object's own keys.
+  distributed: valueOption<boolean | DataParallelOptions>(
+    'a boolean or data-parallel options ({ zero, bucketMB, timeout })',
+    (v) => typeof v === 'boolean' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
+  ),
 }
 
 /** The overlong penalty's options; its buffer fits inside maxNewTokens. */
@@ -453,13 +471,27 @@ function meanStd(values: ArrayLike<number>): [number, number] {
 }
 
 /** What the sampling rounds of a step saw, summed over the rounds. */
+/** One rank's sampling-side counts (what SampleSummary gathers across ranks). */
+interface SummaryPart {
+  rewards: number[]
+  rounds: Record<string, number[]>[]
+  reasons: Record<string, number>
+  tools: ToolStats
+  groups: number
+  flat: number
+  truncated: number
+  trained: number
+  length: number
+}
+
 class SampleSummary {
   sampleSeconds = 0
   toolSeconds = 0
   rewardSeconds = 0
   readonly warnings: string[] = []
   #rewards: number[] = []
-  #sums: Record<string, number> = {}
+  /** Each sampling round's scores, by reward name (a reward's mean is taken per round, as one batch). */
+  #rounds: Record<string, number[]>[] = []
   #reasons: Record<string, number> = {}
   #tools = emptyToolStats()
   #groups = 0
@@ -471,7 +503,7 @@ class SampleSummary {
     this.toolSeconds += stats.toolSeconds
     this.rewardSeconds += rewardSeconds
     for (const r of weightedSum(scored)) this.#rewards.push(r)
-    for (const [name, mean] of Object.entries(rewardMeans(scored))) this.#sums[name] = (this.#sums[name] ?? 0) + mean * trajectories.length
+    this.#rounds.push(Object.fromEntries(scored.names.map((name, k) => [name, Array.from(scored.scores[k]!)])))
     for (const [k, v] of Object.entries(scored.reasons)) this.#reasons[k] = (this.#reasons[k] ?? 0) + v
     addToolStats(this.#tools, stats)
     const byGroup = new Map<number, number[]>()
@@ -486,22 +518,74 @@ class SampleSummary {
   }
 
   finish(filter: FilterReport | null, kept: readonly SampledGroup[]): SampledMetrics {
-    const n = this.#rewards.length
-    const [rewardMean, rewardStd] = meanStd(this.#rewards)
     let trained = 0
     let length = 0
     for (const g of kept) for (const t of g.trajectories) (trained++, (length += modelTokens(t)))
+    return this.#metrics(this.#part(trained, length), filter)
+  }
+
+  /**
+   * The metrics of the whole batch of a data-parallel step (one sampling round: filterGroups is refused there):
+   * every rank's part joined in rank order, which is the batch's order, so they are what one process reports.
+   */
+  async finishGlobal(filter: FilterReport | null, kept: readonly SampledGroup[], dp: DataParallel): Promise<SampledMetrics> {
+    let trained = 0
+    let length = 0
+    for (const g of kept) for (const t of g.trajectories) (trained++, (length += modelTokens(t)))
+    const parts = await dp.gather(this.#part(trained, length))
+    const all = parts[0]!
+    for (const p of parts.slice(1)) {
+      all.rewards.push(...p.rewards)
+      p.rounds.forEach((round, i) => {
+        const into = (all.rounds[i] ??= {})
+        for (const [name, scores] of Object.entries(round)) (into[name] ??= []).push(...scores)
+      })
+      for (const [k, v] of Object.entries(p.reasons)) all.reasons[k] = (all.reasons[k] ?? 0) + v
+      addToolStats(all.tools, p.tools)
+      all.groups += p.groups
+      all.flat += p.flat
+      all.truncated += p.truncated
+      all.trained += p.trained
+      all.length += p.length
+    }
+    return this.#metrics(all, filter)
+  }
+
+  #part(trained: number, length: number): SummaryPart {
+    return {
+      rewards: [...this.#rewards],
+      rounds: this.#rounds.map((r) => ({ ...r })),
+      reasons: { ...this.#reasons },
+      tools: { ...this.#tools },
+      groups: this.#groups,
+      flat: this.#flat,
+      truncated: this.#truncated,
+      trained,
+      length,
+    }
+  }
+
+  #metrics(p: SummaryPart, filter: FilterReport | null): SampledMetrics {
+    const n = p.rewards.length
+    const [rewardMean, rewardStd] = meanStd(p.rewards)
+    const sums: Record<string, number> = {}
+    for (const round of p.rounds) {
+      const names = Object.keys(round)
+      for (const [name, mean] of Object.entries(rewardMeans({ names, scores: names.map((k) => Float64Array.from(round[k]!)) }))) {
+        sums[name] = (sums[name] ?? 0) + mean * round[name]!.length
+      }
+    }
     return {
       rewardMean,
       rewardStd,
-      rewards: Object.fromEntries(Object.entries(this.#sums).map(([k, v]) => [k, v / n])),
-      zeroStdFraction: this.#groups > 0 ? this.#flat / this.#groups : 0,
-      reasons: this.#reasons,
-      truncatedFraction: n > 0 ? this.#truncated / n : 0,
-      tools: { ...this.#tools, meanTurns: n > 0 ? this.#tools.turns / n : 0 },
+      rewards: Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / n])),
+      zeroStdFraction: p.groups > 0 ? p.flat / p.groups : 0,
+      reasons: p.reasons,
+      truncatedFraction: n > 0 ? p.truncated / n : 0,
+      tools: { ...p.tools, meanTurns: n > 0 ? p.tools.turns / n : 0 },
       filter,
       warnings: this.warnings,
-      completionLength: trained > 0 ? length / trained : 0,
+      completionLength: p.trained > 0 ? p.length / p.trained : 0,
     }
   }
 }
@@ -554,6 +638,7 @@ export class Trainer implements Disposable, AsyncDisposable {
   #step = 0
   #cursor = 0
   #disposed = false
+  #dp: DataParallel | null
 
   constructor(options: TrainerOptions) {
     const o = parseOptions(TRAINER_SCHEMA, options, 'Trainer options', MOVED_TO_OPTIMIZER)
@@ -614,7 +699,19 @@ export class Trainer implements Disposable, AsyncDisposable {
     this.policy = policy
     this.#reference = o.reference
     this.#decode = o.decode
-    this.optimizer = new AdamW(() => this.policy.parameters(), o.optimizer)
+    this.#dp = DataParallel.fromOption(o.distributed)
+    if (this.#dp && this.settings.filterGroups) {
+      invalidArg('filterGroups off when distributed is on (dynamic sampling keeps groups by one decision over the whole batch, which the ranks do not share)', 'filterGroups', o.filterGroups)
+    }
+    if (this.#dp && this.#toolLoop) {
+      invalidArg('no tools when distributed is on (multi-turn rollouts number the random streams of later turns among every rank\'s unfinished trajectories)', 'tools', `tools ${Object.keys(this.#toolLoop.tools).join(', ')}`)
+    }
+    this.optimizer = this.#dp ? this.#dp.createOptimizer(() => this.policy.parameters(), o.optimizer) : new AdamW(() => this.policy.parameters(), o.optimizer)
+  }
+
+  /** The data-parallel world this trainer works in (rank, size, zero), or null on its own. */
+  get dataParallel(): DataParallel | null {
+    return this.#dp
   }
 
   /** GRPO steps done (supervised steps are not counted). */
@@ -645,6 +742,8 @@ export class Trainer implements Disposable, AsyncDisposable {
     if (more !== undefined && typeof more !== 'function') invalidArg('a function from a count to prompts', 'morePrompts', more)
     const s = this.settings
     const t0 = performance.now()
+    const dp = this.#dp
+    await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
     const summary = new SampleSummary()
     const sampleRound = async (count: number, round: number) => {
       let roundPrompts: readonly TrainerPrompt[] = prompts
@@ -653,13 +752,17 @@ export class Trainer implements Disposable, AsyncDisposable {
         if (!Array.isArray(roundPrompts) || roundPrompts.length === 0) invalidArg('a non-empty array of prompts', 'morePrompts(count)', roundPrompts)
         checkPrompts(roundPrompts, 'morePrompts(count)')
       }
+      // Data-parallel: this rank's share of the round's prompts, drawing the random streams the whole batch gives
+      // them, its groups numbered from the share's start (filterGroups, the one source of later rounds, is refused).
+      const share = dp ? dp.share(roundPrompts, 'prompts') : { items: roundPrompts, start: 0 }
       // Round 0 samples with the step's seed, so a step without filterGroups is what it always was.
       const seed = round === 0 ? mixSeed(this.seed, this.#step) : mixSeed(this.seed + round * 0x3c6ef372, this.#step)
-      const r = await this.#sampleAndScore(roundPrompts, { n: s.groupSize, greedy: false, seed }, summary)
-      return groupsOf(roundPrompts, r.trajectories, r.rewards).map((group) => ({ group, spread: hasSpread(group.rewards) }))
+      const r = await this.#sampleAndScore(share.items, { n: s.groupSize, greedy: false, seed, streamOffset: share.start * s.groupSize }, summary)
+      return groupsOf(share.items, r.trajectories, r.rewards).map((group) => ({ group, spread: hasSpread(group.rewards) }))
     }
     let kept: SampledGroup[]
     let filter: FilterReport | null = null
+    let groupStart = 0
     if (s.filterGroups) {
       const r = await fillWithSpread(prompts.length, s.filterGroups.maxRounds, sampleRound)
       kept = r.kept
@@ -667,6 +770,7 @@ export class Trainer implements Disposable, AsyncDisposable {
       if (r.warning) summary.warnings.push(r.warning)
     } else {
       kept = (await sampleRound(prompts.length, 0)).map((g) => g.group)
+      if (dp) groupStart = shareOf(prompts.length, dp.rank, dp.size).start
     }
     const rollouts: Rollout[] = []
     kept.forEach((g, group) => {
@@ -678,12 +782,12 @@ export class Trainer implements Disposable, AsyncDisposable {
           completion: t.tokens,
           logprobs: t.logprobs,
           reward: g.rewards[i]!,
-          group,
+          group: groupStart + group,
           ...(masked ? { mask: truncated ? new Uint8Array(t.tokens.length) : t.mask } : {}),
         })
       }
     })
-    const sampled = summary.finish(filter, kept)
+    const sampled = dp ? await summary.finishGlobal(filter, kept, dp) : summary.finish(filter, kept)
     const timing = { start: t0, sample: summary.sampleSeconds, tools: summary.toolSeconds, reward: summary.rewardSeconds }
     if (rollouts.length === 0) return this.#noUpdate(sampled, timing)
     const batch = await this.#batch(rollouts)
@@ -701,6 +805,7 @@ export class Trainer implements Disposable, AsyncDisposable {
   async stepFromRollouts(rollouts: readonly Rollout[] | RolloutBatch): Promise<StepMetrics> {
     this.#live()
     const start = performance.now()
+    await this.#dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
     if (rollouts instanceof RolloutBatch) return this.#update(rollouts, null, { start, sample: 0, tools: 0, reward: 0 })
     const batch = await this.#batch(rollouts)
     try {
@@ -716,28 +821,33 @@ export class Trainer implements Disposable, AsyncDisposable {
     const start = performance.now()
     const o = parseOptions(SUPERVISED_STEP_SCHEMA, options, 'supervisedStep options')
     const temperature = o.temperature!
+    const dp = this.#dp
+    await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
+    const mine = dp ? dp.share(examples, 'examples').items : examples
     // A multi-turn reference (model turns and the tool turns between them) is longer than one turn's limit.
     const maxLength = this.#toolLoop ? undefined : this.settings.maxNewTokens
-    const batch = RolloutBatch.fromExamples(examples, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength })
+    const batch = RolloutBatch.fromExamples(mine, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength })
     const parts = batch.split(Math.min(this.settings.miniBatches, batch.size))
     let loss = 0
     try {
-      for (const part of parts) {
+      const [tokens] = dp ? await dp.sum([batch.tokens]) : [batch.tokens]
+      for (const [i, part] of parts.entries()) {
         const logits = await this.policy.logits(part)
         try {
           const r = await grpoLoss(
             { logits, targets: part.targets, mask: part.mask, advantages: part.advantages },
-            { loss: 'nll', lossAgg: 'token-mean', normalizer: batch.tokens, temperature, inplace: true },
+            { loss: 'nll', lossAgg: 'token-mean', normalizer: tokens!, temperature, inplace: true },
           )
           r.logp.dispose()
           loss += r.loss
-          await this.policy.backward(part, logits)
+          await this.policy.backward(part, logits, i === parts.length - 1 ? dp?.backwardOptions() : undefined)
         } finally {
           logits.dispose()
         }
       }
       const update = await this.optimizer.step({ lr: o.lr })
-      return { step: this.optimizer.stepCount, loss, tokens: batch.tokens, gradNorm: update.gradNorm, time: (performance.now() - start) / 1000 }
+      if (dp) [loss] = await dp.sum([loss])
+      return { step: this.optimizer.stepCount, loss, tokens: tokens!, gradNorm: update.gradNorm, time: (performance.now() - start) / 1000 }
     } finally {
       for (const p of parts) p.dispose()
       batch.dispose()
@@ -764,30 +874,69 @@ export class Trainer implements Disposable, AsyncDisposable {
     let count = 0
     let length = 0
     const reasons: Record<string, number> = {}
-    const sums: Record<string, number> = {}
     const tools = emptyToolStats()
-    for (let from = 0; from < prompts.length; from += batchSize) {
-      const chunk = prompts.slice(from, from + batchSize)
-      const { trajectories, stats } = await rollout(this.policy, chunk, this.#sampling({ n, greedy, seed: mixSeed(seed, from) }), this.#decode, this.#toolLoop)
+    // Data-parallel: this rank evaluates its share, chunk by chunk of the whole list, with the seeds and random
+    // streams one process would use for those prompts; the per-completion scores are gathered and summed in the
+    // order one process sums them.
+    const dp = this.#dp
+    await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
+    const mine = dp ? shareOf(prompts.length, dp.rank, dp.size) : { start: 0, end: prompts.length }
+    // Per chunk: each reward's scores, the aggregate scores, and the model tokens.
+    const chunks: { at: number; names: string[]; scores: number[][]; total: number[]; length: number }[] = []
+    for (let from = Math.floor(mine.start / batchSize) * batchSize; from < mine.end; from += batchSize) {
+      const first = Math.max(from, mine.start)
+      const chunk = prompts.slice(first, Math.min(from + batchSize, mine.end))
+      if (chunk.length === 0) continue
+      const sampling = this.#sampling({ n, greedy, seed: mixSeed(seed, from), streamOffset: (first - from) * n })
+      const { trajectories, stats } = await rollout(this.policy, chunk, sampling, this.#decode, this.#toolLoop)
       addToolStats(tools, stats)
       const scored = await scoreRewards(specs, this.#texts(trajectories), trajectories, chunk, null)
       for (const [k, v] of Object.entries(scored.reasons)) reasons[k] = (reasons[k] ?? 0) + v
-      for (const [name, mean] of Object.entries(rewardMeans(scored))) sums[name] = (sums[name] ?? 0) + mean * trajectories.length
-      for (const score of weightedSum(scored)) {
+      let tokens = 0
+      for (const t of trajectories) tokens += modelTokens(t)
+      chunks.push({ at: from, names: scored.names, scores: scored.scores.map((x) => Array.from(x)), total: Array.from(weightedSum(scored)), length: tokens })
+    }
+    // One process's chunks are [0, batchSize), [batchSize, 2 batchSize)...; a rank's share can split one of them,
+    // so the parts of a chunk are joined (rank order is prompt order) before its means are taken.
+    const parts = dp ? await dp.gather({ chunks, reasons, tools }) : [{ chunks, reasons, tools }]
+    const joined = new Map<number, (typeof chunks)[number]>()
+    for (const p of parts) {
+      for (const c of p.chunks) {
+        const j = joined.get(c.at)
+        if (!j) {
+          joined.set(c.at, c)
+        } else {
+          c.scores.forEach((x, k) => j.scores[k]!.push(...x))
+          j.total.push(...c.total)
+          j.length += c.length
+        }
+      }
+    }
+    const allReasons: Record<string, number> = {}
+    const allTools = emptyToolStats()
+    for (const p of parts) {
+      for (const [k, v] of Object.entries(p.reasons)) allReasons[k] = (allReasons[k] ?? 0) + v
+      addToolStats(allTools, p.tools)
+    }
+    const sums: Record<string, number> = {}
+    for (const at of [...joined.keys()].sort((a, b) => a - b)) {
+      const c = joined.get(at)!
+      for (const [name, mean] of Object.entries(rewardMeans({ names: c.names, scores: c.scores.map((x) => Float64Array.from(x)) }))) sums[name] = (sums[name] ?? 0) + mean * c.total.length
+      for (const score of c.total) {
         total += score
         solved += score === 1 ? 1 : 0
       }
-      count += trajectories.length
-      for (const t of trajectories) length += modelTokens(t)
+      count += c.total.length
+      length += c.length
     }
     const rewards = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / count]))
     return {
       reward: total / count,
       rewards,
-      tools: { ...tools, meanTurns: tools.turns / count },
+      tools: { ...allTools, meanTurns: allTools.turns / count },
       solved: solved / count,
       count,
-      reasons,
+      reasons: allReasons,
       completionLength: length / count,
       time: (performance.now() - start) / 1000,
     }
@@ -811,7 +960,11 @@ export class Trainer implements Disposable, AsyncDisposable {
     }
     const result: TrainResult = { steps: [], evaluations: [], aborted: false }
     for (let k = 0; k < steps; k++) {
-      if (signal?.aborted) break
+      // Data-parallel ranks stop together: one rank's abort (its Ctrl-C) stops them all after the same step.
+      if (this.#dp ? (await this.#dp.sum([signal?.aborted ? 1 : 0]))[0]! > 0 : signal?.aborted) {
+        result.aborted = true
+        break
+      }
       const metrics = await this.step(this.#nextPrompts(dataset, batchSize), { morePrompts: (count) => this.#nextPrompts(dataset, count) })
       result.steps.push(metrics)
       await o.onStep?.(metrics)
@@ -821,7 +974,7 @@ export class Trainer implements Disposable, AsyncDisposable {
         await o.onEval?.(e, this.#step)
       }
     }
-    result.aborted = signal?.aborted ?? false
+    result.aborted ||= signal?.aborted ?? false
     return result
   }
 
@@ -829,12 +982,22 @@ export class Trainer implements Disposable, AsyncDisposable {
   async saveCheckpoint(dir: string): Promise<void> {
     this.#live()
     if (typeof dir !== 'string' || dir === '') invalidArg('a directory path', 'dir', dir)
-    await mkdir(dir, { recursive: true })
-    await this.policy.save(join(dir, 'policy.safetensors'))
-    if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
-    await writeSafetensors(join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors(), { step: String(this.optimizer.stepCount) })
-    const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
-    await writeFile(join(dir, 'trainer.json'), JSON.stringify(meta, null, 2) + '\n')
+    // Data-parallel: every rank calls this (ZeRO-1 gathers the sharded moments); rank 0 alone writes.
+    const state = this.#dp ? await this.#dp.optimizerState(this.optimizer) : { tensors: this.optimizer.stateTensors(), owned: false }
+    const write = async () => {
+      await mkdir(dir, { recursive: true })
+      await this.policy.save(join(dir, 'policy.safetensors'))
+      if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
+      await writeSafetensors(join(dir, 'optimizer.safetensors'), state.tensors, { step: String(this.optimizer.stepCount) })
+      const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
+      await writeFile(join(dir, 'trainer.json'), JSON.stringify(meta, null, 2) + '\n')
+    }
+    try {
+      if (this.#dp) await this.#dp.onWriter(write)
+      else await write()
+    } finally {
+      if (state.owned) for (const t of Object.values(state.tensors)) t.dispose()
+    }
   }
 
   /** Restores a checkpoint written by saveCheckpoint into this trainer (same policy configuration). */
@@ -862,6 +1025,7 @@ export class Trainer implements Disposable, AsyncDisposable {
     this.optimizer.loadState(opt.tensors, meta.optimizerStep)
     this.#step = meta.step
     this.#cursor = meta.cursor
+    this.#dp?.markStale()
   }
 
   dispose(): void {
@@ -902,9 +1066,11 @@ export class Trainer implements Disposable, AsyncDisposable {
   }
 
   /** The sampling options of a rollout: the trainer's temperature, top-p, length limit and stop tokens. */
-  #sampling(o: { n: number; greedy: boolean; seed: number }) {
+  #sampling(o: { n: number; greedy: boolean; seed: number; streamOffset?: number }) {
     const s = this.settings
-    return { n: o.n, greedy: o.greedy, seed: o.seed, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, stop: s.stop }
+    const base = { n: o.n, greedy: o.greedy, seed: o.seed, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, stop: s.stop }
+    // Data-parallel: a rank's share starts at this random stream of the whole batch.
+    return o.streamOffset ? { ...base, streamOffset: o.streamOffset } : base
   }
 
   /** The text each reward reads: the one turn's text, or the whole trajectory decoded (tool turns included). */
@@ -923,7 +1089,7 @@ export class Trainer implements Disposable, AsyncDisposable {
    * called for all completions at once and awaited together, so an async or remote reward overlaps its waits),
    * and the aggregate reward per completion. The first failure is reported.
    */
-  async #sampleAndScore(prompts: readonly TrainerPrompt[], o: { n: number; greedy: boolean; seed: number }, summary: SampleSummary): Promise<{ trajectories: Trajectory[]; rewards: Float64Array }> {
+  async #sampleAndScore(prompts: readonly TrainerPrompt[], o: { n: number; greedy: boolean; seed: number; streamOffset?: number }, summary: SampleSummary): Promise<{ trajectories: Trajectory[]; rewards: Float64Array }> {
     const s = this.settings
     const t0 = performance.now()
     const { trajectories, stats } = await rollout(this.policy, prompts, this.#sampling(o), this.#decode, this.#toolLoop)
@@ -962,15 +1128,18 @@ export class Trainer implements Disposable, AsyncDisposable {
     }
   }
 
-  #batch(rollouts: readonly Rollout[]): Promise<RolloutBatch> {
+  /** The batch of `rollouts`; data-parallel, with advantages over every rank's rollouts. */
+  async #batch(rollouts: readonly Rollout[]): Promise<RolloutBatch> {
     const s = this.settings
-    return RolloutBatch.fromRollouts(rollouts, {
-      device: this.policy.device,
-      vocabSize: this.policy.vocabSize,
-      baseline: s.baseline,
-      scale: s.scale,
-      eps: s.advantageEps,
-    })
+    const options = { device: this.policy.device, vocabSize: this.policy.vocabSize, baseline: s.baseline, scale: s.scale, eps: s.advantageEps }
+    if (!this.#dp || !Array.isArray(rollouts)) return RolloutBatch.fromRollouts(rollouts, options)
+    const global = await this.#dp.advantages(
+      rollouts.map((r) => r?.reward),
+      rollouts.map((r) => r?.group),
+      {},
+      { baseline: s.baseline, scale: s.scale, eps: s.advantageEps },
+    )
+    return RolloutBatch.fromRollouts(rollouts, { ...options, advantages: global.advantages })
   }
 
   async #referenceFor(): Promise<Policy | null> {
@@ -982,15 +1151,37 @@ export class Trainer implements Disposable, AsyncDisposable {
     return this.#reference
   }
 
-  #normalizer(batch: RolloutBatch): number {
+  /** The counts of the whole batch: of every rank's batch, data-parallel (the length is the longest). */
+  async #totals(batch: RolloutBatch): Promise<{ tokens: number; size: number; length: number; sequences: number }> {
+    let [tokens, size, length, sequences] = [batch.tokens, batch.size, batch.length, batch.sequences]
+    if (this.#dp) {
+      const parts = await this.#dp.gather([tokens, size, length, sequences])
+      ;[tokens, size, length, sequences] = parts.reduce((a, p) => [a[0]! + p[0]!, a[1]! + p[1]!, Math.max(a[2]!, p[2]!), a[3]! + p[3]!], [0, 0, 0, 0])
+    }
+    return { tokens, size, length, sequences }
+  }
+
+  /** The loss normalizer of the whole batch. */
+  #normalizer(totals: { tokens: number; size: number; length: number; sequences: number }): number {
     switch (this.settings.lossAgg) {
       case 'token-mean':
-        return batch.tokens
+        return totals.tokens
       case 'seq-mean-token-sum-norm':
-        return batch.size * (this.settings.normLength ?? batch.length)
+        return totals.size * (this.settings.normLength ?? totals.length)
       default:
-        return batch.sequences
+        return totals.sequences
     }
+  }
+
+  /** The sampling-side metrics of a batch built elsewhere; data-parallel, of every rank's part. */
+  async #batchMetrics(batch: RolloutBatch): Promise<SampledMetrics> {
+    if (!this.#dp) return batchMetrics(batch)
+    const parts = await this.#dp.gather({ rewards: Array.from(batch.rewards), tokens: batch.tokens })
+    const rewards = parts.flatMap((p) => p.rewards)
+    const metrics = batchMetrics(batch)
+    const [rewardMean, rewardStd] = meanStd(rewards)
+    const tokens = parts.reduce((a, p) => a + p.tokens, 0)
+    return { ...metrics, rewardMean, rewardStd, rewards: { reward: rewardMean }, completionLength: tokens / rewards.length }
   }
 
   /**
@@ -1000,8 +1191,10 @@ export class Trainer implements Disposable, AsyncDisposable {
   async #update(batch: RolloutBatch, sampled: SampledMetrics | null, timing: { start: number; sample: number; tools: number; reward: number }): Promise<StepMetrics> {
     const s = this.settings
     if (batch.device !== this.policy.device) invalidArg(`a batch on ${this.policy.device}`, 'batch', `a batch on ${batch.device}`)
-    sampled ??= batchMetrics(batch)
-    if (batch.tokens === 0) {
+    sampled ??= await this.#batchMetrics(batch)
+    // Data-parallel: every rank decides on the whole batch's counts, so they all update or none does.
+    const totals = await this.#totals(batch)
+    if (totals.tokens === 0) {
       // Every completion masked out (maskTruncated on a batch cut at maxNewTokens): nothing to train on.
       return this.#noUpdate({ ...sampled, warnings: [...sampled.warnings, 'no completion token takes part in the loss (all masked): no update was made this step'] }, timing)
     }
@@ -1023,7 +1216,7 @@ export class Trainer implements Disposable, AsyncDisposable {
           }
         }
       }
-      const normalizer = this.#normalizer(batch)
+      const normalizer = this.#normalizer(totals)
       const lossOptions = {
         temperature: s.temperature,
         clipLow: s.clipLow,
@@ -1056,7 +1249,8 @@ export class Trainer implements Disposable, AsyncDisposable {
             // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
             if (epoch === 0 && !part.oldLogp && s.epochs > 1) firstPassLogp[i] = r.logp
             else r.logp.dispose()
-            await this.policy.backward(part, logits)
+            // The last micro-batch completes the pass's gradients: a data-parallel trainer reduces them as they come.
+            await this.policy.backward(part, logits, i === parts.length - 1 ? this.#dp?.backwardOptions() : undefined)
           } finally {
             logits.dispose()
           }
@@ -1078,6 +1272,17 @@ export class Trainer implements Disposable, AsyncDisposable {
         clipCoef = update.clipCoef
       }
       this.#step++
+      // Data-parallel: the metrics of the whole batch, from every rank's part (rank order is batch order).
+      const [completions, tokens] = [totals.size, totals.tokens]
+      if (this.#dp) {
+        const parts = await this.#dp.gather({ loss, pgLoss, acc })
+        ;[loss, pgLoss] = [0, 0]
+        for (const key of Object.keys(acc) as (keyof PassStats)[]) acc[key] = 0
+        for (const p of parts) {
+          ;[loss, pgLoss] = [loss + p.loss, pgLoss + p.pgLoss]
+          for (const key of Object.keys(acc) as (keyof PassStats)[]) acc[key] = key === 'ratioMax' ? Math.max(acc[key], p.acc[key]) : acc[key] + p.acc[key]
+        }
+      }
       const end = performance.now()
       const total = (end - timing.start) / 1000
       const n = acc.tokens || 1
@@ -1091,11 +1296,11 @@ export class Trainer implements Disposable, AsyncDisposable {
         clipFrac: acc.clipFrac / n,
         entropy: acc.entropy / n,
         ratioMax: acc.ratioMax,
-        completions: batch.size,
-        tokens: batch.tokens,
+        completions,
+        tokens,
         gradNorm,
         clipCoef,
-        tokensPerSecond: batch.tokens / total,
+        tokensPerSecond: tokens / total,
         time: {
           sample: timing.sample,
           tools: timing.tools,

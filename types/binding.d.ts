@@ -119,6 +119,21 @@ export interface NativeBinding {
   gradNorm<A extends boolean>(grads: NativeTensor[], options: object, async: A): MaybeAsync<NativeGradNorm, A>
   adamw<A extends boolean>(tensors: { params: NativeTensor[]; grads: NativeTensor[]; m: NativeTensor[]; v: NativeTensor[] }, options: object, async: A): MaybeAsync<void, A>
   zeroTensors<A extends boolean>(tensors: NativeTensor[], async: A): MaybeAsync<void, A>
+  distInfo(): NativeDistributedInfo
+  distInit(options: { timeout?: number; forceMpi?: boolean }): NativeDistributedInfo
+  distLaunchEnvironment(): { launcher: string; size: number; rank: number; localRank: number; localSize: number }
+  distCollective<A extends boolean>(
+    kind: 'allReduce' | 'broadcast' | 'allGather' | 'reduceScatter',
+    tensors: NativeTensor[],
+    outputs: NativeTensor[] | null,
+    options: { op?: 'sum' | 'max' | 'min'; root?: number },
+    async: A,
+  ): MaybeAsync<void, A>
+  distAllReduceValues<A extends boolean>(values: Float64Array, op: 'sum' | 'max' | 'min', async: A): MaybeAsync<Float64Array, A>
+  distAllGatherBytes<A extends boolean>(bytes: Uint8Array, async: A): MaybeAsync<Uint8Array[], A>
+  distBarrier<A extends boolean>(async: A): MaybeAsync<void, A>
+  distShutdown(exitCode: number): void
+  distAbandon(): void
   measureGemmPeak(options: { ms?: number }): { threads: number; fmaIsa: string; f32GFlops: number; bf16DotGFlops: number; amxGFlops: number }
   openblasInfo(): { available: boolean; core: string; reason: string }
   openblasSgemm(a: NativeTensor, b: NativeTensor, c: NativeTensor, options: { transA?: boolean; transB?: boolean; reps?: number }): { seconds: number; cpuSeconds: number }
@@ -137,6 +152,23 @@ export interface NativeBinding {
   attentionBackward<A extends boolean>(gradOut: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, options: object, async: A): MaybeAsync<{ gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor }, A>
   attentionDecode<A extends boolean>(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheLens: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
   kvCacheWrite<A extends boolean>(k: NativeTensor, v: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, options: object, async: A): MaybeAsync<void, A>
+}
+
+export interface NativeDistributedInfo {
+  initialized: boolean
+  rank: number
+  size: number
+  localRank: number
+  localSize: number
+  launcher: string
+  launchedSize: number
+  mpi: { available: boolean; library: string; abi: string; version: string; reason: string }
+  nccl: { available: boolean; version: number; reason: string }
+  cudaTransport: string
+  timeout: number
+  broken: boolean
+  brokenReason: string
+  collectives: number
 }
 
 export interface NativeSampledTokens {

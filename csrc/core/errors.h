@@ -7,7 +7,7 @@
 
 namespace grpo {
 
-enum class ErrorCode { InvalidArg, Shape, DType, NonFinite, Disposed, NoCuda, Cuda, Oom, BindingLoad };
+enum class ErrorCode { InvalidArg, Shape, DType, NonFinite, Disposed, NoCuda, Cuda, Oom, BindingLoad, Dist, DistTimeout, DistUnavailable };
 
 inline const char* errorCodeName(ErrorCode code) {
   switch (code) {
@@ -20,6 +20,9 @@ inline const char* errorCodeName(ErrorCode code) {
     case ErrorCode::Cuda: return "ERR_GRPO_CUDA";
     case ErrorCode::Oom: return "ERR_GRPO_OOM";
     case ErrorCode::BindingLoad: return "ERR_GRPO_BINDING_LOAD";
+    case ErrorCode::Dist: return "ERR_GRPO_DIST";
+    case ErrorCode::DistTimeout: return "ERR_GRPO_DIST_TIMEOUT";
+    case ErrorCode::DistUnavailable: return "ERR_GRPO_DIST_UNAVAILABLE";
   }
   return "ERR_GRPO_INVALID_ARG";
 }

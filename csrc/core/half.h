@@ -11,6 +11,12 @@ inline uint32_t floatToBits(float f) { uint32_t u; std::memcpy(&u, &f, 4); retur
 
 inline float bf16ToFloat(uint16_t h) { return bitsToFloat(static_cast<uint32_t>(h) << 16); }
 
+inline uint16_t floatToBf16(float f) {
+  uint32_t u = floatToBits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;  // NaN stays a quiet NaN
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 inline float f16ToFloat(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   uint32_t em = h & 0x7fffu;

@@ -57,7 +57,8 @@ const RowKernels& choose() {
 }  // namespace
 
 const RowKernels* rowKernelsFor(const char* isa) {
-  if (std::strcmp(isa, "avx512-bf16") == 0) return hasAvx512Bf16() ? rowKernelsAvx512Bf16() : nullptr;
+  // "avx512bf16": the spelling the GEMM cap once used; both name the same kernels.
+  if (std::strcmp(isa, "avx512-bf16") == 0 || std::strcmp(isa, "avx512bf16") == 0) return hasAvx512Bf16() ? rowKernelsAvx512Bf16() : nullptr;
   if (std::strcmp(isa, "avx512") == 0) return hasAvx512() ? rowKernelsAvx512() : nullptr;
   if (std::strcmp(isa, "avx2") == 0) return hasAvx2() ? rowKernelsAvx2() : nullptr;
   if (std::strcmp(isa, "generic") == 0) return rowKernelsGeneric();

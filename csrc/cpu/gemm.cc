@@ -69,7 +69,7 @@ Choice choose() {
     if (s == "generic") cap = kGeneric;
     else if (s == "avx2") cap = kAvx2;
     else if (s == "avx512") cap = kAvx512;
-    else if (s == "avx512bf16") cap = kAvx512Bf16;
+    else if (s == "avx512-bf16" || s == "avx512bf16") cap = kAvx512Bf16;  // the row kernels' name; the old spelling
   }
   Choice c;
   if (cap >= kAvx512 && f.avx512 && gemmKernelAvx512()) {

@@ -22,7 +22,7 @@
 // after gemm() returns, or use a mutex per row. gemm() returns when every tile has been consumed; an exception
 // thrown by the epilogue stops the remaining work and is rethrown by gemm().
 //
-// Instruction sets (chosen once per process, GRPO_CPU_ISA=generic|avx2|avx512|avx512bf16|amx caps the choice):
+// Instruction sets (chosen once per process, GRPO_CPU_ISA=generic|avx2|avx512|avx512-bf16|amx caps the choice):
 //   f32:  avx512 (14x32 FMA micro-kernel), avx2 (6x16), generic (4x16, whatever the compiler vectorizes)
 //   bf16: amx (AMX-BF16 tiles, 32x32 per step of 32 k), avx512bf16 (vdpbf16ps 14x32 over k pairs),
 //         otherwise the bf16 values are widened to f32 while packing and the f32 kernel runs.

@@ -1,4 +1,5 @@
-// Module init of the node-grpo addon: the NativeTensor class, the ops, backend info and memory counters.
+// Module init of the node-grpo addon: the NativeTensor class, the ops, backend info, memory counters and the
+// collectives of distributed training.
 // lib/native.ts loads this file (through node-gyp-build) and lib/ wraps every export in typed, validated
 // TypeScript.
 #include <napi.h>
@@ -22,6 +23,15 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
 Napi::Value gradNormBinding(const Napi::CallbackInfo& info);
 Napi::Value adamwBinding(const Napi::CallbackInfo& info);
 Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
+Napi::Value distInfoBinding(const Napi::CallbackInfo& info);
+Napi::Value distInitBinding(const Napi::CallbackInfo& info);
+Napi::Value distLaunchEnvironmentBinding(const Napi::CallbackInfo& info);
+Napi::Value distCollectiveBinding(const Napi::CallbackInfo& info);
+Napi::Value distAllReduceValuesBinding(const Napi::CallbackInfo& info);
+Napi::Value distAllGatherBytesBinding(const Napi::CallbackInfo& info);
+Napi::Value distBarrierBinding(const Napi::CallbackInfo& info);
+Napi::Value distShutdownBinding(const Napi::CallbackInfo& info);
+Napi::Value distAbandonBinding(const Napi::CallbackInfo& info);
 Napi::Value linearBinding(const Napi::CallbackInfo& info);
 Napi::Value measureGemmPeakBinding(const Napi::CallbackInfo& info);
 Napi::Value openblasInfoBinding(const Napi::CallbackInfo& info);
@@ -91,6 +101,15 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("gradNorm", Napi::Function::New(env, gradNormBinding, "gradNorm"));
   exports.Set("adamw", Napi::Function::New(env, adamwBinding, "adamw"));
   exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
+  exports.Set("distInfo", Napi::Function::New(env, distInfoBinding, "distInfo"));
+  exports.Set("distInit", Napi::Function::New(env, distInitBinding, "distInit"));
+  exports.Set("distLaunchEnvironment", Napi::Function::New(env, distLaunchEnvironmentBinding, "distLaunchEnvironment"));
+  exports.Set("distCollective", Napi::Function::New(env, distCollectiveBinding, "distCollective"));
+  exports.Set("distAllReduceValues", Napi::Function::New(env, distAllReduceValuesBinding, "distAllReduceValues"));
+  exports.Set("distAllGatherBytes", Napi::Function::New(env, distAllGatherBytesBinding, "distAllGatherBytes"));
+  exports.Set("distBarrier", Napi::Function::New(env, distBarrierBinding, "distBarrier"));
+  exports.Set("distShutdown", Napi::Function::New(env, distShutdownBinding, "distShutdown"));
+  exports.Set("distAbandon", Napi::Function::New(env, distAbandonBinding, "distAbandon"));
   exports.Set("linear", Napi::Function::New(env, linearBinding, "linear"));
   exports.Set("measureGemmPeak", Napi::Function::New(env, measureGemmPeakBinding, "measureGemmPeak"));
   exports.Set("openblasInfo", Napi::Function::New(env, openblasInfoBinding, "openblasInfo"));

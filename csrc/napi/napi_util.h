@@ -16,6 +16,7 @@ namespace grpo {
 struct AddonData {
   Napi::FunctionReference tensorClass;
   Napi::FunctionReference errorClass;
+  std::shared_ptr<void> distributed;  // napi/distributed.cc: what settles collective Promises
 };
 AddonData& addonData(Napi::Env env);
 

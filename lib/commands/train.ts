@@ -13,11 +13,16 @@
  *    summary.json and curves.svg (reward, KL, clip fraction and entropy by step, drawn with vega-lite).
  *
  * Ctrl-C stops GRPO after the current step and still evaluates and writes everything.
+ *
+ * Under mpirun / srun (or `node-grpo launch --nproc N train`), every rank runs this same program data-parallel:
+ * each GPU (or CPU rank) takes its share of every batch, and rank 0 alone prints, evaluates the totals and writes
+ * the files. The results equal those of one process with the same --batch and --seed.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import * as backend from '../backend.js'
+import * as distributed from '../distributed.js'
 import type { Device } from '../dtype.js'
 import { invalidArg } from '../errors.js'
 import { LogLinearPolicy } from '../log-linear-policy.js'
@@ -56,7 +61,12 @@ Options:
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
   --save                also write the trained policy and tokenizer to the output folder
   --quiet               no progress bar
-  -h, --help            this text`
+  --zero                data-parallel runs: shard the AdamW moments across ranks (ZeRO-1)
+  --dist-timeout S      data-parallel runs: seconds a collective waits for the other ranks (default 600)
+  -h, --help            this text
+
+Data-parallel: mpirun -np 4 npx node-grpo train …, srun … npx node-grpo train …, or node-grpo launch --nproc 4 train …
+(--batch is the global batch: every rank samples its share of it).`
 
 const TASKS = ['tool', 'multi-turn'] as const
 
@@ -79,6 +89,8 @@ interface Config {
   evalEvery: number
   save: boolean
   quiet: boolean
+  zero: boolean
+  distTimeout: number | undefined
 }
 
 function integer(value: string | undefined, flag: string, fallback: number, min: number): number {
@@ -110,6 +122,8 @@ function parseConfig(args: string[]): Config | null {
       'eval-every': { type: 'string' },
       save: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
+      zero: { type: 'boolean', default: false },
+      'dist-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -151,6 +165,8 @@ function parseConfig(args: string[]): Config | null {
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
+    zero: values.zero ?? false,
+    distTimeout: values['dist-timeout'] === undefined ? undefined : rate(values['dist-timeout'], '--dist-timeout', 600),
   }
 }
 
@@ -362,21 +378,31 @@ function loadTask(config: Config): LoadedTask {
 }
 
 export async function run(args: string[]): Promise<number> {
+  // One GPU per local rank when a launcher started several processes: before anything starts CUDA.
+  const launched = distributed.launched()
+  if (launched) distributed.assignDevice()
   const config = parseConfig(args)
   if (!config) {
     process.stdout.write(USAGE + '\n')
     return 0
   }
   const started = performance.now()
-  const out = (line = '') => process.stdout.write(line + '\n')
+  const world = launched ? distributed.init(config.distTimeout ? { timeout: config.distTimeout } : {}) : null
+  const writer = !world || world.rank === 0
+  const out = (line = '') => {
+    if (writer) process.stdout.write(line + '\n')
+  }
   const info = backend.info()
   out(`node-grpo train: backend ${info.active} (${info.reason}); cpu ${info.cpu.isa} x${info.cpu.threads} threads; policy on ${config.device}`)
+  if (world) {
+    out(`data-parallel: ${world.size} ranks (${world.launcher}, ${world.mpi.version}), ${world.localSize} on this machine, ZeRO-${config.zero ? 1 : 0}; cuda tensors over ${world.cudaTransport}`)
+  }
 
   const task = loadTask(config)
   const { tokenizer, train, heldOut } = task
   out(task.description)
 
-  await mkdir(config.out, { recursive: true })
+  if (writer) await mkdir(config.out, { recursive: true })
   const lines: string[] = []
   const record = (entry: Record<string, unknown>) => lines.push(JSON.stringify(entry))
 
@@ -408,6 +434,7 @@ export async function run(args: string[]): Promise<number> {
       eps: 1e-5,
     },
     seed: config.seed,
+    distributed: world ? { zero: config.zero ? 1 : 0, ...(config.distTimeout ? { timeout: config.distTimeout } : {}) } : false,
   })
   const controller = new AbortController()
   const onSigint = () => controller.abort()
@@ -439,7 +466,7 @@ export async function run(args: string[]): Promise<number> {
       config.filterGroups > 1 ? `filterGroups ${config.filterGroups} rounds` : '',
     ].filter(Boolean)
     out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset (${extras.join(', ')}), lr ${config.lr}`)
-    const progress = new Progress(config.steps, config.quiet)
+    const progress = new Progress(config.steps, config.quiet || !writer)
     const evals: { step: number; reward: number }[] = [{ step: 0, reward: before.reward }]
     let recent: number[] = []
     let lastEval = before.reward
@@ -476,7 +503,8 @@ export async function run(args: string[]): Promise<number> {
     out(table(before, after))
     out('')
 
-    // 5. Files.
+    // 5. Files (rank 0 alone writes them).
+    if (!writer) return 0
     await writeFile(join(config.out, 'metrics.jsonl'), lines.join('\n') + '\n')
     const svg = await renderCurves(result.steps, evals, trainer.settings.epochs)
     await writeFile(join(config.out, 'curves.svg'), svg)
@@ -486,6 +514,7 @@ export async function run(args: string[]): Promise<number> {
     const summary = {
       config,
       backend: { active: info.active, reason: info.reason, isa: info.cpu.isa, threads: info.cpu.threads },
+      world: world ? { size: world.size, launcher: world.launcher, mpi: world.mpi.version, zero: config.zero ? 1 : 0 } : { size: 1 },
       heldOut: { beforeGrpo: before.reward, afterGrpo: after.reward, count: heldOut.length },
       steps: result.steps.length,
       aborted: result.aborted,

@@ -1,6 +1,6 @@
 /**
  * The linear suite (linear.test.ts) once more for every CPU GEMM micro-kernel this machine can run besides the
- * default one: each in its own process with GRPO_CPU_ISA capping the dispatch (generic, avx2, avx512, avx512bf16),
+ * default one: each in its own process with GRPO_CPU_ISA capping the dispatch (generic, avx2, avx512, avx512-bf16),
  * so AMX machines still test the AVX-512 and AVX2 kernels that Zen 4 and older CPUs run, and the other way round
  * as far as the hardware allows. CPU backend only (under GRPO_BACKEND=simt the CPU kernels are not used).
  */
@@ -29,13 +29,13 @@ if (info.active !== 'cpu') {
 } else {
   const flags = cpuFlags()
   const has: Record<string, boolean> = {
-    avx512bf16: flags.has('avx512_bf16') && flags.has('amx_bf16'), // below AMX only where AMX is the default
+    'avx512-bf16': flags.has('avx512_bf16') && flags.has('amx_bf16'), // below AMX only where AMX is the default
     avx512: flags.has('avx512f') && (flags.has('avx512_bf16') || flags.has('amx_bf16')),
     avx2: flags.has('avx2') && flags.has('avx512f'),
     generic: flags.has('avx2'),
   }
   t.comment(`default kernels: f32 ${defaults.f32}, bf16 ${defaults.bf16}`)
-  for (const isa of ['avx512bf16', 'avx512', 'avx2', 'generic']) {
+  for (const isa of ['avx512-bf16', 'avx512', 'avx2', 'generic']) {
     if (!has[isa]) continue
     t.spawn(process.execPath, [...process.execArgv, join(here, 'linear.test.ts')],
       { env: { ...process.env, GRPO_CPU_ISA: isa, GRPO_TEST_SCALE: process.env.GRPO_TEST_SCALE ?? '0.5' }, timeout: 900_000 },

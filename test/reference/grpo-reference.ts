@@ -144,6 +144,12 @@ export interface RowStats {
   lse: number
   logp: number
   entropy: number
+  /**
+   * What an f32 kernel may leave out of the entropy: its terms p_j·(−log p_j) with p_j below 2^-125 (f32 has no
+   * normal number there; the CPU kernels flush them, docs/math-exp.md), at most V·2^-125·max(−log p_j). A row
+   * whose target holds all but 1e-100 of the mass has an entropy of that size, which no f32 kernel returns.
+   */
+  entropyFloor: number
 }
 
 /**
@@ -183,12 +189,14 @@ export function rowSoftmax(logits: Num, offset: number, V: number, temperature: 
 export function rowStats(logits: Num, offset: number, V: number, temperature: number, target: number): RowStats {
   const { shifted, max, logSum } = rowSoftmax(logits, offset, V, temperature)
   let entropy = 0
+  let worst = 0
   for (let j = 0; j < V; j++) {
     const logProb = shifted[j] - logSum
     const p = Math.exp(logProb)
     if (p > 0) entropy += p * -logProb
+    if (Number.isFinite(logProb)) worst = Math.max(worst, -logProb)
   }
-  return { lse: max + logSum, logp: shifted[target] - logSum, entropy }
+  return { lse: max + logSum, logp: shifted[target] - logSum, entropy, entropyFloor: V * 2 ** -125 * worst }
 }
 
 export interface TokenLogprobsInput {
@@ -204,6 +212,8 @@ export interface TokenLogprobsResult {
   logp: Float64Array
   lse: Float64Array
   entropy: Float64Array
+  /** RowStats.entropyFloor per position */
+  entropyFloor: Float64Array
 }
 
 /** §1 over a batch. Positions with m = 0 are not read and get 0 in every output (docs/ops.md). */
@@ -213,14 +223,16 @@ export function tokenLogprobs(input: TokenLogprobsInput, options: { temperature?
   const logp = new Float64Array(B * L)
   const lse = new Float64Array(B * L)
   const entropy = new Float64Array(B * L)
+  const entropyFloor = new Float64Array(B * L)
   for (let t = 0; t < B * L; t++) {
     if (mask && mask[t] === 0) continue
     const row = rowStats(logits, t * V, V, T, targets[t])
     logp[t] = row.logp
     lse[t] = row.lse
     entropy[t] = row.entropy
+    entropyFloor[t] = row.entropyFloor
   }
-  return { logp, lse, entropy }
+  return { logp, lse, entropy, entropyFloor }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -597,6 +609,11 @@ export function grpoLoss(input: GrpoLossInput, options: LossOptions): GrpoLossRe
     { logp: rows.logp, oldLogp: input.oldLogp, refLogp: input.refLogp, advantages: input.advantages, mask, entropy: rows.entropy, B, L },
     options,
   )
+  // entropyMean from f32 kernels may lack each token's entropyFloor; the mass counts 1e5·floor for it (so the
+  // floor itself at rtol 1e-5), as approxKl's mass counts logp's own rounding.
+  let floorSum = 0
+  for (let t = 0; t < B * L; t++) if (!mask || mask[t] !== 0) floorSum += rows.entropyFloor[t]!
+  if (core.stats.tokens > 0) core.mass.entropyMean += (1e5 * floorSum) / core.stats.tokens
 
   // §5: ∂loss/∂x_j = (1/T)·[g_t·(e_y − p)_j + gH_t·(−p_j·(z_j − E_p[z]))], gH_t = −w_t·cH
   const gradLogits = new Float64Array(B * L * V)

@@ -3,12 +3,14 @@
  *
  *   napi ──► registry ──► cpu ──► core
  *     │          └──────► cuda ──► core
+ *     ├──────► dist ─────────────► core
  *     └──────────────────────────► core
  *
- * - every native source belongs to a layer: csrc/core, csrc/cpu, csrc/registry, csrc/napi, or cuda/;
+ * - every native source belongs to a layer: csrc/core, csrc/cpu, csrc/registry, csrc/dist, csrc/napi, or cuda/;
  * - each layer includes only the layers below it (core nothing but itself; a backend, csrc/cpu or cuda/, only
  *   core and itself, never the binding and never the other backend; the registry the backends and core; the
- *   binding core and the registry), and every quoted include resolves to a file of the repository;
+ *   binding core, the registry and dist; dist, the collectives over MPI and NCCL, only core), and every quoted
+ *   include resolves to a file of the repository;
  * - only the binding includes Node-API (<napi.h>, <node_api.h>), only cuda/ includes the CUDA toolkit;
  * - in lib/, only lib/native.ts loads the addon (node-gyp-build, a .node file, process.dlopen), and the
  *   binding's types (types/binding.d.ts) are imported as types only;
@@ -24,14 +26,15 @@ import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
-type Layer = 'core' | 'cpu' | 'cuda' | 'registry' | 'napi'
+type Layer = 'core' | 'cpu' | 'cuda' | 'registry' | 'dist' | 'napi'
 
 const ALLOWED: Record<Layer, readonly Layer[]> = {
   core: ['core'],
   cpu: ['core', 'cpu'],
   cuda: ['core', 'cuda'],
   registry: ['core', 'cpu', 'cuda', 'registry'],
-  napi: ['core', 'registry', 'napi'],
+  dist: ['core', 'dist'],
+  napi: ['core', 'registry', 'dist', 'napi'],
 }
 
 /** Headers that CMake writes into the build folder, and the layers that may include them. */
@@ -45,7 +48,7 @@ const NATIVE_EXTENSIONS = /\.(h|hpp|cc|cpp|cu|cuh|inc)$/
 export function layerOf(path: string): Layer | null {
   const p = path.split(sep).join('/')
   if (p.startsWith('cuda/')) return 'cuda'
-  const m = /^csrc\/(core|cpu|registry|napi)\//.exec(p)
+  const m = /^csrc\/(core|cpu|registry|dist|napi)\//.exec(p)
   return m ? (m[1] as Layer) : null
 }
 
@@ -60,7 +63,7 @@ export function nativeViolations(files: readonly SourceFile[], exists: (path: st
   for (const file of files) {
     const layer = layerOf(file.path)
     if (!layer) {
-      problems.push(`${file.path}: not in a layer (csrc/core, csrc/cpu, csrc/registry, csrc/napi or cuda/)`)
+      problems.push(`${file.path}: not in a layer (csrc/core, csrc/cpu, csrc/registry, csrc/dist, csrc/napi or cuda/)`)
       continue
     }
     const lines = file.text.split('\n')
@@ -164,7 +167,7 @@ const existsInRepo = (path: string) => existsSync(join(root, path)) && statSync(
 t.test('native sources: each layer includes only the layers below it', async (t) => {
   const files = [...walk('csrc', (p) => NATIVE_EXTENSIONS.test(p)), ...walk('cuda', (p) => NATIVE_EXTENSIONS.test(p))]
   t.ok(files.length > 40, `read ${files.length} native sources`)
-  for (const layer of ['core', 'cpu', 'registry', 'napi', 'cuda'] as const) {
+  for (const layer of ['core', 'cpu', 'registry', 'dist', 'napi', 'cuda'] as const) {
     t.ok(files.some((f) => layerOf(f) === layer), `the ${layer} layer has files`)
   }
   const problems = nativeViolations(files.map(read), existsInRepo)
@@ -183,7 +186,7 @@ t.test('lib/: no import cycle', async (t) => {
 })
 
 t.test('the checker catches each kind of violation', async (t) => {
-  const present = new Set(['csrc/core/tensor.h', 'csrc/napi/napi_util.h', 'csrc/cpu/kernels.h', 'cuda/launchers.h', 'csrc/registry/backend_registry.h'])
+  const present = new Set(['csrc/core/tensor.h', 'csrc/napi/napi_util.h', 'csrc/cpu/kernels.h', 'cuda/launchers.h', 'csrc/registry/backend_registry.h', 'csrc/dist/communicator.h'])
   const exists = (p: string) => present.has(p)
   const check = (path: string, include: string) => nativeViolations([{ path, text: `// x\n#include ${include}\n` }], exists)
   t.same(check('csrc/core/a.cc', '"core/tensor.h"'), [], 'core -> core is fine')
@@ -196,6 +199,10 @@ t.test('the checker catches each kind of violation', async (t) => {
   t.match(check('csrc/cpu/a.cc', '"launchers.h"'), [/cpu includes cuda/], 'the cpu backend including cuda')
   t.match(check('csrc/core/a.cc', '"registry/backend_registry.h"'), [/core includes registry/], 'core including the registry')
   t.match(check('csrc/cpu/a.cc', '<cuda_runtime.h>'), [/outside cuda/], 'the CUDA toolkit outside cuda/')
+  t.same(check('csrc/napi/a.cc', '"dist/communicator.h"'), [], 'the binding may include dist')
+  t.match(check('csrc/dist/a.cc', '"registry/backend_registry.h"'), [/dist includes registry/], 'dist including the registry')
+  t.match(check('csrc/dist/a.cc', '<nccl.h>'), [/outside cuda/], 'dist including an NCCL header (it loads NCCL at run time)')
+  t.match(check('csrc/cpu/a.cc', '"dist/communicator.h"'), [/cpu includes dist/], 'a backend including dist')
   t.match(check('csrc/core/a.cc', '"missing.h"'), [/not a file of the repository/], 'an include that resolves nowhere')
   t.match(check('csrc/napi/a.cc', '"build_config.h"'), [/generated/], 'a generated header where it does not belong')
   t.match(nativeViolations([{ path: 'csrc/a.cc', text: '' }], exists), [/not in a layer/], 'a file outside every layer')
