@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "core/backend.h"
@@ -87,6 +88,31 @@ struct LossScratch {
   DeviceBuffer<uint8_t> status;
 };
 
+// The LossContext (GSPO's sequence log-ratios, the rollout and entropy-selection weights) on the device. It is
+// computed on the host from [B, L] copies (core/loss_host.cc, shared with the CPU backend): B*L values, never
+// logits, like the mask above.
+struct ContextScratch {
+  ContextScratch(LossContext c, cudaStream_t s)
+      : host(std::move(c)), seq(host.seqLogRatio.size()), policy(host.policyWeight.size()), entropy(host.entropyWeight.size()) {
+    toDevice(seq.get(), host.seqLogRatio, s);
+    toDevice(policy.get(), host.policyWeight, s);
+    toDevice(entropy.get(), host.entropyWeight, s);
+  }
+  LossContextArgs args() const { return LossContextArgs{seq.get(), policy.get(), entropy.get()}; }
+  LossContext host;  // kept alive until the copies to the device have run
+  DeviceBuffer<double> seq, policy, entropy;
+};
+
+template <typename T>
+std::vector<T> hostCopy(const TensorRef& t, int64_t count, cudaStream_t s) {
+  return t.defined() ? toHost(t.data<T>(), static_cast<size_t>(count), s) : std::vector<T>{};
+}
+
+template <typename T>
+const T* orNull(const std::vector<T>& v) {
+  return v.empty() ? nullptr : v.data();
+}
+
 class CudaBackend final : public Backend {
  public:
 #if !defined(__CUDACC__)  // the SIMT build: tensors in host memory
@@ -122,9 +148,38 @@ class CudaBackend final : public Backend {
     LossScratch scratch(c.mask, c.B, c.L, c.params, s);
     DeviceBuffer<TokenRecord>& records = scratch.records;
     DeviceBuffer<uint8_t>& status = scratch.status;
+    // GSPO's sequence ratio and the top-entropy selection need every token's logp or entropy before any
+    // gradient: a statistics pass over the logits (the tokenLogprobs kernel) first, then the fused pass.
+    const bool needsLogp = LossContext::needsLogp(c.params), needsEntropy = LossContext::needsEntropy(c.params);
+    std::vector<float> preLogp, preEntropy;
+    if (needsLogp || needsEntropy) {
+      DeviceBuffer<float> logp(rows), lse(rows), entropy(needsEntropy ? rows : 0);
+      TokenLogprobsArgs pre{};
+      pre.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
+                               rows, c.L, c.V, c.params.temperature, expScaleOf(c.params.temperature), status.get()};
+      pre.logp = logp.get();
+      pre.lse = lse.get();
+      pre.entropy = entropy.get();
+      launchTokenLogprobs(pre, s);
+      const std::vector<uint8_t> st = toHost(status.get(), rows, s);
+      if (anyNonZero(st)) throwRowProblem(st, c.targets, c.old, c.ref, c.advantages, c.perTokenAdvantages, c.L, c.V);
+      preLogp = toHost(logp.get(), rows, s);
+      if (needsEntropy) preEntropy = toHost(entropy.get(), rows, s);
+    }
+    LossStats contextStats;
+    // [B, L] host copies only when an option reads them (the plain loss copies nothing more).
+    const bool copy = LossContext::needsInputs(c.params);
+    const std::vector<uint8_t> maskHost = copy ? hostCopy<uint8_t>(c.mask, rows, s) : std::vector<uint8_t>{};
+    const std::vector<float> oldHost = copy ? hostCopy<float>(c.old, rows, s) : std::vector<float>{};
+    const std::vector<float> rolloutHost = copy ? hostCopy<float>(c.rollout, rows, s) : std::vector<float>{};
+    ContextScratch context(buildLossContext(ContextInputs{orNull(maskHost), orNull(preLogp), orNull(preEntropy), orNull(oldHost),
+                                                          orNull(rolloutHost), c.B, c.L},
+                                            c.params, &contextStats),
+                           s);
     GrpoLossArgs a{};
     a.rows = RowKernelArgs{c.logits.storage->data(), c.logits.dtype, c.targets.data<int32_t>(), ptr<uint8_t>(c.mask),
                            rows, c.L, c.V, c.params.temperature, expScaleOf(c.params.temperature), status.get()};
+    a.context = context.args();
     a.grad = c.grad.storage->data();
     a.gradDtype = c.grad.dtype;
     a.old = ptr<float>(c.old);
@@ -140,6 +195,7 @@ class CudaBackend final : public Backend {
     if (anyNonZero(st)) throwRowProblem(st, c.targets, c.old, c.ref, c.advantages, c.perTokenAdvantages, c.L, c.V);
     const std::vector<TokenRecord> rec = toHost(records.get(), rows, s);
     c.stats = reduceStats(rec.data(), rows);
+    mergeContextStats(contextStats, &c.stats);
   }
 
   void policyLoss(PolicyLossCall& c) override {
@@ -148,7 +204,20 @@ class CudaBackend final : public Backend {
     LossScratch scratch(c.mask, c.B, c.L, c.params, s);
     DeviceBuffer<TokenRecord>& records = scratch.records;
     DeviceBuffer<uint8_t>& status = scratch.status;
+    LossStats contextStats;
+    const bool needsLogp = LossContext::needsLogp(c.params), needsEntropy = LossContext::needsEntropy(c.params);
+    const bool copy = LossContext::needsInputs(c.params);
+    const std::vector<uint8_t> maskHost = copy ? hostCopy<uint8_t>(c.mask, n, s) : std::vector<uint8_t>{};
+    const std::vector<float> logpHost = needsLogp ? hostCopy<float>(c.logp, n, s) : std::vector<float>{};
+    const std::vector<float> entropyHost = needsEntropy ? hostCopy<float>(c.entropy, n, s) : std::vector<float>{};
+    const std::vector<float> oldHost = copy ? hostCopy<float>(c.old, n, s) : std::vector<float>{};
+    const std::vector<float> rolloutHost = copy ? hostCopy<float>(c.rollout, n, s) : std::vector<float>{};
+    ContextScratch context(buildLossContext(ContextInputs{orNull(maskHost), orNull(logpHost), orNull(entropyHost), orNull(oldHost),
+                                                          orNull(rolloutHost), c.B, c.L},
+                                            c.params, &contextStats),
+                           s);
     PolicyLossArgs a{};
+    a.context = context.args();
     a.logp = c.logp.data<float>();
     a.old = ptr<float>(c.old);
     a.ref = ptr<float>(c.ref);
@@ -180,24 +249,52 @@ class CudaBackend final : public Backend {
     }
     const std::vector<TokenRecord> rec = toHost(records.get(), n, s);
     c.stats = reduceStats(rec.data(), n);
+    mergeContextStats(contextStats, &c.stats);
   }
 
   void groupAdvantages(GroupAdvantagesCall& c) override {
     const int64_t K = c.rewards.numel();
     cudaStream_t s = stream();
-    DeviceBuffer<uint8_t> leader(K), zeroSpread(K), status(K);
-    DeviceBuffer<double> mean(K), stdev(K), batch(2);
+    // Ragged groups: the members of each group, as CSR in ascending id order, built here from the ids (K
+    // integers; the ids are needed on the host for the result anyway). Consecutive groups need nothing.
+    std::vector<int32_t> ids, members;
+    std::vector<int64_t> starts;
+    int64_t G = 0;
+    if (c.groupIds.defined()) {
+      const std::vector<int32_t> gid = toHost(c.groupIds.data<int32_t>(), K, s);
+      members.resize(K);
+      for (int64_t k = 0; k < K; k++) members[k] = static_cast<int32_t>(k);
+      std::stable_sort(members.begin(), members.end(), [&](int32_t x, int32_t y) { return gid[x] < gid[y]; });
+      for (int64_t i = 0; i < K; i++) {
+        if (i == 0 || gid[members[i]] != gid[members[i - 1]]) {
+          ids.push_back(gid[members[i]]);
+          starts.push_back(i);
+        }
+      }
+      starts.push_back(K);
+      G = static_cast<int64_t>(ids.size());
+    } else {
+      G = K / c.groupSize;
+      for (int64_t g = 0; g < G; g++) ids.push_back(static_cast<int32_t>(g));
+    }
+    DeviceBuffer<int32_t> memberBuffer(members.size());
+    DeviceBuffer<int64_t> startBuffer(starts.size());
+    toDevice(memberBuffer.get(), members, s);
+    toDevice(startBuffer.get(), starts, s);
+    DeviceBuffer<uint8_t> zeroSpread(G), status(K);
+    DeviceBuffer<double> mean(G), stdev(G), batch(2);
     GroupAdvantagesArgs a{};
     a.rewards = c.rewards.data<float>();
-    a.groupIds = ptr<int32_t>(c.groupIds);
+    a.members = c.groupIds.defined() ? memberBuffer.get() : nullptr;
+    a.groupStart = c.groupIds.defined() ? startBuffer.get() : nullptr;
     a.groupSize = c.groupSize;
     a.K = K;
+    a.G = G;
     a.baseline = static_cast<int32_t>(c.baseline);
     a.scale = static_cast<int32_t>(c.scale);
     a.eps = c.eps;
     a.excludeNonFinite = c.excludeNonFinite;
     a.advantages = c.advantages.data<float>();
-    a.leader = leader.get();
     a.groupMean = mean.get();
     a.groupStd = stdev.get();
     a.zeroSpread = zeroSpread.get();
@@ -211,23 +308,13 @@ class CudaBackend final : public Backend {
         if (st[k]) fail(ErrorCode::NonFinite, "a finite reward (or nonFinite: 'exclude')", "rewards[" + std::to_string(k) + "]", describeFloat(r[k]));
       }
     }
-    const std::vector<uint8_t> lead = toHost(leader.get(), K, s), zero = toHost(zeroSpread.get(), K, s);
-    const std::vector<double> m = toHost(mean.get(), K, s), sd = toHost(stdev.get(), K, s);
-    std::vector<int32_t> ids;
-    if (c.groupIds.defined()) ids = toHost(c.groupIds.data<int32_t>(), K, s);
-    // One entry per group (its first member), in ascending id order.
-    std::map<int32_t, int64_t> groups;
-    for (int64_t k = 0; k < K; k++) {
-      if (lead[k]) groups.emplace(ids.empty() ? static_cast<int32_t>(k / c.groupSize) : ids[k], k);
-    }
+    const std::vector<uint8_t> zero = toHost(zeroSpread.get(), G, s);
+    c.groupMean = toHost(mean.get(), G, s);
+    c.groupStd = toHost(stdev.get(), G, s);
+    c.ids = std::move(ids);
     size_t zeroGroups = 0;
-    for (const auto& [id, k] : groups) {
-      c.ids.push_back(id);
-      c.groupMean.push_back(m[k]);
-      c.groupStd.push_back(sd[k]);
-      zeroGroups += zero[k];
-    }
-    c.zeroStdFraction = groups.empty() ? 0 : static_cast<double>(zeroGroups) / static_cast<double>(groups.size());
+    for (uint8_t z : zero) zeroGroups += z;
+    c.zeroStdFraction = G == 0 ? 0 : static_cast<double>(zeroGroups) / static_cast<double>(G);
   }
 
   void embeddingBagForward(EmbeddingBagForwardCall& c) override {
@@ -390,6 +477,16 @@ class CudaBackend final : public Backend {
     launchLinearBackward(c, s);
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
+
+  void fillUniform(FillUniformCall& c) override {
+    cudaStream_t s = stream();
+    launchFillUniform(c.tensor.storage->data(), c.tensor.dtype, c.tensor.numel(), c.seed, c.low, c.high, s);
+    check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+
+  void probeBandwidth(BandwidthProbeCall& c) override { runBandwidthProbe(c, stream()); }
+  void startKernelTiming() override { startKernelTimer(); }
+  KernelTiming stopKernelTiming() override { return stopKernelTimer(); }
 
  private:
   [[noreturn]] void failBadFeature(const TensorRef& ids, int64_t index, int64_t F, int64_t H) {

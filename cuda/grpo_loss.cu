@@ -64,10 +64,11 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
       r.status[row] = kRowNegInfTarget;
       skip = 1;
     } else {
-      const TokenTerms terms = tokenTerms(logp, a.params.hasOld ? old : logp, ref, adv, entropy, a.params);
+      const TokenTerms terms =
+          tokenTerms(logp, a.params.hasOld ? old : logp, ref, adv, entropy, a.params, a.context.at(row, r.L));
       const double w = a.seqScale[row / r.L];
       coef[0] = static_cast<float>(w * terms.dlogp * invT);
-      coef[1] = static_cast<float>(-w * a.params.entropyCoef * invT);
+      coef[1] = static_cast<float>(-w * terms.entropyCoef * invT);
       coef[2] = static_cast<float>(0.693147180559945309 * tot.t2 / tot.sum);
       coef[3] = static_cast<float>(1.0 / tot.sum);
       coef[4] = static_cast<float>(tot.oneMinusPy);

@@ -17,13 +17,21 @@
 
 #include "simt/cuda_compat.cuh"
 
+// The kernel timer (cuda/kernel_timer.cuh): grpoLaunch records CUDA events around each launch while a timing
+// window is open. A kernel started outside grpoLaunch (a library's) is timed only if its caller brackets it
+// with the same two calls.
+#include "kernel_timer.cuh"
+
 #if defined(__CUDACC__)
 
 template <typename... KArgs, typename... Args>
 [[nodiscard]] inline cudaError_t grpoLaunch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                             cudaStream_t stream, Args&&... args) {
+  grpo::GRPO_CUDA_NS::kernelTimingBeforeLaunch(stream);
   kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
-  return cudaGetLastError();
+  const cudaError_t e = cudaGetLastError();
+  grpo::GRPO_CUDA_NS::kernelTimingAfterLaunch(stream);
+  return e;
 }
 
 template <typename... KArgs, typename... Args>
@@ -41,7 +49,10 @@ template <typename... KArgs, typename... Args>
   attribute[0].val.clusterDim.z = cluster.z;
   config.attrs = attribute;
   config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  grpo::GRPO_CUDA_NS::kernelTimingBeforeLaunch(stream);
+  const cudaError_t e = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  grpo::GRPO_CUDA_NS::kernelTimingAfterLaunch(stream);
+  return e;
 }
 
 // The message for an error code; the SIMT build has a longer one naming kernel, block and threads.
@@ -53,15 +64,21 @@ inline const char* grpoErrorDetail(cudaError_t e) { return cudaGetErrorString(e)
 template <typename... KArgs, typename... Args>
 [[nodiscard]] inline cudaError_t grpoLaunch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                             ::grpo_simt::SmemBytes smem, cudaStream_t stream, Args&&... args) {
-  return ::grpo_simt::launch(kernel, grid, block, dim3(1, 1, 1), false, smem.bytes, stream, smem.site,
-                             std::forward<Args>(args)...);
+  grpo::GRPO_CUDA_NS::kernelTimingBeforeLaunch(stream);
+  const cudaError_t e = ::grpo_simt::launch(kernel, grid, block, dim3(1, 1, 1), false, smem.bytes, stream, smem.site,
+                                            std::forward<Args>(args)...);
+  grpo::GRPO_CUDA_NS::kernelTimingAfterLaunch(stream);
+  return e;
 }
 
 template <typename... KArgs, typename... Args>
 [[nodiscard]] inline cudaError_t grpoLaunchCluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, dim3 cluster,
                                                    ::grpo_simt::SmemBytes smem, cudaStream_t stream, Args&&... args) {
-  return ::grpo_simt::launch(kernel, grid, block, cluster, true, smem.bytes, stream, smem.site,
-                             std::forward<Args>(args)...);
+  grpo::GRPO_CUDA_NS::kernelTimingBeforeLaunch(stream);
+  const cudaError_t e = ::grpo_simt::launch(kernel, grid, block, cluster, true, smem.bytes, stream, smem.site,
+                                            std::forward<Args>(args)...);
+  grpo::GRPO_CUDA_NS::kernelTimingAfterLaunch(stream);
+  return e;
 }
 
 inline const char* grpoErrorDetail(cudaError_t e) { return ::grpo_simt::error_detail(e); }

@@ -6,6 +6,7 @@
 #include "common.cuh"
 #include "core/linear_args.h"
 #include "core/loss_host.h"
+#include "core/measure_args.h"
 #include "core/op_args.h"
 
 namespace grpo::GRPO_CUDA_NS {
@@ -29,6 +30,21 @@ struct TokenLogprobsArgs {
 };
 void launchTokenLogprobs(const TokenLogprobsArgs& a, cudaStream_t stream);
 
+// Device copies of a LossContext (core/loss_host.h); null where the option is off.
+struct LossContextArgs {
+  const double* seqLogRatio;    // [B]
+  const double* policyWeight;   // [rows]
+  const double* entropyWeight;  // [rows]
+
+  GRPO_HD TokenContext at(int64_t i, int64_t L) const {
+    TokenContext c;
+    if (seqLogRatio) c.seqLogRatio = seqLogRatio[i / L];
+    if (policyWeight) c.policyWeight = policyWeight[i];
+    if (entropyWeight) c.entropyWeight = entropyWeight[i];
+    return c;
+  }
+};
+
 struct GrpoLossArgs {
   RowKernelArgs rows;
   void* grad;
@@ -39,6 +55,7 @@ struct GrpoLossArgs {
   bool perTokenAdv;
   const double* seqScale;  // [B] weights s_b
   LossParams params;
+  LossContextArgs context;
   float* logp;
   TokenRecord* records;    // [rows]
 };
@@ -55,6 +72,7 @@ struct PolicyLossArgs {
   bool perTokenAdv;
   int64_t count, L;
   LossParams params;
+  LossContextArgs context;
   float* grad;
   TokenRecord* records;
   uint8_t* status;         // kRowBadInput / kRowNonFiniteLogits (logp or entropy) per token
@@ -63,19 +81,21 @@ void launchPolicyLoss(const PolicyLossArgs& a, cudaStream_t stream);
 
 struct GroupAdvantagesArgs {
   const float* rewards;
-  const int32_t* groupIds;  // null: consecutive groups of groupSize
-  int64_t groupSize, K;
+  // Ragged groups as CSR: the entries of group g are members[groupStart[g] .. groupStart[g + 1]), in ascending
+  // order, groups in ascending id order. Null: consecutive groups of groupSize.
+  const int32_t* members;
+  const int64_t* groupStart;
+  int64_t groupSize, K, G;
   int32_t baseline;         // Baseline
   int32_t scale;            // AdvantageScale
   double eps;
   bool excludeNonFinite;
   float* advantages;
-  // per entry k, filled for the first entry of each group (leader = 1)
-  uint8_t* leader;
+  // per group g
   double* groupMean;
   double* groupStd;
   uint8_t* zeroSpread;
-  uint8_t* status;          // 1 where a reward is non-finite (and not excluded)
+  uint8_t* status;          // per entry: 1 where a reward is non-finite (and not excluded)
   double* batchStats;       // [2]: mean and unbiased std of all used rewards
 };
 void launchGroupAdvantages(const GroupAdvantagesArgs& a, cudaStream_t stream);
@@ -142,6 +162,19 @@ struct AdamWArgs {
   bool zeroGrad;
 };
 void launchAdamW(const AdamWArgs& a, cudaStream_t stream);
+
+}  // namespace grpo::GRPO_CUDA_NS
+
+// ---- measurement (cuda/measure.cu) ----
+namespace grpo::GRPO_CUDA_NS {
+
+// tensor data[i] = low + (high - low) * uniformAt(seed, i), rounded to dtype (f32, bf16, f16).
+void launchFillUniform(void* data, DType dtype, int64_t n, uint64_t seed, float low, float high, cudaStream_t stream);
+// Allocates two buffers of c.bytes, runs the copy and read probes and a device-to-device memcpy, fills c.
+void runBandwidthProbe(BandwidthProbeCall& c, cudaStream_t stream);
+// The kernel timer: opens a window (events recorded by grpoLaunch), and closes it with the window's time.
+void startKernelTimer();
+KernelTiming stopKernelTimer();
 
 }  // namespace grpo::GRPO_CUDA_NS
 

@@ -21,7 +21,7 @@ __global__ void __launch_bounds__(kBlock) policyLossKernel(PolicyLossArgs a) {
   const double entropy = a.entropy ? a.entropy[i] : 0.0;
   if (!isfinite(old) || !isfinite(ref) || !isfinite(adv)) { a.status[i] = kRowBadInput; return; }
   if (!isfinite(logp) || !isfinite(entropy)) { a.status[i] = kRowNonFiniteLogits; return; }
-  const TokenTerms terms = tokenTerms(logp, old, ref, adv, entropy, a.params);
+  const TokenTerms terms = tokenTerms(logp, old, ref, adv, entropy, a.params, a.context.at(i, a.L));
   const double w = a.seqScale[i / a.L];
   a.grad[i] = static_cast<float>(w * terms.dlogp);
   a.records[i] = recordToken(terms, w, logp, old, entropy, a.params);

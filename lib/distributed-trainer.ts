@@ -16,7 +16,7 @@
  *   gradients, identical updates) stay equal.
  */
 import * as distributed from './distributed.js'
-import { GrpoError, fail, invalidArg } from './errors.js'
+import { GrpoError, expectObject, fail, invalidArg } from './errors.js'
 import { adamw, gradNorm, zeroTensors } from './model-ops.js'
 import { groupAdvantages } from './ops.js'
 import { ADAMW_STEP_SCHEMA, AdamW, type AdamWOptions, type AdamWStepOverrides, type OptimizerStepResult } from './optimizer.js'
@@ -57,6 +57,10 @@ export class DataParallel {
   #optimizer: DataParallelAdamW | null = null
 
   private constructor(rank: number, size: number, o: DataParallelOptions) {
+    // Made by fromOption; a direct call (new on the class) gets the same errors as every export.
+    if (!Number.isSafeInteger(size) || size < 1) invalidArg('a world size >= 1', 'size', size)
+    if (!Number.isSafeInteger(rank) || rank < 0 || rank >= size) invalidArg(`a rank in [0, ${size})`, 'rank', rank)
+    expectObject(o, 'DataParallel options')
     this.rank = rank
     this.size = size
     this.zero = o.zero!

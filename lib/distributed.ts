@@ -246,10 +246,13 @@ export function reduceScatterSync(input: Tensor | readonly Tensor[], output: Ten
 function float64(values: ArrayLike<number>): Float64Array {
   const isArrayLike = Array.isArray(values) || (ArrayBuffer.isView(values) && !(values instanceof DataView))
   if (!isArrayLike) invalidArg('an array of numbers', 'values', values)
-  const out = Float64Array.from(values)
-  out.forEach((v, i) => {
-    if (Number.isNaN(v) && typeof values[i] !== 'number') invalidArg('a number', `values[${i}]`, values[i])
-  })
+  // Each element checked before any conversion: Number() of a nested or cyclic array would recurse.
+  const out = new Float64Array(values.length)
+  for (let i = 0; i < values.length; i++) {
+    const x: unknown = values[i]
+    if (typeof x !== 'number') invalidArg('a number', `values[${i}]`, x)
+    out[i] = x
+  }
   return out
 }
 

@@ -8,6 +8,8 @@ export type Device = 'cpu' | 'cuda'
 export const DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'i32', 'u8']
 export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4, u8: 1 }
 
+import { numberArray } from './errors.js'
+
 const f32 = new Float32Array(1)
 const u32 = new Uint32Array(f32.buffer)
 
@@ -23,6 +25,7 @@ function floatOf(bits: number): number {
 
 /** Rounds each value to bf16 (nearest even; NaN stays NaN). */
 export function float32ToBf16(values: ArrayLike<number>): Uint16Array {
+  numberArray(values, 'values')
   const out = new Uint16Array(values.length)
   for (let i = 0; i < values.length; i++) {
     const u = bitsOf(values[i]!)
@@ -33,6 +36,7 @@ export function float32ToBf16(values: ArrayLike<number>): Uint16Array {
 }
 
 export function bf16ToFloat32(bits: ArrayLike<number>): Float32Array {
+  numberArray(bits, 'bits')
   const out = new Float32Array(bits.length)
   const view = new Uint32Array(out.buffer)
   for (let i = 0; i < bits.length; i++) view[i] = (bits[i]! & 0xffff) << 16
@@ -41,6 +45,7 @@ export function bf16ToFloat32(bits: ArrayLike<number>): Float32Array {
 
 /** Rounds each value to IEEE half precision (nearest even; overflow to ±Infinity; subnormals kept). */
 export function float32ToF16(values: ArrayLike<number>): Uint16Array {
+  numberArray(values, 'values')
   const out = new Uint16Array(values.length)
   for (let i = 0; i < values.length; i++) {
     let u = bitsOf(values[i]!)
@@ -62,6 +67,7 @@ export function float32ToF16(values: ArrayLike<number>): Uint16Array {
 }
 
 export function f16ToFloat32(bits: ArrayLike<number>): Float32Array {
+  numberArray(bits, 'bits')
   const out = new Float32Array(bits.length)
   for (let i = 0; i < bits.length; i++) {
     const h = bits[i]! & 0xffff

@@ -3,7 +3,7 @@
  * See docs/ops.md for the ops contract and README.md for a tour.
  */
 export { GrpoError, type GrpoErrorCode } from './errors.js'
-export { Tensor, memoryInfo, releaseMemoryCache, defaultDevice, type TensorData, type TensorOptions, type MemoryInfo } from './tensor.js'
+export { Tensor, memoryInfo, resetPeakMemory, releaseMemoryCache, defaultDevice, type TensorData, type TensorOptions, type MemoryInfo } from './tensor.js'
 export { float32ToBf16, bf16ToFloat32, float32ToF16, f16ToFloat32, type DType, type Device } from './dtype.js'
 export * as ops from './ops.js'
 export * as backend from './backend.js'
@@ -14,6 +14,7 @@ export * as modelOps from './model-ops.js'
 export type { Policy, PolicyBatch, PolicyParameter, SampleOptions, SampledCompletion, BackwardOptions, LinearHead, HiddenStates, LinearHeadPolicy } from './policy.js'
 export { hasLinearHead } from './policy.js'
 export { LogLinearPolicy, type LogLinearPolicyOptions } from './log-linear-policy.js'
+export { TransformerPolicy, type TransformerPolicyOptions, type TransformerCreateOptions, type TransformerSaveOptions, type ComputeDtype } from './transformer-policy.js'
 export { RolloutBatch, type Rollout, type RolloutBatchOptions, type SupervisedExample, type GroupStatistics } from './rollout-batch.js'
 export { Trainer, presets, toolCallReward, remoteReward } from './trainer.js'
 export type { TrainerOptions, TrainerPrompt, GrpoSettings, RewardFunction, RewardResult, StepMetrics, StepTimes, SupervisedMetrics, SupervisedStepOptions, EvaluateOptions, EvaluateResult, TrainOptions, TrainResult } from './trainer.js'

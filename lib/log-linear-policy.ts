@@ -19,10 +19,10 @@
  * the sampled data all depend on W). Small, but it learns, and it exercises every kernel.
  */
 import type { Device } from './dtype.js'
-import { GrpoError, fail, invalidArg } from './errors.js'
+import { GrpoError, fail, invalidArg, numberArray } from './errors.js'
 import { embeddingBagBackward, embeddingBagForward, sampleTokens, zeroTensors } from './model-ops.js'
 import { parseOptions } from './options.js'
-import { SAMPLE_OPTIONS_SCHEMA, type Policy, type PolicyBatch, type PolicyParameter, type SampleOptions, type SampledCompletion } from './policy.js'
+import { SAMPLE_OPTIONS_SCHEMA, tokenIds, type Policy, type PolicyBatch, type PolicyParameter, type SampleOptions, type SampledCompletion } from './policy.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
 import { Tensor, defaultDevice } from './tensor.js'
 
@@ -165,19 +165,6 @@ function positiveInt(value: unknown, what: string, fallback: number): number {
   return value as number
 }
 
-function tokenArray(value: unknown, what: string, V: number): Int32Array {
-  const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
-  if (!isArrayLike) invalidArg('an array of token ids', what, value)
-  const a = value as ArrayLike<number>
-  const out = new Int32Array(a.length)
-  for (let i = 0; i < a.length; i++) {
-    const t = a[i]!
-    if (!Number.isInteger(t) || t < 0 || t >= V) invalidArg(`a token id in [0, ${V})`, `${what}[${i}]`, t)
-    out[i] = t
-  }
-  return out
-}
-
 function checkBatch(batch: PolicyBatch, V: number): void {
   if (typeof batch !== 'object' || batch === null) invalidArg('a batch with prompts, completions and length', 'batch', batch)
   const { prompts, completions, length } = batch
@@ -231,7 +218,11 @@ export class LogLinearPolicy implements Policy {
     if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
     this.device = device
     const ignore = new Set<number>()
-    for (const t of options.ignoreTokens ?? []) {
+    const ignored = options.ignoreTokens ?? []
+    if (typeof ignored !== 'object' || ignored === null || typeof (ignored as Iterable<number>)[Symbol.iterator] !== 'function') {
+      invalidArg('an iterable of token ids', 'ignoreTokens', ignored)
+    }
+    for (const t of ignored) {
       if (!Number.isInteger(t)) invalidArg('an integer token id', 'ignoreTokens[]', t)
       ignore.add(t)
     }
@@ -297,6 +288,7 @@ export class LogLinearPolicy implements Policy {
 
   /** The prompt tokens the features see: the last `promptWindow` ones after `windowAfter` that are not ignored. */
   promptContext(prompt: ArrayLike<number>): Int32Array {
+    numberArray(prompt, 'prompt')
     const kept: number[] = []
     const m = this.windowAfter.length
     let first = 0
@@ -401,11 +393,11 @@ export class LogLinearPolicy implements Policy {
     const maxNewTokens = o.maxNewTokens!
     const seed = o.seed!
     const streamOffset = o.streamOffset!
-    const stop = new Set(tokenArray(o.stop, 'stop', V))
+    const stop = new Set(tokenIds(o.stop, 'stop', V))
     const sampling = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, seed }
     if (streamOffset + prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'streamOffset + prompts × n', streamOffset + prompts.length * n)
-    const windows = prompts.map((p, i) => this.promptContext(tokenArray(p, `prompts[${i}]`, V)))
-    const prefixTokens = prefixes?.map((c, i) => tokenArray(c, `completions[${i}]`, V))
+    const windows = prompts.map((p, i) => this.promptContext(tokenIds(p, `prompts[${i}]`, V)))
+    const prefixTokens = prefixes?.map((c, i) => tokenIds(c, `completions[${i}]`, V))
     const rows: { state: SequenceState; start: number; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []
     for (let p = 0; p < prompts.length; p++) {
       for (let j = 0; j < n; j++) {

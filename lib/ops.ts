@@ -11,6 +11,7 @@ import {
   BASELINES,
   FLOAT_DTYPES,
   LOSS_SCHEMA,
+  resolveLossOptions,
   booleanOption,
   integerOption,
   numberOption,
@@ -24,11 +25,11 @@ import {
   type OptionSpec,
   type Schema,
 } from './options.js'
-import { dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
+import { checkLossInputs, checkTokenInputs, dtype, inputsObject, optionalTensor, sameDevice, shape, tensor, tensorOption } from './validate.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 
-export type { KlEstimator, LossAggregation, LossOptions } from './options.js'
+export type { KlEstimator, LossAggregation, LossKind, LossOptions, LossType, RatioLevel, RolloutCorrection } from './options.js'
 
 export interface GrpoLossOptions extends LossOptions {
   /** Sampling temperature the logits are divided by (default 1). */
@@ -105,6 +106,8 @@ export interface GroupAdvantagesResult {
 export interface PolicyLossInputs {
   logp: Tensor
   oldLogp?: Tensor
+  /** The sampler's log-probs of the same tokens (f32 [B, L]), read by the rolloutCorrection option. */
+  rolloutLogp?: Tensor
   refLogp?: Tensor
   advantages: Tensor
   mask?: Tensor
@@ -122,6 +125,8 @@ export interface GrpoLossInputs {
   targets: Tensor
   mask?: Tensor
   oldLogp?: Tensor
+  /** The sampler's log-probs of the same tokens (f32 [B, L]), read by the rolloutCorrection option. */
+  rolloutLogp?: Tensor
   refLogp?: Tensor
   advantages: Tensor
 }
@@ -134,34 +139,9 @@ export interface GrpoLossResult {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Input checks (the native side repeats the ones that protect memory; here they fail early, with the
-// TypeScript names of the inputs).
+// Input checks (shapes and dtypes: lib/validate.ts checkTokenInputs; the native side repeats the ones that
+// protect memory).
 
-/** Checks mask/old/ref/advantages of shape [B, L] (advantages [B] or [B, L]). */
-function checkTokenInputs(
-  B: number,
-  L: number,
-  device: string,
-  inputs: { mask?: Tensor; oldLogp?: Tensor; refLogp?: Tensor; advantages: Tensor },
-): void {
-  const { mask, oldLogp, refLogp, advantages } = inputs
-  if (mask) {
-    dtype(mask, ['u8'], 'mask')
-    shape(mask, [B, L], 'mask')
-  }
-  for (const [t, what] of [[oldLogp, 'oldLogp'], [refLogp, 'refLogp']] as const) {
-    if (!t) continue
-    dtype(t, ['f32'], what)
-    shape(t, [B, L], what)
-  }
-  dtype(advantages, ['f32'], 'advantages')
-  const perSequence = advantages.shape.length === 1 && advantages.shape[0] === B
-  const perToken = advantages.shape.length === 2 && advantages.shape[0] === B && advantages.shape[1] === L
-  if (!perSequence && !perToken) {
-    fail('ERR_GRPO_SHAPE', `shape [${B}] or [${B}, ${L}]`, 'advantages', `a tensor of shape [${advantages.shape.join(', ')}]`)
-  }
-  for (const [t, what] of [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [advantages, 'advantages']] as const) sameDevice(device, t, what)
-}
 
 function nativeOf(t: Tensor | undefined): NativeTensor | undefined {
   return t?.native
@@ -280,30 +260,35 @@ export function groupAdvantagesSync(rewards: Tensor | ArrayLike<number>, opts?: 
 
 function preparePolicyLoss(inputs: PolicyLossInputs, opts: LossOptions | undefined) {
   const i = inputsObject(inputs, 'policyLoss inputs')
-  const o = parseOptions(LOSS_SCHEMA, opts, 'policyLoss options')
+  const o = resolveLossOptions(parseOptions(LOSS_SCHEMA, opts, 'policyLoss options'), opts, 'policyLoss options')
   const logp = tensor(i.logp, 'logp')
   const advantages = tensor(i.advantages, 'advantages')
-  const [oldLogp, refLogp, mask, entropy] = [
+  const [oldLogp, refLogp, rolloutLogp, mask, entropy] = [
     optionalTensor(i.oldLogp, 'oldLogp'),
     optionalTensor(i.refLogp, 'refLogp'),
+    optionalTensor(i.rolloutLogp, 'rolloutLogp'),
     optionalTensor(i.mask, 'mask'),
     optionalTensor(i.entropy, 'entropy'),
   ]
   dtype(logp, ['f32'], 'logp')
   if (logp.shape.length !== 2) fail('ERR_GRPO_SHAPE', 'a tensor of rank 2 [B, L]', 'logp', `shape [${logp.shape.join(', ')}]`)
   const [B, L] = logp.shape as [number, number]
-  checkTokenInputs(B, L, logp.device, { mask, oldLogp, refLogp, advantages })
+  checkTokenInputs(B, L, logp.device, { mask, oldLogp, refLogp, rolloutLogp, advantages })
   if (entropy) {
     dtype(entropy, ['f32'], 'entropy')
     shape(entropy, [B, L], 'entropy')
     sameDevice(logp.device, entropy, 'entropy')
   }
-  if (o.beta! > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
+  checkLossInputs(o, { oldLogp, refLogp, rolloutLogp })
+  if (o.topEntropyQuantile! < 1 && !entropy) {
+    invalidArg('an entropy tensor (topEntropyQuantile < 1 selects tokens by entropy)', 'entropy', undefined)
+  }
   const nativeInputs = {
     logp: logp.native,
     advantages: advantages.native,
     oldLogp: nativeOf(oldLogp),
     refLogp: nativeOf(refLogp),
+    rolloutLogp: nativeOf(rolloutLogp),
     mask: nativeOf(mask),
     entropy: nativeOf(entropy),
   }
@@ -330,19 +315,24 @@ export function policyLossSync(inputs: PolicyLossInputs, opts?: LossOptions): Po
 
 function prepareGrpoLoss(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefined) {
   const i = inputsObject(inputs, 'grpoLoss inputs')
-  const o = parseOptions(GRPO_LOSS_SCHEMA, opts, 'grpoLoss options')
+  const o = resolveLossOptions(parseOptions(GRPO_LOSS_SCHEMA, opts, 'grpoLoss options'), opts, 'grpoLoss options')
   const logits = tensor(i.logits, 'logits')
   const targets = tensor(i.targets, 'targets')
   const advantages = tensor(i.advantages, 'advantages')
-  const [oldLogp, refLogp, mask] = [optionalTensor(i.oldLogp, 'oldLogp'), optionalTensor(i.refLogp, 'refLogp'), optionalTensor(i.mask, 'mask')]
+  const [oldLogp, refLogp, rolloutLogp, mask] = [
+    optionalTensor(i.oldLogp, 'oldLogp'),
+    optionalTensor(i.refLogp, 'refLogp'),
+    optionalTensor(i.rolloutLogp, 'rolloutLogp'),
+    optionalTensor(i.mask, 'mask'),
+  ]
   dtype(logits, FLOAT_DTYPES, 'logits')
   if (logits.shape.length !== 3) fail('ERR_GRPO_SHAPE', 'a tensor of rank 3 [B, L, V]', 'logits', `shape [${logits.shape.join(', ')}]`)
   const [B, L] = logits.shape as [number, number, number]
   dtype(targets, ['i32'], 'targets')
   shape(targets, [B, L], 'targets')
   sameDevice(logits.device, targets, 'targets')
-  checkTokenInputs(B, L, logits.device, { mask, oldLogp, refLogp, advantages })
-  if (o.beta! > 0 && !refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
+  checkTokenInputs(B, L, logits.device, { mask, oldLogp, refLogp, rolloutLogp, advantages })
+  checkLossInputs(o, { oldLogp, refLogp, rolloutLogp })
   if (o.gradDtype !== undefined && o.gradDtype !== 'f32' && o.gradDtype !== logits.dtype) {
     invalidArg(`'f32' or '${logits.dtype}'`, 'gradDtype', o.gradDtype)
   }
@@ -355,6 +345,7 @@ function prepareGrpoLoss(inputs: GrpoLossInputs, opts: GrpoLossOptions | undefin
     advantages: advantages.native,
     oldLogp: nativeOf(oldLogp),
     refLogp: nativeOf(refLogp),
+    rolloutLogp: nativeOf(rolloutLogp),
     mask: nativeOf(mask),
   }
   return { inputs: nativeInputs, options: o, logits }
@@ -384,3 +375,19 @@ export function grpoLossSync(inputs: GrpoLossInputs, opts?: GrpoLossOptions): Gr
   const p = prepareGrpoLoss(inputs, opts)
   return wrapGrpoLoss(native().grpoLoss(p.inputs, p.options, false), p.logits, p.options.inplace === true)
 }
+
+export {
+  linearGrpoLoss,
+  linearGrpoLossSync,
+  linearTokenLogprobs,
+  linearTokenLogprobsSync,
+  LINEAR_CHUNK_DEFAULTS,
+  LINEAR_GRPO_LOSS_SCHEMA,
+  LINEAR_TOKEN_LOGPROBS_SCHEMA,
+  type LinearGrpoLossInputs,
+  type LinearGrpoLossOptions,
+  type LinearGrpoLossResult,
+  type LinearHeadInputs,
+  type LinearTokenLogprobsOptions,
+  type LinearTokenLogprobsResult,
+} from './linear-loss.js'

@@ -153,7 +153,7 @@ export type Baseline = (typeof BASELINES)[number]
 export type AdvantageScale = (typeof ADVANTAGE_SCALES)[number]
 
 /** Sampling temperature: the logits are divided by it (sampling, tokenLogprobs, grpoLoss, the Trainer). */
-export const temperature = numberOption('a finite number > 0', (v) => v > 0, 1) as OptionSpec<number>
+export const temperature = numberOption('a number in [1e-6, 1e6]', (v) => v >= 1e-6 && v <= 1e6, 1) as OptionSpec<number>
 /** Nucleus mass of top-p sampling. */
 export const topP = numberOption('a number in (0, 1]', (v) => v > 0 && v <= 1, 1) as OptionSpec<number>
 
@@ -179,8 +179,94 @@ export interface LossOptions {
   normalizer?: number
   /** Lnorm of 'seq-mean-token-sum-norm' (default L). */
   normLength?: number
-  /** 'grpo' (default) or 'nll' (supervised: −logp). */
-  loss?: 'grpo' | 'nll'
+  /**
+   * 'grpo' (default: the clipped surrogate), 'cispo' (MiniMax-M1: the detached weight min(r, 1 + clipHigh)
+   * times −A·logp) or 'nll' (supervised: −logp).
+   */
+  loss?: LossKind
+  /** 'token' (default) or 'sequence': GSPO's ratio exp(mean over the sequence of logp − old), GSPO-token gradient. */
+  ratioLevel?: RatioLevel
+  /** δ > 1 (INTELLECT-2, TRL `delta`): the ratio of the unclipped term is capped at δ; null (default) for off. */
+  ratioCap?: number | null
+  /** The KL term times the ratio, as DeepSeek-V3.2 and TRL's `use_bias_correction_kl` (default false). */
+  klBiasCorrection?: boolean
+  /** ρ in [0, 1]: only the counted tokens whose entropy is in the batch's top ρ carry the policy term (default 1: all). */
+  topEntropyQuantile?: number
+  /** Weights from the sampler's log-probs (the `rolloutLogp` input), or null (default) for none. */
+  rolloutCorrection?: RolloutCorrection | null
+  /**
+   * TRL's names for an aggregation: 'grpo' (seq-mean-token-mean), 'bnpo' (token-mean over this call), 'dapo'
+   * (token-mean over the global batch: pass its token count as `normalizer`), 'dr_grpo' (seq-mean-token-sum-norm
+   * with the constant `normLength`, TRL's max_completion_length). Sets lossAgg; giving a different lossAgg is an error.
+   */
+  lossType?: LossType | null
+}
+
+export const LOSS_KINDS = ['grpo', 'nll', 'cispo'] as const
+export const RATIO_LEVELS = ['token', 'sequence'] as const
+export const LOSS_TYPES = ['grpo', 'bnpo', 'dapo', 'dr_grpo'] as const
+export type LossKind = (typeof LOSS_KINDS)[number]
+export type RatioLevel = (typeof RATIO_LEVELS)[number]
+export type LossType = (typeof LOSS_TYPES)[number]
+
+/**
+ * Rollout correction (docs/math.md §3.3): the weight of each token's policy term from d = oldLogp − rolloutLogp,
+ * per token (exp(d)) or per sequence (exp of the sum of d over its counted tokens); 'truncate' clamps the weight
+ * to [min, max], 'mask' sets a weight outside to 0. TRL `vllm_importance_sampling_mode` = `${level}_${mode}`.
+ */
+export interface RolloutCorrection {
+  /** 'token' (default) or 'sequence'. */
+  level?: 'token' | 'sequence'
+  /** 'truncate' (default) or 'mask'. */
+  mode?: 'truncate' | 'mask'
+  /** Upper bound C_max > 0 (default 3, TRL's), or null for none. */
+  max?: number | null
+  /** Lower bound C_min > 0, or null (default) for none. */
+  min?: number | null
+}
+
+export const ROLLOUT_CORRECTION_SCHEMA: Schema<RolloutCorrection> = {
+  level: oneOfOption(['token', 'sequence'] as const, 'token'),
+  mode: oneOfOption(['truncate', 'mask'] as const, 'truncate'),
+  max: numberOption('a finite number > 0 or null', (v) => v > 0, 3, true) as OptionSpec<number>,
+  min: numberOption('a finite number > 0 or null', (v) => v > 0, undefined, true) as OptionSpec<number>,
+}
+
+const AGGREGATION_OF_LOSS_TYPE: Record<LossType, LossAggregation> = {
+  grpo: 'seq-mean-token-mean',
+  bnpo: 'token-mean',
+  dapo: 'token-mean',
+  dr_grpo: 'seq-mean-token-sum-norm',
+}
+
+/**
+ * The rules between loss options, after parseOptions: the rolloutCorrection object parsed (defaults filled),
+ * lossType turned into its lossAgg. `given` is the caller's object (to tell a given lossAgg from the default).
+ */
+export function resolveLossOptions<T extends LossOptions>(o: T, given: unknown, what: string): T {
+  const raw = (given ?? {}) as Record<string, unknown>
+  if (o.rolloutCorrection) {
+    const rc = parseOptions(ROLLOUT_CORRECTION_SCHEMA, o.rolloutCorrection, `${what} rolloutCorrection`)
+    if (rc.min != null && rc.max != null && rc.min > rc.max) {
+      invalidArg(`a min <= max (${rc.max})`, 'rolloutCorrection.min', rc.min)
+    }
+    o.rolloutCorrection = rc
+  }
+  if (o.lossType) {
+    const agg = AGGREGATION_OF_LOSS_TYPE[o.lossType]
+    if (raw.lossAgg !== undefined && raw.lossAgg !== agg) {
+      invalidArg(`lossAgg '${agg}' (the aggregation of lossType '${o.lossType}') or no lossAgg`, 'lossAgg', raw.lossAgg)
+    }
+    o.lossAgg = agg
+  }
+  if (o.loss === 'nll') {
+    for (const key of ['ratioLevel', 'ratioCap', 'klBiasCorrection', 'topEntropyQuantile', 'rolloutCorrection'] as const) {
+      if (raw[key] !== undefined && raw[key] !== null && raw[key] !== LOSS_SCHEMA[key].default) {
+        invalidArg(`no ${key} with loss 'nll' (it has no ratio or policy term)`, key, raw[key])
+      }
+    }
+  }
+  return o
 }
 
 export const LOSS_SCHEMA: Schema<LossOptions> = {
@@ -194,7 +280,16 @@ export const LOSS_SCHEMA: Schema<LossOptions> = {
   lossAgg: oneOfOption(LOSS_AGGREGATIONS, 'token-mean'),
   normalizer: numberOption('a finite number > 0', (v) => v > 0) as OptionSpec<number>,
   normLength: numberOption('a finite number > 0', (v) => v > 0) as OptionSpec<number>,
-  loss: oneOfOption(['grpo', 'nll'] as const, 'grpo'),
+  loss: oneOfOption(LOSS_KINDS, 'grpo'),
+  ratioLevel: oneOfOption(RATIO_LEVELS, 'token'),
+  ratioCap: numberOption('a number > 1 or null', (v) => v > 1, undefined, true) as OptionSpec<number>,
+  klBiasCorrection: booleanOption(false),
+  topEntropyQuantile: numberOption('a number in [0, 1]', (v) => v >= 0 && v <= 1, 1) as OptionSpec<number>,
+  rolloutCorrection: {
+    ...valueOption<RolloutCorrection>('a rolloutCorrection object ({ level, mode, max, min }) or null', (v) => typeof v === 'object' && v !== null && !Array.isArray(v)),
+    nullable: true,
+  } as OptionSpec<RolloutCorrection | null>,
+  lossType: { ...oneOfOption(LOSS_TYPES), nullable: true } as OptionSpec<LossType | null>,
 }
 
 export const FLOAT_DTYPES = ['f32', 'bf16', 'f16'] as const satisfies readonly DType[]

@@ -7,6 +7,7 @@
  */
 import type { Device } from './dtype.js'
 import { booleanOption, counterOption, integerOption, temperature, topP, valueOption, type Schema } from './options.js'
+import { invalidArg } from './errors.js'
 import type { Tensor } from './tensor.js'
 
 /** The token view of a batch of sequences that a policy computes logits for (RolloutBatch implements it). */
@@ -145,18 +146,35 @@ export interface HiddenStates {
 
 /** A Policy that exposes its hidden states and LM head, so the Trainer never materializes the logits. */
 export interface LinearHeadPolicy extends Policy {
-  /** The forward up to the LM head (it may keep what its backward needs in `batch.cache`). */
+  /**
+   * The forward up to the LM head (it may keep what its backward needs in `batch.cache`). The caller disposes
+   * `hidden` after backwardHidden, unless the policy keeps that very tensor in `batch.cache` (then the batch owns it).
+   */
   hiddenStates(batch: PolicyBatch): Promise<HiddenStates>
   /**
    * Accumulates the parameters' gradients below the head for ∂loss/∂hidden = gradHidden ([B·L, H], f32 or the
    * compute dtype); the head's own gradients were already added by the loss into `head.gradWeight` / `gradBias`.
    */
-  backwardHidden(batch: PolicyBatch, gradHidden: Tensor): Promise<void>
+  backwardHidden(batch: PolicyBatch, gradHidden: Tensor, options?: BackwardOptions): Promise<void>
 }
 
 /** Whether `policy` exposes hidden states and an LM head (then the Trainer uses the fused linear loss). */
 export function hasLinearHead(policy: Policy): policy is LinearHeadPolicy {
+  if (typeof policy !== 'object' || policy === null) invalidArg('a Policy', 'policy', policy)
   const p = policy as Partial<LinearHeadPolicy>
   return typeof p.hiddenStates === 'function' && typeof p.backwardHidden === 'function'
 }
 
+/** Token ids of a policy with a vocabulary of V: an array or typed array of integers in [0, V), copied. */
+export function tokenIds(value: unknown, what: string, V: number): Int32Array {
+  const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
+  if (!isArrayLike) invalidArg('an array of token ids', what, value)
+  const a = value as ArrayLike<number>
+  const out = new Int32Array(a.length)
+  for (let i = 0; i < a.length; i++) {
+    const t = a[i]!
+    if (!Number.isInteger(t) || t < 0 || t >= V) invalidArg(`a token id in [0, ${V})`, `${what}[${i}]`, t)
+    out[i] = t
+  }
+  return out
+}

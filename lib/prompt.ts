@@ -4,6 +4,7 @@
  */
 import { isLosslessNumber } from 'lossless-json'
 import { invalidArg } from './errors.js'
+import { MAX_JSON_DEPTH } from './reward/json.js'
 import { TOOL_PROMPT_SCHEMA, parseOptions, type Schema } from './options.js'
 
 export type Role = 'system' | 'user' | 'assistant' | 'tool'
@@ -40,6 +41,7 @@ const EXAMPLE_REPLY =
  * and one complete example reply.
  */
 export function toolSystemPrompt(tools: readonly unknown[]): string {
+  if (!Array.isArray(tools)) invalidArg('an array of tool objects', 'tools', tools)
   const lines = tools.map((tool, i) => pythonJson(asFunctionTool(tool, i), `tools[${i}]`))
   return systemPrompt(['The tools are listed inside <tools></tools>, one JSON object per line:', '<tools>', ...lines, '</tools>', ''])
 }
@@ -80,6 +82,7 @@ function asFunctionTool(tool: unknown, i: number): unknown {
 
 /** The text of an assistant turn that made `calls`. */
 export function renderCalls(calls: readonly PromptToolCall[], what = 'calls'): string {
+  if (typeof what !== 'string') invalidArg('a string', 'what', what)
   if (!Array.isArray(calls)) invalidArg('an array of {name, arguments} objects', what, calls)
   const parts = calls.map((call, i) => {
     if (typeof call !== 'object' || call === null || typeof call.name !== 'string' || !('arguments' in call)) {
@@ -154,6 +157,11 @@ export function renderChatML(messages: readonly ChatMessage[], options: RenderOp
  * insertion order), which is how chat templates show tools. LosslessNumbers keep their lexeme.
  */
 export function pythonJson(value: unknown, what = 'value'): string {
+  if (typeof what !== 'string') invalidArg('a string', 'what', what)
+  return pythonJsonAt(value, what, 0)
+}
+
+function pythonJsonAt(value: unknown, what: string, depth: number): string {
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value)
@@ -166,13 +174,20 @@ export function pythonJson(value: unknown, what = 'value'): string {
       return String(value)
     case 'object': {
       if (value === null) return 'null'
-      if (Array.isArray(value)) return '[' + value.map((v, i) => pythonJson(v, `${what}[${i}]`)).join(', ') + ']'
       if (isLosslessNumber(value)) return String(value)
+      if (depth >= MAX_JSON_DEPTH) invalidArg(`a JSON value nested at most ${MAX_JSON_DEPTH} levels deep`, what, value)
+      if (Array.isArray(value)) {
+        const items: string[] = new Array(value.length)
+        for (let i = 0; i < value.length; i++) items[i] = pythonJsonAt(value[i], `${what}[${i}]`, depth + 1)
+        return '[' + items.join(', ') + ']'
+      }
+      const proto = Object.getPrototypeOf(value)
+      if (proto !== Object.prototype && proto !== null) invalidArg('a JSON value (plain objects, arrays, strings, numbers, booleans, null)', what, value)
       const parts: string[] = []
       for (const key of Object.keys(value)) {
         const v = (value as Record<string, unknown>)[key]
         if (v === undefined) continue
-        parts.push(`${JSON.stringify(key)}: ${pythonJson(v, `${what}.${key}`)}`)
+        parts.push(`${JSON.stringify(key)}: ${pythonJsonAt(v, `${what}.${key}`, depth + 1)}`)
       }
       return '{' + parts.join(', ') + '}'
     }

@@ -148,6 +148,9 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
   #disposed = false
 
   private constructor(host: HostData, device: Device, groupStats: GroupStatistics | null) {
+    if (typeof host !== 'object' || host === null || !Array.isArray(host.prompts) || !Array.isArray(host.completions)) {
+      invalidArg('a batch made by RolloutBatch.fromRollouts', 'new RolloutBatch()', host)
+    }
     const B = host.prompts.length
     const L = host.L
     this.#host = host

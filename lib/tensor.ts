@@ -32,30 +32,89 @@ function checkShape(shape: unknown): number[] {
   return shape as number[]
 }
 
-/** Converts `data` to the typed array that holds `dtype` values, rounding floats for bf16/f16. */
-function toStorage(data: ArrayLike<number>, dtype: DType): TensorData {
+/** Elements converted at a time when the input is not already the storage's typed array (bounded JS memory). */
+const CHUNK = 1 << 16
+
+/** The typed array class that holds `dtype` values. */
+function storageClass(dtype: DType): new (n: number | ArrayBuffer) => TensorData {
   switch (dtype) {
     case 'f32':
-      return data instanceof Float32Array ? data : Float32Array.from(data)
+      return Float32Array
     case 'bf16':
-      return data instanceof Uint16Array ? data : float32ToBf16(data)
     case 'f16':
-      return data instanceof Uint16Array ? data : float32ToF16(data)
+      return Uint16Array
     case 'i32':
-      for (let i = 0; i < data.length; i++) {
-        const v = data[i]!
-        if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
-          fail('ERR_GRPO_INVALID_ARG', 'a 32-bit integer', `data[${i}] of an i32 tensor`, v)
-        }
-      }
-      return data instanceof Int32Array ? data : Int32Array.from(data)
-    case 'u8':
-      for (let i = 0; i < data.length; i++) {
-        const v = data[i]!
-        if (!Number.isInteger(v) || v < 0 || v > 255) fail('ERR_GRPO_INVALID_ARG', 'an integer in [0, 255]', `data[${i}] of a u8 tensor`, v)
-      }
-      return data instanceof Uint8Array ? data : Uint8Array.from(data)
+      return Int32Array
+    default:
+      return Uint8Array
   }
+}
+
+/** Whether `data` is already the storage of `dtype` (passed to the native side as it is, no conversion). */
+function isStorage(data: ArrayLike<number>, dtype: DType): data is TensorData {
+  return (
+    (dtype === 'f32' && data instanceof Float32Array) ||
+    ((dtype === 'bf16' || dtype === 'f16') && data instanceof Uint16Array) ||
+    (dtype === 'i32' && data instanceof Int32Array) ||
+    (dtype === 'u8' && data instanceof Uint8Array)
+  )
+}
+
+const F32_LIMITS = { f32: 'the f32 range (|x| < 3.4028235e38)', bf16: 'the bf16 range (|x| < 3.3961e38)', f16: 'the f16 range (|x| < 65520)' } as const
+
+/**
+ * Converts data[from, from + out.length) into `out` (the storage of `dtype`), checking every value: a number
+ * (array holes and non-numbers are errors, not NaN), an integer in range for i32 and u8, and for float dtypes a
+ * finite value that stays finite (1e39 in f32 would otherwise be stored as Infinity). ±Infinity and NaN given as
+ * such are kept: they are values (a banned token's -Infinity) the ops know how to treat.
+ */
+function convertChunk(data: ArrayLike<number>, from: number, out: TensorData, dtype: DType): void {
+  const n = out.length
+  const checkType = Array.isArray(data)
+  for (let i = 0; i < n; i++) {
+    const v = data[from + i]
+    if (checkType && typeof v !== 'number') invalidArg('a number', `data[${from + i}]`, v)
+    switch (dtype) {
+      case 'i32':
+        if (!Number.isInteger(v) || v! < -2147483648 || v! > 2147483647) fail('ERR_GRPO_INVALID_ARG', 'a 32-bit integer', `data[${from + i}] of an i32 tensor`, v)
+        out[i] = v!
+        break
+      case 'u8':
+        if (!Number.isInteger(v) || v! < 0 || v! > 255) fail('ERR_GRPO_INVALID_ARG', 'an integer in [0, 255]', `data[${from + i}] of a u8 tensor`, v)
+        out[i] = v!
+        break
+      default:
+        out[i] = v!
+    }
+  }
+  if (dtype === 'bf16' || dtype === 'f16') {
+    const bits = (dtype === 'bf16' ? float32ToBf16 : float32ToF16)(Array.isArray(data) || !(data instanceof Float32Array) ? Float64Array.from({ length: n }, (_, i) => data[from + i]!) : data.subarray(from, from + n))
+    out.set(bits)
+  }
+  if (dtype === 'i32' || dtype === 'u8') return
+  // Overflow: a finite input whose stored value is infinite.
+  const inf = dtype === 'f32' ? (x: number) => x === Infinity || x === -Infinity : (x: number) => (x & 0x7fff) === (dtype === 'bf16' ? 0x7f80 : 0x7c00)
+  for (let i = 0; i < n; i++) {
+    if (inf(out[i]!) && Number.isFinite(data[from + i])) fail('ERR_GRPO_INVALID_ARG', `a number within ${F32_LIMITS[dtype]}`, `data[${from + i}] of a ${dtype} tensor`, data[from + i])
+  }
+}
+
+/** The checked pieces of a Tensor.from call. */
+function prepareFrom(data: ArrayLike<number>, shape: readonly number[], options: TensorOptions, what: string) {
+  if (options === null || typeof options !== 'object') invalidArg('an options object', `${what} options`, options)
+  const isArrayLike = Array.isArray(data) || (ArrayBuffer.isView(data) && !(data instanceof DataView) && !(data instanceof BigInt64Array) && !(data instanceof BigUint64Array))
+  if (!isArrayLike) invalidArg('a typed array or an array of numbers', 'data', data)
+  const dtype = options.dtype ?? inferDType(data)
+  if (dtype === undefined) {
+    fail('ERR_GRPO_DTYPE', "an explicit dtype ('bf16' or 'f16' for Uint16Array data)", `${what} options.dtype`, data)
+  }
+  if (!DTYPES.includes(dtype)) fail('ERR_GRPO_DTYPE', `one of ${DTYPES.join(', ')}`, 'dtype', dtype)
+  const device = options.device ?? defaultDevice()
+  checkDevice(device)
+  const dims = checkShape(shape)
+  const count = dims.reduce((a, b) => a * b, 1)
+  if (count !== data.length) fail('ERR_GRPO_SHAPE', `${count} values for shape [${dims.join(', ')}]`, 'data', data)
+  return { dtype, device, dims, count }
 }
 
 export class Tensor implements Disposable, AsyncDisposable {
@@ -67,6 +126,10 @@ export class Tensor implements Disposable, AsyncDisposable {
   #native: NativeTensor
 
   private constructor(handle: NativeTensor) {
+    // Made from what the binding returns only; anything else is refused before it is wrapped.
+    if (typeof handle !== 'object' || handle === null || !Array.isArray(handle.shape) || typeof handle.dtype !== 'string') {
+      invalidArg('a native tensor handle (tensors are made by Tensor.from, Tensor.zeros or an op)', 'new Tensor()', handle)
+    }
     this.#native = handle
     this.dtype = handle.dtype
     this.shape = Object.freeze([...handle.shape])
@@ -82,40 +145,73 @@ export class Tensor implements Disposable, AsyncDisposable {
   /**
    * Copies `data` into a new tensor. `dtype` defaults from the array (Float32Array or number[] → f32,
    * Int32Array → i32, Uint8Array → u8). For bf16/f16, floats are rounded to nearest even and a Uint16Array
-   * is taken as raw bits.
+   * is taken as raw bits. The typed array of the dtype itself is copied by the native side as it is; any other
+   * input is converted (and checked: numbers only, integers in range, no finite value that overflows the dtype)
+   * 64 Ki elements at a time, so a large array never gets a full JavaScript copy. The size is checked against
+   * this machine's memory before anything is allocated.
    */
   static from(data: ArrayLike<number>, shape: readonly number[], options: TensorOptions = {}): Tensor {
-    if (options === null || typeof options !== 'object') invalidArg('an options object', 'Tensor.from options', options)
-    const isArrayLike = Array.isArray(data) || (ArrayBuffer.isView(data) && !(data instanceof DataView))
-    if (!isArrayLike) invalidArg('a typed array or an array of numbers', 'data', data)
-    const dtype = options.dtype ?? inferDType(data)
-    if (dtype === undefined) {
-      fail('ERR_GRPO_DTYPE', "an explicit dtype ('bf16' or 'f16' for Uint16Array data)", 'Tensor.from options.dtype', data)
+    const { dtype, device, dims, count } = prepareFrom(data, shape, options, 'Tensor.from')
+    const { NativeTensor } = native()
+    if (isStorage(data, dtype)) return new Tensor(new NativeTensor(data, dims, dtype, device))
+    if (count <= CHUNK) {
+      const storage = new (storageClass(dtype))(count)
+      convertChunk(data, 0, storage, dtype)
+      return new Tensor(new NativeTensor(storage, dims, dtype, device))
     }
+    const handle = new NativeTensor(null, dims, dtype, device)
+    try {
+      const chunk = new (storageClass(dtype))(CHUNK)
+      for (let from = 0; from < count; from += CHUNK) {
+        const part = from + CHUNK <= count ? chunk : chunk.subarray(0, count - from)
+        convertChunk(data, from, part, dtype)
+        handle.write(from * BYTES_PER_ELEMENT[dtype], part, false)
+      }
+    } catch (error) {
+      handle.dispose()
+      throw error
+    }
+    return new Tensor(handle)
+  }
+
+  /**
+   * Tensor.from for large data without holding the event loop: the values are converted and checked 64 Ki at a
+   * time on the main thread, with a yield between chunks, and copied into the tensor off the main thread.
+   */
+  static async fromAsync(data: ArrayLike<number>, shape: readonly number[], options: TensorOptions = {}): Promise<Tensor> {
+    const { dtype, device, dims, count } = prepareFrom(data, shape, options, 'Tensor.fromAsync')
+    const { NativeTensor } = native()
+    const handle = new NativeTensor(null, dims, dtype, device)
+    try {
+      const direct = isStorage(data, dtype)
+      for (let from = 0; from < count; from += CHUNK) {
+        const n = Math.min(CHUNK, count - from)
+        let part: TensorData
+        if (direct) {
+          part = (data as TensorData).subarray(from, from + n)
+        } else {
+          part = new (storageClass(dtype))(n)
+          convertChunk(data, from, part, dtype)
+        }
+        await handle.write(from * BYTES_PER_ELEMENT[dtype], part, true)
+      }
+    } catch (error) {
+      handle.dispose()
+      throw error
+    }
+    return new Tensor(handle)
+  }
+
+  /** A tensor of zeros, made by the native side (no JavaScript buffer, whatever its size). */
+  static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    if (options === null || typeof options !== 'object') invalidArg('an options object', 'Tensor.zeros options', options)
+    const dtype = options.dtype ?? 'f32'
     if (!DTYPES.includes(dtype)) fail('ERR_GRPO_DTYPE', `one of ${DTYPES.join(', ')}`, 'dtype', dtype)
     const device = options.device ?? defaultDevice()
     checkDevice(device)
     const dims = checkShape(shape)
-    const count = dims.reduce((a, b) => a * b, 1)
-    if (count !== data.length) {
-      fail('ERR_GRPO_SHAPE', `${count} values for shape [${dims.join(', ')}]`, 'data', data)
-    }
-    if (Array.isArray(data) && dtype !== 'i32' && dtype !== 'u8') {
-      data.forEach((v, i) => {
-        if (typeof v !== 'number') invalidArg('a number', `data[${i}]`, v)
-      })
-    }
-    const storage = toStorage(data, dtype)
     const { NativeTensor } = native()
-    return new Tensor(new NativeTensor(storage, dims, dtype, device))
-  }
-
-  /** A tensor of zeros. */
-  static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
-    const dtype = options.dtype ?? 'f32'
-    const count = checkShape(shape).reduce((a, b) => a * b, 1)
-    const bytes = new Uint8Array(count * BYTES_PER_ELEMENT[dtype])
-    return Tensor.from(dtype === 'u8' ? bytes : new (storageClass(dtype))(bytes.buffer), shape, { ...options, dtype })
+    return new Tensor(new NativeTensor(null, dims, dtype, device))
   }
 
   get disposed(): boolean {
@@ -168,6 +264,30 @@ export class Tensor implements Disposable, AsyncDisposable {
     return new Tensor(this.native.to(device, false))
   }
 
+  /**
+   * A view of this tensor with another shape of the same element count (one size may be -1: inferred). No copy:
+   * the view shares the storage, so writes through either are seen through both; each is disposed on its own
+   * (the storage is freed when the last one goes). A `[T, H·D]` projection output viewed as `[T, H, D]` heads,
+   * for example.
+   */
+  reshape(shape: readonly number[]): Tensor {
+    if (!Array.isArray(shape)) invalidArg('an array of sizes', 'shape', shape)
+    const inferred = shape.filter((d) => d === -1).length
+    if (inferred > 1) fail('ERR_GRPO_SHAPE', 'at most one -1 size', 'shape', `[${shape.join(', ')}]`)
+    let dims = [...shape]
+    if (inferred === 1) {
+      const known = dims.filter((d) => d !== -1)
+      checkShape(known)
+      const rest = known.reduce((a, b) => a * b, 1)
+      if (rest === 0 || this.size % rest !== 0) fail('ERR_GRPO_SHAPE', `a shape of ${this.size} elements`, 'shape', `[${shape.join(', ')}]`)
+      dims = dims.map((d) => (d === -1 ? this.size / rest : d))
+    }
+    checkShape(dims)
+    const count = dims.reduce((a, b) => a * b, 1)
+    if (count !== this.size) fail('ERR_GRPO_SHAPE', `a shape of ${this.size} elements (the tensor's [${this.shape.join(', ')}])`, 'shape', `[${shape.join(', ')}]`)
+    return new Tensor(this.native.reshape(dims))
+  }
+
   /** Frees the native memory now. Idempotent; any later use throws ERR_GRPO_DISPOSED. */
   dispose(): void {
     this.#native.dispose()
@@ -196,20 +316,6 @@ function checkDevice(device: unknown): asserts device is Device {
   if (device !== 'cpu' && device !== 'cuda') invalidArg("'cpu' or 'cuda'", 'device', device)
 }
 
-function storageClass(dtype: DType): new (buffer: ArrayBuffer) => TensorData {
-  switch (dtype) {
-    case 'f32':
-      return Float32Array
-    case 'bf16':
-    case 'f16':
-      return Uint16Array
-    case 'i32':
-      return Int32Array
-    default:
-      return Uint8Array
-  }
-}
-
 function view(dtype: DType, buffer: ArrayBuffer): TensorData {
   return new (storageClass(dtype))(buffer)
 }
@@ -232,14 +338,23 @@ export function defaultDevice(): Device {
 }
 
 export interface MemoryInfo {
-  /** cachedBytes: freed host blocks kept for reuse by the next allocation of a similar size. */
-  cpu: { tensors: number; bytes: number; cachedBytes: number }
-  cuda: { tensors: number; bytes: number }
+  /**
+   * tensors, bytes: live tensor buffers. scratchBytes: working memory ops hold outside tensors (GEMM panels, the
+   * fused linear loss's tiles). peakBytes: the largest bytes + scratchBytes since resetPeakMemory() (or the
+   * start). cachedBytes: freed host blocks kept for reuse by the next allocation of a similar size.
+   */
+  cpu: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number; cachedBytes: number }
+  cuda: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number }
 }
 
 /** Live native buffers and their bytes, per device (a buffer an op still uses counts until the op ends). */
 export function memoryInfo(): MemoryInfo {
   return native().memoryInfo()
+}
+
+/** Starts a new peak measurement: memoryInfo()'s peakBytes become the current bytes + scratchBytes. */
+export function resetPeakMemory(): void {
+  native().resetPeakMemory()
 }
 
 /**

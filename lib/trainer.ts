@@ -9,6 +9,9 @@
  *   → for `epochs` passes: for each of `miniBatches` micro-batches, the fused ops.grpoLoss (gradient written
  *     over the logits) and Policy.backward, accumulating with the whole batch's normalizer, so the summed
  *     gradient is the full batch's; then global-norm clipping and one fused AdamW update on the device.
+ *     A policy that exposes its hidden states and LM head (hasLinearHead: a transformer) goes through the fused
+ *     linear loss instead (ops.linearGrpoLoss, ops.linearTokenLogprobs for the reference): no [B, L, V] logits
+ *     tensor is allocated in a step.
  * The sampled log-probs are the old log-probs (same temperature, so the first pass has ratio 1); rollouts
  * without log-probs use the first pass's own log-probs as old for later passes.
  *
@@ -26,11 +29,13 @@
  * cannot be split that way and are refused with it: filterGroups (which groups to keep is one decision over the
  * whole batch) and tools (a later turn's random streams are numbered among every rank's unfinished trajectories).
  */
+import { createHash } from 'node:crypto'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { info as backendInfo } from './backend.js'
 import { DataParallel, shareOf, type DataParallelOptions } from './distributed-trainer.js'
 import { GrpoError, invalidArg } from './errors.js'
-import { grpoLoss, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
+import { grpoLoss, linearGrpoLoss, linearTokenLogprobs, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
 import { AdamW } from './optimizer.js'
 import {
   ADAMW_SCHEMA,
@@ -38,6 +43,7 @@ import {
   BASELINES,
   LOSS_SCHEMA,
   booleanOption,
+  resolveLossOptions,
   integerOption,
   numberOption,
   oneOfOption,
@@ -46,10 +52,12 @@ import {
   topP,
   valueOption,
   type AdamWOptions,
+  type LossType,
   type OptionSpec,
+  type RolloutCorrection,
   type Schema,
 } from './options.js'
-import { SAMPLE_OPTIONS_SCHEMA, type Policy } from './policy.js'
+import { SAMPLE_OPTIONS_SCHEMA, hasLinearHead, type BackwardOptions, type LinearHeadPolicy, type Policy, type PolicyBatch } from './policy.js'
 import { toolTurnRenderer, type ToolTurnRenderer } from './prompt.js'
 import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
@@ -94,7 +102,29 @@ export type {
  * those of ops.grpoLoss; beta > 0 also makes the trainer keep a reference policy.
  */
 export interface GrpoSettings
-  extends Pick<GrpoLossOptions, 'clipLow' | 'clipHigh' | 'dualClip' | 'logRatioClamp' | 'beta' | 'kl' | 'entropyCoef' | 'lossAgg' | 'normLength'> {
+  extends Pick<
+    GrpoLossOptions,
+    | 'clipLow'
+    | 'clipHigh'
+    | 'dualClip'
+    | 'logRatioClamp'
+    | 'beta'
+    | 'kl'
+    | 'entropyCoef'
+    | 'lossAgg'
+    | 'normLength'
+    | 'ratioLevel'
+    | 'ratioCap'
+    | 'klBiasCorrection'
+    | 'topEntropyQuantile'
+    | 'rolloutCorrection'
+    | 'lossType'
+  > {
+  /**
+   * 'grpo' (default) or 'cispo' (docs/math.md §3.1). With rolloutCorrection, the rollouts' log-probs are the
+   * sampler's: each step recomputes oldLogp with the policy first and weighs tokens by the gap (§3.3).
+   */
+  loss?: 'grpo' | 'cispo'
   /** Completions per prompt. Default 5. */
   groupSize?: number
   /** Sampling temperature; the loss divides the logits by the same value. Default 1. */
@@ -153,6 +183,13 @@ export const GRPO_SETTINGS_SCHEMA: Schema<GrpoSettings> = {
   entropyCoef: LOSS_SCHEMA.entropyCoef,
   lossAgg: LOSS_SCHEMA.lossAgg,
   normLength: LOSS_SCHEMA.normLength,
+  loss: oneOfOption(['grpo', 'cispo'] as const, 'grpo'),
+  ratioLevel: LOSS_SCHEMA.ratioLevel,
+  ratioCap: LOSS_SCHEMA.ratioCap,
+  klBiasCorrection: LOSS_SCHEMA.klBiasCorrection,
+  topEntropyQuantile: LOSS_SCHEMA.topEntropyQuantile,
+  rolloutCorrection: LOSS_SCHEMA.rolloutCorrection,
+  lossType: LOSS_SCHEMA.lossType,
   epochs: integerOption(1, 1),
   miniBatches: integerOption(1, 1),
   baseline: oneOfOption(BASELINES, 'mean'),
@@ -293,6 +330,14 @@ export interface StepMetrics {
   clipFrac: number
   entropy: number
   ratioMax: number
+  /**
+   * Rollout correction (0 without it; docs/math.md §3.3), token-weighted over the step's passes: the mean
+   * weight, the share of tokens truncated or masked, the mean |old − sampler| gap and its k3 KL.
+   */
+  rolloutWeightMean: number
+  rolloutCorrectedFrac: number
+  rolloutGapMean: number
+  rolloutKl: number
   completions: number
   completionLength: number
   tokens: number
@@ -394,6 +439,103 @@ export interface TrainResult {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+
+/** The loss inputs of one micro-batch besides the logits (or hidden states). */
+interface PartInputs {
+  targets: Tensor
+  mask?: Tensor
+  oldLogp?: Tensor
+  refLogp?: Tensor
+  /** The sampler's log-probs (rollout correction; oldLogp is then the policy's own, recomputed). */
+  rolloutLogp?: Tensor
+  advantages: Tensor
+}
+
+/**
+ * Whether the Trainer takes the fused linear loss for this policy: one with a linear head, on a backend that has
+ * the op's kernels (the CPU backend so far; on cuda and simt the policy's logits and the fused grpoLoss serve instead).
+ */
+function usesLinearLoss(policy: Policy): policy is LinearHeadPolicy {
+  // Host tensors run on the SIMT executor when it is the active host backend (GRPO_BACKEND=simt).
+  return hasLinearHead(policy) && policy.device === 'cpu' && backendInfo().active !== 'simt'
+}
+
+/**
+ * The loss of one micro-batch and the policy's gradients for it. A LinearHeadPolicy: the fused linear loss from its
+ * hidden states (the head's gradients are added by the loss, the rest by backwardHidden), never the logits.
+ * Any other Policy: its logits, the fused grpoLoss written over them, and its backward.
+ */
+async function lossAndBackward(
+  policy: Policy,
+  part: PolicyBatch,
+  inputs: PartInputs,
+  options: GrpoLossOptions,
+  backwardOptions?: BackwardOptions,
+): Promise<{ stats: LossStats; loss: number; logp: Tensor }> {
+  if (usesLinearLoss(policy)) {
+    const { hidden, head } = await policy.hiddenStates(part)
+    try {
+      const { inplace: _inplace, gradDtype: _gradDtype, ...lossOptions } = options
+      const r = await linearGrpoLoss(
+        { ...inputs, hidden, weight: head.weight, bias: head.bias, gradWeight: head.gradWeight ?? undefined, gradBias: head.gradBias ?? undefined },
+        lossOptions,
+      )
+      try {
+        await policy.backwardHidden(part, r.gradHidden, backwardOptions)
+      } catch (error) {
+        r.logp.dispose()
+        throw error
+      } finally {
+        r.gradHidden.dispose()
+      }
+      return { stats: r.stats, loss: r.loss, logp: r.logp }
+    } finally {
+      if (!ownedByBatch(part, hidden)) hidden.dispose()
+    }
+  }
+  const logits = await policy.logits(part)
+  try {
+    const r = await grpoLoss({ ...inputs, logits }, { ...options, inplace: true })
+    try {
+      await policy.backward(part, logits, backwardOptions)
+    } catch (error) {
+      r.logp.dispose()
+      throw error
+    }
+    return { stats: r.stats, loss: r.loss, logp: r.logp }
+  } finally {
+    logits.dispose()
+  }
+}
+
+/** Token log-probs of a micro-batch under `policy` (the reference): from its hidden states when it has a linear head. */
+async function policyLogprobs(policy: Policy, part: PolicyBatch, targets: Tensor, temperature: number): Promise<Tensor> {
+  if (usesLinearLoss(policy)) {
+    const { hidden, head } = await policy.hiddenStates(part)
+    try {
+      const r = await linearTokenLogprobs({ hidden, weight: head.weight, bias: head.bias, targets, mask: part.mask }, { temperature })
+      r.lse.dispose()
+      return r.logp
+    } finally {
+      if (!ownedByBatch(part, hidden)) hidden.dispose()
+    }
+  }
+  const logits = await policy.logits(part)
+  try {
+    const r = await tokenLogprobs(logits, targets, { temperature, mask: part.mask })
+    r.lse.dispose()
+    return r.logp
+  } finally {
+    logits.dispose()
+  }
+}
+
+/** Hidden states a policy keeps in the batch's cache (for its backward) belong to the batch, not to the Trainer. */
+function ownedByBatch(part: PolicyBatch, t: Tensor): boolean {
+  if (!part.cache) return false
+  for (const v of part.cache.values()) if (v === t) return true
+  return false
+}
 
 /** A step's sampling seed: a mix of the trainer's seed and the step number, an integer below 2^53. */
 function mixSeed(seed: number, step: number): number {
@@ -614,19 +756,31 @@ interface PassStats {
   clipFrac: number
   entropy: number
   ratioMax: number
+  rolloutWeight: number
+  rolloutCorrected: number
+  rolloutGap: number
+  rolloutKl: number
 }
 
 const CHECKPOINT_VERSION = 1
+const CHECKPOINT_KEYS = ['version', 'step', 'cursor', 'seed', 'optimizerStep', 'reference', 'sha256']
 
 export class Trainer implements Disposable, AsyncDisposable {
   readonly policy: Policy
-  readonly settings: Readonly<Required<Omit<GrpoSettings, 'dualClip' | 'logRatioClamp' | 'normLength' | 'stop' | 'filterGroups' | 'overlongPenalty'>>> & {
+  readonly settings: Readonly<
+    Required<
+      Omit<GrpoSettings, 'dualClip' | 'logRatioClamp' | 'normLength' | 'stop' | 'filterGroups' | 'overlongPenalty' | 'ratioCap' | 'rolloutCorrection' | 'lossType'>
+    >
+  > & {
     dualClip: number | null
     logRatioClamp: number | null
     normLength: number | undefined
     stop: readonly number[]
     filterGroups: Readonly<Required<FilterGroupsOptions>> | null
     overlongPenalty: Readonly<Required<OverlongPenalty>> | null
+    ratioCap: number | null
+    rolloutCorrection: Readonly<RolloutCorrection> | null
+    lossType: LossType | null
   }
   readonly optimizer: AdamW
   readonly seed: number
@@ -641,7 +795,7 @@ export class Trainer implements Disposable, AsyncDisposable {
   #dp: DataParallel | null
 
   constructor(options: TrainerOptions) {
-    const o = parseOptions(TRAINER_SCHEMA, options, 'Trainer options', MOVED_TO_OPTIMIZER)
+    const o = resolveLossOptions(parseOptions(TRAINER_SCHEMA, options, 'Trainer options', MOVED_TO_OPTIMIZER), options, 'Trainer options')
     if (o.policy === undefined) invalidArg('a Policy', 'policy', undefined)
     if (o.decode === undefined) invalidArg('a function from token ids to text', 'decode', undefined)
     const policy = o.policy
@@ -664,6 +818,13 @@ export class Trainer implements Disposable, AsyncDisposable {
       entropyCoef: o.entropyCoef!,
       lossAgg: o.lossAgg!,
       normLength: o.normLength,
+      loss: o.loss!,
+      ratioLevel: o.ratioLevel!,
+      ratioCap: o.ratioCap ?? null,
+      klBiasCorrection: o.klBiasCorrection!,
+      topEntropyQuantile: o.topEntropyQuantile!,
+      rolloutCorrection: o.rolloutCorrection ? Object.freeze({ ...o.rolloutCorrection }) : null,
+      lossType: o.lossType ?? null,
       epochs: o.epochs!,
       miniBatches: o.miniBatches!,
       baseline: o.baseline!,
@@ -832,18 +993,15 @@ export class Trainer implements Disposable, AsyncDisposable {
     try {
       const [tokens] = dp ? await dp.sum([batch.tokens]) : [batch.tokens]
       for (const [i, part] of parts.entries()) {
-        const logits = await this.policy.logits(part)
-        try {
-          const r = await grpoLoss(
-            { logits, targets: part.targets, mask: part.mask, advantages: part.advantages },
-            { loss: 'nll', lossAgg: 'token-mean', normalizer: tokens!, temperature, inplace: true },
-          )
-          r.logp.dispose()
-          loss += r.loss
-          await this.policy.backward(part, logits, i === parts.length - 1 ? dp?.backwardOptions() : undefined)
-        } finally {
-          logits.dispose()
-        }
+        const r = await lossAndBackward(
+          this.policy,
+          part,
+          { targets: part.targets, mask: part.mask, advantages: part.advantages },
+          { loss: 'nll', lossAgg: 'token-mean', normalizer: tokens!, temperature },
+          i === parts.length - 1 ? dp?.backwardOptions() : undefined,
+        )
+        r.logp.dispose()
+        loss += r.loss
       }
       const update = await this.optimizer.step({ lr: o.lr })
       if (dp) [loss] = await dp.sum([loss])
@@ -990,7 +1148,10 @@ export class Trainer implements Disposable, AsyncDisposable {
       if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
       await writeSafetensors(join(dir, 'optimizer.safetensors'), state.tensors, { step: String(this.optimizer.stepCount) })
       const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
-      await writeFile(join(dir, 'trainer.json'), JSON.stringify(meta, null, 2) + '\n')
+      // The safetensors files carry checksums; trainer.json carries its own, so a flipped digit of the step or
+      // the cursor is an error on load too.
+      const sealed = { ...meta, sha256: createHash('sha256').update(JSON.stringify(meta)).digest('hex') }
+      await writeFile(join(dir, 'trainer.json'), JSON.stringify(sealed, null, 2) + '\n')
     }
     try {
       if (this.#dp) await this.#dp.onWriter(write)
@@ -1010,11 +1171,29 @@ export class Trainer implements Disposable, AsyncDisposable {
     } catch (cause) {
       throw new GrpoError(`Expected a checkpoint directory with trainer.json for ${dir} but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
     }
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) invalidArg('a JSON object', `${dir}/trainer.json`, meta)
     if (meta.version !== CHECKPOINT_VERSION) invalidArg(`checkpoint version ${CHECKPOINT_VERSION}`, `${dir}/trainer.json`, meta.version)
+    // Unknown keys too: a flipped letter in a key name would otherwise hide the key (the checksum's included).
+    for (const key of Object.keys(meta)) {
+      if (!CHECKPOINT_KEYS.includes(key)) invalidArg(`one of ${CHECKPOINT_KEYS.join(', ')}`, `a key of ${dir}/trainer.json`, key)
+    }
+    if ('sha256' in meta) {
+      const { sha256, ...rest } = meta as typeof meta & { sha256: unknown }
+      if (createHash('sha256').update(JSON.stringify(rest)).digest('hex') !== sha256) {
+        throw new GrpoError(`Expected ${dir}/trainer.json to match its checksum but received a file whose contents changed after it was written`, 'ERR_GRPO_INVALID_ARG')
+      }
+    }
+    for (const key of ['step', 'cursor', 'optimizerStep'] as const) {
+      if (!Number.isSafeInteger(meta[key]) || meta[key] < 0) invalidArg('a non-negative integer', `${key} of ${dir}/trainer.json`, meta[key])
+    }
     await this.policy.load(join(dir, 'policy.safetensors'))
     if (meta.reference) {
       const path = join(dir, 'reference.safetensors')
-      await stat(path)
+      try {
+        await stat(path)
+      } catch (cause) {
+        throw new GrpoError(`Expected reference.safetensors in the checkpoint ${dir} (trainer.json says it has one) but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
+      }
       if (!this.#reference) {
         this.#reference = await this.policy.clone()
         this.#ownsReference = true
@@ -1119,6 +1298,10 @@ export class Trainer implements Disposable, AsyncDisposable {
       clipFrac: 0,
       entropy: 0,
       ratioMax: 0,
+      rolloutWeightMean: 0,
+      rolloutCorrectedFrac: 0,
+      rolloutGapMean: 0,
+      rolloutKl: 0,
       completions: 0,
       tokens: 0,
       gradNorm: 0,
@@ -1202,18 +1385,18 @@ export class Trainer implements Disposable, AsyncDisposable {
     let updateTime = 0
     const parts = batch.split(Math.min(s.miniBatches, batch.size))
     const firstPassLogp: (Tensor | undefined)[] = []
+    const recomputedOld: (Tensor | undefined)[] = []
     try {
       const reference = await this.#referenceFor()
       if (reference) {
-        for (const part of parts) {
-          const logits = await reference.logits(part)
-          try {
-            const r = await tokenLogprobs(logits, part.targets, { temperature: s.temperature, mask: part.mask })
-            r.lse.dispose()
-            part.setRefLogp(r.logp)
-          } finally {
-            logits.dispose()
-          }
+        for (const part of parts) part.setRefLogp(await policyLogprobs(reference, part, part.targets, s.temperature))
+      }
+      // Rollout correction: the rollouts' log-probs are the sampler's. The policy's own (before this step's
+      // updates) become oldLogp, and the loss weighs each token by exp(old − sampler) (docs/math.md §3.3).
+      if (s.rolloutCorrection) {
+        for (const [i, part] of parts.entries()) {
+          if (!part.oldLogp) continue
+          recomputedOld[i] = await policyLogprobs(this.policy, part, part.targets, s.temperature)
         }
       }
       const normalizer = this.#normalizer(totals)
@@ -1229,31 +1412,40 @@ export class Trainer implements Disposable, AsyncDisposable {
         lossAgg: s.lossAgg,
         normLength: s.normLength,
         normalizer,
+        loss: s.loss,
+        ratioLevel: s.ratioLevel,
+        ratioCap: s.ratioCap,
+        klBiasCorrection: s.klBiasCorrection,
+        topEntropyQuantile: s.topEntropyQuantile,
         inplace: true,
       }
       let loss = 0
       let pgLoss = 0
-      const acc: PassStats = { tokens: 0, kl: 0, approxKl: 0, clipFrac: 0, entropy: 0, ratioMax: 0 }
+      const acc: PassStats = { tokens: 0, kl: 0, approxKl: 0, clipFrac: 0, entropy: 0, ratioMax: 0, rolloutWeight: 0, rolloutCorrected: 0, rolloutGap: 0, rolloutKl: 0 }
       let gradNorm = 0
       let clipCoef = 1
       for (let epoch = 0; epoch < s.epochs; epoch++) {
         for (const [i, part] of parts.entries()) {
-          const logits = await this.policy.logits(part)
-          let stats: LossStats
-          try {
-            const r = await grpoLoss(
-              { logits, targets: part.targets, mask: part.mask, oldLogp: part.oldLogp ?? firstPassLogp[i], refLogp: part.refLogp, advantages: part.advantages },
-              lossOptions,
-            )
-            stats = r.stats
-            // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
-            if (epoch === 0 && !part.oldLogp && s.epochs > 1) firstPassLogp[i] = r.logp
-            else r.logp.dispose()
-            // The last micro-batch completes the pass's gradients: a data-parallel trainer reduces them as they come.
-            await this.policy.backward(part, logits, i === parts.length - 1 ? this.#dp?.backwardOptions() : undefined)
-          } finally {
-            logits.dispose()
-          }
+          const recomputed = recomputedOld[i]
+          // The last micro-batch completes the pass's gradients: a data-parallel trainer reduces them as they come.
+          const r = await lossAndBackward(
+            this.policy,
+            part,
+            {
+              targets: part.targets,
+              mask: part.mask,
+              oldLogp: recomputed ?? part.oldLogp ?? firstPassLogp[i],
+              ...(recomputed ? { rolloutLogp: part.oldLogp } : {}),
+              refLogp: part.refLogp,
+              advantages: part.advantages,
+            },
+            recomputed ? { ...lossOptions, rolloutCorrection: s.rolloutCorrection } : lossOptions,
+            i === parts.length - 1 ? this.#dp?.backwardOptions() : undefined,
+          )
+          const stats = r.stats
+          // Without sampled log-probs, the first pass's log-probs (before any update) are the old ones.
+          if (epoch === 0 && !part.oldLogp && s.epochs > 1) firstPassLogp[i] = r.logp
+          else r.logp.dispose()
           if (epoch === 0) {
             loss += stats.loss
             pgLoss += stats.pgLoss
@@ -1264,6 +1456,10 @@ export class Trainer implements Disposable, AsyncDisposable {
           acc.clipFrac += stats.clipFrac * stats.tokens
           acc.entropy += stats.entropyMean * stats.tokens
           acc.ratioMax = Math.max(acc.ratioMax, stats.ratioMax)
+          acc.rolloutWeight += stats.rolloutWeightMean * stats.tokens
+          acc.rolloutCorrected += stats.rolloutCorrectedFrac * stats.tokens
+          acc.rolloutGap += stats.rolloutGapMean * stats.tokens
+          acc.rolloutKl += stats.rolloutKl * stats.tokens
         }
         const u0 = performance.now()
         const update = await this.optimizer.step()
@@ -1296,6 +1492,10 @@ export class Trainer implements Disposable, AsyncDisposable {
         clipFrac: acc.clipFrac / n,
         entropy: acc.entropy / n,
         ratioMax: acc.ratioMax,
+        rolloutWeightMean: acc.rolloutWeight / n,
+        rolloutCorrectedFrac: acc.rolloutCorrected / n,
+        rolloutGapMean: acc.rolloutGap / n,
+        rolloutKl: acc.rolloutKl / n,
         completions,
         tokens,
         gradNorm,
@@ -1312,6 +1512,7 @@ export class Trainer implements Disposable, AsyncDisposable {
       }
     } finally {
       for (const t of firstPassLogp) t?.dispose()
+      for (const t of recomputedOld) t?.dispose()
       for (const p of parts) p.dispose()
     }
   }

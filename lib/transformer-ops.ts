@@ -451,7 +451,9 @@ function attentionArgs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions |
 }
 
 function prepareAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions | undefined) {
-  return [q.native, k.native, v.native, attentionArgs(q, k, v, opts, 'attention options')] as const
+  // The arguments are checked before any of them is read (q.native of a non-tensor would be a TypeError).
+  const args = attentionArgs(q, k, v, opts, 'attention options')
+  return [q.native, k.native, v.native, args] as const
 }
 
 function wrapAttention(r: { out: NativeTensor; lse: NativeTensor }): AttentionResult {

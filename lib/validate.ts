@@ -6,7 +6,7 @@
  */
 import type { DType } from './dtype.js'
 import { fail, invalidArg } from './errors.js'
-import type { OptionSpec } from './options.js'
+import type { LossOptions, OptionSpec } from './options.js'
 import { Tensor } from './tensor.js'
 
 /** A live Tensor (ERR_GRPO_INVALID_ARG otherwise, ERR_GRPO_DISPOSED for a disposed one). */
@@ -45,4 +45,46 @@ export function inputsObject<T extends object>(value: T | undefined, what: strin
 /** A tensor passed among the options (a mask, a bias): its dtype and shape are checked by the op. */
 export function tensorOption(): OptionSpec<Tensor> {
   return { expected: 'a Tensor', nullable: true, rule: (v) => v instanceof Tensor }
+}
+
+/** Checks mask/old/ref/advantages of shape [B, L] (advantages [B] or [B, L]). */
+export function checkTokenInputs(
+  B: number,
+  L: number,
+  device: string,
+  inputs: { mask?: Tensor; oldLogp?: Tensor; refLogp?: Tensor; rolloutLogp?: Tensor; advantages: Tensor },
+): void {
+  const { mask, oldLogp, refLogp, rolloutLogp, advantages } = inputs
+  if (mask) {
+    dtype(mask, ['u8'], 'mask')
+    shape(mask, [B, L], 'mask')
+  }
+  for (const [t, what] of [[oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [rolloutLogp, 'rolloutLogp']] as const) {
+    if (!t) continue
+    dtype(t, ['f32'], what)
+    shape(t, [B, L], what)
+  }
+  dtype(advantages, ['f32'], 'advantages')
+  const perSequence = advantages.shape.length === 1 && advantages.shape[0] === B
+  const perToken = advantages.shape.length === 2 && advantages.shape[0] === B && advantages.shape[1] === L
+  if (!perSequence && !perToken) {
+    fail('ERR_GRPO_SHAPE', `shape [${B}] or [${B}, ${L}]`, 'advantages', `a tensor of shape [${advantages.shape.join(', ')}]`)
+  }
+  for (const [t, what] of [[mask, 'mask'], [oldLogp, 'oldLogp'], [refLogp, 'refLogp'], [rolloutLogp, 'rolloutLogp'], [advantages, 'advantages']] as const) {
+    sameDevice(device, t, what)
+  }
+}
+
+/** The rules between the loss options and the inputs present (grpoLoss, policyLoss, linearGrpoLoss). */
+export function checkLossInputs(o: LossOptions, inputs: { oldLogp?: Tensor; refLogp?: Tensor; rolloutLogp?: Tensor }): void {
+  if (o.beta! > 0 && !inputs.refLogp) invalidArg('a refLogp tensor (beta > 0 needs a reference)', 'refLogp', undefined)
+  if (o.rolloutCorrection && !inputs.rolloutLogp) {
+    invalidArg('a rolloutLogp tensor (rolloutCorrection weighs tokens by oldLogp − rolloutLogp)', 'rolloutLogp', undefined)
+  }
+  if (o.rolloutCorrection && !inputs.oldLogp) {
+    invalidArg('an oldLogp tensor (rolloutCorrection weighs tokens by oldLogp − rolloutLogp)', 'oldLogp', undefined)
+  }
+  if (inputs.rolloutLogp && !o.rolloutCorrection) {
+    invalidArg('a rolloutCorrection option (rolloutLogp is read only by it)', 'rolloutCorrection', o.rolloutCorrection)
+  }
 }

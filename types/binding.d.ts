@@ -5,7 +5,8 @@ export type NativeDType = 'f32' | 'bf16' | 'f16' | 'i32' | 'u8'
 export type NativeDevice = 'cpu' | 'cuda'
 
 export declare class NativeTensor {
-  constructor(data: ArrayBufferView, shape: readonly number[], dtype: NativeDType, device: NativeDevice)
+  /** A copy of `data`, or zeros when `data` is null (no JavaScript buffer). */
+  constructor(data: ArrayBufferView | null, shape: readonly number[], dtype: NativeDType, device: NativeDevice)
   readonly dtype: NativeDType
   readonly shape: number[]
   readonly device: NativeDevice
@@ -16,6 +17,11 @@ export declare class NativeTensor {
   readSync(): ArrayBuffer
   to(device: NativeDevice, async: true): Promise<NativeTensor>
   to(device: NativeDevice, async: false): NativeTensor
+  /** Copies `data` into the storage at `byteOffset` (bounds-checked). */
+  write(byteOffset: number, data: ArrayBufferView, async: true): Promise<void>
+  write(byteOffset: number, data: ArrayBufferView, async: false): void
+  /** A view: the same storage with another shape of the same element count. */
+  reshape(shape: readonly number[]): NativeTensor
 }
 
 export interface NativeLossStats {
@@ -29,6 +35,17 @@ export interface NativeLossStats {
   ratioMax: number
   approxKl: number
   tokens: number
+  /** Rollout correction (0 without it): mean and max of the weights over counted tokens, the share of them whose raw weight lay outside [min, max]. */
+  rolloutWeightMean: number
+  rolloutWeightMax: number
+  rolloutCorrectedFrac: number
+  /** The sampler–trainer gap d = oldLogp − rolloutLogp over counted tokens: mean |d|, max |d|, mean(exp(d) − d − 1). */
+  rolloutGapMean: number
+  rolloutGapMax: number
+  rolloutKl: number
+  /** topEntropyQuantile: the share of counted tokens carrying the policy term (1 when off) and the entropy threshold (0 when off). */
+  entropySelectedFrac: number
+  entropyThreshold: number
 }
 
 export interface NativeTokenLogprobs {
@@ -82,7 +99,13 @@ type MaybeAsync<T, A extends boolean> = A extends true ? Promise<T> : T
 export interface NativeBinding {
   NativeTensor: typeof NativeTensor
   setErrorClass(ctor: new (message: string, code: string) => Error): void
-  memoryInfo(): { cpu: { tensors: number; bytes: number; cachedBytes: number }; cuda: { tensors: number; bytes: number } }
+  memoryInfo(): {
+    cpu: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number; cachedBytes: number }
+    cuda: { tensors: number; bytes: number; scratchBytes: number; peakBytes: number }
+  }
+  resetPeakMemory(): void
+  linearTokenLogprobs<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeTokenLogprobs, A>
+  linearGrpoLoss<A extends boolean>(inputs: object, options: object, async: A): MaybeAsync<NativeLinearGrpoLoss, A>
   releaseCache(): void
   backendInfo(): NativeBackendInfo
   measureMachine(options: { bytes?: number; reps?: number }): {
@@ -152,6 +175,28 @@ export interface NativeBinding {
   attentionBackward<A extends boolean>(gradOut: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor, out: NativeTensor, lse: NativeTensor, options: object, async: A): MaybeAsync<{ gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor }, A>
   attentionDecode<A extends boolean>(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheLens: NativeTensor, options: object, async: A): MaybeAsync<NativeTensor, A>
   kvCacheWrite<A extends boolean>(k: NativeTensor, v: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, options: object, async: A): MaybeAsync<void, A>
+  // Measurement (csrc/napi/measure.cc): benchmark inputs, the device bandwidth probe, the kernel timer, and
+  // the host-backend switch of the GPU check's dry run.
+  randomUniform<A extends boolean>(shape: readonly number[], dtype: NativeDType, device: NativeDevice, options: { seed: number; low: number; high: number }, async: A): MaybeAsync<NativeTensor, A>
+  probeDeviceBandwidth<A extends boolean>(device: NativeDevice, options: { bytes: number; reps: number }, async: A): MaybeAsync<NativeBandwidthProbe, A>
+  startKernelTiming(device: NativeDevice): void
+  stopKernelTiming(device: NativeDevice): { ms: number; launches: number; backend: string }
+  selectHostBackend(name: 'cpu' | 'simt'): 'cpu' | 'simt'
+}
+
+export interface NativeBandwidthProbe {
+  backend: string
+  bytes: number
+  reps: number
+  copyGBps: number
+  readGBps: number
+  memcpyGBps: number
+  copyMs: number
+  readMs: number
+  memcpyMs: number
+  blocks: number
+  threads: number
+  verified: boolean
 }
 
 export interface NativeDistributedInfo {
@@ -169,6 +214,14 @@ export interface NativeDistributedInfo {
   broken: boolean
   brokenReason: string
   collectives: number
+}
+
+export interface NativeLinearGrpoLoss {
+  loss: number
+  stats: NativeLossStats
+  logp: NativeTensor
+  entropy?: NativeTensor
+  gradHidden: NativeTensor
 }
 
 export interface NativeSampledTokens {

@@ -3,7 +3,12 @@
 // (core/op_args.h, core/model_args.h), built by the binding on the main thread and run here on a worker.
 // Which implementation runs a call is decided by the registry (csrc/registry/), not here.
 #pragma once
+#include <string>
+
+#include "core/errors.h"
 #include "core/linear_args.h"
+#include "core/measure_args.h"
+#include "core/linear_loss_args.h"
 #include "core/model_args.h"
 #include "core/op_args.h"
 #include "core/transformer_args.h"
@@ -43,6 +48,26 @@ class Backend {
   virtual void attentionBackward(AttentionBackwardCall& call) = 0;
   virtual void attentionDecode(AttentionDecodeCall& call) = 0;
   virtual void kvCacheWrite(KvCacheWriteCall& call) = 0;
+  // Measurement (core/measure_args.h): benchmark inputs filled where they live, and, on backends that run
+  // kernels (cuda, simt), the device bandwidth probe and the kernel timer. The CPU backend has neither:
+  // its bandwidth is measureMachine's, and its ops are timed by the host clock.
+  virtual void fillUniform(FillUniformCall& call) = 0;
+  virtual void probeBandwidth(BandwidthProbeCall&) {
+    throw Error(ErrorCode::InvalidArg, std::string("Expected a backend that runs kernels (cuda or simt) for the device bandwidth probe but received ") +
+                                           name() + " (measureMachine measures host memory)");
+  }
+  virtual void startKernelTiming() {}
+  virtual KernelTiming stopKernelTiming() { return {}; }
+  // The fused linear loss (core/linear_loss_args.h): log-probs and the GRPO loss from hidden states and an LM
+  // head, in tiles, never the [N, V] logits. Only the CPU backend has it so far; the others say so.
+  virtual void linearTokenLogprobs(LinearTokenLogprobsCall& call) { unsupported("linearTokenLogprobs"); }
+  virtual void linearGrpoLoss(LinearGrpoLossCall& call) { unsupported("linearGrpoLoss"); }
+
+ protected:
+  [[noreturn]] void unsupported(const char* op) const {
+    fail(ErrorCode::InvalidArg, std::string("the cpu backend for ") + op + " (its cuda and simt kernels are not written yet)",
+         "the backend", name());
+  }
 };
 
 }  // namespace grpo

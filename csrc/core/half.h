@@ -1,6 +1,7 @@
 // Scalar bf16 / f16 <-> f32 conversions (round to nearest even), for the few single values the host code
 // reads or writes; the row kernels have vector versions of the same rounding.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -26,6 +27,18 @@ inline float f16ToFloat(uint16_t h) {
     return sign ? -v : v;
   }
   return bitsToFloat(sign | ((em << 13) + ((127u - 15u) << 23)));
+}
+
+inline uint16_t floatToF16(float f) {
+  const uint32_t x = floatToBits(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u);
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // 65520 and up round to infinity
+  if (ax < 0x38800000u) {                        // below 2^-14: an f16 subnormal, in units of 2^-24 (exact scaling)
+    return sign | static_cast<uint16_t>(std::nearbyint(bitsToFloat(ax) * 16777216.0f));
+  }
+  return sign | static_cast<uint16_t>((ax - ((127u - 15u) << 23) + 0xfffu + ((ax >> 13) & 1u)) >> 13);
 }
 
 }  // namespace grpo

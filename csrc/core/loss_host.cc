@@ -74,6 +74,128 @@ LossStats reduceStats(const TokenRecord* records, int64_t count) {
   return s;
 }
 
+namespace {
+
+// Rollout correction (docs/math.md §3.3): w = exp(d) with d = old - rollout per token, or the sum of d over
+// the sequence's counted tokens at sequence level; 'truncate' clamps w to [min, max], 'mask' zeroes a w outside.
+void rolloutWeights(const ContextInputs& in, const LossParams& p, LossContext* ctx, LossStats* stats) {
+  const int64_t n = in.B * in.L;
+  ctx->policyWeight.assign(static_cast<size_t>(n), 0.0);
+  std::vector<double> seqLog(static_cast<size_t>(in.B), 0.0);
+  double counted = 0, gapSum = 0, gapMax = 0, k3Sum = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (in.mask && !in.mask[i]) continue;
+    const double rollout = in.rollout[i], old = in.old[i];
+    if (!std::isfinite(rollout)) fail(ErrorCode::NonFinite, "a finite value", "rolloutLogp" + position(i, in.L), describeFloat(rollout));
+    if (!std::isfinite(old)) continue;  // reported by the token pass, as without rolloutLogp
+    const double d = old - rollout;
+    seqLog[i / in.L] += d;
+    counted += 1;
+    gapSum += std::fabs(d);
+    gapMax = std::max(gapMax, std::fabs(d));
+    k3Sum += std::expm1(d) - d;  // exp(d) - d - 1 without the cancellation near d = 0
+  }
+  const double hi = p.rolloutMax > 0 ? p.rolloutMax : INFINITY, lo = p.rolloutMin;
+  double weightSum = 0, weightMax = 0, corrected = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if ((in.mask && !in.mask[i]) || !std::isfinite(in.old[i])) continue;
+    const double raw = std::exp(p.rolloutLevel == RolloutLevel::Sequence ? seqLog[i / in.L] : in.old[i] - in.rollout[i]);
+    const bool outside = raw > hi || raw < lo;
+    double w = raw;
+    if (p.rolloutMode == RolloutMode::Mask) w = outside ? 0.0 : raw;
+    else w = raw > hi ? hi : (raw < lo ? lo : raw);
+    ctx->policyWeight[i] = w;
+    weightSum += w;
+    weightMax = std::max(weightMax, w);
+    corrected += outside ? 1 : 0;
+  }
+  if (counted > 0) {
+    stats->rolloutWeightMean = weightSum / counted;
+    stats->rolloutWeightMax = weightMax;
+    stats->rolloutCorrectedFrac = corrected / counted;
+    stats->rolloutGapMean = gapSum / counted;
+    stats->rolloutGapMax = gapMax;
+    stats->rolloutKl = k3Sum / counted;
+  }
+}
+
+// Top-entropy selection (docs/math.md §3.4, TRL top_entropy_quantile): the threshold is the (1 - q) quantile,
+// linearly interpolated, of the counted tokens' entropies; a counted token is selected when H >= threshold.
+void entropySelection(const ContextInputs& in, const LossParams& p, LossContext* ctx, LossStats* stats) {
+  const int64_t n = in.B * in.L;
+  std::vector<double> values;
+  for (int64_t i = 0; i < n; i++) {
+    if (in.mask && !in.mask[i]) continue;
+    if (!std::isfinite(in.entropy[i])) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, in.L), describeFloat(in.entropy[i]));
+    values.push_back(in.entropy[i]);
+  }
+  ctx->entropyWeight.assign(static_cast<size_t>(n), 0.0);
+  if (values.empty()) {
+    stats->entropySelectedFrac = 0;
+    return;
+  }
+  const double pos = static_cast<double>(values.size() - 1) * (1 - p.topEntropyQuantile);
+  const size_t k = static_cast<size_t>(std::floor(pos));
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k), values.end());
+  const double below = values[k];
+  double threshold = below;
+  if (k + 1 < values.size() && pos > static_cast<double>(k)) {
+    const double above = *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(k + 1), values.end());
+    threshold = below + (above - below) * (pos - static_cast<double>(k));
+  }
+  double selected = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if ((in.mask && !in.mask[i]) || !(in.entropy[i] >= threshold)) continue;
+    ctx->entropyWeight[i] = 1;
+    selected += 1;
+  }
+  stats->entropyThreshold = threshold;
+  stats->entropySelectedFrac = selected / static_cast<double>(values.size());
+}
+
+}  // namespace
+
+LossContext buildLossContext(const ContextInputs& in, const LossParams& p, LossStats* stats) {
+  LossContext ctx;
+  const int64_t n = in.B * in.L;
+  if (ctx.needsLogp(p)) {
+    // GSPO: the mean of logp - old over each sequence's counted tokens (0 for an empty sequence).
+    ctx.seqLogRatio.assign(static_cast<size_t>(in.B), 0.0);
+    for (int64_t b = 0; b < in.B; b++) {
+      double sum = 0, count = 0;
+      for (int64_t l = 0; l < in.L; l++) {
+        const int64_t i = b * in.L + l;
+        if (in.mask && !in.mask[i]) continue;
+        sum += static_cast<double>(in.logp[i]) - static_cast<double>(in.old[i]);
+        count += 1;
+      }
+      ctx.seqLogRatio[b] = count > 0 ? sum / count : 0.0;
+    }
+  }
+  if (p.rolloutLevel != RolloutLevel::Off && in.rollout && in.old) rolloutWeights(in, p, &ctx, stats);
+  stats->entropySelectedFrac = 1;
+  if (ctx.needsEntropy(p)) {
+    if (!in.entropy) fail(ErrorCode::InvalidArg, "an entropy tensor (topEntropyQuantile < 1 selects tokens by entropy)", "entropy", "none");
+    entropySelection(in, p, &ctx, stats);
+  }
+  if (!ctx.entropyWeight.empty()) {
+    if (ctx.policyWeight.empty()) ctx.policyWeight.assign(static_cast<size_t>(n), 1.0);
+    for (int64_t i = 0; i < n; i++) ctx.policyWeight[i] *= ctx.entropyWeight[i];
+  }
+  return ctx;
+}
+
+void mergeContextStats(const LossStats& c, LossStats* s) {
+  s->rolloutWeightMean = c.rolloutWeightMean;
+  s->rolloutWeightMax = c.rolloutWeightMax;
+  s->rolloutCorrectedFrac = c.rolloutCorrectedFrac;
+  s->rolloutGapMean = c.rolloutGapMean;
+  s->rolloutGapMax = c.rolloutGapMax;
+  s->rolloutKl = c.rolloutKl;
+  s->entropySelectedFrac = c.entropySelectedFrac;
+  s->entropyThreshold = c.entropyThreshold;
+}
+
 bool TokenInputs::read(int64_t i, double* o, double* r, double* a) const {
   *o = old ? old[i] : 0;
   *r = ref ? ref[i] : 0;
@@ -111,6 +233,39 @@ void throwRowStatus(const uint8_t* status, int64_t rows, const int32_t* targets,
         fail(ErrorCode::InvalidArg, "a known row status", "row" + position(i, L), std::to_string(status[i]));
     }
   }
+}
+
+void tokenLoss(const TokenLossInputs& in, const LossParams& params, TokenLossOutputs* out) {
+  const int64_t n = in.B * in.L;
+  const std::vector<double> scales = sequenceScales(in.mask, in.B, in.L, params);
+  const TokenInputs inputs{in.old, in.ref, in.adv, in.perTokenAdv, in.L};
+  // GSPO's sequence ratio, the rollout weights and the entropy selection (docs/math.md §3.2-3.4).
+  LossStats contextStats;
+  const LossContext context =
+      buildLossContext(ContextInputs{in.mask, in.logp, in.entropy, in.old, in.rollout, in.B, in.L}, params, &contextStats);
+  std::vector<TokenRecord> records(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) {
+    if (out->gradLogp) out->gradLogp[i] = 0;
+    if (out->gradEntropy) out->gradEntropy[i] = 0;
+    if (in.mask && !in.mask[i]) continue;
+    double old, ref, adv;
+    if (!inputs.read(i, &old, &ref, &adv)) failTokenInput(inputs, i, in.L);
+    const double logp = in.logp[i];
+    if (!std::isfinite(logp)) fail(ErrorCode::NonFinite, "a finite value", "logp" + position(i, in.L), describeFloat(logp));
+    const double h = in.entropy ? in.entropy[i] : 0;
+    if (!std::isfinite(h)) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, in.L), describeFloat(h));
+    if (in.rollout && !std::isfinite(in.rollout[i])) {
+      fail(ErrorCode::NonFinite, "a finite value", "rolloutLogp" + position(i, in.L), describeFloat(in.rollout[i]));
+    }
+    if (!params.hasOld) old = logp;
+    const TokenTerms terms = tokenTerms(logp, old, ref, adv, h, params, context.at(i, in.L));
+    const double w = scales[i / in.L];
+    if (out->gradLogp) out->gradLogp[i] = w * terms.dlogp;
+    if (out->gradEntropy) out->gradEntropy[i] = params.hasEntropy ? -w * terms.entropyCoef : 0;
+    records[i] = recordToken(terms, w, logp, old, h, params);
+  }
+  out->stats = reduceStats(records.data(), n);
+  mergeContextStats(contextStats, &out->stats);
 }
 
 }  // namespace grpo

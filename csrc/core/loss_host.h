@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/policy_math.h"
+
 #include "core/op_args.h"
 
 namespace grpo {
@@ -42,6 +44,43 @@ GRPO_HD TokenRecord recordToken(const TokenTerms& terms, double weight, double l
 
 LossStats reduceStats(const TokenRecord* records, int64_t count);
 
+// The TokenContext of every token (docs/math.md §3.2-3.4), computed on the host from [B, L] host copies before
+// the token pass: the per-token arrays are what a kernel reads (empty when the option is off).
+struct LossContext {
+  std::vector<double> seqLogRatio;   // [B]: ratioLevel 'sequence' with oldLogp
+  std::vector<double> policyWeight;  // [B*L]: rollout weight x entropy selection; empty = all 1
+  std::vector<double> entropyWeight; // [B*L]: entropy selection (1 or 0); empty = all 1
+  static bool needsLogp(const LossParams& p) { return p.ratioLevel == RatioLevel::Sequence && p.hasOld; }
+  static bool needsEntropy(const LossParams& p) { return p.topEntropyQuantile < 1; }
+  // Whether buildLossContext reads any input at all (else every token's context is the default one).
+  static bool needsInputs(const LossParams& p) {
+    return needsLogp(p) || needsEntropy(p) || p.rolloutLevel != RolloutLevel::Off;
+  }
+
+  TokenContext at(int64_t i, int64_t L) const {
+    TokenContext c;
+    if (!seqLogRatio.empty()) c.seqLogRatio = seqLogRatio[i / L];
+    if (!policyWeight.empty()) c.policyWeight = policyWeight[i];
+    if (!entropyWeight.empty()) c.entropyWeight = entropyWeight[i];
+    return c;
+  }
+};
+
+// Host copies of what the context is computed from (null where absent). logp and entropy are read only when the
+// options need them (GSPO with oldLogp; topEntropyQuantile < 1). Fills the rollout and selection statistics.
+struct ContextInputs {
+  const uint8_t* mask = nullptr;
+  const float* logp = nullptr;
+  const float* entropy = nullptr;
+  const float* old = nullptr;
+  const float* rollout = nullptr;
+  int64_t B = 0, L = 0;
+};
+LossContext buildLossContext(const ContextInputs& in, const LossParams& params, LossStats* stats);
+
+// Copies the context's statistics into stats (reduceStats makes a fresh LossStats).
+void mergeContextStats(const LossStats& context, LossStats* stats);
+
 // Per-token inputs of the loss (host pointers) for reading values into error messages.
 struct TokenInputs {
   const float* old;
@@ -54,6 +93,33 @@ struct TokenInputs {
 };
 
 [[noreturn]] void failTokenInput(const TokenInputs& in, int64_t i, int64_t L);
+
+// The loss of docs/math.md §3-4 from per-token log-probs (and entropies) that are already known: policyLoss's
+// inputs, or the first pass of the fused linear loss. Weights from the mask, tokenTerms of every counted token,
+// the statistics, and the two derivatives a logit gradient is built from (§5): ∂loss/∂logp_t = g_t and
+// ∂loss/∂H_t = gH_t. Every loss op that starts from per-token log-probs goes through here, so a variant of the
+// per-token math (a sequence-level ratio, a rollout correction) written here reaches all of them.
+struct TokenLossInputs {
+  const float* logp = nullptr;     // [B*L], read at counted positions
+  const float* entropy = nullptr;  // [B*L] or null (H = 0)
+  const float* old = nullptr;      // [B*L] or null
+  const float* ref = nullptr;      // [B*L] or null
+  const float* rollout = nullptr;  // [B*L] or null: the sampler's log-probs (checked finite at counted positions)
+  const float* adv = nullptr;      // [B] or [B*L]
+  bool perTokenAdv = false;
+  const uint8_t* mask = nullptr;   // [B*L] or null (all counted)
+  int64_t B = 0, L = 0;
+};
+
+struct TokenLossOutputs {
+  double* gradLogp = nullptr;     // [B*L] or null: g_t (0 at masked positions)
+  double* gradEntropy = nullptr;  // [B*L] or null: gH_t (0 at masked positions)
+  LossStats stats;
+};
+
+// Throws (policyLoss's messages) on a mask value other than 0/1 and on a non-finite logp, entropy, old, ref,
+// rollout or advantage at a counted position.
+void tokenLoss(const TokenLossInputs& in, const LossParams& params, TokenLossOutputs* out);
 
 // Throws the error of the first row whose status is not kRowOk. `targets` and `inputs` are host copies.
 void throwRowStatus(const uint8_t* status, int64_t rows, const int32_t* targets, const TokenInputs* inputs, int64_t L,

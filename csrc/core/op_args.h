@@ -39,10 +39,18 @@ struct GroupAdvantagesCall {
 struct LossStats {
   double loss = 0, pgLoss = 0, klMean = 0, entropyMean = 0, clipFrac = 0, clipFracLower = 0, ratioMean = 0,
          ratioMax = 0, approxKl = 0, tokens = 0;
+  // Rollout correction (over counted tokens; 0 without rolloutLogp): the weights, the share whose raw weight
+  // lay outside [min, max] (truncated or masked), and the sampler-trainer gap d = old - rollout: mean |d|,
+  // max |d| and the k3 estimate mean(exp(d) - d - 1).
+  double rolloutWeightMean = 0, rolloutWeightMax = 0, rolloutCorrectedFrac = 0, rolloutGapMean = 0,
+         rolloutGapMax = 0, rolloutKl = 0;
+  // Top-entropy selection: the share of counted tokens that carry the policy term (1 when off) and the
+  // entropy threshold (0 when off).
+  double entropySelectedFrac = 0, entropyThreshold = 0;
 };
 
 struct PolicyLossCall {
-  TensorRef logp, old, ref, advantages, mask, entropy;  // all but logp and advantages optional
+  TensorRef logp, old, ref, rollout, advantages, mask, entropy;  // all but logp and advantages optional
   LossParams params;
   int64_t B = 0, L = 0;
   bool perTokenAdvantages = false;
@@ -51,7 +59,7 @@ struct PolicyLossCall {
 };
 
 struct GrpoLossCall {
-  TensorRef logits, targets, mask, old, ref, advantages;
+  TensorRef logits, targets, mask, old, ref, rollout, advantages;  // rollout: the sampler's log-probs
   LossParams params;
   int64_t B = 0, L = 0, V = 0;
   bool perTokenAdvantages = false;

@@ -1,7 +1,12 @@
-// The per-token GRPO math of docs/math.md §3 (ratio, clip, dual clip, KL estimators, entropy bonus, nll mode)
-// and the aggregation weights of §4, written once for every backend: plain C++ for the CPU, __host__ __device__
-// for the CUDA kernels and the SIMT executor. It runs once per token, not per logit, so it works in double:
-// that keeps small KL values (exp(d) - d - 1 for tiny d) and ratio statistics accurate at no real cost.
+// The per-token GRPO math of docs/math.md §3 (ratio, clip, dual clip, ratio cap, CISPO, GSPO's sequence ratio,
+// KL estimators with or without bias correction, entropy bonus, nll mode) and the aggregation weights of §4,
+// written once for every backend: plain C++ for the CPU, __host__ __device__ for the CUDA kernels and the SIMT
+// executor. It runs once per token, not per logit, so it works in double: that keeps small KL values
+// (exp(d) - d - 1 for tiny d) and ratio statistics accurate at no real cost.
+//
+// What a token's terms depend on beyond its own inputs (GSPO's sequence log-ratio, the rollout-correction
+// weight, the top-entropy selection) comes in a TokenContext, computed before the token pass from [B, L]
+// inputs (core/loss_host.h): a kernel never needs another token's values.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -12,7 +17,10 @@ namespace grpo {
 
 enum class KlKind : int32_t { K1 = 0, Abs = 1, K2 = 2, K3 = 3, K3Plus = 4 };
 enum class LossAgg : int32_t { TokenMean = 0, SeqMeanTokenMean = 1, SeqMeanTokenSum = 2, SeqMeanTokenSumNorm = 3 };
-enum class LossMode : int32_t { Grpo = 0, Nll = 1 };
+enum class LossMode : int32_t { Grpo = 0, Nll = 1, Cispo = 2 };
+enum class RatioLevel : int32_t { Token = 0, Sequence = 1 };
+enum class RolloutLevel : int32_t { Off = 0, Token = 1, Sequence = 2 };
+enum class RolloutMode : int32_t { Truncate = 0, Mask = 1 };
 
 struct LossParams {
   double temperature = 1.0;  // as given (not rounded to f32)
@@ -26,7 +34,21 @@ struct LossParams {
   double normalizer = 0;  // 0 = computed from this call's mask
   double normLength = 0;  // Lnorm of seq-mean-token-sum-norm; 0 = L
   LossMode mode = LossMode::Grpo;
+  RatioLevel ratioLevel = RatioLevel::Token;
+  double ratioCap = 0;              // delta: the ratio of the unclipped term is capped at delta; 0 = off
+  bool klBiasCorrection = false;    // the KL term times the ratio (its gradient included)
+  RolloutLevel rolloutLevel = RolloutLevel::Off;
+  RolloutMode rolloutMode = RolloutMode::Truncate;
+  double rolloutMax = 0, rolloutMin = 0;  // bounds on the rollout weight; 0 = none
+  double topEntropyQuantile = 1;    // < 1: only the top share of counted tokens by entropy carry the policy term
   bool hasOld = false, hasRef = false, hasEntropy = false;
+};
+
+// What a token's terms need from outside the token (docs/math.md §3.2-3.4); every field is detached.
+struct TokenContext {
+  double seqLogRatio = 0;   // ratioLevel Sequence: mean over the sequence's counted tokens of logp - old
+  double policyWeight = 1;  // rollout-correction weight times the entropy selection: multiplies the policy term
+  double entropyWeight = 1; // the entropy selection (1 or 0): multiplies the entropy bonus
 };
 
 // Unweighted terms of one counted token.
@@ -36,18 +58,20 @@ struct TokenTerms {
   double kl;      // KL value (0 without ref)
   double ratio;   // r (1 without old)
   double dlogp;   // d l_t / d logp, without the entropy term (which depends on the logits, not on logp)
-  bool clipped;   // pg2 > pg1
-  bool capped;    // dual-clip cap active
+  double entropyCoef;  // d l_t / d H = -entropyCoef (the entropy bonus coefficient times the selection)
+  bool clipped;   // pg2 > pg1 (cispo: the weight is capped)
+  bool capped;    // a cap holds the loss: dual clip, or the ratio cap delta
 };
 
 GRPO_HD TokenTerms tokenTerms(double logp, double old, double ref, double adv, double entropy,
-                              const LossParams& p) {
+                              const LossParams& p, const TokenContext& ctx) {
   TokenTerms t{};
-  // Ratio: the log-ratio clamp keeps exp() finite for stale or corrupted old log-probs.
+  // Ratio: the log-ratio clamp keeps exp() finite for stale or corrupted old log-probs. At sequence level
+  // (GSPO) the value is the sequence's and the derivative GSPO-token's: d r / d logp_t = r.
   double dlogr = 1;  // d logr / d logp: 0 where the clamp holds the value
   double logr = 0;
   if (p.hasOld) {
-    logr = logp - old;
+    logr = p.ratioLevel == RatioLevel::Sequence ? ctx.seqLogRatio : logp - old;
     if (p.logRatioClamp > 0) {
       if (logr > p.logRatioClamp) { logr = p.logRatioClamp; dlogr = 0; }
       else if (logr < -p.logRatioClamp) { logr = -p.logRatioClamp; dlogr = 0; }
@@ -89,7 +113,8 @@ GRPO_HD TokenTerms tokenTerms(double logp, double old, double ref, double adv, d
     }
   }
 
-  double entropyTerm = p.hasEntropy ? p.entropyCoef * entropy : 0;
+  t.entropyCoef = p.entropyCoef * ctx.entropyWeight;
+  double entropyTerm = p.hasEntropy ? t.entropyCoef * entropy : 0;
   if (p.mode == LossMode::Nll) {
     t.pg = -logp;
     t.dlogp = -1;
@@ -97,21 +122,48 @@ GRPO_HD TokenTerms tokenTerms(double logp, double old, double ref, double adv, d
     return t;
   }
 
-  double r = t.ratio;
-  double pg1 = -adv * r;
-  double clippedR = r < 1 - p.clipLow ? 1 - p.clipLow : (r > 1 + p.clipHigh ? 1 + p.clipHigh : r);
-  double pg2 = -adv * clippedR;
-  double pg = pg1 >= pg2 ? pg1 : pg2;
-  t.clipped = pg2 > pg1;
-  if (p.dualClip > 0 && adv < 0 && -p.dualClip * adv < pg) {
-    pg = -p.dualClip * adv;
-    t.capped = true;
+  const double r = t.ratio;
+  double pg = 0, dpg = 0;
+  if (p.mode == LossMode::Cispo) {
+    // MiniMax-M1: the detached weight min(r, 1 + clipHigh) times -A logp; the gradient flows through logp only.
+    const double cap = 1 + p.clipHigh;
+    const double w = r > cap ? cap : r;
+    t.clipped = r > cap;
+    pg = -w * adv * logp;
+    dpg = -w * adv;
+  } else {
+    // The ratio cap delta (INTELLECT-2) bounds the unclipped term only: for A < 0 it caps the loss at -delta A.
+    const bool overCap = p.ratioCap > 0 && r > p.ratioCap;
+    const double pg1 = -adv * (overCap ? p.ratioCap : r);
+    const double clippedR = r < 1 - p.clipLow ? 1 - p.clipLow : (r > 1 + p.clipHigh ? 1 + p.clipHigh : r);
+    const double pg2 = -adv * clippedR;
+    pg = pg1 >= pg2 ? pg1 : pg2;
+    t.clipped = pg2 > pg1;
+    t.capped = overCap && !t.clipped;
+    if (p.dualClip > 0 && adv < 0 && -p.dualClip * adv < pg) {
+      pg = -p.dualClip * adv;
+      t.capped = true;
+    }
+    dpg = (!t.clipped && !t.capped) ? -adv * r * dlogr : 0;
   }
-  t.pg = pg;
-  double dpg = (!t.clipped && !t.capped) ? -adv * r * dlogr : 0;
-  t.dlogp = dpg + p.beta * dkl;
-  t.loss = pg + p.beta * t.kl - entropyTerm;
+  // The rollout-correction weight and the entropy selection multiply the policy term (value and gradient).
+  t.pg = ctx.policyWeight * pg;
+  dpg *= ctx.policyWeight;
+  // KL bias correction (DeepSeek-V3.2, TRL use_bias_correction_kl): the KL term times the ratio, gradient
+  // included: d (r KL) / d logp = r (dKL + KL dlogr).
+  double klTerm = t.kl, dklTerm = dkl;
+  if (p.klBiasCorrection) {
+    klTerm = r * t.kl;
+    dklTerm = r * (dkl + t.kl * dlogr);
+  }
+  t.dlogp = dpg + p.beta * dklTerm;
+  t.loss = t.pg + p.beta * klTerm - entropyTerm;
   return t;
+}
+
+// The plain GRPO of Tool-N1 (no sequence ratio, no rollout weight, no entropy selection).
+GRPO_HD TokenTerms tokenTerms(double logp, double old, double ref, double adv, double entropy, const LossParams& p) {
+  return tokenTerms(logp, old, ref, adv, entropy, p, TokenContext{});
 }
 
 // Per-sequence scale s_b of the weights w[b,l] = m[b,l] * s_b (docs/math.md §4). counted = n_b.

@@ -124,7 +124,9 @@ GRPO_HD uint8_t sampleRow(const Logit& logit, int64_t V, const SampleParams& s, 
     }
     const double target = u * kept;
     double cum = 0;
-    chosen = order[k - 1];
+    // The argmax always has p = 1 (for a finite 1/T), so the nucleus is never empty; should it be (a NaN from a
+    // scale the binding let through), the argmax is taken rather than reading before `order`.
+    chosen = k > 0 ? order[k - 1] : argmax;
     for (int64_t i = 0; i < k; i++) {
       cum += p[order[i]];
       if (cum > target) {

@@ -1,7 +1,9 @@
 #include "core/tensor.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -13,6 +15,16 @@ namespace grpo {
 namespace {
 std::atomic<int64_t> liveBuffers[kDeviceCount];
 std::atomic<int64_t> liveBytes[kDeviceCount];
+std::atomic<int64_t> scratchBytes[kDeviceCount];
+std::atomic<int64_t> peakBytes[kDeviceCount];
+
+// Called after every increase of liveBytes or scratchBytes: the peak follows their sum.
+void notePeak(int device) {
+  const int64_t now = liveBytes[device].load() + scratchBytes[device].load();
+  int64_t peak = peakBytes[device].load();
+  while (now > peak && !peakBytes[device].compare_exchange_weak(peak, now)) {
+  }
+}
 DeviceAllocator allocators[kDeviceCount];
 // 64-byte alignment: full cache lines and aligned AVX-512 loads at the start of every tensor.
 constexpr size_t kCpuAlignment = 64;
@@ -121,6 +133,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
   }
   liveBuffers[static_cast<int>(device)] += 1;
   liveBytes[static_cast<int>(device)] += static_cast<int64_t>(bytes);
+  notePeak(static_cast<int>(device));
   return std::shared_ptr<Storage>(new Storage(data, bytes, capacity, device));
 }
 
@@ -135,14 +148,74 @@ Storage::~Storage() {
 }
 
 MemoryCounters memoryCounters(Device device) {
-  return {liveBuffers[static_cast<int>(device)].load(), liveBytes[static_cast<int>(device)].load()};
+  const int d = static_cast<int>(device);
+  return {liveBuffers[d].load(), liveBytes[d].load(), scratchBytes[d].load(), peakBytes[d].load()};
 }
 
-TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device) {
+void resetPeakMemory(Device device) {
+  const int d = static_cast<int>(device);
+  peakBytes[d] = liveBytes[d].load() + scratchBytes[d].load();
+}
+
+ScratchBytes::ScratchBytes(Device device, size_t bytes) { resize(device, bytes); }
+
+ScratchBytes::~ScratchBytes() { scratchBytes[static_cast<int>(device_)] -= static_cast<int64_t>(bytes_); }
+
+void ScratchBytes::resize(Device device, size_t bytes) {
+  scratchBytes[static_cast<int>(device_)] -= static_cast<int64_t>(bytes_);
+  device_ = device;
+  bytes_ = bytes;
+  scratchBytes[static_cast<int>(device_)] += static_cast<int64_t>(bytes_);
+  notePeak(static_cast<int>(device_));
+}
+
+bool checkedNumel(const std::vector<int64_t>& shape, int64_t* out) {
+  // A zero anywhere makes the product 0 whatever the other dimensions (which may be huge).
+  for (int64_t d : shape) {
+    if (d == 0) {
+      *out = 0;
+      return true;
+    }
+  }
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return false;
+  }
+  *out = n;
+  return true;
+}
+
+size_t maxTensorBytes(Device device) {
+  if (device != Device::Cpu) return size_t(1) << 47;
+  static const size_t physical = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
+    return pages > 0 && pageSize > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(pageSize) : size_t(1) << 40;
+  }();
+  return physical;
+}
+
+size_t tensorBytes(DType dtype, const std::vector<int64_t>& shape, Device device, const std::string& what) {
+  int64_t n = 0;
+  if (!checkedNumel(shape, &n)) {
+    throw Error(ErrorCode::Shape, "Expected a shape whose element count is below 2^63 for " + what + " but received shape " + shapeString(shape));
+  }
+  const size_t limit = maxTensorBytes(device);
+  const size_t element = dtypeSize(dtype);
+  if (static_cast<uint64_t>(n) > limit / element) {
+    const std::string bytes = static_cast<uint64_t>(n) > SIZE_MAX / element ? std::to_string(n) + " x " + std::to_string(element) : std::to_string(static_cast<size_t>(n) * element);
+    throw Error(ErrorCode::Oom, "Expected at most " + std::to_string(limit) + " bytes (" +
+                                    (device == Device::Cpu ? std::string("this machine's memory") : std::string("the device limit")) + ") for " + what +
+                                    " of shape " + shapeString(shape) + " " + dtypeName(dtype) + " but received " + bytes + " bytes");
+  }
+  return static_cast<size_t>(n) * element;
+}
+
+TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device, const std::string& what) {
+  const size_t bytes = tensorBytes(dtype, shape, device, what);
   TensorRef t;
   t.dtype = dtype;
   t.shape = std::move(shape);
-  t.storage = Storage::allocate(static_cast<size_t>(t.numel()) * dtypeSize(dtype), device);
+  t.storage = Storage::allocate(bytes, device);
   return t;
 }
 
@@ -160,13 +233,14 @@ void copyToHost(const TensorRef& tensor, void* dst, size_t bytes) {
   deviceCopy(dst, tensor.storage->data(), bytes, true);
 }
 
-void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes) {
+void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes, size_t offset) {
+  char* dst = static_cast<char*>(tensor.storage->data()) + offset;
   if (tensor.device() == Device::Cpu) {
-    if (bytes) std::memcpy(tensor.storage->data(), src, bytes);
+    if (bytes) std::memcpy(dst, src, bytes);
     return;
   }
   if (!deviceCopy) throw Error(ErrorCode::NoCuda, "Expected a CUDA backend for a cuda tensor but received a build without CUDA");
-  deviceCopy(tensor.storage->data(), src, bytes, false);
+  deviceCopy(dst, src, bytes, false);
 }
 
 std::string shapeString(const std::vector<int64_t>& shape) {

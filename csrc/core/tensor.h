@@ -44,6 +44,11 @@ class Storage {
   size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
 
+  // Ops running on this storage, readers and writers (the binding's access leases take and return them on
+  // the main thread and the worker threads, hence atomics).
+  std::atomic<int32_t> readers{0};
+  std::atomic<int32_t> writers{0};
+
  private:
   Storage(void* data, size_t bytes, size_t capacity, Device device)
       : data_(data), bytes_(bytes), capacity_(capacity), device_(device) {}
@@ -56,10 +61,47 @@ class Storage {
 struct MemoryCounters {
   int64_t buffers;
   int64_t bytes;
+  int64_t scratchBytes;  // working memory ops hold outside tensors (ScratchBytes below)
+  int64_t peakBytes;     // the largest bytes + scratchBytes since the last resetPeakMemory
 };
 MemoryCounters memoryCounters(Device device);
+// Starts a new peak measurement: peakBytes becomes the current bytes + scratchBytes.
+void resetPeakMemory(Device device);
+
+// Counts `bytes` of an op's working memory (GEMM panels, partial sums, per-token arrays) toward scratchBytes and
+// the peak for as long as it lives, so that memoryInfo() measures what an op really holds, not only tensors.
+class ScratchBytes {
+ public:
+  ScratchBytes() = default;
+  ScratchBytes(Device device, size_t bytes);
+  ~ScratchBytes();
+  ScratchBytes(const ScratchBytes&) = delete;
+  ScratchBytes& operator=(const ScratchBytes&) = delete;
+  // Changes the counted size (a grow-only buffer that grew).
+  void resize(Device device, size_t bytes);
+
+ private:
+  Device device_ = Device::Cpu;
+  size_t bytes_ = 0;
+};
+
+// A counted host array of T (uninitialized for trivial T): the scratch of CPU-side op code.
+template <typename T>
+class HostScratch {
+ public:
+  explicit HostScratch(size_t count) : data_(count ? new T[count] : nullptr), count_(Device::Cpu, count * sizeof(T)) {}
+  T* data() const { return data_.get(); }
+  T& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  std::unique_ptr<T[]> data_;
+  ScratchBytes count_;
+};
 size_t hostCachedBytes();  // freed host blocks kept for reuse (not counted as live)
 void releaseHostCache();
+
+// Element count of `shape`, false when the product does not fit in int64 (no dimension is negative here).
+bool checkedNumel(const std::vector<int64_t>& shape, int64_t* out);
 
 // A tensor argument of an op, converted from JavaScript on the main thread.
 struct TensorRef {
@@ -68,9 +110,11 @@ struct TensorRef {
   std::vector<int64_t> shape;
 
   bool defined() const { return storage != nullptr; }
+  // Every tensor that exists passed tensorBytes, so the count fits; a zero dimension makes it 0 without
+  // multiplying the others (which may be huge).
   int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
+    int64_t n = 0;
+    checkedNumel(shape, &n);
     return n;
   }
   template <typename T>
@@ -78,12 +122,23 @@ struct TensorRef {
   Device device() const { return storage->device(); }
 };
 
-TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device);
+// The largest tensor allocated on `device`, in bytes: the machine's physical memory for host tensors (a larger
+// request could only be overcommitted, then kill the process on first touch), 2^47 for device tensors (the
+// device allocator reports what the GPU really has).
+size_t maxTensorBytes(Device device);
+
+// Bytes of a tensor of `shape` in `dtype` on `device`, checked before anything is allocated: ERR_GRPO_SHAPE when
+// the element count does not fit in int64, ERR_GRPO_OOM (with the limit) past maxTensorBytes. `what` names it.
+size_t tensorBytes(DType dtype, const std::vector<int64_t>& shape, Device device, const std::string& what);
+
+// A new tensor; its size is checked by tensorBytes first.
+TensorRef makeTensor(DType dtype, std::vector<int64_t> shape, Device device, const std::string& what = "an output tensor");
 std::string shapeString(const std::vector<int64_t>& shape);
 
 // Copies `bytes` bytes between a tensor's storage and host memory, on whichever device the storage lives
 // (through the copy the CUDA backend registered; ERR_GRPO_NO_CUDA without one).
 void copyToHost(const TensorRef& tensor, void* dst, size_t bytes);
-void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes);
+// `offset`: where in the storage the bytes go (a chunk of a tensor filled piece by piece).
+void copyFromHost(const TensorRef& tensor, const void* src, size_t bytes, size_t offset = 0);
 
 }  // namespace grpo

@@ -152,6 +152,27 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
   const LossParams& params = c.params;
   std::vector<double> scales = sequenceScales(c.mask.defined() ? c.mask.data<uint8_t>() : nullptr, c.B, c.L, params);
   const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
+  // GSPO's sequence ratio and the top-entropy selection need every token's logp or entropy before any gradient:
+  // a statistics pass over the logits first (tokenLogprobs), then the fused pass.
+  LossStats contextStats;
+  ContextInputs ctxIn{mask, nullptr, nullptr, c.old.defined() ? c.old.data<float>() : nullptr,
+                      c.rollout.defined() ? c.rollout.data<float>() : nullptr, c.B, c.L};
+  TokenLogprobsCall pre;
+  if (LossContext::needsLogp(params) || LossContext::needsEntropy(params)) {
+    pre.logits = c.logits;
+    pre.targets = c.targets;
+    pre.mask = c.mask;
+    pre.temperature = params.temperature;
+    pre.entropy = LossContext::needsEntropy(params);
+    pre.B = c.B, pre.L = c.L, pre.V = c.V;
+    pre.logp = makeTensor(DType::F32, {c.B, c.L}, Device::Cpu);
+    pre.lse = makeTensor(DType::F32, {c.B, c.L}, Device::Cpu);
+    if (pre.entropy) pre.entropyOut = makeTensor(DType::F32, {c.B, c.L}, Device::Cpu);
+    tokenLogprobs(pre);
+    ctxIn.logp = pre.logp.data<float>();
+    if (pre.entropy) ctxIn.entropy = pre.entropyOut.data<float>();
+  }
+  const LossContext context = buildLossContext(ctxIn, params, &contextStats);
   const int32_t* targets = c.targets.data<int32_t>();
   const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
                            c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
@@ -214,11 +235,11 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       logpOut[i] = static_cast<float>(r.logp);
       const double logp = r.logp;  // not rounded to f32 first (as on cuda): old - logp can be ~1e-4
       if (!params.hasOld) old = logp;
-      TokenTerms terms = tokenTerms(logp, old, ref, adv, r.entropy, params);
+      TokenTerms terms = tokenTerms(logp, old, ref, adv, r.entropy, params, context.at(i, c.L));
       const double w = scales[i / c.L];
       // dx_j = -p_j (a + b (z_j - E[z])) + [j = y] a  with  a = g_t / T, b = gH_t / T,  z_j - E[z] = ln2 t_j - eShift.
       const double a = w * terms.dlogp * invT;
-      const double b = -w * params.entropyCoef * invT;
+      const double b = -w * terms.entropyCoef * invT;
       const double eShift = kLn2 * r.t2 / r.sum;
       const double M = r.stats.maxLogit;
       // Each chunk's exponentials were taken against its own running max: p_j = keep_j 2^((m_c - M) s) / S.
@@ -248,36 +269,29 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
   });
   throwRowStatus(status.data(), rows, c.targets.data<int32_t>(), &inputs, c.L, c.V);
   c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));
+  mergeContextStats(contextStats, &c.stats);
 }
 
 void cpu::CpuBackend::policyLoss(PolicyLossCall& c) {
   const int64_t n = c.B * c.L;
-  const LossParams& params = c.params;
-  std::vector<double> scales = sequenceScales(c.mask.defined() ? c.mask.data<uint8_t>() : nullptr, c.B, c.L, params);
-  const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
-  const float* logpIn = c.logp.data<float>();
-  const float* entropy = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
-  const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
-                           c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
-                           c.perTokenAdvantages, c.L};
-  float* grad = c.gradLogp.data<float>();
-  std::vector<TokenRecord> records(n);
-  for (int64_t i = 0; i < n; i++) {
-    grad[i] = 0;
-    if (mask && !mask[i]) continue;
-    double old, ref, adv;
-    if (!inputs.read(i, &old, &ref, &adv)) failTokenInput(inputs, i, c.L);
-    const double logp = logpIn[i];
-    if (!std::isfinite(logp)) fail(ErrorCode::NonFinite, "a finite value", "logp" + position(i, c.L), describeFloat(logp));
-    const double h = entropy ? entropy[i] : 0;
-    if (!std::isfinite(h)) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, c.L), describeFloat(h));
-    if (!params.hasOld) old = logp;
-    TokenTerms terms = tokenTerms(logp, old, ref, adv, h, params);
-    const double w = scales[i / c.L];
-    grad[i] = static_cast<float>(w * terms.dlogp);
-    records[i] = recordToken(terms, w, logp, old, h, params);
-  }
-  c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));
+  TokenLossInputs in;
+  in.logp = c.logp.data<float>();
+  in.entropy = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
+  in.old = c.old.defined() ? c.old.data<float>() : nullptr;
+  in.ref = c.ref.defined() ? c.ref.data<float>() : nullptr;
+  in.adv = c.advantages.data<float>();
+  in.perTokenAdv = c.perTokenAdvantages;
+  in.rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
+  in.mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
+  in.B = c.B;
+  in.L = c.L;
+  HostScratch<double> grad(static_cast<size_t>(n));
+  TokenLossOutputs out;
+  out.gradLogp = grad.data();
+  tokenLoss(in, c.params, &out);
+  float* g = c.gradLogp.data<float>();
+  for (int64_t i = 0; i < n; i++) g[i] = static_cast<float>(grad[i]);
+  c.stats = out.stats;
 }
 
 void cpu::CpuBackend::groupAdvantages(GroupAdvantagesCall& c) {

@@ -23,6 +23,8 @@ class CpuBackend final : public Backend {
   void gradNorm(GradNormCall& c) override;
   void adamw(AdamWCall& c) override;
   void zeroTensors(ZeroTensorsCall& c) override;
+  // cpu/measure.cc: benchmark inputs filled in place.
+  void fillUniform(FillUniformCall& c) override;
   // cpu/linear.cc: the linear layer on the GEMM of cpu/gemm.h.
   void linear(LinearCall& c) override;
   void linearBackward(LinearBackwardCall& c) override;
@@ -40,6 +42,9 @@ class CpuBackend final : public Backend {
   void attentionBackward(AttentionBackwardCall& c) override;
   void attentionDecode(AttentionDecodeCall& c) override;
   void kvCacheWrite(KvCacheWriteCall& c) override;
+  // cpu/linear_loss.cc: the fused linear loss.
+  void linearTokenLogprobs(LinearTokenLogprobsCall& c) override;
+  void linearGrpoLoss(LinearGrpoLossCall& c) override;
 };
 
 }  // namespace grpo::cpu

@@ -105,8 +105,10 @@ class Scratch {
       ptr_ = std::aligned_alloc(64, size_);
       if (!ptr_) {
         size_ = 0;
+        counted_.resize(Device::Cpu, 0);
         throw Error(ErrorCode::Oom, "Expected " + std::to_string(bytes) + " bytes of GEMM scratch memory but the allocation failed");
       }
+      counted_.resize(Device::Cpu, size_);
     }
     return ptr_;
   }
@@ -114,6 +116,7 @@ class Scratch {
  private:
   void* ptr_ = nullptr;
   size_t size_ = 0;
+  ScratchBytes counted_;  // held for the thread's life, counted in memoryInfo().cpu.scratchBytes
 };
 
 struct AlignedArray {
@@ -121,11 +124,13 @@ struct AlignedArray {
     bytes = (bytes + 63) & ~size_t(63);
     ptr = bytes ? std::aligned_alloc(64, bytes) : nullptr;
     if (bytes && !ptr) throw Error(ErrorCode::Oom, "Expected " + std::to_string(bytes) + " bytes for packed GEMM panels but the allocation failed");
+    counted.resize(Device::Cpu, bytes);
   }
   ~AlignedArray() { std::free(ptr); }
   AlignedArray(const AlignedArray&) = delete;
   AlignedArray& operator=(const AlignedArray&) = delete;
   void* ptr;
+  ScratchBytes counted;
 };
 
 int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -155,9 +160,12 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
   if (M < 0 || N < 0 || K < 0) fail(ErrorCode::Shape, "non-negative sizes", "gemm", std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K));
   checkOperand(p.A, M, K, "gemm A");
   checkOperand(p.B, K, N, "gemm B");
-  if (K > 0 && p.A.dtype != p.B.dtype) fail(ErrorCode::DType, "A and B of one dtype", "gemm", std::string(dtypeName(p.A.dtype)) + " and " + dtypeName(p.B.dtype));
+  if (K > 0 && !p.widen && p.A.dtype != p.B.dtype) {
+    fail(ErrorCode::DType, "A and B of one dtype (or widen)", "gemm", std::string(dtypeName(p.A.dtype)) + " and " + dtypeName(p.B.dtype));
+  }
   if (M == 0 || N == 0) return;
-  const GemmKernel& kern = *(p.A.dtype == DType::BF16 ? choice().bf16 : choice().f32);
+  // The f32 family's packers read f32 or bf16 per operand, so `widen` needs nothing more than the kernel choice.
+  const GemmKernel& kern = *(p.A.dtype == DType::BF16 && !p.widen ? choice().bf16 : choice().f32);
   const int64_t MR = kern.mr, NR = kern.nr, KC = kern.kc, eb = kern.elementBytes;
   const int64_t KCP = roundUp(KC, kern.kAlign);
   const int threads = threadCount();

@@ -26,6 +26,9 @@
 //   f32:  avx512 (14x32 FMA micro-kernel), avx2 (6x16), generic (4x16, whatever the compiler vectorizes)
 //   bf16: amx (AMX-BF16 tiles, 32x32 per step of 32 k), avx512bf16 (vdpbf16ps 14x32 over k pairs),
 //         otherwise the bf16 values are widened to f32 while packing and the f32 kernel runs.
+//   GemmProblem::widen runs the f32 kernel on bf16 (or mixed f32/bf16) operands.
+//
+// Memory: the packed panels and per-thread buffers are counted in memoryInfo().cpu.scratchBytes (and the peak).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -45,6 +48,10 @@ struct GemmProblem {
   int64_t M = 0, N = 0, K = 0;
   GemmMatrix A;  // [M, K]
   GemmMatrix B;  // [K, N]
+  // Run the f32 micro-kernel whatever the operand dtypes: bf16 operands are widened (exactly) while packing.
+  // A and B may then have different dtypes (bf16 hidden states times an f32 gradient, say). Without it, both
+  // operands must share one dtype and bf16 runs the bf16 kernels (AMX, vdpbf16ps).
+  bool widen = false;
 };
 
 // A finished block of C: values[i * ld + j] = Σ_k A[m0 + i, k] · B[k, n0 + j] in f32, for i < rows, j < cols.

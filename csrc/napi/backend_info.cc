@@ -16,7 +16,7 @@ Napi::Value backendInfoBinding(const Napi::CallbackInfo& info) {
     const BackendSelection& s = backendSelection();
     Napi::Object o = Napi::Object::New(env);
     o.Set("requested", s.requested);
-    o.Set("active", s.active);
+    o.Set("active", s.active == "cuda" ? s.active : hostBackendName());  // selectHostBackend can change it
     o.Set("reason", s.reason);
     Napi::Array compiled = Napi::Array::New(env, s.compiled.size());
     for (size_t i = 0; i < s.compiled.size(); i++) compiled.Set(static_cast<uint32_t>(i), s.compiled[i]);

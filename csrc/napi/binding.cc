@@ -13,6 +13,8 @@ Napi::Value tokenLogprobsBinding(const Napi::CallbackInfo& info);
 Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info);
 Napi::Value policyLossBinding(const Napi::CallbackInfo& info);
 Napi::Value grpoLossBinding(const Napi::CallbackInfo& info);
+Napi::Value linearTokenLogprobsBinding(const Napi::CallbackInfo& info);
+Napi::Value linearGrpoLossBinding(const Napi::CallbackInfo& info);
 Napi::Value backendInfoBinding(const Napi::CallbackInfo& info);
 Napi::Value measureMachineBinding(const Napi::CallbackInfo& info);
 Napi::Value kernelExp2Binding(const Napi::CallbackInfo& info);
@@ -23,6 +25,11 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info);
 Napi::Value gradNormBinding(const Napi::CallbackInfo& info);
 Napi::Value adamwBinding(const Napi::CallbackInfo& info);
 Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info);
+Napi::Value randomUniformBinding(const Napi::CallbackInfo& info);
+Napi::Value probeDeviceBandwidthBinding(const Napi::CallbackInfo& info);
+Napi::Value startKernelTimingBinding(const Napi::CallbackInfo& info);
+Napi::Value stopKernelTimingBinding(const Napi::CallbackInfo& info);
+Napi::Value selectHostBackendBinding(const Napi::CallbackInfo& info);
 Napi::Value distInfoBinding(const Napi::CallbackInfo& info);
 Napi::Value distInitBinding(const Napi::CallbackInfo& info);
 Napi::Value distLaunchEnvironmentBinding(const Napi::CallbackInfo& info);
@@ -69,6 +76,8 @@ Napi::Value memoryInfoBinding(const Napi::CallbackInfo& info) {
     Napi::Object entry = Napi::Object::New(env);
     entry.Set("tensors", static_cast<double>(c.buffers));
     entry.Set("bytes", static_cast<double>(c.bytes));
+    entry.Set("scratchBytes", static_cast<double>(c.scratchBytes));
+    entry.Set("peakBytes", static_cast<double>(c.peakBytes));
     o.Set(deviceName(d), entry);
   }
   o.Get("cpu").As<Napi::Object>().Set("cachedBytes", static_cast<double>(hostCachedBytes()));
@@ -77,16 +86,25 @@ Napi::Value memoryInfoBinding(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+Napi::Value resetPeakMemoryBinding(const Napi::CallbackInfo& info) {
+  for (Device d : {Device::Cpu, Device::Cuda}) resetPeakMemory(d);
+  return info.Env().Undefined();
+}
+
 Napi::Value releaseCacheBinding(const Napi::CallbackInfo& info) {
   releaseHostCache();
   return info.Env().Undefined();
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  watchEnvironmentClose(env);
   exports.Set("releaseCache", Napi::Function::New(env, releaseCacheBinding, "releaseCache"));
   exports.Set("NativeTensor", TensorHandle::define(env));
   exports.Set("setErrorClass", Napi::Function::New(env, setErrorClassBinding, "setErrorClass"));
   exports.Set("memoryInfo", Napi::Function::New(env, memoryInfoBinding, "memoryInfo"));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, resetPeakMemoryBinding, "resetPeakMemory"));
+  exports.Set("linearTokenLogprobs", Napi::Function::New(env, linearTokenLogprobsBinding, "linearTokenLogprobs"));
+  exports.Set("linearGrpoLoss", Napi::Function::New(env, linearGrpoLossBinding, "linearGrpoLoss"));
   exports.Set("backendInfo", Napi::Function::New(env, backendInfoBinding, "backendInfo"));
   exports.Set("measureMachine", Napi::Function::New(env, measureMachineBinding, "measureMachine"));
   exports.Set("kernelExp2", Napi::Function::New(env, kernelExp2Binding, "kernelExp2"));
@@ -101,6 +119,11 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("gradNorm", Napi::Function::New(env, gradNormBinding, "gradNorm"));
   exports.Set("adamw", Napi::Function::New(env, adamwBinding, "adamw"));
   exports.Set("zeroTensors", Napi::Function::New(env, zeroTensorsBinding, "zeroTensors"));
+  exports.Set("randomUniform", Napi::Function::New(env, randomUniformBinding, "randomUniform"));
+  exports.Set("probeDeviceBandwidth", Napi::Function::New(env, probeDeviceBandwidthBinding, "probeDeviceBandwidth"));
+  exports.Set("startKernelTiming", Napi::Function::New(env, startKernelTimingBinding, "startKernelTiming"));
+  exports.Set("stopKernelTiming", Napi::Function::New(env, stopKernelTimingBinding, "stopKernelTiming"));
+  exports.Set("selectHostBackend", Napi::Function::New(env, selectHostBackendBinding, "selectHostBackend"));
   exports.Set("distInfo", Napi::Function::New(env, distInfoBinding, "distInfo"));
   exports.Set("distInit", Napi::Function::New(env, distInitBinding, "distInit"));
   exports.Set("distLaunchEnvironment", Napi::Function::New(env, distLaunchEnvironmentBinding, "distLaunchEnvironment"));

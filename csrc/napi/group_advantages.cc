@@ -1,6 +1,7 @@
 // binding.groupAdvantages(rewards, options, async): group-relative advantages, docs/math.md §2.
 #include <cmath>
 
+#include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -46,7 +47,8 @@ Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info) {
     c.eps = numberOption(opts, "eps", c.eps);
     c.excludeNonFinite = enumOption<bool>(opts, "nonFinite", false, {{"error", false}, {"exclude", true}});
     Backend& backend = backendFor(c.rewards.device());
-    c.advantages = makeTensor(DType::F32, {K}, c.rewards.device());
+    c.advantages = makeTensor(DType::F32, {K}, c.rewards.device(), "advantages");
+    auto lease = AccessLease::acquire({reads(c.rewards, "rewards"), reads(c.groupIds, "groupIds")});
     return runOp<GroupAdvantagesCall>(
         env, async, call, [&backend](GroupAdvantagesCall& c) { backend.groupAdvantages(c); },
         [](Napi::Env env, GroupAdvantagesCall& c) -> Napi::Value {
@@ -66,7 +68,8 @@ Napi::Value groupAdvantagesBinding(const Napi::CallbackInfo& info) {
           result.Set("groupStd", stdev);
           result.Set("zeroStdFraction", Napi::Number::New(env, c.zeroStdFraction));
           return result;
-        });
+        },
+        lease);
   });
 }
 

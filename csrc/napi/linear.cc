@@ -1,6 +1,7 @@
 // binding.linear / linearBackward: y = x·Wᵀ (+ b) and its backward (core/linear_args.h). The TypeScript
 // layer (lib/linear.ts) owns the option rules; this side re-checks what protects memory: dtypes, shapes,
 // devices, and that the gradient tensors it writes in place have the sizes the kernels assume.
+#include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -62,10 +63,11 @@ Napi::Value linearBinding(const Napi::CallbackInfo& info) {
     expectDevice(c.weight, device, "weight");
     expectDevice(c.bias, device, "bias");
     Backend& backend = backendFor(device);
-    c.out = makeTensor(outDtype, withLast(c.x.shape, c.M), device);
+    c.out = makeTensor(outDtype, withLast(c.x.shape, c.M), device, "the output");
+    auto lease = AccessLease::acquire({reads(c.x, "x"), reads(c.weight, "weight"), reads(c.bias, "bias")});
     return runOp<LinearCall>(
         env, async, call, [&backend](LinearCall& c) { backend.linear(c); },
-        [](Napi::Env env, LinearCall& c) -> Napi::Value { return wrapTensor(env, c.out); });
+        [](Napi::Env env, LinearCall& c) -> Napi::Value { return wrapTensor(env, c.out); }, lease);
   });
 }
 
@@ -107,12 +109,16 @@ Napi::Value linearBackwardBinding(const Napi::CallbackInfo& info) {
       }
     }
     Backend& backend = backendFor(device);
-    if (boolOption(opts, "gradInput", true)) c.gradInput = makeTensor(c.x.dtype, c.x.shape, device);
+    if (boolOption(opts, "gradInput", true)) c.gradInput = makeTensor(c.x.dtype, c.x.shape, device, "gradInput");
+    // The gradients accumulate in place: no other running op may use them, nor write what this one reads.
+    auto lease = AccessLease::acquire({writes(c.gradWeight, "gradWeight"), writes(c.gradBias, "gradBias"), reads(c.gradOutput, "gradOutput"),
+                                       reads(c.x, "x"), reads(c.weight, "weight")});
     return runOp<LinearBackwardCall>(
         env, async, call, [&backend](LinearBackwardCall& c) { backend.linearBackward(c); },
         [](Napi::Env env, LinearBackwardCall& c) -> Napi::Value {
           return c.gradInput.defined() ? wrapTensor(env, c.gradInput) : env.Null();
-        });
+        },
+        lease);
   });
 }
 

@@ -3,6 +3,7 @@
 // Arguments are checked here on the main thread; the ids and logits themselves are checked by the kernel.
 #include <cmath>
 
+#include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -17,9 +18,11 @@ std::vector<int64_t> withLast(std::vector<int64_t> shape, int64_t last) {
   return shape;
 }
 
-int64_t product(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+// The number of rows of a leading shape, checked: a product that does not fit in int64 is an error, not a
+// wrapped count (ids of shape [2^21, 2^21, 2^21, 0] hold nothing, but their 2^63 rows would).
+int64_t rowCount(const std::vector<int64_t>& lead, const std::string& what, const TensorRef& t) {
+  int64_t n = 0;
+  if (!checkedNumel(lead, &n)) fail(ErrorCode::Shape, "leading dimensions whose product is below 2^63", what, "shape " + shapeString(t.shape));
   return n;
 }
 
@@ -64,7 +67,7 @@ Napi::Value embeddingBagForwardBinding(const Napi::CallbackInfo& info) {
     expectDType(c.ids, {DType::I32}, "ids");
     expectMinRank(c.ids, 2, "ids", "[..., F]");
     c.features = c.ids.shape.back();
-    c.rows = product(leadingShape(c.ids));
+    c.rows = rowCount(leadingShape(c.ids), "ids", c.ids);
     c.bias = optionalTensor(opts, "bias");
     if (c.bias.defined()) {
       expectDType(c.bias, {DType::F32}, "bias");
@@ -74,10 +77,14 @@ Napi::Value embeddingBagForwardBinding(const Napi::CallbackInfo& info) {
     expectDevice(c.ids, device, "ids");
     expectDevice(c.bias, device, "bias");
     Backend& backend = backendFor(device);
-    c.out = makeTensor(DType::F32, withLast(leadingShape(c.ids), c.V), device);
+    c.out = makeTensor(DType::F32, withLast(leadingShape(c.ids), c.V), device, "the logits");
+    auto lease = AccessLease::acquire({reads(c.weight, "weight"), reads(c.ids, "ids"), reads(c.bias, "bias")});
     return runOp<EmbeddingBagForwardCall>(
-        env, async, call, [&backend](EmbeddingBagForwardCall& c) { backend.embeddingBagForward(c); },
-        [](Napi::Env env, EmbeddingBagForwardCall& c) -> Napi::Value { return wrapTensor(env, c.out); });
+        env, async, call,
+        [&backend](EmbeddingBagForwardCall& c) {
+          if (c.rows > 0) backend.embeddingBagForward(c);
+        },
+        [](Napi::Env env, EmbeddingBagForwardCall& c) -> Napi::Value { return wrapTensor(env, c.out); }, lease);
   });
 }
 
@@ -98,7 +105,7 @@ Napi::Value embeddingBagBackwardBinding(const Napi::CallbackInfo& info) {
     expectMinRank(c.ids, 2, "ids", "[..., F]");
     c.features = c.ids.shape.back();
     const std::vector<int64_t> lead = leadingShape(c.ids);
-    c.rows = product(lead);
+    c.rows = rowCount(lead, "ids", c.ids);
     expectDType(c.grad, {DType::F32}, "gradLogits");
     expectShape(c.grad, withLast(lead, c.V), "gradLogits");
     c.gradBias = optionalTensor(opts, "gradBias");
@@ -117,9 +124,14 @@ Napi::Value embeddingBagBackwardBinding(const Napi::CallbackInfo& info) {
     expectDevice(c.gradBias, device, "gradBias");
     expectDevice(c.mask, device, "mask");
     Backend& backend = backendFor(device);
+    auto lease = AccessLease::acquire({writes(c.gradWeight, "gradWeight"), writes(c.gradBias, "gradBias"), reads(c.grad, "gradLogits"),
+                                       reads(c.ids, "ids"), reads(c.mask, "mask")});
     return runOp<EmbeddingBagBackwardCall>(
-        env, async, call, [&backend](EmbeddingBagBackwardCall& c) { backend.embeddingBagBackward(c); },
-        [](Napi::Env env, EmbeddingBagBackwardCall&) -> Napi::Value { return env.Undefined(); });
+        env, async, call,
+        [&backend](EmbeddingBagBackwardCall& c) {
+          if (c.rows > 0) backend.embeddingBagBackward(c);  // no rows: nothing to add
+        },
+        [](Napi::Env env, EmbeddingBagBackwardCall&) -> Napi::Value { return env.Undefined(); }, lease);
   });
 }
 
@@ -136,7 +148,7 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info) {
     c.V = c.logits.shape.back();
     if (c.V < 1) fail(ErrorCode::Shape, "a vocabulary of at least 1", "logits", "shape " + shapeString(c.logits.shape));
     const std::vector<int64_t> lead = leadingShape(c.logits);
-    c.rows = product(lead);
+    c.rows = rowCount(lead, "logits", c.logits);
     c.temperature = static_cast<float>(numberOption(opts, "temperature", c.temperature));
     c.topP = numberOption(opts, "topP", c.topP);
     c.greedy = boolOption(opts, "greedy", false);
@@ -150,16 +162,21 @@ Napi::Value sampleTokensBinding(const Napi::CallbackInfo& info) {
       expectDevice(c.streams, device, "streams");
     }
     Backend& backend = backendFor(device);
-    c.tokens = makeTensor(DType::I32, lead, device);
-    c.logp = makeTensor(DType::F32, lead, device);
+    c.tokens = makeTensor(DType::I32, lead, device, "tokens");
+    c.logp = makeTensor(DType::F32, lead, device, "logp");
+    auto lease = AccessLease::acquire({reads(c.logits, "logits"), reads(c.streams, "streams")});
     return runOp<SampleTokensCall>(
-        env, async, call, [&backend](SampleTokensCall& c) { backend.sampleTokens(c); },
+        env, async, call,
+        [&backend](SampleTokensCall& c) {
+          if (c.rows > 0) backend.sampleTokens(c);
+        },
         [](Napi::Env env, SampleTokensCall& c) -> Napi::Value {
           Napi::Object result = Napi::Object::New(env);
           result.Set("tokens", wrapTensor(env, c.tokens));
           result.Set("logp", wrapTensor(env, c.logp));
           return result;
-        });
+        },
+        lease);
   });
 }
 

@@ -14,6 +14,11 @@ AddonData& addonData(Napi::Env env) {
   return *data;
 }
 
+void watchEnvironmentClose(Napi::Env env) {
+  AddonData* data = &addonData(env);
+  napi_add_env_cleanup_hook(env, [](void* arg) { static_cast<AddonData*>(arg)->closing = true; }, data);
+}
+
 namespace {
 Napi::FunctionReference& errorClass(Napi::Env env) { return addonData(env).errorClass; }
 }  // namespace

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -17,8 +18,13 @@ struct AddonData {
   Napi::FunctionReference tensorClass;
   Napi::FunctionReference errorClass;
   std::shared_ptr<void> distributed;  // napi/distributed.cc: what settles collective Promises
+  // Set by an environment cleanup hook when the environment (a worker thread's, or the process's at exit) is
+  // going away: completions that arrive after it deliver nothing, since no JavaScript can run any more.
+  std::atomic<bool> closing{false};
 };
 AddonData& addonData(Napi::Env env);
+// Registers the cleanup hook that sets AddonData::closing (once per environment, at module init).
+void watchEnvironmentClose(Napi::Env env);
 
 // Remembers the GrpoError class of lib/errors.ts (binding.setErrorClass) so native errors are instances of it.
 void setErrorClass(Napi::Env env, Napi::Function ctor);
@@ -43,18 +49,22 @@ bool hasOption(Napi::Object opts, const char* key);  // present and neither unde
 // Wraps a TensorRef produced by an op into a JavaScript NativeTensor.
 Napi::Value wrapTensor(Napi::Env env, const TensorRef& tensor);
 
+// The tensors one call reads and writes (napi/access.h): held while the call runs, released when its work
+// is done, so that no other op writes what it reads or touches what it writes meanwhile.
+class AccessLease;
+
 // Executes `work` now (sync) or on a worker thread (async, returning a Promise); `build` turns the finished
-// call into a JavaScript value on the main thread.
+// call into a JavaScript value on the main thread. `lease` (when given) is released as soon as the work ends.
 template <typename Call>
 Napi::Value runOp(Napi::Env env, bool async, std::shared_ptr<Call> call, std::function<void(Call&)> work,
-                  std::function<Napi::Value(Napi::Env, Call&)> build);
+                  std::function<Napi::Value(Napi::Env, Call&)> build, std::shared_ptr<AccessLease> lease = nullptr);
 
 // --- implementation of runOp ---
 class OpWorker : public Napi::AsyncWorker {
  public:
-  OpWorker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> build)
+  OpWorker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> build, std::shared_ptr<AccessLease> lease)
       : Napi::AsyncWorker(env, "node-grpo:op"), deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)), build_(std::move(build)) {}
+        work_(std::move(work)), build_(std::move(build)), lease_(std::move(lease)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
@@ -64,20 +74,29 @@ class OpWorker : public Napi::AsyncWorker {
     } catch (...) {
       error_ = std::current_exception();
     }
+    lease_.reset();  // the tensors are free for other ops before the promise settles
   }
+  // Runs on the environment's thread when the work is done. An exception must never leave it: node-addon-api
+  // would rethrow it into JavaScript, and in an environment that is shutting down (a worker thread ending with
+  // this op in flight) that throw cannot happen and aborts the whole process. So: nothing at all once the
+  // environment is closing, and any failure to settle the promise is dropped (there is no one to tell).
   void OnOK() override {
     Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (error_) {
-      deferred_.Reject(makeError(env, error_).Value());
-      return;
-    }
     try {
-      deferred_.Resolve(build_(env));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
+      if (addonData(env).closing) return;
+      if (error_) {
+        deferred_.Reject(makeError(env, error_).Value());
+        return;
+      }
+      try {
+        deferred_.Resolve(build_(env));
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      } catch (...) {
+        deferred_.Reject(makeError(env, std::current_exception()).Value());
+      }
     } catch (...) {
-      deferred_.Reject(makeError(env, std::current_exception()).Value());
+      // The environment cannot run JavaScript any more: the promise is unreachable.
     }
   }
 
@@ -85,17 +104,19 @@ class OpWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> build_;
+  std::shared_ptr<AccessLease> lease_;
   std::exception_ptr error_;
 };
 
 template <typename Call>
 Napi::Value runOp(Napi::Env env, bool async, std::shared_ptr<Call> call, std::function<void(Call&)> work,
-                  std::function<Napi::Value(Napi::Env, Call&)> build) {
+                  std::function<Napi::Value(Napi::Env, Call&)> build, std::shared_ptr<AccessLease> lease) {
   if (!async) {
     work(*call);
+    lease.reset();
     return build(env, *call);
   }
-  auto* worker = new OpWorker(env, [call, work] { work(*call); }, [call, build](Napi::Env e) { return build(e, *call); });
+  auto* worker = new OpWorker(env, [call, work] { work(*call); }, [call, build](Napi::Env e) { return build(e, *call); }, std::move(lease));
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;

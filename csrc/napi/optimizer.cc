@@ -2,6 +2,9 @@
 // live on one device (a policy's parameters, their gradients and the AdamW moments).
 #include <cmath>
 
+#include <tuple>
+
+#include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -22,6 +25,24 @@ std::vector<TensorRef> tensorList(Napi::Value v, const std::string& what, bool f
   return out;
 }
 
+// Every tensor of a list once: gradNorm([g, g]) would count g twice in the norm (and scale it twice).
+void expectDistinct(const std::vector<TensorRef>& list, const std::string& what) {
+  for (size_t i = 0; i < list.size(); i++) {
+    for (size_t j = 0; j < i; j++) {
+      if (list[i].storage == list[j].storage) {
+        fail(ErrorCode::InvalidArg, "a tensor that no other entry of the list shares", what + "[" + std::to_string(i) + "]",
+             "the same tensor as " + what + "[" + std::to_string(j) + "]");
+      }
+    }
+  }
+}
+
+std::vector<TensorAccess> accessList(const std::vector<TensorRef>& list, const std::string& what, bool write) {
+  std::vector<TensorAccess> out;
+  for (size_t i = 0; i < list.size(); i++) out.push_back({list[i], what + "[" + std::to_string(i) + "]", write});
+  return out;
+}
+
 }  // namespace
 
 Napi::Value gradNormBinding(const Napi::CallbackInfo& info) {
@@ -34,7 +55,9 @@ Napi::Value gradNormBinding(const Napi::CallbackInfo& info) {
     bool async = info[2].ToBoolean();
     c.maxNorm = numberOption(opts, "maxNorm", c.maxNorm);
     c.scale = boolOption(opts, "scale", false);
+    expectDistinct(c.tensors, "grads");
     Backend& backend = backendFor(c.tensors.empty() ? Device::Cpu : c.tensors[0].device());
+    auto lease = AccessLease::acquire(accessList(c.tensors, "grads", c.scale));
     return runOp<GradNormCall>(
         env, async, call, [&backend](GradNormCall& c) { backend.gradNorm(c); },
         [](Napi::Env env, GradNormCall& c) -> Napi::Value {
@@ -42,7 +65,8 @@ Napi::Value gradNormBinding(const Napi::CallbackInfo& info) {
           result.Set("norm", Napi::Number::New(env, c.norm));
           result.Set("coef", Napi::Number::New(env, c.coef));
           return result;
-        });
+        },
+        lease);
   });
 }
 
@@ -89,9 +113,17 @@ Napi::Value adamwBinding(const Napi::CallbackInfo& info) {
     c.step = static_cast<int64_t>(step);
     c.zeroGrad = boolOption(opts, "zeroGrad", false);
     Backend& backend = backendFor(device);
+    // params, m and v are written, grads too with zeroGrad: no tensor may stand for two of them (params === grads
+    // or m === v would update through both names).
+    std::vector<TensorAccess> access = accessList(c.params, "params", true);
+    for (auto [list, name, write] : {std::tuple{&c.grads, "grads", c.zeroGrad}, std::tuple{&c.m, "m", true}, std::tuple{&c.v, "v", true}}) {
+      for (TensorAccess& a : accessList(*list, name, write)) access.push_back(std::move(a));
+    }
+    expectDistinct(c.grads, "grads");
+    auto lease = AccessLease::acquire(std::move(access));
     return runOp<AdamWCall>(
         env, async, call, [&backend](AdamWCall& c) { backend.adamw(c); },
-        [](Napi::Env env, AdamWCall&) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env, AdamWCall&) -> Napi::Value { return env.Undefined(); }, lease);
   });
 }
 
@@ -102,9 +134,10 @@ Napi::Value zeroTensorsBinding(const Napi::CallbackInfo& info) {
     call->tensors = tensorList(info[0], "tensors", false);
     bool async = info[1].ToBoolean();
     Backend& backend = backendFor(call->tensors.empty() ? Device::Cpu : call->tensors[0].device());
+    auto lease = AccessLease::acquire(accessList(call->tensors, "tensors", true));
     return runOp<ZeroTensorsCall>(
         env, async, call, [&backend](ZeroTensorsCall& c) { backend.zeroTensors(c); },
-        [](Napi::Env env, ZeroTensorsCall&) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env, ZeroTensorsCall&) -> Napi::Value { return env.Undefined(); }, lease);
   });
 }
 

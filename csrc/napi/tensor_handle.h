@@ -1,5 +1,8 @@
 // NativeTensor: the JavaScript object that owns a reference to a tensor's storage. lib/tensor.ts wraps it
 // in the public Tensor class. dispose() drops the reference at once; ops already running keep their own.
+// V8 is told the size of the native buffer each handle holds (napi_adjust_external_memory), so that tensors
+// that are never disposed still make the garbage collector run (and their finalizers free them) long before
+// the native memory they hold matters.
 #pragma once
 #include <napi.h>
 
@@ -14,6 +17,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   static Napi::Value create(Napi::Env env, const TensorRef& tensor);
 
   explicit TensorHandle(const Napi::CallbackInfo& info);
+  ~TensorHandle() override;
   bool disposed() const { return !ref_.storage; }
   const TensorRef& ref() const { return ref_; }
 
@@ -27,9 +31,15 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value read(const Napi::CallbackInfo& info);
   Napi::Value readSync(const Napi::CallbackInfo& info);
   Napi::Value to(const Napi::CallbackInfo& info);
+  Napi::Value write(const Napi::CallbackInfo& info);
+  Napi::Value reshape(const Napi::CallbackInfo& info);
   const TensorRef& live(Napi::Env env);
+  // Tells V8 about the storage this handle holds (once), and takes it back on dispose or finalization.
+  void reportExternal(Napi::Env env);
+  void releaseExternal(napi_env env);
 
   TensorRef ref_;
+  int64_t external_ = 0;  // bytes reported to V8 for this handle
 };
 
 }  // namespace grpo

@@ -4,6 +4,7 @@
 // synchronously or on a worker.
 #include <cmath>
 
+#include "napi/access.h"
 #include "napi/napi_util.h"
 #include "napi/validate.h"
 #include "registry/backend_registry.h"
@@ -144,10 +145,13 @@ Napi::Value rmsNormBackwardBinding(const Napi::CallbackInfo& info) {
       expectDevice(c.gradWeight, c.x.device(), "gradWeight");
     }
     Backend& backend = backendFor(c.x.device());
-    c.gradX = makeTensor(c.x.dtype, c.x.shape, c.x.device());
+    c.gradX = makeTensor(c.x.dtype, c.x.shape, c.x.device(), "gradX");
+    // gradWeight accumulates in place (napi/access.h): not an input of this call, not used by a running op.
+    auto lease = AccessLease::acquire({writes(c.gradWeight, "gradWeight"), reads(c.gradOut, "gradOut"), reads(c.x, "x"), reads(c.weight, "weight"),
+                                       reads(c.rstd, "rstd")});
     return runOp<RmsNormBackwardCall>(
         env, async, call, [&backend](RmsNormBackwardCall& c) { backend.rmsNormBackward(c); },
-        [](Napi::Env env, RmsNormBackwardCall& c) -> Napi::Value { return wrapTensor(env, c.gradX); });
+        [](Napi::Env env, RmsNormBackwardCall& c) -> Napi::Value { return wrapTensor(env, c.gradX); }, lease);
   });
 }
 
@@ -303,9 +307,10 @@ Napi::Value embeddingBackwardBinding(const Napi::CallbackInfo& info) {
     expectShape(c.gradOut, gShape, "gradOut");
     expectDevice(c.gradOut, c.gradWeight.device(), "gradOut");
     Backend& backend = backendFor(c.gradWeight.device());
+    auto lease = AccessLease::acquire({writes(c.gradWeight, "gradWeight"), reads(c.gradOut, "gradOut"), reads(c.ids, "ids")});
     return runOp<EmbeddingBackwardCall>(
         env, async, call, [&backend](EmbeddingBackwardCall& c) { backend.embeddingBackward(c); },
-        [](Napi::Env env, EmbeddingBackwardCall&) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env, EmbeddingBackwardCall&) -> Napi::Value { return env.Undefined(); }, lease);
   });
 }
 
@@ -325,10 +330,14 @@ Napi::Value addBinding(const Napi::CallbackInfo& info) {
     c.n = c.a.numel();
     const bool inplace = boolOption(opts, "inplace", false);
     Backend& backend = backendFor(c.a.device());
-    c.out = inplace ? c.a : makeTensor(c.a.dtype, c.a.shape, c.a.device());
+    c.out = inplace ? c.a : makeTensor(c.a.dtype, c.a.shape, c.a.device(), "the sum");
+    // In place, a is written while another running op may not use it (a += a is element-wise, so fine).
+    std::vector<TensorAccess> access{inplace ? writes(c.a, "a") : reads(c.a, "a")};
+    if (c.b.storage != c.a.storage) access.push_back(reads(c.b, "b"));
+    auto lease = AccessLease::acquire(std::move(access));
     return runOp<AddCall>(
         env, async, call, [&backend](AddCall& c) { backend.add(c); },
-        [inplace](Napi::Env env, AddCall& c) -> Napi::Value { return inplace ? env.Undefined() : wrapTensor(env, c.out); });
+        [inplace](Napi::Env env, AddCall& c) -> Napi::Value { return inplace ? env.Undefined() : wrapTensor(env, c.out); }, lease);
   });
 }
 
@@ -355,12 +364,17 @@ Napi::Value castBinding(const Napi::CallbackInfo& info) {
       if (!parseDType(name, &dtype) || (dtype != DType::F32 && dtype != DType::BF16)) {
         fail(ErrorCode::DType, "'f32' or 'bf16'", "dtype", describeValue(opts.Get("dtype")));
       }
-      c.out = makeTensor(dtype, c.x.shape, c.x.device());
+      c.out = makeTensor(dtype, c.x.shape, c.x.device(), "the cast");
     }
     Backend& backend = backendFor(c.x.device());
+    // Cast into itself is element-wise (fine); into another tensor, that tensor is written.
+    const bool self = hasOut && into.storage == c.x.storage;
+    std::vector<TensorAccess> access{self ? writes(c.x, "x") : reads(c.x, "x")};
+    if (hasOut && !self) access.push_back(writes(into, "out"));
+    auto lease = AccessLease::acquire(std::move(access));
     return runOp<CastCall>(
         env, async, call, [&backend](CastCall& c) { backend.cast(c); },
-        [hasOut](Napi::Env env, CastCall& c) -> Napi::Value { return hasOut ? env.Undefined() : wrapTensor(env, c.out); });
+        [hasOut](Napi::Env env, CastCall& c) -> Napi::Value { return hasOut ? env.Undefined() : wrapTensor(env, c.out); }, lease);
   });
 }
 
@@ -502,9 +516,12 @@ Napi::Value kvCacheWriteBinding(const Napi::CallbackInfo& info) {
       fail(ErrorCode::Shape, "a token count divisible by the batch " + std::to_string(c.batch) + " (or seqStarts/seqLens)", "k", "shape " + shapeString(c.k.shape));
     }
     Backend& backend = backendFor(c.kCache.device());
+    // Both caches are written in place: kCache === vCache, or a cache that is also k or v, would overwrite itself.
+    auto lease = AccessLease::acquire({writes(c.kCache, "kCache"), writes(c.vCache, "vCache"), reads(c.k, "k"), reads(c.v, "v"), reads(c.seqStarts, "seqStarts"),
+                                       reads(c.seqLens, "seqLens"), reads(c.cacheStarts, "cacheStarts")});
     return runOp<KvCacheWriteCall>(
         env, async, call, [&backend](KvCacheWriteCall& c) { backend.kvCacheWrite(c); },
-        [](Napi::Env env, KvCacheWriteCall&) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env, KvCacheWriteCall&) -> Napi::Value { return env.Undefined(); }, lease);
   });
 }
 

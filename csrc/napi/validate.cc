@@ -86,7 +86,19 @@ LossParams parseLossParams(Napi::Object opts, bool fused) {
                                {"seq-mean-token-mean", LossAgg::SeqMeanTokenMean},
                                {"seq-mean-token-sum", LossAgg::SeqMeanTokenSum},
                                {"seq-mean-token-sum-norm", LossAgg::SeqMeanTokenSumNorm}});
-  p.mode = enumOption<LossMode>(opts, "loss", p.mode, {{"grpo", LossMode::Grpo}, {"nll", LossMode::Nll}});
+  p.mode = enumOption<LossMode>(opts, "loss", p.mode, {{"grpo", LossMode::Grpo}, {"nll", LossMode::Nll}, {"cispo", LossMode::Cispo}});
+  p.ratioLevel = enumOption<RatioLevel>(opts, "ratioLevel", p.ratioLevel, {{"token", RatioLevel::Token}, {"sequence", RatioLevel::Sequence}});
+  p.ratioCap = offOrNumber(opts, "ratioCap", p.ratioCap);
+  p.klBiasCorrection = boolOption(opts, "klBiasCorrection", p.klBiasCorrection);
+  p.topEntropyQuantile = numberOption(opts, "topEntropyQuantile", p.topEntropyQuantile);
+  // rolloutCorrection: the TypeScript schema has checked and filled it; read its values.
+  if (hasOption(opts, "rolloutCorrection") && opts.Get("rolloutCorrection").IsObject()) {
+    Napi::Object rc = opts.Get("rolloutCorrection").As<Napi::Object>();
+    p.rolloutLevel = enumOption<RolloutLevel>(rc, "level", RolloutLevel::Token, {{"token", RolloutLevel::Token}, {"sequence", RolloutLevel::Sequence}});
+    p.rolloutMode = enumOption<RolloutMode>(rc, "mode", p.rolloutMode, {{"truncate", RolloutMode::Truncate}, {"mask", RolloutMode::Mask}});
+    p.rolloutMax = offOrNumber(rc, "max", p.rolloutMax);
+    p.rolloutMin = offOrNumber(rc, "min", p.rolloutMin);
+  }
   return p;
 }
 

@@ -1,6 +1,7 @@
 // Backend selection (GRPO_BACKEND=auto|cpu|cuda|simt) and what backend.info() reports.
 #include "registry/backend_registry.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -86,9 +87,35 @@ BackendSelection& selection() {
   return s;
 }
 
+// selectHostBackend's choice for cpu tensors: 0 = as GRPO_BACKEND says, 1 = cpu, 2 = simt.
+std::atomic<int> g_hostChoice{0};
+
 }  // namespace
 
 const BackendSelection& backendSelection() { return selection(); }
+
+std::string hostBackendName() {
+  const int choice = g_hostChoice.load();
+  if (choice == 1) return "cpu";
+  if (choice == 2) return "simt";
+  return selection().active == "simt" ? "simt" : "cpu";
+}
+
+std::string selectHostBackend(const std::string& name) {
+  const std::string previous = hostBackendName();
+  if (name == "cpu") {
+    g_hostChoice.store(1);
+  } else if (name == "simt") {
+#if defined(GRPO_HAVE_SIMT)
+    g_hostChoice.store(2);
+#else
+    throw Error(ErrorCode::NoCuda, "Expected the SIMT executor for selectHostBackend('simt') but received a binary built without it (SIMT=OFF)");
+#endif
+  } else {
+    fail(ErrorCode::InvalidArg, "'cpu' or 'simt'", "the host backend", "'" + name + "'");
+  }
+  return previous;
+}
 
 Backend& backendFor(Device device) {
   const BackendSelection& s = selection();
@@ -98,6 +125,11 @@ Backend& backendFor(Device device) {
 #endif
     throw Error(ErrorCode::NoCuda, "Expected a usable CUDA backend for a cuda tensor but received: " + s.cudaReason);
   }
+  const int choice = g_hostChoice.load();
+  if (choice == 1) return cpu::backend();
+#if defined(GRPO_HAVE_SIMT)
+  if (choice == 2) return simt::backend();
+#endif
   if (s.active == "simt") {
 #if defined(GRPO_HAVE_SIMT)
     return simt::backend();

@@ -18,6 +18,14 @@ namespace grpo {
 // GRPO_BACKEND=simt in a binary built without the SIMT executor).
 Backend& backendFor(Device device);
 
+// The backend that runs ops on cpu tensors from now on: "cpu", or "simt" where the executor is built in (the
+// GPU check's dry run compares the two in one process). Read when an op is called, on the main thread, so a
+// switch between two awaited calls is safe. Returns the previous one's name.
+std::string selectHostBackend(const std::string& name);
+
+// The backend that runs ops on cpu tensors now ("cpu" or "simt"), after GRPO_BACKEND and selectHostBackend.
+std::string hostBackendName();
+
 struct GpuInfo {
   std::string name;
   int major = 0, minor = 0;

@@ -29,7 +29,7 @@ export async function scoreBatchBench(reps: number, seed: number): Promise<Bench
     dtype: '-',
     V: 0,
     tokens: items.length,
-    timing: { medianMs, minMs: samples[0]!, maxMs: samples[samples.length - 1]!, reps },
+    timing: { medianMs, minMs: samples[0]!, maxMs: samples[samples.length - 1]!, reps, clock: 'host', hostMedianMs: medianMs },
     tokensPerSecond: items.length / (medianMs / 1000),
     bytesPerToken: 0,
     gbps: 0,

@@ -3,17 +3,21 @@
  * repetitions, median and spread, inputs rotated so that caches do not flatter the numbers, never zeros),
  * against the machine's own limits measured in the same run and against the baselines a user would
  * otherwise have (plain TypeScript, and our own ops unfused). Results: a table, a JSON file, an SVG chart.
+ *
+ * On cuda the limits are the device's (our copy and read kernels, lib/bench/device.ts) and each op is timed
+ * with CUDA events around the kernels it launches (first kernel's start to last kernel's end), so the host's
+ * argument checks and status copies are not in the numbers; the host-clock median is kept beside it.
+ * Inputs are filled where they live (fillUniform), so gigabytes of logits never pass through JavaScript.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import type { DType, Device } from '../dtype.js'
-import { float32ToBf16, float32ToF16 } from '../dtype.js'
+import type { Device } from '../dtype.js'
 import { native } from '../native.js'
 import * as ops from '../ops.js'
 import { Tensor } from '../tensor.js'
 import { plainGrpoLoss } from './baselines.js'
-import { benchChartSvg } from './chart.js'
+import { probeDeviceBandwidth, randomUniform, timeKernels } from './device.js'
 import { SQUARE_SIZES, gemmMarkdown, runGemmBench, type GemmBenchResult } from './gemm.js'
 import type { BenchCase, BenchOptions, MachineLimits, Timing } from './types.js'
 
@@ -27,23 +31,47 @@ function xorshift(seed: number): () => number {
   }
 }
 
-async function time(reps: number, warmup: number, run: () => Promise<unknown> | unknown): Promise<Timing> {
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!
+
+/**
+ * Times `run` `reps` times after `warmup` runs. With the kernel timer, each repetition's time is the kernels'
+ * (CUDA events); a repetition that launched no kernel falls back to the host clock, and the whole case then
+ * reports the host clock, so the two are never mixed.
+ */
+async function time(reps: number, warmup: number, run: () => Promise<unknown> | unknown, timer?: { device: Device }): Promise<Timing> {
   for (let i = 0; i < warmup; i++) await run()
-  const samples: number[] = []
+  const host: number[] = []
+  const kernels: number[] = []
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now()
-    await run()
-    samples.push(performance.now() - t0)
+    if (timer) {
+      const { time: k } = await timeKernels(timer.device, run)
+      if (k) kernels.push(k.ms)
+    } else {
+      await run()
+    }
+    host.push(performance.now() - t0)
   }
+  const samples = kernels.length === reps ? kernels : host
   samples.sort((a, b) => a - b)
-  return { medianMs: samples[samples.length >> 1]!, minMs: samples[0]!, maxMs: samples[samples.length - 1]!, reps }
+  return {
+    medianMs: samples[samples.length >> 1]!,
+    minMs: samples[0]!,
+    maxMs: samples[samples.length - 1]!,
+    reps,
+    clock: samples === kernels ? 'cuda-events' : 'host',
+    hostMedianMs: median(host),
+  }
 }
+
+/** GB/s with three significant digits (the SIMT executor's rates are far below 1). */
+export const gb = (v: number) => (v >= 100 ? v.toFixed(0) : v.toPrecision(3))
 
 const BYTES: Record<string, number> = { f32: 4, bf16: 2, f16: 2 }
 
-function logitsTensor(values: Float32Array, shape: number[], dtype: DType, device: Device): Tensor {
-  const data = dtype === 'bf16' ? float32ToBf16(values) : dtype === 'f16' ? float32ToF16(values) : values
-  return Tensor.from(data, shape, { dtype, device })
+/** Random logits in [−6, 6) made where they live: no [N, V] array in JavaScript. */
+function logitsTensor(seed: number, shape: number[], dtype: 'f32' | 'bf16' | 'f16', device: Device): Promise<Tensor> {
+  return randomUniform(shape, { dtype, device, seed, low: -6, high: 6 })
 }
 
 function disposeAll(value: unknown): void {
@@ -54,26 +82,35 @@ function disposeAll(value: unknown): void {
 /** Runs the benchmark and writes its results; returns them too. */
 export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimits; cases: BenchCase[]; gemm?: GemmBenchResult; files: string[] }> {
   const random = xorshift(o.seed)
-  o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
   const loadStart = os.loadavg()
-  const machine: MachineLimits = {
-    ...native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 }),
-    cpuModel: os.cpus()[0]?.model ?? 'unknown',
-    loadAverage: { start: loadStart },
+  const cpuModel = os.cpus()[0]?.model ?? 'unknown'
+  const timer = (o.timer ?? (o.device === 'cuda' ? 'kernels' : 'host')) === 'kernels' ? { device: o.device } : undefined
+  let machine: MachineLimits
+  if (o.device === 'cuda' || o.deviceProbe) {
+    // On cuda the limits are the device's; a caller that runs the kernels on the SIMT executor passes that
+    // backend's probe (the GPU check's dry run), so both sides of "% of limit" come from the same executor.
+    if (!o.deviceProbe) o.log('measuring the device bandwidth (our copy and read kernels, CUDA events)...')
+    const probe = o.deviceProbe ?? (await probeDeviceBandwidth('cuda'))
+    const cpu = native().backendInfo().cpu
+    machine = {
+      threads: cpu.threads, isa: cpu.isa, copyGBps: probe.copyGBps, readGBps: probe.readGBps, expPerSecond: 0,
+      source: 'device', device: probe, cpuModel, loadAverage: { start: loadStart },
+    }
+    o.log(
+      `  ${probe.backend} bandwidth: copy ${gb(probe.copyGBps)} GB/s (read+write), read ${gb(probe.readGBps)} GB/s, ` +
+        `cudaMemcpy device-to-device ${gb(probe.memcpyGBps)} GB/s, over ${(probe.bytes / 2 ** 20).toFixed(0)} MiB buffers`,
+    )
+  } else {
+    o.log(`measuring this machine's limits (bandwidth with every core, vectorized exp rate)...`)
+    machine = { ...native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 5 }), source: 'host', cpuModel, loadAverage: { start: loadStart } }
+    o.log(
+      `  ${machine.threads} threads, ${machine.isa}: copy ${machine.copyGBps.toFixed(1)} GB/s (read+write; memcpy ${machine.memcpyGBps?.toFixed(1)}, ` +
+        `streaming stores ${machine.streamCopyGBps?.toFixed(1)}), read ${machine.readGBps.toFixed(1)} GB/s, exp ${(machine.expPerSecond / 1e9).toFixed(2)} G/s`,
+    )
   }
-  o.log(`  ${machine.cpuModel}, load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`)
-  o.log(
-    `  ${machine.threads} threads, ${machine.isa}: copy ${machine.copyGBps.toFixed(1)} GB/s (read+write; memcpy ${machine.memcpyGBps?.toFixed(1)}, ` +
-      `streaming stores ${machine.streamCopyGBps?.toFixed(1)}), read ${machine.readGBps.toFixed(1)} GB/s, exp ${(machine.expPerSecond / 1e9).toFixed(2)} G/s`,
-  )
-  if (o.device === 'cuda') {
-    // The probe above measures host memory. A device bandwidth probe (a copy kernel timed with CUDA events) is
-    // not written yet, so on cuda the share-of-limit column stays empty rather than compare against the host.
-    o.log('  (cuda tensors: the limits above are the host\'s; "% of limit" is left at 0 until a device probe exists)')
-  }
+  o.log(`  timing: ${timer ? 'kernel time from CUDA events' : 'host clock'}, median of ${o.reps} after ${o.warmup} warm-up`)
   const cases: BenchCase[] = []
-  const add = (c: Omit<BenchCase, 'tokensPerSecond' | 'gbps' | 'shareOfLimit'>, hostLimitGBps: number) => {
-    const limitGBps = o.device === 'cuda' ? 0 : hostLimitGBps
+  const add = (c: Omit<BenchCase, 'tokensPerSecond' | 'gbps' | 'shareOfLimit'>, limitGBps: number) => {
     const seconds = c.timing.medianMs / 1000
     const gbps = (c.bytesPerToken * c.tokens) / seconds / 1e9
     const full: BenchCase = { ...c, tokensPerSecond: c.tokens / seconds, gbps, shareOfLimit: limitGBps > 0 ? gbps / limitGBps : 0 }
@@ -84,7 +121,8 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
       full.bandwidthLimitMs = (c.bytesPerToken * c.tokens) / limitGBps / 1e6
       full.timesBandwidthLimit = c.timing.medianMs / full.bandwidthLimitMs
       limits = ` ${full.timesBandwidthLimit.toFixed(2)}x the bandwidth limit (${full.bandwidthLimitMs.toFixed(2)} ms)`
-      if (c.expsPerElement) {
+      // The device probe measures no exp rate (expPerSecond 0): on cuda only the bandwidth limit is reported.
+      if (c.expsPerElement && machine.expPerSecond > 0) {
         full.expLimitMs = (c.expsPerElement * c.tokens * c.V) / machine.expPerSecond * 1e3
         full.binds = full.expLimitMs > full.bandwidthLimitMs ? 'exp' : 'memory'
         limits += `, exp limit ${full.expLimitMs.toFixed(2)} ms: ${full.binds}-bound`
@@ -93,8 +131,8 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
     cases.push(full)
     o.log(
       `  ${full.op.padEnd(22)} ${full.impl.padEnd(11)} ${full.dtype.padEnd(4)} V=${String(full.V).padEnd(6)} tokens=${String(full.tokens).padEnd(5)} ` +
-        `${full.timing.medianMs.toFixed(2).padStart(9)} ms [${full.timing.minMs.toFixed(2)}-${full.timing.maxMs.toFixed(2)}] ` +
-        `${(full.tokensPerSecond / 1e3).toFixed(1).padStart(8)}k tok/s ${full.gbps.toFixed(1).padStart(6)} GB/s ${(full.shareOfLimit * 100).toFixed(0).padStart(4)}% of limit` +
+        `${full.timing.medianMs.toFixed(3).padStart(9)} ms [${full.timing.minMs.toFixed(3)}-${full.timing.maxMs.toFixed(3)}]${full.timing.clock === 'cuda-events' ? ' ev' : ''} ` +
+        `${(full.tokensPerSecond / 1e3).toFixed(1).padStart(8)}k tok/s ${gb(full.gbps).padStart(6)} GB/s ${(full.shareOfLimit * 100).toFixed(0).padStart(4)}% of limit` +
         limits + (full.note ? `  ${full.note}` : ''),
     )
     return full
@@ -104,33 +142,32 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
   for (const V of rowOps.length ? o.vocab : []) {
     for (const N of o.tokens) {
       // Two input sets, used alternately: the second run of a case never finds the first one's rows in cache.
-      const sets = [0, 1].map(() => {
-        const values = new Float32Array(N * V)
-        for (let i = 0; i < values.length; i++) values[i] = (random() - 0.5) * 12
-        const targets = Int32Array.from({ length: N }, () => Math.floor(random() * V))
-        return { values, targets }
-      })
+      const seeds = [random() * 2 ** 31, random() * 2 ** 31].map(Math.floor)
+      const targetSets = seeds.map(() => Int32Array.from({ length: N }, () => Math.floor(random() * V)))
       for (const dtype of o.dtypes) {
-        const inputs = sets.map((s) => ({
-          logits: logitsTensor(s.values, [1, N, V], dtype, o.device),
-          targets: Tensor.from(s.targets, [1, N], { device: o.device }),
-        }))
+        const inputs = await Promise.all(
+          seeds.map(async (seed, k) => ({
+            logits: await logitsTensor(seed, [1, N, V], dtype, o.device),
+            targets: Tensor.from(targetSets[k]!, [1, N], { device: o.device }),
+          })),
+        )
         const logp0 = await ops.tokenLogprobs(inputs[0]!.logits, inputs[0]!.targets)
         const logpValues = (await logp0.logp.toArray()) as Float32Array
         disposeAll(logp0)
         const old = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.2), [1, N], { device: o.device })
         const ref = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.1), [1, N], { device: o.device })
+        const rollout = Tensor.from(logpValues.map((v) => v + (random() - 0.5) * 0.02), [1, N], { device: o.device })
         const advantages = Tensor.from(Float32Array.from({ length: N }, () => random() * 2 - 1), [1, N], { device: o.device })
         const lossOptions = { clipLow: 0.2, clipHigh: 0.2, beta: 1e-3, kl: 'k3' as const }
         let k = 0
         const next = () => inputs[k++ & 1]!
         const inBytes = BYTES[dtype]! * V
         if (o.ops.includes('tokenLogprobs')) {
-          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets)) })
+          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets)) }, timer)
           add({ op: 'tokenLogprobs', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('tokenLogprobs+entropy')) {
-          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets, { entropy: true })) })
+          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets, { entropy: true })) }, timer)
           add({ op: 'tokenLogprobs+entropy', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('grpoLoss')) {
@@ -138,8 +175,24 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
           const fused = await time(o.reps, o.warmup, async () => {
             const i = next()
             disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages }, lossOptions))
-          })
+          }, timer)
           const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken, expsPerElement: 1 }, machine.copyGBps)
+          // The variants of docs/math.md §3.2-3.3 on the same shape, in the same run: rollout correction (weights
+          // from [B, L] inputs, no extra pass over the logits) and GSPO (a statistics pass first: one more read).
+          const variants = [
+            { impl: 'rollout-corr' as const, options: { rolloutCorrection: { level: 'token' as const, mode: 'truncate' as const, max: 2 } }, rollout: true, exps: 1, reads: 0 },
+            { impl: 'gspo' as const, options: { ratioLevel: 'sequence' as const }, rollout: false, exps: 2, reads: 1 },
+            { impl: 'gspo+rollout' as const, options: { ratioLevel: 'sequence' as const, rolloutCorrection: { level: 'sequence' as const, mode: 'mask' as const, min: 0.5, max: 2 } }, rollout: true, exps: 2, reads: 1 },
+          ]
+          for (const v of variants) {
+            const timing = await time(o.reps, o.warmup, async () => {
+              const i = next()
+              disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages, ...(v.rollout ? { rolloutLogp: rollout } : {}) }, { ...lossOptions, ...v.options }))
+            })
+            const c = add({ op: 'grpoLoss', impl: v.impl, dtype, V, tokens: N, timing, bytesPerToken: bytesPerToken + v.reads * inBytes, expsPerElement: v.exps }, machine.copyGBps)
+            c.note = `${(timing.medianMs / fused.medianMs).toFixed(2)}x the plain fused loss`
+            o.log(`    ${c.note}`)
+          }
           // Our own ops unfused: log-softmax, then the loss on the log-probs, then a separate gradient pass
           // over the logits (grpoLoss with per-token advantages set so that its ∂loss/∂logp is the policy
           // loss's gradient: the same two passes over the row as a stand-alone log-softmax backward).
@@ -153,12 +206,12 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             scaled.dispose()
             disposeAll(lp)
             disposeAll(pl)
-          })
+          }, timer)
           const u = add({ op: 'grpoLoss', impl: 'unfused-ops', dtype, V, tokens: N, timing: unfused, bytesPerToken, expsPerElement: 2 }, machine.copyGBps)
           u.note = `fused is ${(unfused.medianMs / fused.medianMs).toFixed(2)}x faster`
           o.log(`    ${u.note}`)
           if (dtype === 'f32' && o.baselineReps > 0) {
-            const s = sets[0]!
+            const s = { values: await inputs[0]!.logits.toFloat32Array(), targets: targetSets[0]! }
             const oldV = (await old.toArray()) as Float32Array, refV = (await ref.toArray()) as Float32Array
             const advV = (await advantages.toArray()) as Float32Array
             let plainLoss = 0
@@ -173,7 +226,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
             o.log(`    ${p.note}`)
           }
         }
-        for (const t of [...inputs.flatMap((i) => [i.logits, i.targets]), old, ref, advantages]) t.dispose()
+        for (const t of [...inputs.flatMap((i) => [i.logits, i.targets]), old, ref, rollout, advantages]) t.dispose()
       }
     }
   }
@@ -181,7 +234,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
   for (const N of o.ops.includes('groupAdvantages') || o.ops.includes('policyLoss') ? o.tokens : []) {
     if (o.ops.includes('groupAdvantages')) {
       const rewards = Tensor.from(Float32Array.from({ length: N * 5 }, () => (random() < 0.4 ? 1 : 0)), [N * 5], { device: o.device })
-      const timing = await time(o.reps, o.warmup, async () => disposeAll(await ops.groupAdvantages(rewards, { groupSize: 5 })))
+      const timing = await time(o.reps, o.warmup, async () => disposeAll(await ops.groupAdvantages(rewards, { groupSize: 5 })), timer)
       add({ op: 'groupAdvantages', impl: 'native', dtype: 'f32', V: 0, tokens: N * 5, timing, bytesPerToken: 8, note: 'tokens = rewards, groups of 5' }, machine.copyGBps)
       rewards.dispose()
     }
@@ -192,7 +245,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
       const advantages = Tensor.from(Float32Array.from({ length: B }, () => random() * 2 - 1), [B], { device: o.device })
       const timing = await time(o.reps, o.warmup, async () =>
         disposeAll(await ops.policyLoss({ logp, oldLogp: old, refLogp: ref, advantages }, { beta: 1e-3 })),
-      )
+      timer)
       add({ op: 'policyLoss', impl: 'native', dtype: 'f32', V: 0, tokens: B * L, timing, bytesPerToken: 16 }, machine.copyGBps)
       for (const t of [logp, old, ref, advantages]) t.dispose()
     }
@@ -200,7 +253,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
 
   if (o.ops.includes('attention') || o.ops.includes('transformerOps')) {
     const { benchAttention, benchRowOps } = await import('./transformer-bench.js')
-    const tb = { device: o.device, dtypes: o.dtypes.filter((d): d is 'f32' | 'bf16' => d !== 'f16'), reps: o.reps, warmup: o.warmup, random, time, add, log: o.log }
+    const tb = { device: o.device, dtypes: o.dtypes.filter((d): d is 'f32' | 'bf16' => d !== 'f16'), reps: o.reps, warmup: o.warmup, random, time: (reps: number, warmup: number, run: () => Promise<unknown> | unknown) => time(reps, warmup, run, timer), add, log: o.log }
     const T = o.transformerTokens ?? 4096
     if (o.ops.includes('transformerOps')) await benchRowOps(tb, machine, T, Math.max(...o.vocab))
     if (o.ops.includes('attention')) await benchAttention(tb, o.attentionLengths, T)
@@ -220,7 +273,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
 
   machine.loadAverage!.end = os.loadavg()
   o.log(`  load average at the end: ${machine.loadAverage!.end.map((l) => l.toFixed(2)).join(' ')}`)
-  const files = await writeResults(o.out, machine, cases, o, gemm)
+  const files = o.write === false ? [] : await writeResults(o.out, machine, cases, o, gemm)
   return { machine, cases, gemm, files }
 }
 
@@ -238,6 +291,8 @@ async function writeResults(outDir: string, machine: MachineLimits, cases: Bench
   const files = [json]
   if (cases.length > 0) {
     const svg = `${base}.svg`
+    // Loaded here only: the chart library is not needed by callers that do not write (the GPU check's pack).
+    const { benchChartSvg } = await import('./chart.js')
     writeFileSync(svg, await benchChartSvg(cases, machine, `node-grpo ${o.device} kernels on ${machineName()}`))
     files.push(svg)
   }

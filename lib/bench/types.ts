@@ -4,6 +4,7 @@
  * imports another (run.ts loads the other two).
  */
 import type { Device } from '../dtype.js'
+import type { BandwidthProbe } from './device.js'
 
 export type BenchOp = 'grpoLoss' | 'tokenLogprobs' | 'tokenLogprobs+entropy' | 'groupAdvantages' | 'policyLoss' | 'scoreBatch' | 'gemm' | 'attention' | 'transformerOps'
 export const ALL_OPS: readonly BenchOp[] = ['grpoLoss', 'tokenLogprobs', 'tokenLogprobs+entropy', 'groupAdvantages', 'policyLoss', 'scoreBatch', 'gemm', 'attention', 'transformerOps']
@@ -24,6 +25,12 @@ export interface BenchOptions {
   gemmTokens?: number
   gemmSizes?: readonly number[]
   gemmTorch?: boolean
+  /** 'kernels': CUDA events around each op's kernels (default on cuda); 'host': the host clock around each call. */
+  timer?: 'kernels' | 'host'
+  /** A device probe already measured in this run (on cuda, else one is measured here; the SIMT executor's in a dry run). */
+  deviceProbe?: BandwidthProbe
+  /** Write the JSON and the chart (default true). */
+  write?: boolean
   /** Sequence lengths of the attention benchmark (4096 tokens per call). Default 512, 2048. */
   attentionLengths?: readonly number[]
   /** Tokens of the transformer-ops benchmark (and per attention call). Default 4096. */
@@ -35,11 +42,15 @@ export interface Timing {
   minMs: number
   maxMs: number
   reps: number
+  /** 'cuda-events': kernel time from CUDA events (the SIMT executor's host timestamps in a dry run); 'host': the host clock */
+  clock: 'cuda-events' | 'host'
+  /** the host clock's median around the same calls (synchronous ops: launch, kernels, status copies) */
+  hostMedianMs: number
 }
 
 export interface BenchCase {
   op: BenchOp
-  impl: 'native' | 'plain-ts' | 'unfused-ops'
+  impl: 'native' | 'plain-ts' | 'unfused-ops' | 'rollout-corr' | 'gspo' | 'gspo+rollout'
   dtype: string
   V: number
   tokens: number
@@ -64,13 +75,18 @@ export interface BenchCase {
 export interface MachineLimits {
   threads: number
   isa: string
-  /** read + write: the better of memcpyGBps and streamCopyGBps */
+  /** read + write GB/s of a copy, and GB/s of a read: the host's (measureMachine: the better of memcpyGBps and
+   *  streamCopyGBps) or the device's (probe) */
   copyGBps: number
   memcpyGBps?: number
   streamCopyGBps?: number
   readGBps: number
   /** exponentials per second with every core: the row kernels' statistics pass over L1-resident data */
   expPerSecond: number
+  /** where copyGBps and readGBps come from */
+  source: 'host' | 'device'
+  /** the device probe, on cuda */
+  device?: BandwidthProbe
   cpuModel?: string
   /** os.loadavg() when the run started and when it ended (other processes share the cores) */
   loadAverage?: { start: number[]; end?: number[] }

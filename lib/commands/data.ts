@@ -20,8 +20,10 @@ const USAGE = `Usage: node-grpo data <subcommand> [options]
 Subcommands:
   prepare --xlam <file> --toolace <file> --out <train.jsonl> [--report <file>]
       Preprocesses xLAM and ToolACE records (JSON array or JSONL files; either source may be left out) into
-      training instances, one {"messages", "tools", "answer"} object per line. Every dropped record is listed
-      with its reason in the report (default: <out>.drops.json); the counts go to standard error.
+      training instances, one {"messages", "tools", "answer"} object per line. --toolace also reads the ShareGPT
+      layout of LLaMA-Factory and many published tool datasets ({"conversations", "tools"} with function_call
+      and observation turns). Every dropped record is listed with its reason and line in the report (default:
+      <out>.drops.json); the counts go to standard error.
   parse-calls <text>
       Parses a ToolACE call list such as '[Tide Times(port="Le Havre", days=2)]' and prints it as JSON.
 

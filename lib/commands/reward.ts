@@ -1,6 +1,8 @@
 /**
  * `node-grpo reward --input file.jsonl`: scores lines `{"completion", "ground_truth"}` and writes one
- * `{"score", "reason"}` line per input line, in order, then a summary (counts per reason) on stderr.
+ * `{"score", "reason"}` line per input line, in order (a blank line for a blank line, so that line k of the
+ * output always answers line k of the input), then a summary (counts per reason) on stderr. A line that cannot be
+ * scored is answered in place with its line number; nothing in the input stops the run.
  */
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
@@ -8,9 +10,9 @@ import type { Readable, Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { readRecordTexts } from '../data/read.js'
-import { GrpoError } from '../errors.js'
+import { GrpoError, describe } from '../errors.js'
 import { scoreBatch } from '../reward/batch.js'
-import { parseLossless } from '../reward/json.js'
+import { rawMember } from '../reward/json.js'
 import { closeScoringPool } from '../reward/pool.js'
 import { scoreToolCall } from '../reward/score.js'
 import { REASONS, THINK_ORDERS, VARIANTS, type BatchItem, type ScoreOptions, type ThinkOrder, type Variant } from '../reward/types.js'
@@ -25,7 +27,8 @@ const USAGE = `Usage: node-grpo reward --input <file.jsonl | -> [options]
 
 Scores tool-call completions with the Tool-N1 reward (docs/reward.md). Each input line is
 {"completion": "...", "ground_truth": [...] or "<JSON text>"}; each output line is {"score": n, "reason": "..."}.
-A line that cannot be scored gets {"score": null, "reason": "invalid-input", "error": "..."} and the exit code is 2.
+A line that cannot be scored gets {"score": null, "reason": "invalid-input", "line": n, "error": "..."} and the
+exit code is 2. A blank input line gets a blank output line.
 
 Options:
   -i, --input <path>    the JSONL (or JSON array) file, or - for standard input
@@ -37,23 +40,25 @@ Options:
 /** Lines scored per scoreBatch call: large enough for the worker pool, small enough to stream. */
 const BATCH = 4096
 
-type Line = { item: BatchItem } | { error: string }
+type Line = { line: number } & ({ item: BatchItem } | { error: string } | { blank: true })
 
-function parseLine(text: string): Line {
+function parseLine(text: string, line: number): Line {
   let record: unknown
   try {
     record = JSON.parse(text)
-    const groundTruth = (record as Record<string, unknown> | null)?.ground_truth
-    // A structured ground truth may hold numbers whose lexical type matters: parse the line losslessly.
-    if (groundTruth !== undefined && typeof groundTruth !== 'string') record = parseLossless(text)
   } catch (error) {
-    return { error: `Expected a JSON object for the line but received invalid JSON (${(error as Error).message})` }
+    return { line, error: `Expected a JSON object for line ${line} but received invalid JSON (${(error as Error).message})` }
   }
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return { error: 'Expected a JSON object for the line' }
-  const { completion, ground_truth: groundTruth } = record as Record<string, unknown>
-  if (typeof completion !== 'string') return { error: 'Expected a string for completion' }
-  if (groundTruth === undefined) return { error: 'Expected a ground truth for ground_truth but received nothing' }
-  return { item: { completion, groundTruth: groundTruth as BatchItem['groundTruth'] } }
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+    return { line, error: `Expected a JSON object for line ${line} but received ${describe(record)}` }
+  }
+  const { completion, ground_truth: parsed } = record as Record<string, unknown>
+  if (typeof completion !== 'string') return { line, error: `Expected a string for completion of line ${line} but received ${describe(completion)}` }
+  if (parsed === undefined) return { line, error: `Expected a ground truth for ground_truth of line ${line} but received nothing` }
+  // A structured ground truth holds numbers whose lexical type matters (5 vs 5.0), which JSON.parse lost: the
+  // scorer gets its source text instead, and parses that losslessly (not the whole line again).
+  const groundTruth = typeof parsed === 'string' ? parsed : rawMember(text, 'ground_truth')!
+  return { line, item: { completion, groundTruth } }
 }
 
 interface Scored {
@@ -81,12 +86,25 @@ async function scoreLines(lines: Line[], options: ScoreOptions): Promise<Scored[
   }
   let next = 0
   return lines.map((line) => {
+    if ('blank' in line) return { score: null, reason: 'blank', text: '' }
     const result = 'item' in line ? scored[next++]! : line
     if ('error' in result) {
-      return { score: null, reason: 'invalid-input', text: JSON.stringify({ score: null, reason: 'invalid-input', error: result.error }) }
+      const error = 'item' in line ? result.error.replace(/ for (ground_truth\S*)/, ` for $1 of line ${line.line}`) : result.error
+      return { score: null, reason: 'invalid-input', text: JSON.stringify({ score: null, reason: 'invalid-input', line: line.line, error }) }
     }
     return { score: result.score, reason: result.reason, text: JSON.stringify({ score: result.score, reason: result.reason }) }
   })
+}
+
+/** The output stream, opened before any input is read: a path that cannot be written is a clean error. */
+async function openOutput(path: string): Promise<Writable> {
+  const out = createWriteStream(path)
+  try {
+    await once(out, 'open')
+  } catch (cause) {
+    throw new GrpoError(`Expected a writable file for --output but received ${JSON.stringify(path)}: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
+  }
+  return out
 }
 
 export async function runReward(args: string[], io: Io): Promise<number> {
@@ -118,24 +136,38 @@ export async function runReward(args: string[], io: Io): Promise<number> {
   // Fails early on a bad --variant or --think-order (the message names the option).
   scoreToolCall('', '[]', options)
 
-  const out = values.output === undefined ? io.stdout : createWriteStream(values.output)
+  let out: Writable
+  try {
+    out = values.output === undefined ? io.stdout : await openOutput(values.output)
+  } catch (error) {
+    io.stderr.write(`node-grpo reward: ${(error as Error).message}\n`)
+    return 1
+  }
+  // A write error later (a full disk) ends the run with its message instead of an unhandled 'error' event.
+  let writeError: Error | null = null
+  out.on('error', (error) => (writeError ??= error))
   const counts = new Map<string, number>()
   let total = 0
   let sum = 0
   const write = async (lines: Line[]) => {
     const outputs = await scoreLines(lines, options)
     for (const { score, reason } of outputs) {
+      if (reason === 'blank') continue
       counts.set(reason, (counts.get(reason) ?? 0) + 1)
       total++
       sum += score ?? 0
     }
-    if (!out.write(outputs.map((o) => o.text).join('\n') + '\n')) await once(out, 'drain')
+    if (writeError) throw writeError
+    if (!out.write(outputs.map((o) => o.text).join('\n') + '\n')) await Promise.race([once(out, 'drain'), once(out, 'error')])
+    if (writeError) throw writeError
   }
   try {
     let pending: Line[] = []
     const source = values.input === '-' ? (io.stdin as AsyncIterable<Uint8Array>) : values.input
-    for await (const { text } of readRecordTexts(source, values.input === '-' ? 'standard input' : values.input)) {
-      pending.push(parseLine(text))
+    const name = values.input === '-' ? 'standard input' : values.input
+    for await (const record of readRecordTexts(source, name, { keepBlankLines: true })) {
+      const { line } = record
+      pending.push(record.error !== undefined ? { line, error: record.error } : record.text === '' ? { line, blank: true } : parseLine(record.text, line))
       if (pending.length >= BATCH) {
         await write(pending)
         pending = []

@@ -19,14 +19,15 @@
  * `extra_logs` has, for every reason code, a 0/1 indicator per item: OpenRLHF logs the batch mean of each, so
  * the logs show the share of completions per reason (reason/ok is the share of full rewards).
  *
- * A bad request gets a 400 with {"error": {"code", "message"}}; bodies over the size limit a 413; /advantages
+ * A bad request gets a 400 with {"error": {"code", "message"}}; bodies over the size limit a 413; a request whose
+ * scoring takes longer than the time budget a 503 (ERR_TIME_BUDGET; the rest of its work is dropped); /advantages
  * answers 503 (ERR_GRPO_BINDING_LOAD) when the native addon cannot load, while /get_reward, which needs no
  * native code, keeps working. The service binds to 127.0.0.1 unless --host says otherwise.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { parseArgs } from 'node:util'
 import { GrpoError, describe, invalidArg } from '../errors.js'
-import { parseLossless } from '../reward/json.js'
+import { rawArrayElements } from '../reward/json.js'
 import { closeScoringPool } from '../reward/pool.js'
 import { scoreBatch } from '../reward/batch.js'
 import { REASONS, THINK_ORDERS, VARIANTS, type BatchItem, type ThinkOrder, type Variant } from '../reward/types.js'
@@ -39,6 +40,8 @@ export interface ServeOptions {
   thinkOrder?: ThinkOrder
   /** The largest request body accepted, in bytes (default 64 MiB). */
   maxBodyBytes?: number
+  /** The longest the scoring of one /get_reward request may take, in milliseconds (default 60 s); then 503. */
+  timeBudgetMs?: number
   /** How the ops are loaded (default: the package's ops module, imported on the first /advantages request). */
   loadOps?: () => Promise<Ops>
   /** Answers /v1/… (a model's OpenAI-compatible API: createOpenAIHandler in lib/eval). */
@@ -47,6 +50,7 @@ export interface ServeOptions {
 
 const ASSISTANT_MARKER = '<|im_start|>assistant'
 const DEFAULT_MAX_BODY = 64 * 1024 * 1024
+const DEFAULT_TIME_BUDGET_MS = 60_000
 
 class HttpError extends Error {
   constructor(
@@ -102,7 +106,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
   })
 }
 
-function parseJsonBody(text: string, needsExact: (body: Record<string, unknown>) => boolean): Record<string, unknown> {
+/**
+ * The body, parsed once by JSON.parse (fast, and it never recurses, so no nesting can overflow it). Whatever needs
+ * exact number lexemes reads them from the text afterwards (labelsOf).
+ */
+function parseJsonBody(text: string): Record<string, unknown> {
   let body: unknown
   try {
     body = JSON.parse(text)
@@ -110,8 +118,21 @@ function parseJsonBody(text: string, needsExact: (body: Record<string, unknown>)
     throw new HttpError(400, 'ERR_GRPO_INVALID_ARG', `Expected a JSON request body but received invalid JSON (${(error as Error).message})`)
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) invalidArg('a JSON object', 'the request body', body)
-  // Structured labels carry numbers whose lexical type matters (5 vs 5.0): parse those bodies losslessly.
-  return needsExact(body as Record<string, unknown>) ? (parseLossless(text) as Record<string, unknown>) : (body as Record<string, unknown>)
+  return body as Record<string, unknown>
+}
+
+/**
+ * The ground truths of a /get_reward body. Text labels (what OpenRLHF sends) are used as they are. A structured
+ * label carries numbers whose lexical type matters (5 vs 5.0), which JSON.parse has lost: such a label becomes
+ * its own source text, cut out of the body by one scan, and the scorer parses it losslessly (with its depth and
+ * size limits, on a worker for large batches). Nothing re-parses the whole body.
+ */
+function labelsOf(text: string, labels: unknown[]): unknown[] {
+  if (labels.every((label) => typeof label === 'string')) return labels
+  const raw = rawArrayElements(text, 'labels')
+  /* c8 ignore next */
+  if (raw === null || raw.length !== labels.length) throw new Error('the labels of the parsed body and of its text differ')
+  return labels.map((label, i) => (typeof label === 'string' ? label : raw[i]!))
 }
 
 function checkKeys(body: Record<string, unknown>, allowed: readonly string[]): void {
@@ -136,19 +157,23 @@ export function responseOf(query: string, prompt: string | undefined): string {
   return query
 }
 
-async function getReward(body: Record<string, unknown>, options: ServeOptions): Promise<unknown> {
+async function getReward(text: string, options: ServeOptions, budgetMs: number): Promise<unknown> {
+  const body = parseJsonBody(text)
   checkKeys(body, ['query', 'prompts', 'labels'])
   const query = stringList(body.query, 'query')
   const prompts = body.prompts === undefined || body.prompts === null ? undefined : stringList(body.prompts, 'prompts', query.length)
-  const labels = body.labels
-  if (!Array.isArray(labels) || labels.length !== query.length) {
-    invalidArg(`a list of ${query.length} ground truths (one per query)`, 'labels', labels)
+  if (!Array.isArray(body.labels) || body.labels.length !== query.length) {
+    invalidArg(`a list of ${query.length} ground truths (one per query)`, 'labels', body.labels)
   }
-  const items: BatchItem[] = query.map((text, i) => ({ completion: responseOf(text, prompts?.[i]), groundTruth: labels[i] }))
+  const labels = labelsOf(text, body.labels)
+  const items = query.map((q, i) => ({ completion: responseOf(q, prompts?.[i]), groundTruth: labels[i] })) as BatchItem[]
   let results
   try {
-    results = await scoreBatch(items, { variant: options.variant, thinkOrder: options.thinkOrder })
+    results = await scoreBatch(items, { variant: options.variant, thinkOrder: options.thinkOrder, signal: AbortSignal.timeout(budgetMs) })
   } catch (error) {
+    if (error instanceof GrpoError && error.code === 'ERR_GRPO_ABORTED') {
+      throw new HttpError(503, 'ERR_TIME_BUDGET', `Expected the request to be scored within its time budget of ${budgetMs} ms but it took longer`)
+    }
     // Name the request's field rather than scoreBatch's items.
     if (error instanceof GrpoError) throw new GrpoError(error.message.replace(/items\[(\d+)\]\.groundTruth/, 'labels[$1]'), error.code)
     throw error
@@ -216,6 +241,8 @@ export function createRewardServer(options: ServeOptions = {}): Server {
   }
   const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY
   if (!Number.isSafeInteger(limit) || limit < 1) invalidArg('a positive integer', 'maxBodyBytes', limit)
+  const budgetMs = options.timeBudgetMs ?? DEFAULT_TIME_BUDGET_MS
+  if (!Number.isSafeInteger(budgetMs) || budgetMs < 1) invalidArg('a positive integer (milliseconds)', 'timeBudgetMs', budgetMs)
   const loadOps = options.loadOps ?? defaultLoadOps
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -229,11 +256,8 @@ export function createRewardServer(options: ServeOptions = {}): Server {
     }
     if (path === '/health') return send(res, 200, { status: 'ok' })
     const text = await readBody(req, limit)
-    if (path === '/get_reward') {
-      const body = parseJsonBody(text, (b) => Array.isArray(b.labels) && b.labels.some((label) => typeof label !== 'string'))
-      return send(res, 200, await getReward(body, options))
-    }
-    return send(res, 200, await advantages(parseJsonBody(text, () => false), loadOps))
+    if (path === '/get_reward') return send(res, 200, await getReward(text, options, budgetMs))
+    return send(res, 200, await advantages(parseJsonBody(text), loadOps))
   }
 
   const server = createServer((req, res) => {
@@ -273,6 +297,7 @@ Options:
   --variant <v>        ${VARIANTS.join(' | ')} (default binary)
   --think-order <o>    ${THINK_ORDERS.join(' | ')} (default presence)
   --max-body-mb <n>    largest request body in MiB (default 64)
+  --time-budget-s <n>  longest the scoring of one request may take, in seconds (default 60; then 503)
   --model <dir>        also serve this model's OpenAI-compatible API: /v1/models, /v1/completions,
                        /v1/chat/completions (node-grpo train --save writes a model folder)
   --device <d>         cpu | cuda: where the model runs (default: the active backend's device)
@@ -298,6 +323,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
         variant: { type: 'string' },
         'think-order': { type: 'string' },
         'max-body-mb': { type: 'string', default: '64' },
+        'time-budget-s': { type: 'string', default: '60' },
         model: { type: 'string' },
         device: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -314,7 +340,9 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   const port = Number(values.port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) invalidArg('a port number from 0 to 65535', '--port', values.port)
   const maxBodyMb = Number(values['max-body-mb'])
-  if (!(maxBodyMb > 0)) invalidArg('a positive number', '--max-body-mb', values['max-body-mb'])
+  if (!(maxBodyMb > 0 && maxBodyMb <= 4096)) invalidArg('a number of MiB in (0, 4096]', '--max-body-mb', values['max-body-mb'])
+  const budgetS = Number(values['time-budget-s'])
+  if (!(budgetS >= 0.001 && budgetS <= 86400)) invalidArg('a number of seconds in [0.001, 86400]', '--time-budget-s', values['time-budget-s'])
   if (values.device !== undefined && values.device !== 'cpu' && values.device !== 'cuda') invalidArg("'cpu' or 'cuda'", '--device', values.device)
   let model: import('../eval/model.js').LoadedModel | null = null
   let openai: OpenAIHandler | undefined
@@ -327,6 +355,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     variant: values.variant as Variant | undefined,
     thinkOrder: values['think-order'] as ThinkOrder | undefined,
     maxBodyBytes: Math.floor(maxBodyMb * 1024 * 1024),
+    timeBudgetMs: Math.round(budgetS * 1000),
     openai,
   })
   await new Promise<void>((resolve, reject) => {

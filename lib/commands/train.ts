@@ -9,15 +9,18 @@
  * 4. runs GRPO with the Tool-N1 preset (group 5, clip 0.2, k3 KL with β = 1e-3, token-mean, T = 0.7),
  *    with a progress bar showing the live reward;
  * 5. evaluates again and prints a before/after table;
- * 6. writes runs/<time>/metrics.jsonl (one line per warm-start step, GRPO step and evaluation),
- *    summary.json and curves.svg (reward, KL, clip fraction and entropy by step, drawn with vega-lite).
+ * 6. writes runs/<time>/metrics.jsonl (one line per warm-start step, GRPO step and evaluation, appended as each
+ *    happens, so a crash keeps every step done), summary.json and curves.svg (reward, KL, clip fraction and
+ *    entropy by step, drawn with vega-lite).
  *
- * Ctrl-C stops GRPO after the current step and still evaluates and writes everything.
+ * Ctrl-C or SIGTERM stops GRPO after the current step and still evaluates and writes everything; a second one
+ * exits at once (metrics.jsonl already holds every finished step).
  *
  * Under mpirun / srun (or `node-grpo launch --nproc N train`), every rank runs this same program data-parallel:
  * each GPU (or CPU rank) takes its share of every batch, and rank 0 alone prints, evaluates the totals and writes
  * the files. The results equal those of one process with the same --batch and --seed.
  */
+import { closeSync, openSync, writeSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -25,12 +28,16 @@ import * as backend from '../backend.js'
 import * as distributed from '../distributed.js'
 import type { Device } from '../dtype.js'
 import { invalidArg } from '../errors.js'
+import * as hf from '../hf/index.js'
 import { LogLinearPolicy } from '../log-linear-policy.js'
+import type { Policy } from '../policy.js'
+import { TransformerPolicy } from '../transformer-policy.js'
 import { generateToolTask, fitToolTaskTokenizer, type ToolTaskExample, type WordTokenizer } from '../task/index.js'
 import { fitMultiTurnTokenizer, generateMultiTurnTask, multiTurnToolFunctions, type MultiTurnExample } from '../task/multi-turn-task.js'
 import { toolTurnRenderer } from '../prompt.js'
 import { defaultDevice } from '../tensor.js'
-import { Trainer, presets, toolCallReward, type EvaluateResult, type RewardFunction, type StepMetrics, type ToolFunction, type TrainerOptions, type TrainerPrompt } from '../trainer.js'
+import { Trainer, presets, toolCallReward, type RewardFunction, type ToolFunction, type TrainerOptions, type TrainerPrompt } from '../trainer.js'
+import { Progress, renderCurves, table } from './train-report.js'
 
 const USAGE = `Usage: node-grpo train [options]
 
@@ -41,15 +48,17 @@ Options:
   --task tool|multi-turn  the single-turn task (default), or the multi-turn one: look a value up with a tool,
                         then make the call that needs it (the trainer runs the lookups between turns)
   --max-turns N         model turns per trajectory with --task multi-turn (default 3)
-  --steps N             GRPO steps (default 300; 200 with --task multi-turn)
+  --policy P            log-linear (default) or transformer: a small Qwen2-layout decoder created from
+                        scratch (2 layers, hidden 128, 4 heads of 32, tied embeddings; TransformerPolicy)
+  --steps N             GRPO steps (default 300; 200 with --task multi-turn; transformer 60)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
-  --lr X                GRPO learning rate (default 0.006)
-  --warmup-examples N   size of the warm-start slice (default 400)
-  --warmup-steps N      supervised steps of 64 examples (default 10; 4 with --task multi-turn)
-  --warmup-lr X         warm-start learning rate (default 0.03)
+  --lr X                GRPO learning rate (default 0.006; transformer 1e-4)
+  --warmup-examples N   size of the warm-start slice (default 400; transformer 2000)
+  --warmup-steps N      supervised steps of 64 examples (default 10; 4 with --task multi-turn; transformer 300)
+  --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3)
   --temperature X       sampling temperature of GRPO (default 0.7, the Tool-N1 preset's; 1 with --task multi-turn)
   --filter-groups N     dynamic sampling: drop groups whose rewards are all equal and sample more prompts,
                         up to N sampling rounds per step (default 1: off; 3 with --task multi-turn)
@@ -59,7 +68,8 @@ Options:
   --tool-reward W       with --task multi-turn: add a second reward, weight W, of 1 for a trajectory whose
                         tool calls all ran without error (default 0.5; 0: off)
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
-  --save                also write the trained policy and tokenizer to the output folder
+  --save                also write the trained policy and tokenizer to the output folder (transformer: a
+                        Hugging Face folder model/)
   --quiet               no progress bar
   --zero                data-parallel runs: shard the AdamW moments across ranks (ZeRO-1)
   --dist-timeout S      data-parallel runs: seconds a collective waits for the other ranks (default 600)
@@ -77,6 +87,7 @@ interface Config {
   filterGroups: number
   reward: 'binary' | 'toolrl'
   toolReward: number
+  policy: 'log-linear' | 'transformer'
   steps: number
   seed: number
   device: Device
@@ -110,6 +121,7 @@ function parseConfig(args: string[]): Config | null {
       'filter-groups': { type: 'string' },
       reward: { type: 'string' },
       'tool-reward': { type: 'string' },
+      policy: { type: 'string' },
       steps: { type: 'string' },
       seed: { type: 'string' },
       device: { type: 'string' },
@@ -137,6 +149,9 @@ function parseConfig(args: string[]): Config | null {
   }
   const task = (values.task ?? 'tool') as Config['task']
   if (!TASKS.includes(task)) invalidArg(TASKS.map((x) => `'${x}'`).join(' or '), '--task', values.task)
+  const policy = values.policy ?? 'log-linear'
+  if (policy !== 'log-linear' && policy !== 'transformer') invalidArg("'log-linear' or 'transformer'", '--policy', values.policy)
+  const tf = policy === 'transformer'
   // The multi-turn task's defaults: a shorter warm start and more exploration (its held-out reward starts low),
   // ToolRL's partial credit and a tool-use reward (the binary reward alone rarely sees a whole trajectory right),
   // dynamic sampling (most groups of a weak policy have no reward spread). bench/trainer.md has the runs.
@@ -153,149 +168,22 @@ function parseConfig(args: string[]): Config | null {
     filterGroups: integer(values['filter-groups'], '--filter-groups', multiTurn ? 3 : 1, 1),
     reward,
     toolReward,
-    steps: integer(values.steps, '--steps', multiTurn ? 200 : 300, 0),
+    policy,
+    steps: integer(values.steps, '--steps', tf ? 60 : multiTurn ? 200 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
     batch: integer(values.batch, '--batch', 16, 1),
-    lr: rate(values.lr, '--lr', 0.006),
-    warmupLr: rate(values['warmup-lr'], '--warmup-lr', 0.03),
-    warmupExamples: integer(values['warmup-examples'], '--warmup-examples', 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', multiTurn ? 4 : 10, 0),
+    lr: rate(values.lr, '--lr', tf ? 1e-4 : 0.006),
+    warmupLr: rate(values['warmup-lr'], '--warmup-lr', tf ? 3e-3 : 0.03),
+    warmupExamples: integer(values['warmup-examples'], '--warmup-examples', tf ? 2000 : 400, 1),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 300 : multiTurn ? 4 : 10, 0),
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
     zero: values.zero ?? false,
     distTimeout: values['dist-timeout'] === undefined ? undefined : rate(values['dist-timeout'], '--dist-timeout', 600),
   }
-}
-
-/** A one-line progress bar, redrawn in place on a terminal, printed every 10% otherwise. */
-class Progress {
-  #total: number
-  #tty: boolean
-  #quiet: boolean
-  #lastPrinted = -1
-  #start = performance.now()
-
-  constructor(total: number, quiet: boolean) {
-    this.#total = total
-    this.#tty = process.stdout.isTTY === true
-    this.#quiet = quiet
-  }
-
-  update(done: number, text: string): void {
-    if (this.#quiet || this.#total === 0) return
-    const width = 24
-    const filled = Math.round((done / this.#total) * width)
-    const seconds = ((performance.now() - this.#start) / 1000).toFixed(0)
-    const line = `  [${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(done).padStart(String(this.#total).length)}/${this.#total} ${text} ${seconds}s`
-    if (this.#tty) {
-      process.stdout.write(`\r${line}\x1b[K`)
-      return
-    }
-    const decile = Math.floor((done / this.#total) * 10)
-    if (decile !== this.#lastPrinted || done === this.#total) {
-      this.#lastPrinted = decile
-      process.stdout.write(line + '\n')
-    }
-  }
-
-  end(): void {
-    if (this.#tty && !this.#quiet && this.#total > 0) process.stdout.write('\n')
-  }
-}
-
-function ema(values: readonly number[], alpha: number): number[] {
-  let s = values[0] ?? 0
-  return values.map((v) => (s = alpha * v + (1 - alpha) * s))
-}
-
-/** The curves: train reward (per step and smoothed) with held-out points, KL, clip fraction, entropy. */
-async function renderCurves(steps: readonly StepMetrics[], evals: readonly { step: number; reward: number }[], epochs: number): Promise<string> {
-  const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')])
-  const smooth = ema(steps.map((m) => m.rewardMean), 0.15)
-  const rows: Record<string, unknown>[] = []
-  steps.forEach((m, i) => {
-    rows.push({ panel: 'reward', series: 'train batch', step: m.step, value: m.rewardMean })
-    rows.push({ panel: 'reward', series: 'train (smoothed)', step: m.step, value: smooth[i] })
-    rows.push({ panel: 'KL to reference (k3)', series: 'KL', step: m.step, value: m.kl })
-    rows.push({ panel: 'clip fraction', series: 'clip fraction', step: m.step, value: m.clipFrac })
-    rows.push({ panel: 'entropy (nats / token)', series: 'entropy', step: m.step, value: m.entropy })
-  })
-  for (const e of evals) rows.push({ panel: 'reward', series: 'held-out (greedy)', step: e.step, value: e.reward })
-  const x = { field: 'step', type: 'quantitative', title: 'GRPO step' }
-  const color = { field: 'series', type: 'nominal', title: null, legend: { orient: 'top' } }
-  const panel = (key: string, y: Record<string, unknown> = {}, title = key) => ({
-    title,
-    width: 520,
-    height: 140,
-    transform: [{ filter: { field: 'panel', equal: key } }],
-    mark: { type: 'line', strokeWidth: 1.5 },
-    encoding: { x, y: { field: 'value', type: 'quantitative', title: null, ...y }, color },
-  })
-  const reward = {
-    title: 'reward',
-    width: 520,
-    height: 180,
-    transform: [{ filter: { field: 'panel', equal: 'reward' } }],
-    layer: [
-      {
-        transform: [{ filter: "datum.series !== 'held-out (greedy)'" }],
-        mark: { type: 'line', strokeWidth: 1.5 },
-        encoding: {
-          x,
-          y: { field: 'value', type: 'quantitative', title: null, scale: { domain: [0, 1] } },
-          color,
-          opacity: { condition: { test: "datum.series === 'train batch'", value: 0.3 }, value: 1 },
-        },
-      },
-      {
-        transform: [{ filter: "datum.series === 'held-out (greedy)'" }],
-        mark: { type: 'line', point: true, strokeWidth: 2 },
-        encoding: { x, y: { field: 'value', type: 'quantitative' }, color },
-      },
-    ],
-  }
-  const spec = {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    data: { values: rows },
-    vconcat: [
-      reward,
-      panel('KL to reference (k3)'),
-      // One on-policy pass per batch (epochs 1) has ratio 1 at every token, so this stays 0 unless epochs > 1.
-      panel('clip fraction', { scale: { domainMin: 0, domainMax: 0.05 } }, epochs > 1 ? 'clip fraction' : 'clip fraction (0: one on-policy pass per batch, ratio 1)'),
-      panel('entropy (nats / token)'),
-    ],
-    resolve: { scale: { color: 'independent' } },
-    config: { font: 'sans-serif', view: { stroke: '#ddd' } },
-  }
-  const compiled = vegaLite.compile(spec as never).spec
-  const view = new vega.View(vega.parse(compiled), { renderer: 'none' })
-  try {
-    return await view.toSVG()
-  } finally {
-    view.finalize()
-  }
-}
-
-function table(before: EvaluateResult, after: EvaluateResult): string {
-  const reasons = [...new Set([...Object.keys(before.reasons), ...Object.keys(after.reasons)])].sort()
-  const rows: [string, string, string][] = [
-    ['held-out binary reward', before.reward.toFixed(3), after.reward.toFixed(3)],
-    ...reasons.map((r): [string, string, string] => [`  ${r}`, String(before.reasons[r] ?? 0), String(after.reasons[r] ?? 0)]),
-    ['mean completion tokens', before.completionLength.toFixed(1), after.completionLength.toFixed(1)],
-  ]
-  if (before.tools.calls + after.tools.calls > 0) {
-    rows.push(
-      ['mean model turns', before.tools.meanTurns.toFixed(2), after.tools.meanTurns.toFixed(2)],
-      ['tool calls run', String(before.tools.calls), String(after.tools.calls)],
-      ['  that failed (error, timeout, unknown tool)', String(before.tools.errors + before.tools.timeouts + before.tools.unknownTools), String(after.tools.errors + after.tools.timeouts + after.tools.unknownTools)],
-    )
-  }
-  const w = Math.max(...rows.map((r) => r[0].length))
-  const head = `  ${''.padEnd(w)}  ${'warm start'.padStart(10)}  ${'after GRPO'.padStart(10)}`
-  return [head, ...rows.map(([a, b, c]) => `  ${a.padEnd(w)}  ${b.padStart(10)}  ${c.padStart(10)}`)].join('\n')
 }
 
 /** Held-out evaluations judge with the binary reward, whatever the training reward. */
@@ -326,12 +214,28 @@ interface LoadedTask {
   trainerOptions: { tools?: Record<string, ToolFunction>; encode?: (text: string) => Int32Array; maxTurns?: number }
 }
 
+/**
+ * The transformer reads the prompt from the last user turn on, as the log-linear policy's features do: the tools
+ * and the system prompt are the same in every request, so they carry nothing it cannot learn, and the prompt
+ * shrinks ~10×, which is what makes a transformer trainable here in minutes.
+ */
+function promptTokens(config: Config, tokenizer: WordTokenizer): (text: string) => Int32Array {
+  if (config.policy !== 'transformer') return (text) => tokenizer.encode(text)
+  const userTurn = [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!]
+  return (text) => {
+    const tokens = tokenizer.encode(text)
+    for (let i = tokens.length - 2; i >= 0; i--) if (tokens[i] === userTurn[0] && tokens[i + 1] === userTurn[1]) return tokens.slice(i)
+    return tokens
+  }
+}
+
 function loadTask(config: Config): LoadedTask {
   if (config.task === 'tool') {
     const task = generateToolTask({ seed: config.seed, train: 2000, heldOut: 200 })
     const tokenizer = fitToolTaskTokenizer(task)
+    const prompt = promptTokens(config, tokenizer)
     const toPrompt = (e: ToolTaskExample): TaskPrompt => ({
-      tokens: tokenizer.encode(e.prompt),
+      tokens: prompt(e.prompt),
       groundTruth: e.groundTruth,
       reference: tokenizer.encode(e.reference, { eos: true }),
     })
@@ -344,6 +248,7 @@ function loadTask(config: Config): LoadedTask {
   const tokenizer = fitMultiTurnTokenizer(task)
   const render = toolTurnRenderer()
   const encode = (text: string) => tokenizer.encode(text)
+  const prompt = promptTokens(config, tokenizer)
   // The reference trajectory as the trainer builds one: each model turn ends on the stop token, the tool turn
   // between them is rendered and encoded the same way, and masked out (the model does not write it).
   const toPrompt = (e: MultiTurnExample): TaskPrompt => {
@@ -366,7 +271,7 @@ function loadTask(config: Config): LoadedTask {
       referenceMask.fill(p.model ? 1 : 0, at, at + p.tokens.length)
       at += p.tokens.length
     }
-    return { tokens: tokenizer.encode(e.prompt), groundTruth: e.groundTruth, records: e.records, reference, referenceMask }
+    return { tokens: prompt(e.prompt), groundTruth: e.groundTruth, records: e.records, reference, referenceMask }
   }
   const train = task.train.map(toPrompt)
   const heldOut = task.heldOut.map(toPrompt)
@@ -378,6 +283,8 @@ function loadTask(config: Config): LoadedTask {
 }
 
 export async function run(args: string[]): Promise<number> {
+  // A Hugging Face model and prepared data: the Tool-N1 recipe on a real checkpoint (lib/commands/train-model.ts).
+  if (args.some((a) => a === '--model' || a.startsWith('--model='))) return (await import('./train-model.js')).run(args)
   // One GPU per local rank when a launcher started several processes: before anything starts CUDA.
   const launched = distributed.launched()
   if (launched) distributed.assignDevice()
@@ -403,18 +310,45 @@ export async function run(args: string[]): Promise<number> {
   out(task.description)
 
   if (writer) await mkdir(config.out, { recursive: true })
-  const lines: string[] = []
-  const record = (entry: Record<string, unknown>) => lines.push(JSON.stringify(entry))
+  // One synchronous append per entry (rank 0 alone writes): a step takes far longer than the write, and whatever
+  // ends the process (a second Ctrl-C, SIGKILL, a crash) leaves every finished step in the file.
+  const metricsPath = join(config.out, 'metrics.jsonl')
+  const metrics = writer ? openSync(metricsPath, 'w') : null
+  const record = (entry: Record<string, unknown>) => {
+    if (metrics !== null) writeSync(metrics, JSON.stringify(entry) + '\n')
+  }
 
-  const policy = new LogLinearPolicy({
-    vocabSize: tokenizer.vocabSize,
-    hashSize: 32768,
-    device: config.device,
-    promptWindow: 40,
-    // The features see the user's request: whitespace and the chat markers around it carry nothing.
-    ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
-    windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
-  })
+  const policy: Policy =
+    config.policy === 'transformer'
+      ? TransformerPolicy.create(
+          {
+            architecture: 'Qwen2ForCausalLM',
+            vocabSize: tokenizer.vocabSize,
+            hiddenSize: 128,
+            intermediateSize: 256,
+            numLayers: 2,
+            numHeads: 4,
+            numKvHeads: 2,
+            headDim: 32,
+            tieWordEmbeddings: true,
+            maxPositionEmbeddings: 2048,
+            eosTokenIds: [tokenizer.eosId],
+          },
+          { seed: config.seed, device: config.device },
+        )
+      : new LogLinearPolicy({
+          vocabSize: tokenizer.vocabSize,
+          hashSize: 32768,
+          device: config.device,
+          promptWindow: 40,
+          // The features see the user's request: whitespace and the chat markers around it carry nothing.
+          ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
+          windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
+        })
+  if (policy instanceof TransformerPolicy) {
+    const c = policy.config
+    out(`policy: TransformerPolicy (${c.architecture} layout from scratch: ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads of ${c.headDim}, ${hf.parameterCount(c)} parameters)`)
+  }
   const trainer = new Trainer({
     ...presets.toolN1,
     policy,
@@ -437,8 +371,17 @@ export async function run(args: string[]): Promise<number> {
     distributed: world ? { zero: config.zero ? 1 : 0, ...(config.distTimeout ? { timeout: config.distTimeout } : {}) } : false,
   })
   const controller = new AbortController()
-  const onSigint = () => controller.abort()
-  process.once('SIGINT', onSigint)
+  const onSignal = (signal: NodeJS.Signals = 'SIGINT') => {
+    if (!controller.signal.aborted) {
+      out(`\n${signal}: stopping after the current step (again to exit at once)`)
+      controller.abort()
+      return
+    }
+    if (metrics !== null) closeSync(metrics)
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
     // 1. Warm start: a few supervised passes over a small slice, so the first samples already earn reward.
     const slice = train.slice(0, Math.min(config.warmupExamples, train.length))
@@ -505,7 +448,6 @@ export async function run(args: string[]): Promise<number> {
 
     // 5. Files (rank 0 alone writes them).
     if (!writer) return 0
-    await writeFile(join(config.out, 'metrics.jsonl'), lines.join('\n') + '\n')
     const svg = await renderCurves(result.steps, evals, trainer.settings.epochs)
     await writeFile(join(config.out, 'curves.svg'), svg)
     const totalSeconds = (performance.now() - started) / 1000
@@ -522,15 +464,17 @@ export async function run(args: string[]): Promise<number> {
     }
     await writeFile(join(config.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
     if (config.save) {
-      await policy.save(join(config.out, 'policy.safetensors'))
+      await policy.save(join(config.out, policy instanceof TransformerPolicy ? 'model' : 'policy.safetensors'))
       await writeFile(join(config.out, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()) + '\n')
     }
     out(`GRPO time split: sampling ${time.sample.toFixed(1)}s, tools ${time.tools.toFixed(1)}s, reward ${time.reward.toFixed(1)}s, loss ${time.loss.toFixed(1)}s, update ${time.update.toFixed(1)}s`)
-    out(`wrote ${join(config.out, 'metrics.jsonl')}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? ', policy.safetensors, tokenizer.json' : ''}`)
+    out(`wrote ${metricsPath}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? (config.policy === 'transformer' ? ', model/, tokenizer.json' : ', policy.safetensors, tokenizer.json') : ''}`)
     out(`done in ${totalSeconds.toFixed(1)}s`)
     return 0
   } finally {
-    process.off('SIGINT', onSigint)
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    if (metrics !== null) closeSync(metrics)
     trainer.dispose()
     policy.dispose()
   }

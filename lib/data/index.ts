@@ -2,8 +2,8 @@
  * Training data for tool calling: streaming readers for xLAM and ToolACE files, the Python-style call parser of
  * ToolACE, the paper's preprocessing, and the report of dropped records.
  */
-export { readRecordTexts, RecordSplitter, type RecordText, type TextSource } from './read.js'
-export { parsePythonCalls, CallSyntaxError, type PythonCall, type CallSyntaxKind } from './python-calls.js'
+export { readRecordTexts, RecordSplitter, DEFAULT_MAX_RECORD_CHARS, type RecordText, type RecordError, type RecordItem, type ReadOptions, type TextSource } from './read.js'
+export { parsePythonCalls, CallSyntaxError, type PythonCall, type CallSyntaxKind, type ParseCallsOptions } from './python-calls.js'
 export {
   prepareXlamRecord,
   prepareToolaceRecord,

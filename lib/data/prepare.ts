@@ -7,8 +7,9 @@ import { createWriteStream } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { stringify } from 'lossless-json'
-import { invalidArg } from '../errors.js'
-import { readRecordTexts, type TextSource } from './read.js'
+import { GrpoError, invalidArg } from '../errors.js'
+import { checkTextSource, readRecordTexts, type TextSource } from './read.js'
+import { MAX_JSON_DEPTH, valueNestsDeeperThan } from '../reward/json.js'
 import {
   DROP_REASONS,
   parseRecordText,
@@ -26,6 +27,8 @@ export interface DropEntry {
   source: Source
   /** The record's position in its file, from 0. */
   index: number
+  /** The line of its file where the record starts, from 1. */
+  line: number
   /** The record's own id, when it has one (xLAM). */
   id?: unknown
   reason: DropReason
@@ -95,12 +98,17 @@ async function run(
 ): Promise<void> {
   const exact = source === 'xlam' ? xlamNeedsExactParse : undefined
   const prepare = source === 'xlam' ? prepareXlamRecord : prepareToolaceRecord
-  for await (const { index, text } of readRecordTexts(input)) {
-    const parsed = parseRecordText(text, exact)
+  for await (const item of readRecordTexts(input)) {
+    const { index, line } = item
+    if (item.error !== undefined) {
+      report.dropped({ source, index, line, reason: 'bad-record-json', detail: item.error })
+      continue
+    }
+    const parsed = parseRecordText(item.text, exact)
     const result: RecordOutcome = 'drop' in parsed ? parsed : prepare(parsed.record)
     if ('drop' in result) {
       const id = 'record' in parsed ? parsed.record.id : undefined
-      report.dropped({ source, index, ...(id !== undefined ? { id } : {}), ...result.drop })
+      report.dropped({ source, index, line, ...(id !== undefined ? { id } : {}), ...result.drop })
       continue
     }
     report.kept(source, result.instances.length)
@@ -118,6 +126,8 @@ export async function prepareData(options: PrepareOptions): Promise<DropReport> 
     invalidArg('at least one of xlam and toolace', 'options', options)
   }
   if (typeof options.onInstance !== 'function') invalidArg('a function', 'options.onInstance', options.onInstance)
+  if (options.xlam !== undefined) checkTextSource(options.xlam, 'options.xlam')
+  if (options.toolace !== undefined) checkTextSource(options.toolace, 'options.toolace')
   const report = new DropReport()
   if (options.xlam !== undefined) await run('xlam', options.xlam, report, options.onInstance)
   if (options.toolace !== undefined) await run('toolace', options.toolace, report, options.onInstance)
@@ -126,7 +136,13 @@ export async function prepareData(options: PrepareOptions): Promise<DropReport> 
 
 /** The JSONL line of an instance: `{"messages", "tools", "answer"}`, numbers exactly as in the source. */
 export function instanceLine(instance: TrainingInstance): string {
-  return stringify({ messages: instance.messages, tools: instance.tools, answer: instance.answer }) + '\n'
+  if (typeof instance !== 'object' || instance === null) invalidArg('a {messages, tools, answer} instance', 'instance', instance)
+  const line = { messages: instance.messages, tools: instance.tools, answer: instance.answer }
+  for (const [key, value] of Object.entries(line)) {
+    if (!Array.isArray(value)) invalidArg('an array', `instance.${key}`, value)
+  }
+  if (valueNestsDeeperThan(line)) invalidArg(`JSON values nested at most ${MAX_JSON_DEPTH} levels deep`, 'instance', instance)
+  return stringify(line) + '\n'
 }
 
 /**
@@ -138,10 +154,22 @@ export async function writeTrainingData(options: {
   toolace?: TextSource
   out: string | Writable
 }): Promise<DropReport> {
-  const stream = typeof options.out === 'string' ? createWriteStream(options.out) : options.out
+  if (typeof options !== 'object' || options === null) invalidArg('an options object', 'options', options)
+  const out: unknown = options.out
+  const isWritable = (v: unknown): v is Writable =>
+    typeof v === 'object' && v !== null && ['write', 'end', 'on', 'off', 'destroy'].every((k) => typeof (v as Record<string, unknown>)[k] === 'function')
+  if (typeof out !== 'string' && !isWritable(out)) invalidArg('a file path or a writable stream', 'options.out', out)
+  if (options.xlam === undefined && options.toolace === undefined) invalidArg('at least one of xlam and toolace', 'options', options)
+  if (options.xlam !== undefined) checkTextSource(options.xlam, 'options.xlam')
+  if (options.toolace !== undefined) checkTextSource(options.toolace, 'options.toolace')
+  const stream = typeof out === 'string' ? createWriteStream(out) : out
   let failure: unknown = null
   const onError = (error: unknown) => {
-    failure ??= error
+    // A file that cannot be written is a GrpoError naming it; a caller's stream keeps its own error.
+    failure ??=
+      typeof out === 'string' && !(error instanceof GrpoError)
+        ? new GrpoError(`Expected a writable file for ${JSON.stringify(out)} but received: ${(error as Error)?.message ?? String(error)}`, 'ERR_GRPO_INVALID_ARG', { cause: error })
+        : error
   }
   stream.on('error', onError)
   let buffer = ''
@@ -150,7 +178,14 @@ export async function writeTrainingData(options: {
     const ok = stream.write(buffer)
     buffer = ''
     // once() rejects if the stream fails while we wait.
-    if (!ok) await once(stream, 'drain')
+    if (!ok) {
+      try {
+        await once(stream, 'drain')
+      } catch (error) {
+        onError(error)
+        throw failure
+      }
+    }
   }
   try {
     const report = await prepareData({
@@ -164,7 +199,13 @@ export async function writeTrainingData(options: {
     })
     if (buffer) await flush()
     stream.end()
-    await finished(stream)
+    try {
+      await finished(stream)
+    } catch (error) {
+      onError(error)
+      throw failure
+    }
+    if (failure) throw failure
     return report
   } catch (error) {
     stream.destroy()

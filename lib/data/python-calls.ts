@@ -4,6 +4,11 @@
  * Python literals (strings with every quote and escape form, numbers, True/False/None, lists, tuples, dicts).
  * JSON's true/false/null are read as well, since hand-written records mix the two.
  *
+ * Real tool names also hold the characters of the syntax around them (`Vehicle Identification Number (VIN)
+ * Lookup`, `Get Agent's Active Listings`). Given the record's own tool names, the parser reads a name as the
+ * longest of them that stands at the call's start followed by `(`, and falls back to the plain rule (up to the
+ * first bracket, quote, comma or `=`) for names the list lacks.
+ *
  * Numbers keep their lexical type, as in the reward: an integer stays an integer of any size and a float a
  * double (as LosslessNumber lexemes in JSON form, so `5.` becomes `5.0` and `0x1F` becomes `31`).
  */
@@ -67,10 +72,33 @@ function setKey(target: Record<string, unknown>, key: string, value: unknown): v
   Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true })
 }
 
+export interface ParseCallsOptions {
+  /** The tool names of the record: a name holding `(`, `'` and the like is read whole when it is one of these. */
+  names?: Iterable<string>
+}
+
 class Parser {
   private i = 0
+  /** Known names, longest first, so that `Get Agent's Active Listings` wins over a tool named `Get`. */
+  private readonly names: string[]
 
-  constructor(private readonly s: string) {}
+  constructor(
+    private readonly s: string,
+    names: Iterable<string> = [],
+  ) {
+    this.names = [...new Set(names)].filter((n) => typeof n === 'string' && n.trim() !== '').sort((a, b) => b.length - a.length)
+  }
+
+  /** The known name that starts at the current position and is followed by `(` (after spaces), if any. */
+  private knownName(): string | null {
+    for (const name of this.names) {
+      if (!this.s.startsWith(name, this.i)) continue
+      let j = this.i + name.length
+      while (isSpace(this.s[j])) j++
+      if (this.s[j] === '(') return name
+    }
+    return null
+  }
 
   private fail(expected: string, what: string, kind: CallSyntaxKind = 'syntax', at = this.i): never {
     const received = at >= this.s.length ? 'the end of the text' : describe(this.s.slice(at, at + 24))
@@ -110,9 +138,17 @@ class Parser {
   }
 
   private parseCall(): PythonCall {
-    const start = this.i
-    while (this.i < this.s.length && !NOT_IN_NAME.has(this.s[this.i]!)) this.i++
-    const name = this.s.slice(start, this.i).trim()
+    const known = this.knownName()
+    let name: string
+    if (known !== null) {
+      this.i += known.length
+      this.skipSpace()
+      name = known.trim()
+    } else {
+      const start = this.i
+      while (this.i < this.s.length && !NOT_IN_NAME.has(this.s[this.i]!)) this.i++
+      name = this.s.slice(start, this.i).trim()
+    }
     if (name === '' || this.s[this.i] !== '(') this.fail('a function name followed by "("', 'a call')
     this.i++
     const args: Record<string, unknown> = {}
@@ -359,14 +395,22 @@ class Parser {
 
 /**
  * Parses a Python-style call list (`[f(a=1), g(b="x")]`, or one bare call `f(a=1)`). Throws a CallSyntaxError
- * (code ERR_GRPO_INVALID_ARG) with the position and, in `kind`, whether an argument was positional.
+ * (code ERR_GRPO_INVALID_ARG) with the position and, in `kind`, whether an argument was positional. With
+ * `names` (the record's tools), names holding brackets or quotes are read whole.
  */
-export function parsePythonCalls(text: string): PythonCall[] {
+export function parsePythonCalls(text: string, options: ParseCallsOptions = {}): PythonCall[] {
   if (typeof text !== 'string') {
     throw new CallSyntaxError(`Expected a string for the call list but received ${describe(text)}`, 'syntax', 0)
   }
+  if (typeof options !== 'object' || options === null) {
+    throw new CallSyntaxError(`Expected an options object for parsePythonCalls but received ${describe(options)}`, 'syntax', 0)
+  }
+  const names = options.names
+  if (names !== undefined && (typeof names !== 'object' || names === null || typeof (names as Iterable<string>)[Symbol.iterator] !== 'function')) {
+    throw new CallSyntaxError(`Expected an iterable of strings for options.names but received ${describe(names)}`, 'syntax', 0)
+  }
   try {
-    return new Parser(text).parseCalls()
+    return new Parser(text, names).parseCalls()
   } catch (error) {
     if (error instanceof CallSyntaxError) throw error
     // Only a stack overflow on absurdly deep nesting gets here.

@@ -3,7 +3,7 @@
  * structured objects, records with a call that fails to parse or names a tool absent from the record's tools
  * dropped with a reason, and each multi-turn conversation split into one instance per assistant call.
  */
-import { GrpoError } from '../errors.js'
+import { GrpoError, describe, expectString, invalidArg } from '../errors.js'
 import { buildToolPrompt, type ChatMessage, type ConversationTurn, type PromptToolCall } from '../prompt.js'
 import { isLosslessNumber, parseLossless } from '../reward/json.js'
 import { CallSyntaxError, parsePythonCalls } from './python-calls.js'
@@ -44,7 +44,7 @@ export class RecordDropped extends GrpoError {
     readonly reason: DropReason,
     readonly detail: string,
   ) {
-    super(`${reason}: ${detail}`, 'ERR_GRPO_INVALID_ARG')
+    super(`${typeof reason === 'string' ? reason : describe(reason)}: ${typeof detail === 'string' ? detail : describe(detail)}`, 'ERR_GRPO_INVALID_ARG')
   }
 }
 const Drop = RecordDropped
@@ -104,6 +104,8 @@ export function parseRecordText(
   text: string,
   exact: (record: Record<string, unknown>) => boolean = () => false,
 ): { record: Record<string, unknown> } | { drop: { reason: DropReason; detail: string } } {
+  expectString(text, 'text')
+  if (typeof exact !== 'function') invalidArg('a function', 'exact', exact)
   let record: unknown
   try {
     record = JSON.parse(text)
@@ -145,6 +147,7 @@ export const TOOLACE_TOOLS_MARKER = 'Here is a list of functions in JSON format 
 
 /** The JSON list of tools that follows the marker sentence in a ToolACE system prompt. */
 export function extractToolaceTools(system: string): unknown[] {
+  expectString(system, 'system')
   const at = system.indexOf(TOOLACE_TOOLS_MARKER)
   if (at < 0) throw new Drop('no-tools', 'the system prompt has no list of functions')
   let start = at + TOOLACE_TOOLS_MARKER.length
@@ -186,41 +189,115 @@ const ROLES: Record<string, ConversationTurn['role'] | undefined> = {
   observation: 'tool',
 }
 
-/**
- * Whether an assistant turn is a call list rather than prose: `[`, a name, `(` … `]`. A turn that looks like
- * one and does not parse drops the record (a silent fallback to prose would train on a broken call).
- */
-export function looksLikeCalls(text: string): boolean {
-  const trimmed = text.trim()
-  return trimmed.endsWith(']') && /^\[\s*[^\s[\]{}()'",=:][^[\]{}()'",=:\n]*\(/.test(trimmed)
+/** The start of a Python-style call list whose first name is one of `names` (which may hold `(` and `'`). */
+function startsWithKnownCall(trimmed: string, names: Iterable<string>): boolean {
+  if (!trimmed.startsWith('[')) return false
+  let i = 1
+  while (/\s/.test(trimmed[i] ?? '')) i++
+  for (const name of names) {
+    if (typeof name !== 'string' || name === '' || !trimmed.startsWith(name, i)) continue
+    let j = i + name.length
+    while (/\s/.test(trimmed[j] ?? '')) j++
+    if (trimmed[j] === '(') return true
+  }
+  return false
 }
 
-/** ToolACE: `{system, conversations: [{from, value}]}`, the calls Python-style. One instance per call turn. */
+/**
+ * Whether an assistant turn is a call list rather than prose: `[`, a name, `(` … `]`, where the name is either
+ * plain (no brackets, quotes, commas, `=` or `:`) or one of the record's tool `names` (`[Get Agent's Active
+ * Listings(…)]`). A turn that looks like one and does not parse drops the record (a silent fallback to prose
+ * would train on a broken call).
+ */
+export function looksLikeCalls(text: string, names: Iterable<string> = []): boolean {
+  expectString(text, 'text')
+  if (typeof names !== 'object' || names === null || typeof (names as Iterable<string>)[Symbol.iterator] !== 'function') {
+    invalidArg('an iterable of tool names', 'names', names)
+  }
+  const trimmed = text.trim()
+  if (!trimmed.endsWith(']')) return false
+  return /^\[\s*[^\s[\]{}()'",=:][^[\]{}()'",=:\n]*\(/.test(trimmed) || startsWithKnownCall(trimmed, names)
+}
+
+/**
+ * The calls of a ShareGPT `function_call` turn: JSON text of one `{name, arguments}` object or of a list of them;
+ * `arguments` may itself be JSON text (glaive-style records), and is `{}` when absent.
+ */
+function parseJsonCalls(text: string, turn: number): PromptToolCall[] {
+  let value: unknown
+  try {
+    value = parseLossless(text.trim())
+  } catch (error) {
+    throw new Drop('call-parse-error', `turn ${turn}: the function call is not JSON (${(error as Error).message})`)
+  }
+  const list = Array.isArray(value) ? value : [value]
+  if (list.length === 0) throw new Drop('call-parse-error', `turn ${turn}: the function call is an empty list`)
+  return list.map((call, k) => {
+    if (!isObject(call) || typeof call.name !== 'string') {
+      throw new Drop('call-parse-error', `turn ${turn}: call ${k} is not a {name, arguments} object with a string name`)
+    }
+    let args: unknown = call.arguments ?? {}
+    if (typeof args === 'string') {
+      try {
+        args = parseLossless(args)
+      } catch (error) {
+        throw new Drop('call-parse-error', `turn ${turn}: the arguments of call ${k} are not JSON (${(error as Error).message})`)
+      }
+    }
+    if (!isObject(args)) throw new Drop('call-parse-error', `turn ${turn}: the arguments of call ${k} are not an object`)
+    return { name: call.name, arguments: args }
+  })
+}
+
+/**
+ * ToolACE and the ShareGPT layout, one instance per call turn (earlier turns become its context):
+ *
+ * - ToolACE: `{system, conversations: [{from, value}]}`; the tools are the JSON list in the system text, the calls
+ *   Python-style in assistant turns (`[Tide Times(port="x")]`), their names resolved against those tools.
+ * - ShareGPT as LLaMA-Factory and many published tool datasets write it: `{conversations, tools, system?}` with
+ *   `tools` a JSON list (or its text), calls in `function_call` turns as JSON (`{"name", "arguments"}` or a list),
+ *   results in `observation` turns, roles `human`/`gpt`.
+ *
+ * Turns may use `role`/`content` instead of `from`/`value`, and the list may be called `messages`; `system` turns
+ * are not part of the conversation (the prompt template writes its own system message).
+ */
 export function prepareToolaceRecord(record: unknown): RecordOutcome {
   return outcome(() => {
     if (!isObject(record)) throw new Drop('bad-record', 'the record is not a JSON object')
-    if (typeof record.system !== 'string') throw new Drop('bad-record', 'the record has no system text')
-    if (!Array.isArray(record.conversations)) throw new Drop('bad-record', 'the record has no conversations list')
-    const tools = extractToolaceTools(record.system)
+    const turns = record.conversations ?? record.messages
+    if (record.system !== undefined && record.system !== null && typeof record.system !== 'string') {
+      throw new Drop('bad-record', 'the record has a system field that is not text')
+    }
+    const hasTools = record.tools !== undefined && record.tools !== null && record.tools !== ''
+    if (!hasTools && typeof record.system !== 'string') throw new Drop('bad-record', 'the record has no system text')
+    if (!Array.isArray(turns)) throw new Drop('bad-record', 'the record has no conversations list')
+    const tools = hasTools ? checkTools(parseJsonField(record.tools, 'tools-parse-error', 'tools')).tools : extractToolaceTools(record.system as string)
     const names = checkTools(tools).names
     const context: ConversationTurn[] = []
     const instances: TrainingInstance[] = []
-    record.conversations.forEach((turn: unknown, i: number) => {
-      if (!isObject(turn) || typeof turn.value !== 'string' || typeof turn.from !== 'string') {
+    turns.forEach((turn: unknown, i: number) => {
+      const from = isObject(turn) ? (turn.from ?? turn.role) : undefined
+      const value = isObject(turn) ? (turn.value ?? turn.content) : undefined
+      if (typeof value !== 'string' || typeof from !== 'string') {
         throw new Drop('bad-record', `turn ${i} is not a {from, value} object of strings`)
       }
-      const role = ROLES[turn.from]
-      if (role === undefined) throw new Drop('bad-record', `turn ${i} has the unknown role ${JSON.stringify(turn.from)}`)
-      if (role !== 'assistant' || !looksLikeCalls(turn.value)) {
-        context.push({ role, content: turn.value })
-        return
-      }
+      if (from === 'system') return
       let calls: PromptToolCall[]
-      try {
-        calls = parsePythonCalls(turn.value.trim())
-      } catch (error) {
-        const e = error as CallSyntaxError
-        throw new Drop(e.kind === 'positional-argument' ? 'positional-argument' : 'call-parse-error', `turn ${i}: ${e.message}`)
+      if (from === 'function_call') {
+        calls = parseJsonCalls(value, i)
+      } else {
+        const role = ROLES[from]
+        if (role === undefined) throw new Drop('bad-record', `turn ${i} has the unknown role ${JSON.stringify(from)}`)
+        if (role !== 'assistant' || !looksLikeCalls(value, names)) {
+          context.push({ role, content: value })
+          return
+        }
+        try {
+          calls = parsePythonCalls(value.trim(), { names })
+        } catch (error) {
+          const e = error as CallSyntaxError
+          throw new Drop(e.kind === 'positional-argument' ? 'positional-argument' : 'call-parse-error', `turn ${i}: ${e.message}`)
+        }
       }
       checkNames(calls, names)
       instances.push({ messages: buildToolPrompt(tools, context), tools, answer: calls })

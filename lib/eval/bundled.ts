@@ -10,6 +10,8 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify as losslessStringify } from 'lossless-json'
+import { expectArray, expectString, fileCall } from '../errors.js'
+import { checkEntry } from './validate.js'
 import { counterOption, integerOption, parseOptions, type Schema } from '../options.js'
 import { generateToolTask, type ToolSpec, type ToolTaskExample } from '../task/tool-task.js'
 import type { ExpectedCall } from './checker.js'
@@ -79,7 +81,9 @@ export function toolTaskBfcl(options: BundledBfclOptions = {}): BfclEntry[] {
 
 /** Writes entries as a BFCL data folder: `BFCL_v3_<category>.json` and `possible_answer/BFCL_v3_<category>.json`. */
 export async function writeBfcl(dir: string, entries: readonly BfclEntry[]): Promise<string[]> {
-  await mkdir(join(dir, 'possible_answer'), { recursive: true })
+  expectString(dir, 'dir')
+  expectArray(entries, 'entries', 'an array of BFCL entries').forEach((e, i) => checkEntry(e, `entries[${i}]`))
+  await fileCall('a folder that can be created', dir, () => mkdir(join(dir, 'possible_answer'), { recursive: true }))
   const byCategory = new Map<BfclCategory, BfclEntry[]>()
   for (const e of entries) byCategory.set(e.category, [...(byCategory.get(e.category) ?? []), e])
   const written: string[] = []

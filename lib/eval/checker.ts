@@ -10,6 +10,7 @@
  * `error_type` (bfclErrorType), so counts can be compared with BFCL's score files.
  */
 import { type PyDict, type PyTypeName, type PyValue, PyTuple, isDict, pyEquals, pyIn, pyRepr, pySequence, pyType, standardizeString } from './values.js'
+import { expectArray, expectFields, expectString } from '../errors.js'
 
 /** A call as the model made it: the function's name and its keyword arguments. */
 export interface DecodedCall {
@@ -307,6 +308,17 @@ function listDictCheck(param: string, value: readonly PyValue[], options: readon
 
 /** One model call against one function document and one accepted call (the released simple_function_checker). */
 export function checkCall(spec: FunctionSpec, call: DecodedCall, expected: ExpectedCall): CheckResult {
+  expectFields(spec, 'spec', 'a FunctionSpec (see functionSpec)', { name: 'string', properties: 'map', required: 'array' })
+  checkDecodedCall(call, 'call')
+  expectFields(expected, 'expected', 'an ExpectedCall', { name: 'string', params: 'map' })
+  return checkOne(spec, call, expected)
+}
+
+function checkDecodedCall(call: unknown, what: string): void {
+  expectFields(call, what, 'a decoded call { name, arguments: Map }', { name: 'string', arguments: 'map' })
+}
+
+function checkOne(spec: FunctionSpec, call: DecodedCall, expected: ExpectedCall): CheckResult {
   if (call.name !== spec.name) return fail('wrong-name', 'simple_function_checker:wrong_func_name', `Expected a call to ${pyRepr(spec.name)} but received ${pyRepr(call.name)}`)
   const args = call.arguments
   for (const param of spec.required) {
@@ -374,7 +386,7 @@ function checkParallel(functions: readonly unknown[], calls: readonly DecodedCal
     let found = false
     for (let j = 0; j < calls.length && !found; j++) {
       if (matched.has(j)) continue
-      const r = checkCall(spec, calls[j]!, expected[i]!)
+      const r = checkOne(spec, calls[j]!, expected[i]!)
       if (r.valid) {
         matched.add(j)
         found = true
@@ -402,21 +414,27 @@ function checkParallel(functions: readonly unknown[], calls: readonly DecodedCal
  * entry's (first) function.
  */
 export function checkAst(category: string, functions: readonly unknown[], calls: readonly DecodedCall[], expected: readonly ExpectedCall[]): CheckResult {
+  expectString(category, 'category')
+  expectArray(functions, 'functions')
+  expectArray(calls, 'calls').forEach((c, i) => checkDecodedCall(c, `calls[${i}]`))
+  expectArray(expected, 'expected').forEach((c, i) => expectFields(c, `expected[${i}]`, 'an ExpectedCall', { name: 'string', params: 'map' }))
   if (category.includes('parallel')) return checkParallel(functions, calls, expected)
   if (category.includes('multiple')) {
     if (calls.length !== expected.length) return fail('wrong-count', 'multiple_function_checker:wrong_count', `Expected ${expected.length} call but received ${calls.length}`)
     if (expected.length === 0) return badEntry('the answer has no call')
     const spec = specFor(functions, expected[0]!.name)
-    return typeof spec === 'string' ? badEntry(spec) : checkCall(spec, calls[0]!, expected[0]!)
+    return typeof spec === 'string' ? badEntry(spec) : checkOne(spec, calls[0]!, expected[0]!)
   }
   if (calls.length !== 1) return fail('wrong-count', 'simple_function_checker:wrong_count', `Expected 1 call but received ${calls.length}`)
   if (expected.length === 0 || functions.length === 0) return badEntry('the entry has no function or no answer')
   const spec = functionSpec(functions[0])
-  return typeof spec === 'string' ? badEntry(spec) : checkCall(spec, calls[0]!, expected[0]!)
+  return typeof spec === 'string' ? badEntry(spec) : checkOne(spec, calls[0]!, expected[0]!)
 }
 
 /** Irrelevance (no call is right) and relevance (some call is right, whatever it is). */
 export function checkRelevance(category: string, calls: readonly DecodedCall[] | null): CheckResult {
+  expectString(category, 'category')
+  if (calls !== null) expectArray(calls, 'calls', 'an array of decoded calls or null').forEach((c, i) => checkDecodedCall(c, `calls[${i}]`))
   const madeCall = calls !== null && calls.length > 0 && !(calls.length === 1 && calls[0]!.name === '' && calls[0]!.arguments.size === 0)
   if (category.includes('irrelevance')) {
     return madeCall ? fail('called-irrelevant', 'irrelevance_error:decoder_success', `Expected no call but received ${calls!.length}`) : OK

@@ -17,7 +17,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { isLosslessNumber } from 'lossless-json'
-import { invalidArg } from '../errors.js'
+import { GrpoError, expectString, invalidArg } from '../errors.js'
 import { integerOption, parseOptions, valueOption, type Schema } from '../options.js'
 import { parseLossless } from '../reward/json.js'
 import type { ExpectedCall } from './checker.js'
@@ -42,6 +42,7 @@ export type BfclCategory = (typeof CATEGORIES)[number]
 
 /** Categories judged by whether a call was made at all (no possible answer file). */
 export function isRelevanceCategory(category: string): boolean {
+  expectString(category, 'category')
   return category.includes('relevance')
 }
 
@@ -98,6 +99,7 @@ const READ_BFCL_SCHEMA: Schema<ReadBfclOptions> = {
 
 /** The category of a question file name, or null when it is not a BFCL question file. */
 export function categoryOfFile(file: string): { category: BfclCategory | null; name: string } | null {
+  expectString(file, 'file')
   const m = /^(?:BFCL_v\d+_)?([A-Za-z_]+?)(?:_result)?\.jsonl?$/.exec(basename(file))
   if (!m) return null
   const name = m[1]!
@@ -143,12 +145,12 @@ export function expectedCalls(groundTruth: unknown): ExpectedCall[] {
   const value = fromJson(groundTruth)
   const list: PyValue[] = Array.isArray(value) ? value : [value]
   return list.map((item, i) => {
-    if (!isDict(item) || item.size !== 1) throw new Error(`Expected ground_truth[${i}] to be an object with one function name`)
+    if (!isDict(item) || item.size !== 1) throw new GrpoError(`Expected ground_truth[${i}] to be an object with one function name`, 'ERR_GRPO_INVALID_ARG')
     const [name, params] = [...item][0]!
-    if (!isDict(params)) throw new Error(`Expected the parameters of ${name} in ground_truth[${i}] to be an object`)
+    if (!isDict(params)) throw new GrpoError(`Expected the parameters of ${name} in ground_truth[${i}] to be an object`, 'ERR_GRPO_INVALID_ARG')
     const accepted = new Map<string, PyValue[]>()
     for (const [param, options] of params) {
-      if (!Array.isArray(options)) throw new Error(`Expected a list of accepted values for ${name}.${param} in ground_truth[${i}]`)
+      if (!Array.isArray(options)) throw new GrpoError(`Expected a list of accepted values for ${name}.${param} in ground_truth[${i}]`, 'ERR_GRPO_INVALID_ARG')
       accepted.set(param, options)
     }
     return { name, params: accepted }

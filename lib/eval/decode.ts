@@ -13,6 +13,7 @@
  * OpenAI `tool_calls` and BFCL's own result files (`[{"name": "{json}"}]`) have decoders of their own.
  */
 import { parsePythonCalls } from '../data/python-calls.js'
+import { expectString, invalidArg } from '../errors.js'
 import { parseLossless, pythonStrip } from '../reward/json.js'
 import type { DecodedCall } from './checker.js'
 import { type PyDict, type PyValue, fromJson, isDict } from './values.js'
@@ -68,6 +69,7 @@ export function decodeJsonValue(value: unknown): DecodeResult {
 
 /** `<tool_call>` blocks after the last `</think>`, in order. */
 export function decodeToolCallBlocks(text: string): DecodeResult {
+  expectString(text, 'text')
   const cut = text.lastIndexOf(THINK_END)
   const body = cut >= 0 ? text.slice(cut + THINK_END.length) : text
   const calls: DecodedCall[] = []
@@ -102,6 +104,7 @@ export function decodeToolCallBlocks(text: string): DecodeResult {
 
 /** A bare JSON list or object of calls. */
 export function decodeJsonCalls(text: string): DecodeResult {
+  expectString(text, 'text')
   const body = pythonStrip(text.replace(/^```(?:json)?\s*|\s*```$/g, ''))
   let value: PyValue
   try {
@@ -118,6 +121,7 @@ export function decodeJsonCalls(text: string): DecodeResult {
  * arguments, nested calls and bare names fail to decode (BFCL ignores, converts or stringifies them).
  */
 export function decodePythonCalls(text: string): DecodeResult {
+  expectString(text, 'text')
   let body = text.replace(/^[`\n ]+|[`\n ]+$/g, '')
   if (!body.startsWith('[')) body = '[' + body
   if (!body.endsWith(']')) body = body + ']'
@@ -131,6 +135,8 @@ export function decodePythonCalls(text: string): DecodeResult {
 }
 
 export function decodeText(text: string, format: CallFormat = 'auto'): DecodeResult {
+  expectString(text, 'text')
+  if (!(CALL_FORMATS as readonly unknown[]).includes(format)) invalidArg(`one of ${CALL_FORMATS.join(', ')}`, 'format', format)
   switch (format) {
     case 'tool-call':
       return decodeToolCallBlocks(text)

@@ -10,7 +10,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import type { Device } from '../dtype.js'
-import { GrpoError, invalidArg } from '../errors.js'
+import { GrpoError, expectFields, invalidArg } from '../errors.js'
 import type { Policy } from '../policy.js'
 import type { PromptTemplate } from './prompt.js'
 import { toolN1Template } from './prompt.js'
@@ -76,7 +76,9 @@ export function modelFromPolicy(options: {
   template?: PromptTemplate
   maxNewTokens?: number
 }): LoadedModel {
+  expectFields(options, 'options', 'model options { name, policy, tokenizer }', { name: 'string', policy: 'object', tokenizer: 'object' })
   const { name, policy, tokenizer } = options
+  if (typeof policy.dispose !== 'function') invalidArg('a Policy', 'options.policy', policy)
   return {
     name,
     policy,
@@ -121,6 +123,40 @@ export const logLinearLoader: ModelLoader = {
   },
 }
 
+/**
+ * The Hugging Face loader: a folder with config.json and safetensors weights (one file or an index) and the
+ * tokenizer files: a TransformerPolicy with its HfTokenizer, the Tool-N1 prompt through the model's chat template.
+ */
+export const huggingFaceLoader: ModelLoader = {
+  name: 'hugging-face',
+  async canLoad(dir) {
+    return (await isFile(join(dir, 'config.json'))) && ((await isFile(join(dir, 'model.safetensors'))) || (await isFile(join(dir, 'model.safetensors.index.json'))))
+  },
+  async load(dir, options) {
+    const [{ TransformerPolicy }, { HfTokenizer }, { chatTemplatePrompt }] = await Promise.all([
+      import('../transformer-policy.js'),
+      import('../hf/tokenizer.js'),
+      import('./prompt.js'),
+    ])
+    const tokenizer = await HfTokenizer.fromDir(dir)
+    const policy = await TransformerPolicy.fromPretrained(dir, { device: options.device, trainable: false })
+    const known = (tokens: ArrayLike<number>) => Array.from(tokens).filter((id) => id < tokenizer.vocabSize)
+    const stop = [...new Set([...(tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId]), ...policy.stopTokenIds])]
+    return modelFromPolicy({
+      name: options.name ?? basename(resolve(dir)),
+      policy,
+      tokenizer: {
+        encode: (text) => tokenizer.encode(text),
+        decode: (tokens) => tokenizer.decode(known(tokens), { skipSpecialTokens: true }),
+        tokenText: (id) => (id < tokenizer.vocabSize ? tokenizer.decode([id]) : ''),
+      },
+      stop,
+      template: chatTemplatePrompt(tokenizer),
+      maxNewTokens: 256,
+    })
+  },
+}
+
 /** Loads a model folder with the first loader that reads it. */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   if (typeof dir !== 'string' || dir === '') invalidArg('a model folder', 'dir', dir)
@@ -129,11 +165,11 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   } catch {
     invalidArg('an existing model folder', 'the model path', dir)
   }
-  for (const loader of [...loaders, logLinearLoader]) {
+  for (const loader of [...loaders, huggingFaceLoader, logLinearLoader]) {
     if (await loader.canLoad(dir)) return loader.load(dir, options)
   }
   return invalidArg(
-    `a model folder one of the loaders reads (${[...loaders, logLinearLoader].map((l) => l.name).join(', ')}; the log-linear one needs policy.safetensors and tokenizer.json, as \`node-grpo train --save\` writes)`,
+    `a model folder one of the loaders reads (${[...loaders, huggingFaceLoader, logLinearLoader].map((l) => l.name).join(', ')}; the log-linear one needs policy.safetensors and tokenizer.json, as \`node-grpo train --save\` writes)`,
     'the model path',
     dir,
   )

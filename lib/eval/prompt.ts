@@ -6,9 +6,11 @@
  * text the model continues. `toolN1Template` renders the Tool-N1 system prompt and ChatML (lib/prompt.ts); a
  * model's own chat template (Hugging Face `chat_template`) plugs in as another function of the same type.
  */
-import { invalidArg } from '../errors.js'
-import { buildToolPrompt, renderChatML, type ConversationTurn, type PromptToolCall } from '../prompt.js'
+import { expectArray, expectObject, invalidArg } from '../errors.js'
+import { checkEntry } from './validate.js'
+import { buildToolPrompt, renderChatML, type ChatMessage, type ConversationTurn, type PromptToolCall } from '../prompt.js'
 import type { BfclEntry } from './data.js'
+import type { ChatRenderer } from '../hf/tokenizer.js'
 
 /** A message of a conversation, as the OpenAI chat API carries it. */
 export interface PromptMessage {
@@ -64,8 +66,8 @@ function schemaNode(node: unknown): unknown {
 
 /** An entry's function documents as JSON-Schema function documents (`{name, description, parameters}`). */
 export function toJsonSchemaTools(functions: readonly unknown[]): Record<string, unknown>[] {
-  return functions.map((f) => {
-    const doc = f as Record<string, unknown>
+  return expectArray(functions, 'functions', 'an array of function documents').map((f, i) => {
+    const doc = expectObject(f, `functions[${i}]`, 'a function document { name, description, parameters }')
     const out: Record<string, unknown> = {}
     for (const [key, value] of Object.entries(doc)) out[key] = key === 'parameters' ? { ...(schemaNode(value) as object), type: 'object' } : value
     return out
@@ -89,6 +91,7 @@ export function openAITools(functions: readonly unknown[]): { tools: { type: 'fu
 
 /** The entry's conversation: every turn's messages, in order. */
 export function entryMessages(entry: BfclEntry): PromptMessage[] {
+  checkEntry(entry)
   return entry.turns.flat().map((m) => ({ role: m.role as PromptMessage['role'], content: m.content }))
 }
 
@@ -97,7 +100,22 @@ export function entryMessages(entry: BfclEntry): PromptMessage[] {
  * as ChatML with the assistant turn opened. A system message of the conversation is appended to that system
  * prompt (as BFCL appends an entry's system prompt to its own).
  */
-export const toolN1Template: PromptTemplate = (input) => {
+export const toolN1Template: PromptTemplate = (input) => renderChatML(toolN1Messages(input), { addGenerationPrompt: true })
+
+/**
+ * The Tool-N1 prompt rendered by a model's own chat template (a Hugging Face tokenizer's `chat_template`): the
+ * same messages as `toolN1Template`, framed the way the model was trained; ChatML when it has no template.
+ */
+export function chatTemplatePrompt(renderer: ChatRenderer & { readonly chatTemplate: string | null }): PromptTemplate {
+  return (input) => {
+    const messages = toolN1Messages(input)
+    if (renderer.chatTemplate === null) return renderChatML(messages, { addGenerationPrompt: true })
+    return renderer.applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), { addGenerationPrompt: true })
+  }
+}
+
+/** The Tool-N1 system prompt (with a conversation's own system message appended) and the conversation. */
+function toolN1Messages(input: PromptInput): ChatMessage[] {
   if (typeof input !== 'object' || input === null || !Array.isArray(input.messages)) invalidArg('{messages, tools}', 'prompt input', input)
   const extraSystem: string[] = []
   const turns: ConversationTurn[] = []
@@ -111,10 +129,12 @@ export const toolN1Template: PromptTemplate = (input) => {
   })
   const messages = buildToolPrompt(input.tools, turns)
   if (extraSystem.length > 0) messages[0] = { role: 'system', content: [messages[0]!.content, ...extraSystem].join('\n\n') }
-  return renderChatML(messages, { addGenerationPrompt: true })
+  return messages
 }
 
 /** The prompt text of an entry under a template (default: the Tool-N1 template). */
 export function entryPrompt(entry: BfclEntry, template: PromptTemplate = toolN1Template): string {
+  checkEntry(entry)
+  if (typeof template !== 'function') invalidArg('a prompt template (a function of { messages, tools })', 'template', template)
   return template({ messages: entryMessages(entry), tools: toJsonSchemaTools(entry.functions) })
 }

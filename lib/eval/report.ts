@@ -6,6 +6,8 @@ import { writeFile } from 'node:fs/promises'
 import { REASONS, type Reason } from './checker.js'
 import type { BfclCategory } from './data.js'
 import type { BfclReport, SummaryScore } from './run.js'
+import { expectArray, expectFields, expectObject, expectString, fileCall } from '../errors.js'
+import { checkReport } from './validate.js'
 
 const LABELS: Record<BfclCategory, string> = {
   simple: 'Simple',
@@ -45,6 +47,10 @@ function markdown(rows: string[][]): string {
  * summary computed over the categories present only; "—" a category not evaluated.
  */
 export function accuracyTable(reports: readonly { name: string; report: BfclReport }[]): string {
+  expectArray(reports, 'reports', 'an array of { name, report }').forEach((r, i) => {
+    expectFields(r, `reports[${i}]`, 'a { name, report } pair', { name: 'string' })
+    checkReport((r as { report: unknown }).report, `reports[${i}].report`)
+  })
   const head = [
     'Model',
     ...NON_LIVE_AST.map((c) => `Non-Live ${LABELS[c]}`),
@@ -69,6 +75,7 @@ export function accuracyTable(reports: readonly { name: string; report: BfclRepo
 
 /** Per-category counts: correct / total and accuracy, and the summary figures with how they are made. */
 export function categoryTable(report: BfclReport): string {
+  checkReport(report)
   const rows: string[][] = [['Category', 'Correct', 'Total', 'Accuracy %']]
   for (const [c, s] of Object.entries(report.categories) as [BfclCategory, { correct: number; total: number; accuracy: number }][]) {
     rows.push([c, String(s.correct), String(s.total), percent(s.accuracy)])
@@ -84,18 +91,24 @@ export function categoryTable(report: BfclReport): string {
 
 /** Reason counts, most frequent first, with what each means. */
 export function reasonTable(report: BfclReport): string {
+  checkReport(report)
   const entries = (Object.entries(report.reasons) as [Reason, number][]).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
   return markdown([['Reason', 'Count', 'Meaning'], ...entries.map(([r, n]) => [r, String(n), REASONS[r]])])
 }
 
 /** results.json: the settings, the scores, the reasons, the data problems, and every entry's verdict. */
 export async function writeResults(path: string, report: BfclReport, extra: Record<string, unknown> = {}): Promise<void> {
+  expectString(path, 'path')
+  checkReport(report)
+  expectObject(extra, 'extra')
   const { entries, ...rest } = report
-  await writeFile(path, JSON.stringify({ ...extra, ...rest, entries }, null, 1) + '\n')
+  await fileCall('a writable file', path, () => writeFile(path, JSON.stringify({ ...extra, ...rest, entries }, null, 1) + '\n'))
 }
 
 /** A bar chart of the accuracy per category and of the summary figures (vega-lite, rendered to SVG). */
 export async function accuracyChartSvg(report: BfclReport, title: string): Promise<string> {
+  checkReport(report)
+  expectString(title, 'title')
   const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')])
   const values: { label: string; group: string; accuracy: number; text: string }[] = []
   for (const [c, s] of Object.entries(report.categories) as [BfclCategory, { correct: number; total: number; accuracy: number }][]) {

@@ -8,6 +8,7 @@ import { type CheckResult, type Reason, REASONS, checkAst, checkRelevance, decod
 import { type BfclEntry, CATEGORIES, type BfclCategory, isRelevanceCategory } from './data.js'
 import { type CallFormat, CALL_FORMATS, decodeText } from './decode.js'
 import type { Completion, CompletionSource } from './sources.js'
+import { checkCategoryScores, checkCompletion, checkEntry, checkResults } from './validate.js'
 import { toPlain } from './values.js'
 
 export interface EntryResult extends CheckResult {
@@ -79,6 +80,8 @@ function plainCalls(calls: readonly { name: string; arguments: Map<string, unkno
 
 /** Decodes and checks one entry's completion. */
 export function judge(entry: BfclEntry, completion: Completion, format: CallFormat = 'auto'): EntryResult {
+  checkEntry(entry)
+  checkCompletion(completion)
   const base = { id: entry.id, category: entry.category }
   if (!completion.ok) return { ...base, ...sourceFailure(completion.reason, completion.message), completion: null, calls: null }
   const decoded = completion.decoded ?? decodeText(completion.text ?? '', format)
@@ -108,6 +111,7 @@ function summaryOf(categories: Partial<Record<BfclCategory, CategoryScore>>, nam
 
 /** BFCL's summary figures from per-category scores (over the categories present; `missing` lists the others). */
 export function summarize(categories: Partial<Record<BfclCategory, CategoryScore>>): BfclSummary {
+  checkCategoryScores(categories)
   const nonLive = summaryOf(categories, ['simple', 'multiple', 'parallel', 'parallel_multiple'], false)
   const live = summaryOf(categories, ['live_simple', 'live_multiple', 'live_parallel', 'live_parallel_multiple'], true)
   const irrelevance = summaryOf(categories, ['irrelevance', 'live_irrelevance'], false)
@@ -123,6 +127,7 @@ export function summarize(categories: Partial<Record<BfclCategory, CategoryScore
 
 /** Scores per category, the summary and the reason counts of a list of results. */
 export function score(results: readonly EntryResult[]): Pick<BfclReport, 'categories' | 'summary' | 'reasons'> {
+  checkResults(results)
   const categories: Partial<Record<BfclCategory, CategoryScore>> = {}
   for (const c of CATEGORIES) {
     const mine = results.filter((r) => r.category === c)

@@ -11,6 +11,7 @@
  * for any key such as `__proto__`).
  */
 import { isLosslessNumber } from 'lossless-json'
+import { GrpoError, expectString, invalidArg } from '../errors.js'
 import { parseLossless } from '../reward/json.js'
 
 export class PyTuple {
@@ -103,12 +104,16 @@ export function pySequence(value: PyValue): readonly PyValue[] | undefined {
  * quotes into double quotes (so "April 1, 2024" and "april 1 2024" compare equal).
  */
 export function standardizeString(text: string): string {
-  return text.replace(/[ ,./\-_*^]/g, '').toLowerCase().replaceAll("'", '"')
+  return expectString(text, 'text').replace(/[ ,./\-_*^]/g, '').toLowerCase().replaceAll("'", '"')
 }
 
 /** A value parsed from JSON (LosslessNumbers from lossless-json, or plain JavaScript values) as a PyValue. */
-export function fromJson(value: unknown, depth = 0): PyValue {
-  if (depth > 1000) throw new RangeError('Expected a JSON value nested at most 1000 levels deep')
+export function fromJson(value: unknown): PyValue {
+  return pyFromJson(value, 0)
+}
+
+function pyFromJson(value: unknown, depth: number): PyValue {
+  if (depth > MAX_DEPTH) invalidArg(`a JSON value nested at most ${MAX_DEPTH} levels deep`, 'value', value)
   if (value === null || typeof value === 'boolean' || typeof value === 'string' || typeof value === 'bigint') return value
   if (typeof value === 'number') {
     // A plain JavaScript number cannot say whether it was written 5 or 5.0: integers count as int.
@@ -117,13 +122,13 @@ export function fromJson(value: unknown, depth = 0): PyValue {
   if (isLosslessNumber(value)) return numberFromLexeme(String(value))
   // Already Python values.
   if (value instanceof Map || value instanceof PyTuple) return value as PyValue
-  if (Array.isArray(value)) return value.map((v) => fromJson(v, depth + 1))
+  if (Array.isArray(value)) return value.map((v) => pyFromJson(v, depth + 1))
   if (typeof value === 'object') {
     const map: PyDict = new Map()
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) map.set(k, fromJson(v, depth + 1))
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) map.set(k, pyFromJson(v, depth + 1))
     return map
   }
-  throw new TypeError(`Expected a JSON value but received ${typeof value}`)
+  return invalidArg('a JSON value', 'value', value)
 }
 
 /** `json.loads` of a number lexeme: an int unless it has a fraction or an exponent. */
@@ -131,20 +136,45 @@ export function numberFromLexeme(lexeme: string): bigint | number {
   return /[.eE]/.test(lexeme) ? Number(lexeme) : BigInt(lexeme)
 }
 
-/** `json.loads(text)` as a PyValue; throws a SyntaxError on malformed JSON. */
+/** `json.loads(text)` as a PyValue; malformed JSON is a GrpoError (ERR_GRPO_INVALID_ARG) with the parser's message. */
 export function parseJsonValue(text: string): PyValue {
-  return fromJson(parseLossless(text))
+  expectString(text, 'text')
+  let parsed: unknown
+  try {
+    parsed = parseLossless(text)
+  } catch (cause) {
+    if (cause instanceof GrpoError) throw cause
+    throw new GrpoError(`Expected JSON text for text but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
+  }
+  return fromJson(parsed)
+}
+
+/** How deep the PyValue helpers follow nested lists and dicts (BFCL's values are a few levels deep). */
+const MAX_DEPTH = 1000
+
+/** The container's children one level down, or a GrpoError past MAX_DEPTH (a cyclic or absurdly deep value). */
+function deeper(depth: number, value: unknown): number {
+  if (depth >= MAX_DEPTH) invalidArg(`a value nested at most ${MAX_DEPTH} levels deep`, 'value', value)
+  return depth + 1
 }
 
 /** The value as plain JSON-able JavaScript (for results.json): ints as numbers when safe, else strings. */
 export function toPlain(value: PyValue): unknown {
+  return plainAt(value, 0)
+}
+
+function plainAt(value: PyValue, depth: number): unknown {
   if (typeof value === 'bigint') return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString()
   if (typeof value === 'number') return Number.isFinite(value) ? value : String(value)
-  if (Array.isArray(value)) return value.map(toPlain)
-  if (value instanceof PyTuple) return value.items.map(toPlain)
+  if (Array.isArray(value)) {
+    const d = deeper(depth, value)
+    return value.map((v) => plainAt(v, d))
+  }
+  if (value instanceof PyTuple) return value.items.map((v) => plainAt(v, deeper(depth, value)))
   if (value instanceof Map) {
+    const d = deeper(depth, value)
     const out: Record<string, unknown> = {}
-    for (const [k, v] of value) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true })
+    for (const [k, v] of value) Object.defineProperty(out, k, { value: plainAt(v, d), enumerable: true, writable: true, configurable: true })
     return out
   }
   return value
@@ -180,6 +210,10 @@ function strRepr(s: string): string {
 
 /** Python's `repr(value)`, for messages that read like the released checker's. */
 export function pyRepr(value: PyValue): string {
+  return reprAt(value, 0)
+}
+
+function reprAt(value: PyValue, depth: number): string {
   if (value === null) return 'None'
   switch (typeof value) {
     case 'boolean':
@@ -191,9 +225,11 @@ export function pyRepr(value: PyValue): string {
     case 'string':
       return strRepr(value)
   }
-  if (Array.isArray(value)) return '[' + value.map(pyRepr).join(', ') + ']'
-  if (value instanceof PyTuple) return '(' + value.items.map(pyRepr).join(', ') + (value.items.length === 1 ? ',)' : ')')
-  return '{' + [...value].map(([k, v]) => `${strRepr(k)}: ${pyRepr(v)}`).join(', ') + '}'
+  if (!Array.isArray(value) && !(value instanceof PyTuple) && !(value instanceof Map)) return invalidArg('a Python value (null, boolean, bigint, number, string, array, PyTuple or Map)', 'value', value)
+  const d = deeper(depth, value)
+  if (Array.isArray(value)) return '[' + value.map((v) => reprAt(v, d)).join(', ') + ']'
+  if (value instanceof PyTuple) return '(' + value.items.map((v) => reprAt(v, d)).join(', ') + (value.items.length === 1 ? ',)' : ')')
+  return '{' + [...value].map(([k, v]) => `${strRepr(k)}: ${reprAt(v, d)}`).join(', ') + '}'
 }
 
 /**
@@ -201,6 +237,10 @@ export function pyRepr(value: PyValue): string {
  * exponent (`5.0`), so reading it back gives the same types. Tuples become lists.
  */
 export function toJsonText(value: PyValue): string {
+  return jsonTextAt(value, 0)
+}
+
+function jsonTextAt(value: PyValue, depth: number): string {
   if (value === null) return 'null'
   switch (typeof value) {
     case 'boolean':
@@ -208,12 +248,14 @@ export function toJsonText(value: PyValue): string {
     case 'bigint':
       return value.toString()
     case 'number':
-      if (!Number.isFinite(value)) throw new RangeError(`Expected a finite float for JSON but received ${value}`)
+      if (!Number.isFinite(value)) invalidArg('a finite float for JSON', 'value', value)
       return floatRepr(value)
     case 'string':
       return JSON.stringify(value)
   }
-  if (Array.isArray(value)) return '[' + value.map(toJsonText).join(', ') + ']'
-  if (value instanceof PyTuple) return '[' + value.items.map(toJsonText).join(', ') + ']'
-  return '{' + [...value].map(([k, v]) => `${JSON.stringify(k)}: ${toJsonText(v)}`).join(', ') + '}'
+  if (!Array.isArray(value) && !(value instanceof PyTuple) && !(value instanceof Map)) return invalidArg('a Python value (null, boolean, bigint, number, string, array, PyTuple or Map)', 'value', value)
+  const d = deeper(depth, value)
+  if (Array.isArray(value)) return '[' + value.map((v) => jsonTextAt(v, d)).join(', ') + ']'
+  if (value instanceof PyTuple) return '[' + value.items.map((v) => jsonTextAt(v, d)).join(', ') + ']'
+  return '{' + [...value].map(([k, v]) => `${JSON.stringify(k)}: ${jsonTextAt(v, d)}`).join(', ') + '}'
 }

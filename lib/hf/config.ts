@@ -16,7 +16,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { GrpoError, describe } from '../errors.js'
+import { GrpoError, describe, expectFields, expectString, invalidArg } from '../errors.js'
 
 export const ARCHITECTURES = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM'] as const
 export type Architecture = (typeof ARCHITECTURES)[number]
@@ -78,6 +78,19 @@ export interface ModelConfig {
   extra: Record<string, unknown>
 }
 
+/**
+ * The shape of a ModelConfig a caller passes (made by readModelConfig or modelConfig): its fields of the right
+ * kinds, so the functions that read it fail with a GrpoError naming the field rather than a TypeError.
+ */
+export function checkModelConfig(config: unknown, what = 'config'): void {
+  expectFields(config, what, 'a model config (see readModelConfig)', {
+    architecture: 'string', modelType: 'string', vocabSize: 'number', hiddenSize: 'number', intermediateSize: 'number', numLayers: 'number',
+    numHeads: 'number', numKvHeads: 'number', headDim: 'number', rmsNormEps: 'number', ropeTheta: 'number', ropeScaling: 'object|null',
+    maxPositionEmbeddings: 'number', tieWordEmbeddings: 'boolean', qkvBias: 'boolean', outputBias: 'boolean', mlpBias: 'boolean', qkNorm: 'boolean',
+    torchDtype: 'string|null', bosTokenId: 'number|null', eosTokenIds: 'array', padTokenId: 'number|null', initializerRange: 'number', extra: 'object',
+  })
+}
+
 function bad(source: string, key: string, expected: string, received: unknown): never {
   throw new GrpoError(`Expected ${expected} for ${source} ${key} but received ${describe(received)}`, 'ERR_GRPO_INVALID_ARG')
 }
@@ -96,6 +109,7 @@ const KNOWN_KEYS = new Set([
  * Errors are GrpoErrors (`ERR_GRPO_INVALID_ARG`) naming the offending key.
  */
 export function parseModelConfig(json: unknown, source = 'config.json'): ModelConfig {
+  expectString(source, 'source')
   if (typeof json !== 'object' || json === null || Array.isArray(json)) bad(source, '(the whole file)', 'a JSON object', json)
   const raw = json as Record<string, unknown>
   const has = (key: string): boolean => raw[key] !== undefined && raw[key] !== null
@@ -270,6 +284,8 @@ function parseRopeScaling(value: unknown, source: string, key: string): RopeScal
  * the config's scaling. Pair i rotates dimensions (i, i + headDim/2) by the angle `position * inv_freq[i]`.
  */
 export function ropeInverseFrequencies(config: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>): Float64Array {
+  const c = expectFields(config, 'config', 'a model config with headDim, ropeTheta and ropeScaling', { headDim: 'number', ropeTheta: 'number', ropeScaling: 'object|null' })
+  if (!Number.isSafeInteger(c.headDim) || (c.headDim as number) < 0) invalidArg('a non-negative integer', 'config.headDim', c.headDim)
   const half = config.headDim / 2
   const out = new Float64Array(half)
   for (let i = 0; i < half; i++) out[i] = 1 / config.ropeTheta ** ((2 * i) / config.headDim)
@@ -375,6 +391,7 @@ function ropeScalingToJson(scaling: RopeScaling | null): Record<string, unknown>
  * library's values, plus the keys of the source config it did not interpret.
  */
 export function modelConfigToJson(config: ModelConfig): Record<string, unknown> {
+  checkModelConfig(config)
   const json: Record<string, unknown> = {
     ...config.extra,
     architectures: [config.architecture],
@@ -415,6 +432,7 @@ export function modelConfigToJson(config: ModelConfig): Record<string, unknown> 
 
 /** Reads and validates `dir/config.json`. */
 export async function readModelConfig(dir: string): Promise<ModelConfig> {
+  expectString(dir, 'dir')
   const path = join(dir, 'config.json')
   let text: string
   try {
@@ -433,6 +451,8 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
 
 /** Writes `dir/config.json` and `dir/generation_config.json` (the token ids generation stops at), atomically. */
 export async function writeModelConfig(dir: string, config: ModelConfig): Promise<void> {
+  expectString(dir, 'dir')
+  checkModelConfig(config)
   await writeJsonAtomic(join(dir, 'config.json'), modelConfigToJson(config))
   const generation: Record<string, unknown> = { _from_model_config: true }
   if (config.bosTokenId !== null) generation.bos_token_id = config.bosTokenId

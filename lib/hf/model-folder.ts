@@ -6,11 +6,11 @@
 import { copyFile, mkdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { float32ToBf16, float32ToF16, type DType } from '../dtype.js'
-import { GrpoError, invalidArg } from '../errors.js'
+import { GrpoError, expectString, invalidArg } from '../errors.js'
 import type { SafetensorsEntry } from '../safetensors.js'
 import { Tensor, type TensorData } from '../tensor.js'
 import { SAVE_MODEL_SCHEMA, parseOptions, type SaveModelOptions } from '../options.js'
-import { readModelConfig, writeModelConfig, type ModelConfig, type TorchDtype } from './config.js'
+import { checkModelConfig, readModelConfig, writeModelConfig, type ModelConfig, type TorchDtype } from './config.js'
 import { SafetensorsCheckpoint, entryToFloat32, writeSafetensorsCheckpoint, type TensorSource, type WrittenCheckpoint } from './safetensors.js'
 import { checkCheckpointTensors, expectedTensors, type TensorSpec } from './tensors.js'
 
@@ -112,6 +112,8 @@ export async function saveModelFolder(
 ): Promise<WrittenCheckpoint> {
   if (typeof dir !== 'string' || dir === '') invalidArg('a model folder path', 'dir', dir)
   const { dtype, maxShardBytes, tokenizerFrom } = parseOptions(SAVE_MODEL_SCHEMA, options, 'saveModelFolder options')
+  checkModelConfig(config)
+  if (typeof tensors !== 'object' || tensors === null) invalidArg('a list or record of name → tensor', 'tensors', tensors)
   const list: [string, TensorSource | Tensor][] = Symbol.iterator in (tensors as object) ? [...(tensors as Iterable<[string, TensorSource | Tensor]>)] : Object.entries(tensors)
   const byName = new Map(list.map(([name, t]) => [name, { dtype: t.dtype, shape: [...t.shape] }]))
   if (byName.size !== list.length) invalidArg('unique tensor names', 'tensors', list.length)
@@ -131,6 +133,8 @@ export async function saveModelFolder(
 
 /** Copies the tokenizer files present in `from` into `to`; tokenizer.json and tokenizer_config.json must exist. */
 export async function copyTokenizerFiles(from: string, to: string): Promise<string[]> {
+  expectString(from, 'from')
+  expectString(to, 'to')
   const copied: string[] = []
   // Copying a file onto itself would truncate it.
   if (resolve(from) === resolve(to)) return copied

@@ -85,6 +85,7 @@ function typedView(dtype: DType, bytes: Uint8Array): TensorData {
 
 /** The values of a floating-point entry as float32 (bf16 and f16 widened exactly). */
 export function entryToFloat32(entry: SafetensorsEntry): Float32Array {
+  if (typeof entry !== 'object' || entry === null || !ArrayBuffer.isView((entry as { data?: unknown }).data)) invalidArg('a safetensors entry { dtype, shape, data }', 'entry', entry)
   switch (entry.dtype) {
     case 'f32':
       return entry.data as Float32Array
@@ -106,6 +107,7 @@ export class SafetensorsReader implements AsyncDisposable {
   #file: FileHandle | null
 
   private constructor(path: string, file: FileHandle, metadata: Record<string, string>, tensors: Map<string, SafetensorsTensorInfo>) {
+    if (typeof path !== 'string' || !(tensors instanceof Map)) invalidArg('a reader made by SafetensorsReader.open(path)', 'new SafetensorsReader()', path)
     this.path = path
     this.#file = file
     this.metadata = metadata
@@ -225,6 +227,7 @@ export class SafetensorsCheckpoint implements AsyncDisposable {
   #readers: Map<string, SafetensorsReader>
 
   private constructor(path: string, sharded: boolean, readers: Map<string, SafetensorsReader>, tensors: Map<string, SafetensorsTensorInfo>) {
+    if (typeof path !== 'string' || !(readers instanceof Map) || !(tensors instanceof Map)) invalidArg('a checkpoint made by SafetensorsCheckpoint.open(location)', 'new SafetensorsCheckpoint()', path)
     this.path = path
     this.sharded = sharded
     this.#readers = readers
@@ -363,6 +366,7 @@ export async function writeSafetensorsCheckpoint(
   const metadata: Record<string, string> = { format: 'pt', ...given }
   const list: [string, TensorSource][] = []
   const seen = new Set<string>()
+  if (typeof tensors !== 'object' || tensors === null) invalidArg('a list or record of name → tensor', 'tensors', tensors)
   const entries = Symbol.iterator in (tensors as object) ? (tensors as Iterable<[string, TensorSource | Tensor]>) : Object.entries(tensors)
   for (const [name, value] of entries) {
     if (typeof name !== 'string' || name === '' || name === '__metadata__') invalidArg('a tensor name other than __metadata__', 'tensor name', name)

@@ -3,9 +3,9 @@
  * config implies (PyTorch `nn.Linear` layout: weight [out_features, in_features]), and the check of a
  * checkpoint against them.
  */
-import { GrpoError } from '../errors.js'
+import { GrpoError, invalidArg } from '../errors.js'
 import type { DType } from '../dtype.js'
-import type { ModelConfig } from './config.js'
+import { checkModelConfig, type ModelConfig } from './config.js'
 import type { SafetensorsTensorInfo } from './safetensors.js'
 
 /** What a tensor is, so a policy can map names to its own parameters without parsing them. */
@@ -45,6 +45,7 @@ export const WEIGHT_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16']
 
 /** Every tensor of the model `config` describes, in the order transformers lists its parameters. */
 export function expectedTensors(config: ModelConfig): TensorSpec[] {
+  checkModelConfig(config)
   const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim: d, vocabSize: v } = config
   const q = numHeads * d
   const kv = numKvHeads * d
@@ -80,6 +81,7 @@ export function expectedTensors(config: ModelConfig): TensorSpec[] {
 
 /** Total parameter count of the model `config` describes. */
 export function parameterCount(config: ModelConfig): number {
+  checkModelConfig(config)
   return expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0)
 }
 
@@ -105,6 +107,9 @@ export function checkCheckpointTensors(
   tensors: ReadonlyMap<string, Pick<SafetensorsTensorInfo, 'dtype' | 'shape'> & { path?: string }>,
   where = 'the checkpoint',
 ): TensorSpec[] {
+  checkModelConfig(config)
+  if (!((tensors as unknown) instanceof Map)) invalidArg('a Map of tensor name to { dtype, shape }', 'tensors', tensors)
+  if (typeof where !== 'string') invalidArg('a string', 'where', where)
   const expected = expectedTensors(config)
   for (const spec of expected) {
     const found = tensors.get(spec.name)

@@ -115,6 +115,10 @@ export class HfTokenizer implements ChatRenderer {
   #specialIds: Set<number>
 
   private constructor(tokenizer: Tokenizer, jinja: JinjaModule, config: Record<string, unknown>, templates: Map<string, string>) {
+    // Made by fromDir / fromJSON only: a direct `new` gets a GrpoError, not a TypeError from a missing part.
+    if (!(templates instanceof Map) || typeof config !== 'object' || config === null || typeof (tokenizer as { encode?: unknown } | null)?.encode !== 'function') {
+      invalidArg('a tokenizer made by HfTokenizer.fromDir(dir) or HfTokenizer.fromJSON(json)', 'new HfTokenizer()', tokenizer)
+    }
     this.#tokenizer = tokenizer
     this.#jinja = jinja
     this.#config = config

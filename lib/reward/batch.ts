@@ -13,8 +13,15 @@ import { decodeResult, type ChunkReply, type ChunkRequest } from './wire.js'
 
 /** Batches below this size are scored inline: starting a chunk on a worker costs more than it saves. */
 export const INLINE_LIMIT = 256
+/**
+ * ...unless their text is larger than this (characters of completions and JSON-text ground truths): a few long
+ * items cost as much as many short ones, and scoring them inline would hold the event loop as long.
+ */
+export const INLINE_CHARS = 256 * 1024
 /** Items per worker chunk: about 2 ms of scoring, so replies come often and each costs the main thread little. */
 const CHUNK = 128
+/** A chunk also ends once it holds this many characters, so long items spread over the workers. */
+const CHUNK_CHARS = 1 << 20
 /** The longest the main thread scores before yielding to the event loop. */
 const SLICE_MS = 4
 
@@ -36,6 +43,11 @@ function prepareAt(truth: unknown, index: number, options: ResolvedOptions): Pre
   }
 }
 
+function aborted(signal: AbortSignal): GrpoError {
+  const reason = signal.reason instanceof Error ? `: ${signal.reason.message}` : ''
+  return new GrpoError(`Expected the scoring of the batch to finish but it was aborted${reason}`, 'ERR_GRPO_ABORTED', { cause: signal.reason })
+}
+
 async function scoreInline(
   completions: string[],
   truths: unknown[],
@@ -43,9 +55,11 @@ async function scoreInline(
   results: ScoreResult[],
   from: number,
   to: number,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   let sliceStart = performance.now()
   for (let i = from; i < to; i++) {
+    if (signal?.aborted) throw aborted(signal)
     results[i] = scorePrepared(completions[i]!, prepareAt(truths[i], i, options), options)
     if ((i & 7) === 7 && performance.now() - sliceStart > SLICE_MS) {
       await yieldToLoop()
@@ -82,20 +96,28 @@ export async function scoreBatch(items: readonly BatchItem[], options?: BatchOpt
   if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0)) {
     invalidArg('a non-negative integer', 'options.workers', workers)
   }
+  const signal = options?.signal
+  if (signal !== undefined && !(signal instanceof AbortSignal)) invalidArg('an AbortSignal', 'options.signal', signal)
+  if (signal?.aborted) throw aborted(signal)
   const n = items.length
   const completions: string[] = new Array(n)
   const truths: unknown[] = new Array(n)
+  // Characters per item, to cut chunks by size as well as by count.
+  const sizes = new Float64Array(n)
+  let chars = 0
   for (let i = 0; i < n; i++) {
     const item = items[i] as Partial<BatchItem> | null | undefined
     if (typeof item !== 'object' || item === null) invalidArg('a {completion, groundTruth} object', `items[${i}]`, item)
     if (typeof item.completion !== 'string') invalidArg('a string', `items[${i}].completion`, item.completion)
     completions[i] = item.completion
     truths[i] = item.groundTruth
+    sizes[i] = item.completion.length + (typeof item.groundTruth === 'string' ? item.groundTruth.length : 0)
+    chars += sizes[i]!
   }
   const results: ScoreResult[] = new Array(n)
-  if (workers === 0 || n < INLINE_LIMIT) {
+  if (workers === 0 || (n < INLINE_LIMIT && chars <= INLINE_CHARS)) {
     try {
-      await scoreInline(completions, truths, resolved, results, 0, n)
+      await scoreInline(completions, truths, resolved, results, 0, n, signal)
     } catch (error) {
       throw error instanceof InvalidItem ? error.error : error
     }
@@ -108,21 +130,25 @@ export async function scoreBatch(items: readonly BatchItem[], options?: BatchOpt
     if (firstInvalid === null || invalid.index < firstInvalid.index) firstInvalid = invalid
   }
   const chunks: Promise<void>[] = []
-  for (let from = 0; from < n; from += CHUNK) {
-    const to = Math.min(n, from + CHUNK)
-    const chunk = pool.run(() => makeChunk(completions, truths, resolved, from, to)).then(
+  for (let from = 0, to = 0; from < n; from = to) {
+    let size = 0
+    to = from
+    while (to < n && to - from < CHUNK && (to === from || size + sizes[to]! <= CHUNK_CHARS)) size += sizes[to++]!
+    const chunkEnd = to
+    const chunk = pool.run(() => makeChunk(completions, truths, resolved, from, chunkEnd), signal).then(
       (reply: ChunkReply) => {
         if ('results' in reply) {
-          for (let i = 0; i < to - from; i++) results[from + i] = decodeResult(reply.results, i)
+          for (let i = 0; i < chunkEnd - from; i++) results[from + i] = decodeResult(reply.results, i)
         } else if ('invalid' in reply) {
           const error = new GrpoError(reply.invalid.message, 'ERR_GRPO_INVALID_ARG')
           noteInvalid(new InvalidItem(reply.invalid.index, error))
         } else {
-          return scoreInline(completions, truths, resolved, results, from, to)
+          return scoreInline(completions, truths, resolved, results, from, chunkEnd, signal)
         }
       },
       (error: unknown) => {
-        if (error instanceof WorkerUnavailable) return scoreInline(completions, truths, resolved, results, from, to)
+        if (error instanceof WorkerUnavailable) return scoreInline(completions, truths, resolved, results, from, chunkEnd, signal)
+        if (signal?.aborted) throw aborted(signal)
         throw error
       },
     )
@@ -134,7 +160,10 @@ export async function scoreBatch(items: readonly BatchItem[], options?: BatchOpt
       }),
     )
   }
-  await Promise.all(chunks)
+  // Every chunk settles before the batch does (an aborted batch leaves no chunk running on its behalf).
+  const settled = await Promise.allSettled(chunks)
+  if (signal?.aborted) throw aborted(signal)
+  for (const s of settled) if (s.status === 'rejected') throw s.reason
   if (firstInvalid !== null) throw (firstInvalid as InvalidItem).error
   return results
 }

@@ -1,4 +1,5 @@
 /** Parsing the content of a `<tool_call>` block into calls (docs/reward.md, "Finding and parsing the calls"). */
+import { expectString } from '../errors.js'
 import { isLosslessNumber, parseLossless, pythonStrip } from './json.js'
 import type { Reason, ToolCall } from './types.js'
 
@@ -11,11 +12,12 @@ const hasOwn = Object.prototype.hasOwnProperty
 export type Extracted = { reason: Reason; calls: null } | { reason: null; calls: ToolCall[] }
 
 /**
- * Steps 2 to 4 of docs/reward.md ("Finding and parsing the calls") on the block's content. Never throws.
+ * Steps 2 to 4 of docs/reward.md ("Finding and parsing the calls") on the block's content. Never throws for a string.
  * `argumentsKeys` are the keys that may hold a call's arguments, the first present one wins (the ToolRL variant
  * also reads ToolRL's own `parameters`).
  */
 export function extractCalls(content: string, argumentsKeys: readonly string[] = ['arguments']): Extracted {
+  expectString(content, 'content')
   let value: unknown
   try {
     value = parseLossless(pythonStrip(content))

@@ -19,6 +19,7 @@ interface Task {
   make: () => ChunkRequest
   resolve: (reply: ChunkReply) => void
   reject: (error: unknown) => void
+  signal?: AbortSignal
 }
 
 interface Slot {
@@ -63,11 +64,16 @@ export class ScoringPool {
     return this.slots.length
   }
 
-  run(make: () => ChunkRequest): Promise<ChunkReply> {
+  /**
+   * Runs one chunk. With `signal`, a chunk still waiting for a worker when the signal aborts is dropped (rejected
+   * with the signal's reason) as soon as a worker frees up; one already sent runs to its end.
+   */
+  run(make: () => ChunkRequest, signal?: AbortSignal): Promise<ChunkReply> {
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new WorkerUnavailable('the scoring pool is closed'))
       if (this.startFailures >= 2) return reject(new WorkerUnavailable('scoring workers cannot start'))
-      this.queue.push({ make, resolve, reject })
+      if (signal?.aborted) return reject(signal.reason)
+      this.queue.push({ make, resolve, reject, signal })
       this.dispatch()
     })
   }
@@ -137,6 +143,10 @@ export class ScoringPool {
         return
       }
       const task = this.queue.shift()!
+      if (task.signal?.aborted) {
+        task.reject(task.signal.reason)
+        continue
+      }
       let request: ChunkRequest
       try {
         request = task.make()

@@ -2,9 +2,9 @@
  * The Tool-N1 tool-call reward for one completion (docs/reward.md). Runs on the main thread for single calls
  * and small batches, and inside the scoring workers for large ones.
  */
-import { invalidArg } from '../errors.js'
+import { GrpoError, expectString, invalidArg } from '../errors.js'
 import { extractCalls } from './calls.js'
-import { NotJsonError, canonical, isLosslessNumber, parseLossless } from './json.js'
+import { JsonTooDeepError, MAX_JSON_DEPTH, NotJsonError, canonical, isLosslessNumber, parseLossless } from './json.js'
 import { prepareToolrlTruth, scoreToolrl, type ToolrlTruth } from './toolrl.js'
 import {
   THINK_ORDERS,
@@ -49,6 +49,7 @@ export function resolveOptions(options: ScoreOptions | undefined): ResolvedOptio
 
 /** The text that is scored: what follows the last assistant marker, when there is one. */
 export function scoredText(completion: string): string {
+  expectString(completion, 'completion')
   // Most completions hold no marker at all: a forward search (much faster in V8 than lastIndexOf) rules it out.
   if (completion.indexOf(ASSISTANT_MARKER) < 0) return completion
   return completion.slice(completion.lastIndexOf(ASSISTANT_MARKER) + ASSISTANT_MARKER.length)
@@ -60,6 +61,7 @@ export function scoredText(completion: string): string {
  * (`<tool_call>a<tool_call>b</tool_call>` has one match whose content is `a<tool_call>b`).
  */
 export function lastBlock(text: string): { start: number; content: string } | null {
+  expectString(text, 'text')
   let from = 0
   let start = -1
   let contentStart = 0
@@ -123,12 +125,22 @@ function prepareValue(value: unknown, what: string, toolrl: boolean): PreparedTr
   return invalidArg('a list of {name, arguments} objects, one such object, or JSON text of either', what, value)
 }
 
+/**
+ * The longest ground truth accepted as JSON text, in characters. A tool-call ground truth is a few hundred bytes;
+ * parsing tens of megabytes losslessly costs seconds and twenty times the text in memory.
+ */
+export const MAX_TRUTH_CHARS = 1 << 20
+
 function parseTruthText(text: string, what: string): unknown {
+  if (text.length > MAX_TRUTH_CHARS) {
+    throw new GrpoError(`Expected JSON text of at most ${MAX_TRUTH_CHARS} characters for ${what} but received ${text.length} characters`, 'ERR_GRPO_INVALID_ARG')
+  }
   let value: unknown
   try {
     value = parseLossless(text)
     if (typeof value === 'string') value = parseLossless(value)
-  } catch {
+  } catch (error) {
+    if (error instanceof JsonTooDeepError) invalidArg(`JSON text nested at most ${MAX_JSON_DEPTH} levels deep`, what, text)
     invalidArg('JSON text of a list of {name, arguments} objects', what, text)
   }
   return value
@@ -175,7 +187,8 @@ function match(calls: ToolCall[], truth: PreparedTruth): [boolean, boolean] {
     if (!sameSorted(sortedNames, truth.names)) return [false, false]
     for (let i = 0; i < calls.length; i++) keys[i] = names[i] + '\u0000' + canonical(calls[i]!.arguments)
   } catch {
-    // Only a stack overflow on a value nested deeper than canonical() can follow: it cannot match.
+    // Unreachable for parsed completions (parseLossless caps the depth below canonical()'s limit); kept so that
+    // a result never depends on anything but the text.
     return [false, false]
   }
   keys.sort()

@@ -80,4 +80,9 @@ export interface BatchOptions extends ScoreOptions {
    * loop). Default: a shared pool of up to 4 workers (one fewer than the CPU count, at least 1).
    */
   workers?: number
+  /**
+   * Stops the batch: scoring stops at the next item (inline) or chunk (workers), and the promise rejects with
+   * ERR_GRPO_ABORTED. The service gives every request a time budget this way.
+   */
+  signal?: AbortSignal
 }

@@ -38,6 +38,9 @@ export class WordTokenizer {
   #pattern: RegExp
 
   private constructor(specials: readonly string[], vocab: readonly string[]) {
+    if (!Array.isArray(specials) || !Array.isArray(vocab) || !vocab.every((p) => typeof p === 'string')) {
+      invalidArg('a tokenizer made by a WordTokenizer factory', 'new WordTokenizer()', vocab)
+    }
     this.specials = Object.freeze([...specials])
     this.vocab = Object.freeze([...vocab])
     this.#ids = new Map(vocab.map((piece, i) => [piece, i]))
@@ -50,6 +53,10 @@ export class WordTokenizer {
    * `minCount` times, in order of first appearance (so the ids do not depend on hash-map iteration order).
    */
   static fit(texts: Iterable<string>, options: { specials?: readonly string[]; minCount?: number } = {}): WordTokenizer {
+    if (typeof texts !== 'object' || texts === null || typeof (texts as Iterable<string>)[Symbol.iterator] !== 'function') {
+      invalidArg('an iterable of strings', 'texts', texts)
+    }
+    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'WordTokenizer.fit options', options)
     const specials = options.specials ?? []
     if (!Array.isArray(specials) || specials.some((s) => typeof s !== 'string' || s === '')) {
       invalidArg('an array of non-empty strings', 'specials', specials)
@@ -99,6 +106,7 @@ export class WordTokenizer {
   }
 
   encode(text: string, options: { eos?: boolean } = {}): Int32Array {
+    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'encode options', options)
     const pieces = this.pieces(text)
     const out = new Int32Array(pieces.length + (options.eos ? 1 : 0))
     pieces.forEach((piece, i) => (out[i] = this.#ids.get(piece) ?? this.unkId))
@@ -108,6 +116,7 @@ export class WordTokenizer {
 
   /** The text of `tokens`; `<eos>` and `<pad>` decode to nothing, ids outside the vocabulary are an error. */
   decode(tokens: ArrayLike<number>): string {
+    if (!Array.isArray(tokens) && !(ArrayBuffer.isView(tokens) && !(tokens instanceof DataView))) invalidArg('an array of token ids', 'tokens', tokens)
     let text = ''
     for (let i = 0; i < tokens.length; i++) {
       const id = tokens[i]!

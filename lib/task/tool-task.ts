@@ -264,6 +264,10 @@ export function toolTaskTools(): ToolSpec[] {
 
 /** The reference completion: a short reasoning, then the calls in the prompt's own JSON layout. */
 export function referenceCompletion(calls: readonly ToolCallValue[]): string {
+  if (!Array.isArray(calls)) invalidArg('an array of {name, arguments} calls', 'calls', calls)
+  calls.forEach((c, i) => {
+    if (typeof c !== 'object' || c === null || typeof c.name !== 'string') invalidArg('a {name, arguments} call with a string name', `calls[${i}]`, c)
+  })
   const names = [...new Set(calls.map((c) => c.name))]
   return `<think>Use ${names.join(', ')}.</think>\n${renderCalls(calls)}`
 }
@@ -344,8 +348,13 @@ export function generateToolTask(options: ToolTaskOptions = {}): ToolTask {
  * call list, including one `"key": ` piece per argument name.
  */
 export function toolTaskSpecials(tools: readonly ToolSpec[] = toolTaskTools()): string[] {
+  if (!Array.isArray(tools)) invalidArg('an array of tool specs', 'tools', tools)
   const keys = new Set<string>()
-  for (const t of tools) for (const k of Object.keys(t.parameters.properties)) keys.add(`"${k}": `)
+  tools.forEach((t, i) => {
+    const properties = (t as Partial<ToolSpec> | null)?.parameters?.properties
+    if (typeof properties !== 'object' || properties === null) invalidArg('a tool spec with parameters.properties', `tools[${i}]`, t)
+    for (const k of Object.keys(properties)) keys.add(`"${k}": `)
+  })
   return [
     '<think>',
     '</think>',
@@ -363,8 +372,12 @@ export function toolTaskSpecials(tools: readonly ToolSpec[] = toolTaskTools()): 
 
 /** A tokenizer fitted to the task's train split (prompts and reference completions). */
 export function fitToolTaskTokenizer(task: ToolTask): WordTokenizer {
+  if (typeof task !== 'object' || task === null || !Array.isArray(task.train) || !Array.isArray(task.tools)) {
+    invalidArg('a task from generateToolTask ({tools, train, heldOut})', 'task', task)
+  }
   const texts = function* () {
-    for (const e of task.train) {
+    for (const [i, e] of task.train.entries()) {
+      if (typeof e !== 'object' || e === null) invalidArg('an example with prompt and reference texts', `task.train[${i}]`, e)
       yield e.prompt
       yield e.reference
     }

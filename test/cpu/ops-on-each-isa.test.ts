@@ -14,7 +14,7 @@ import { backend } from '../../lib/index.js'
 import { native } from '../../lib/native.js'
 
 const opsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'ops')
-const files = ['token-logprobs.test.ts', 'grpo-loss.test.ts', 'known-failures.test.ts', 'row-layouts.test.ts']
+const files = ['token-logprobs.test.ts', 'grpo-loss.test.ts', 'known-failures.test.ts', 'row-layouts.test.ts', 'linear-grpo-loss.test.ts']
 const ALL = ['avx512-bf16', 'avx512', 'avx2', 'generic']
 
 function runs(isa: string): boolean {

@@ -2,7 +2,7 @@ import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
-import { parse } from 'lossless-json'
+import { parse, stringify } from 'lossless-json'
 import {
   extractToolaceTools,
   instanceLine,
@@ -198,7 +198,7 @@ t.test('the pipeline: files in, JSONL and a report of every drop out', async (t)
     },
   })
   t.equal(report.drops.length, 24, 'every dropped record is listed')
-  t.same(report.drops[0], { source: 'xlam', index: 1, id: 2, reason: 'unknown-tool', detail: 'the call "get_weather" names no tool of the record' })
+  t.same(report.drops[0], { source: 'xlam', index: 1, line: 8, id: 2, reason: 'unknown-tool', detail: 'the call "get_weather" names no tool of the record' })
   t.same(report.drops.at(-1)!.index, 14)
   t.equal(report.drops.at(-1)!.reason, 'bad-record-json')
   t.match(report.summary(), /^xlam: 11 records, 1 kept, 1 instances, 10 dropped\n {2}bad-record: 1\n/)
@@ -230,7 +230,7 @@ t.test('bad options and failing outputs', async (t) => {
   await t.rejects(prepareData(null as never), { code: 'ERR_GRPO_INVALID_ARG' })
   await t.rejects(prepareData({ xlam: 'x', onInstance: 5 as never }), { message: /options\.onInstance/ })
   const dir = t.testdir({ 'x.jsonl': xlamRecords.map((r) => JSON.stringify(r)).join('\n') })
-  await t.rejects(writeTrainingData({ xlam: join(dir, 'x.jsonl'), out: join(dir, 'missing', 'out.jsonl') }), { code: 'ENOENT' })
+  await t.rejects(writeTrainingData({ xlam: join(dir, 'x.jsonl'), out: join(dir, 'missing', 'out.jsonl') }), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /writable file for .*ENOENT/, cause: { code: 'ENOENT' } })
   const failing = new Writable({
     write(_chunk, _encoding, callback) {
       callback(new Error('disk full'))
@@ -251,4 +251,89 @@ t.test('large outputs are written in blocks, with backpressure', async (t) => {
   t.equal(report.sources.xlam.instances, 800)
   t.ok(bytes > 1 << 20, `${bytes} bytes written`)
   writeFileSync(join(dir, 'unused'), '')
+})
+
+t.test('real ToolACE tool names with parentheses and apostrophes are resolved against the record (issue 18 item 10)', async (t) => {
+  // Before: the parser stopped the name at "(" and dropped the whole record, valid calls included; an apostrophe
+  // made the turn look like prose, so the call silently became context.
+  const vin = { name: 'Vehicle Identification Number (VIN) Lookup', description: 'VIN', parameters: { type: 'dict', properties: { vin: { type: 'string' } } } }
+  const agent = { name: "Get Agent's Active Listings", description: 'Listings', parameters: { type: 'dict', properties: { agent_id: { type: 'integer' } } } }
+  const get = { name: 'Get', description: 'a tool whose name is a prefix of another', parameters: { type: 'dict', properties: {} } }
+  const record = {
+    system: system([vin, agent, get, tideTool]),
+    conversations: [
+      { from: 'user', value: 'Look up VIN 1HGCM and the listings of agent 7, and the tides at Brest.' },
+      { from: 'assistant', value: '[Vehicle Identification Number (VIN) Lookup(vin="1HGCM"), Tide Times(port="Brest", days=1)]' },
+      { from: 'tool', value: '{"make": "Honda"}' },
+      { from: 'assistant', value: "[Get Agent's Active Listings(agent_id=7)]" },
+      { from: 'tool', value: '[]' },
+      { from: 'assistant', value: '[Get()]' },
+    ],
+  }
+  const outcome = prepareToolaceRecord(record)
+  t.ok('instances' in outcome, JSON.stringify(outcome).slice(0, 200))
+  const instances = (outcome as { instances: TrainingInstance[] }).instances
+  t.same(
+    instances.map((i) => i.answer.map((c) => c.name)),
+    [['Vehicle Identification Number (VIN) Lookup', 'Tide Times'], ["Get Agent's Active Listings"], ['Get']],
+  )
+  t.same(JSON.parse(stringify(instances[0]!.answer[0]!.arguments)!), { vin: '1HGCM' })
+  t.ok(looksLikeCalls("[Get Agent's Active Listings(agent_id=7)]", [agent.name]))
+  t.notOk(looksLikeCalls("[Get Agent's Active Listings(agent_id=7)]"), 'without the names it reads as prose, as before')
+  // A name the record does not list is still an unknown tool, not a silent parse.
+  const unknown = prepareToolaceRecord({ ...record, system: system([tideTool]) })
+  t.match(unknown, { drop: { reason: 'positional-argument', detail: /turn 1: Expected a keyword argument/ } })
+})
+
+t.test('the ShareGPT layout of LLaMA-Factory: function_call and observation turns, tools as JSON (issue 18 item 10)', async (t) => {
+  const tools = [
+    { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } } } },
+    { name: 'get_time', description: 'Time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } },
+  ]
+  const record = {
+    conversations: [
+      { from: 'human', value: 'Weather in Paris for 2 days?' },
+      { from: 'function_call', value: '{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}' },
+      { from: 'observation', value: '{"forecast": "sun"}' },
+      { from: 'gpt', value: 'Sunny for two days.' },
+      { from: 'human', value: 'And the time in Tokyo and Paris?' },
+      { from: 'function_call', value: '[{"name": "get_time", "arguments": "{\\"tz\\": \\"Asia/Tokyo\\"}"}, {"name": "get_time", "arguments": {"tz": "Europe/Paris"}}]' },
+      { from: 'observation', value: '["09:00", "02:00"]' },
+      { from: 'gpt', value: 'It is 09:00 in Tokyo and 02:00 in Paris.' },
+    ],
+    system: 'You are a helpful assistant.',
+    tools: JSON.stringify(tools),
+  }
+  const outcome = prepareToolaceRecord(record)
+  t.ok('instances' in outcome, JSON.stringify(outcome).slice(0, 300))
+  const instances = (outcome as { instances: TrainingInstance[] }).instances
+  t.equal(instances.length, 2)
+  t.same(instances[0]!.messages.map((m) => m.role), ['system', 'user'])
+  t.equal(instanceLine(instances[0]!).includes('"answer":[{"name":"get_weather","arguments":{"city":"Paris","days":2}}]'), true, 'numbers exact')
+  t.same(instances[1]!.messages.map((m) => m.role), ['system', 'user', 'assistant', 'tool', 'assistant', 'user'])
+  t.same(instances[1]!.answer.map((c) => [c.name, stringify(c.arguments)]), [['get_time', '{"tz":"Asia/Tokyo"}'], ['get_time', '{"tz":"Europe/Paris"}']])
+  // role/content keys, a messages list, structured tools and a system turn are read as well.
+  const openai = prepareToolaceRecord({
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Time in Tokyo?' },
+      { role: 'function_call', content: '{"name": "get_time", "arguments": {"tz": "Asia/Tokyo"}}' },
+    ],
+    tools,
+  })
+  t.same((openai as { instances: TrainingInstance[] }).instances.map((i) => i.answer[0]!.name), ['get_time'])
+  const drops = [
+    { conversations: [{ from: 'human', value: 'x' }, { from: 'function_call', value: '{"name": "get_weather",' }], tools },
+    { conversations: [{ from: 'human', value: 'x' }, { from: 'function_call', value: '{"name": "nope", "arguments": {}}' }], tools },
+    { conversations: [{ from: 'human', value: 'x' }, { from: 'function_call', value: '[]' }], tools },
+    { conversations: [{ from: 'human', value: 'x' }, { from: 'function_call', value: '{"name": "get_time", "arguments": "[1"}' }], tools },
+    { conversations: [{ from: 'human', value: 'x' }, { from: 'function_call', value: '{"name": "get_time", "arguments": [1]}' }], tools },
+    { conversations: [{ from: 'human', value: 'x' }, { from: 'function_call', value: '5' }], tools },
+    { conversations: [{ from: 'human', value: 'x' }], tools: '[{"name": ' },
+    { conversations: [{ from: 'human', value: 'x' }], system: 5, tools },
+  ].map((r) => {
+    const o = prepareToolaceRecord(r)
+    return 'drop' in o ? o.drop.reason : 'kept'
+  })
+  t.same(drops, ['call-parse-error', 'unknown-tool', 'call-parse-error', 'call-parse-error', 'call-parse-error', 'call-parse-error', 'tools-parse-error', 'bad-record'])
 })

@@ -132,3 +132,14 @@ t.test('other malformed call lists are syntax errors with a position', async (t)
   t.throws(() => parsePythonCalls(5 as never), { message: /for the call list/ })
   t.match(syntaxError('[f(a=' + '['.repeat(100000) + ')]').message, /nested less deeply/)
 })
+
+t.test('names are resolved against the record tool list when given (issue 18 item 10)', async (t) => {
+  const names = ['Vehicle Identification Number (VIN) Lookup', "Get Agent's Active Listings", 'Get', 'f(x)']
+  t.same(parsePythonCalls('[Vehicle Identification Number (VIN) Lookup(vin="1HGCM")]', { names }).map((c) => c.name), ['Vehicle Identification Number (VIN) Lookup'])
+  t.same(parsePythonCalls("[Get Agent's Active Listings (agent_id=7), Get()]", { names }).map((c) => c.name), ["Get Agent's Active Listings", 'Get'])
+  t.same(parsePythonCalls('[f(x)(a=1)]', { names: new Set(names) }).map((c) => c.name), ['f(x)'])
+  t.same(parsePythonCalls('[Other Tool(a=1)]', { names }).map((c) => c.name), ['Other Tool'], 'a name not in the list: the plain rule')
+  t.throws(() => parsePythonCalls('[Vehicle Identification Number (VIN) Lookup(vin="1HGCM")]'), { code: 'ERR_GRPO_INVALID_ARG' }, 'without the names: not a call list')
+  t.throws(() => parsePythonCalls('[f()]', 5 as never), { code: 'ERR_GRPO_INVALID_ARG', message: /options object/ })
+  t.throws(() => parsePythonCalls('[f()]', { names: 5 as never }), { code: 'ERR_GRPO_INVALID_ARG', message: /options\.names/ })
+})

@@ -2,11 +2,11 @@ import t from 'tap'
 import { writeFileSync, createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { join } from 'node:path'
-import { readRecordTexts, RecordSplitter, type RecordText } from '../../lib/data/index.js'
+import { readRecordTexts, RecordSplitter, type RecordItem, type ReadOptions } from '../../lib/data/index.js'
 
-async function collect(source: Parameters<typeof readRecordTexts>[0]): Promise<RecordText[]> {
-  const out: RecordText[] = []
-  for await (const record of readRecordTexts(source)) out.push(record)
+async function collect(source: Parameters<typeof readRecordTexts>[0], options?: ReadOptions): Promise<RecordItem[]> {
+  const out: RecordItem[] = []
+  for await (const record of readRecordTexts(source, undefined, options)) out.push(record)
   return out
 }
 
@@ -35,7 +35,7 @@ t.test('JSONL: one record per line, blank lines skipped, CRLF accepted', async (
     const records = await collect(pieces(text, size))
     t.same(records.map((r) => JSON.parse(r.text)), tricky, `chunk size ${size}`)
   }
-  t.same(await collect(pieces('{"a": 1}', 3)), [{ index: 0, text: '{"a": 1}' }], 'no final newline')
+  t.same(await collect(pieces('{"a": 1}', 3)), [{ index: 0, line: 1, text: '{"a": 1}' }], 'no final newline')
   // A malformed line is passed on as it is: the record's own parse reports it.
   t.same((await collect(pieces('{"a": 1}\nnot json\n', 4))).map((r) => r.text), ['{"a": 1}', 'not json'])
 })
@@ -55,11 +55,43 @@ t.test('empty inputs, malformed arrays', async (t) => {
   t.same(await collect(pieces(' [ \n ] \n', 1)), [])
   t.same((await collect(pieces('[1, "a,b", null]', 2))).map((r) => r.text), ['1', '"a,b"', 'null'])
   t.same((await collect(pieces('[{"a": 1}, {"b": }]', 2))).map((r) => r.text), ['{"a": 1}', '{"b": }'])
-  await t.rejects(collect(pieces('[{"a": 1}, {"b": 2}', 4)), { code: 'ERR_GRPO_INVALID_ARG', message: /closing \]/ })
-  await t.rejects(collect(pieces('[{"a": 1}] x', 4)), { code: 'ERR_GRPO_INVALID_ARG', message: /nothing after the closing \]/ })
+  // An unclosed array: the records read so far, the unfinished one, then an error in place of the closing ].
+  const unclosed = await collect(pieces('[{"a": 1},\n {"b": 2}', 4))
+  t.same(unclosed.map((r) => r.text), ['{"a": 1}', '{"b": 2}', undefined])
+  t.match(unclosed[2], { index: 2, line: 2, error: /closing \] of the array for the input but received the end of the input \(line 2\)/ })
   const splitter = new RecordSplitter('x.json')
-  splitter.push('[')
-  t.throws(() => splitter.end(), { message: /for x\.json/ })
+  t.same(splitter.push('['), [])
+  t.match(splitter.end(), [{ error: /for x\.json/ }])
+})
+
+t.test('one broken element never takes the file with it (issue 18 item 6)', async (t) => {
+  // Before: a bracket that does not match made every later element part of the broken one, and the file failed
+  // as a whole with "Expected the closing ]"; a stray ] ended the array and failed the rest.
+  const broken = '[\n{"a": 1},\n{"b": [1, 2},\n{"c": 3},\n{"d": ]},\n{"e": 5}\n]'
+  for (const size of [1, 3, 1 << 20]) {
+    const records = await collect(pieces(broken, size))
+    t.same(records.map((r) => r.text), ['{"a": 1}', '{"b": [1, 2}', '{"c": 3}', '{"d": ]}', '{"e": 5}'], `chunk size ${size}`)
+    t.same(records.map((r) => r.line), [2, 3, 4, 5, 6], 'each with the line it starts on')
+  }
+  const early = await collect(pieces('[{"a": 1}, ]x, {"c": 3}]', 2))
+  t.same(early.map((r) => r.text), ['{"a": 1}', 'x', '{"c": 3}'], 'text after a premature ] is read as more elements')
+  t.same((await collect(pieces('[{"a": 1}] x', 4))).map((r) => r.text), ['{"a": 1}', 'x'], 'junk after the array is a record of its own')
+})
+
+t.test('line numbers, blank lines kept on request, a record size limit', async (t) => {
+  const text = '{"a": 1}\n\n  \r\n{"b": 2}\n{"c": 3}'
+  t.same((await collect(pieces(text, 2))).map((r) => [r.index, r.line, r.text]), [[0, 1, '{"a": 1}'], [1, 4, '{"b": 2}'], [2, 5, '{"c": 3}']])
+  t.same(
+    (await collect(pieces(text, 2), { keepBlankLines: true })).map((r) => [r.index, r.line, r.text]),
+    [[0, 1, '{"a": 1}'], [1, 2, ''], [2, 3, ''], [3, 4, '{"b": 2}'], [4, 5, '{"c": 3}']],
+  )
+  // A record over the limit is not held: it becomes an error in its place, and the next records still come.
+  const long = `{"a": 1}\n{"b": "${'x'.repeat(5000)}"}\n{"c": 3}\n`
+  const limited = await collect(pieces(long, 100), { maxRecordChars: 1000 })
+  t.same(limited.map((r) => r.text), ['{"a": 1}', undefined, '{"c": 3}'])
+  t.match(limited[1], { line: 2, error: /at most 1000 characters for line 2 of the input but received \d+/ })
+  const array = `[{"a": 1}, {"b": "${'x'.repeat(5000)}"}, {"c": 3}]`
+  t.same((await collect(pieces(array, 64), { maxRecordChars: 1000 })).map((r) => r.text ?? 'error'), ['{"a": 1}', 'error', '{"c": 3}'])
 })
 
 t.test('60,000 records from a file, streamed: records come before the file is read whole', async (t) => {
@@ -99,5 +131,6 @@ t.test('60,000 records from a file, streamed: records come before the file is re
   }
   writeFileSync(join(dir, 'empty.jsonl'), '')
   t.same(await collect(join(dir, 'empty.jsonl')), [])
-  await t.rejects(collect(join(dir, 'missing.jsonl')), { code: 'ENOENT' })
+  await t.rejects(collect('in\u0000.jsonl'), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /readable file/ }, 'a path with a NUL byte')
+  await t.rejects(collect(join(dir, 'missing.jsonl')), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /readable file for .*missing\.jsonl.*ENOENT/, cause: { code: 'ENOENT' } })
 })

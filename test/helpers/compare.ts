@@ -124,7 +124,17 @@ const STAT_KEYS: ReadonlyArray<keyof LossStats> = [
   'ratioMax',
   'approxKl',
   'tokens',
+  'rolloutWeightMean',
+  'rolloutWeightMax',
+  'rolloutCorrectedFrac',
+  'rolloutGapMean',
+  'rolloutGapMax',
+  'rolloutKl',
+  'entropySelectedFrac',
+  'entropyThreshold',
 ]
+/** Shares of counted tokens: decided by branches the generators keep away from, so they must match exactly. */
+const COUNT_KEYS: ReadonlyArray<keyof LossStats> = ['clipFrac', 'clipFracLower', 'rolloutCorrectedFrac', 'entropySelectedFrac']
 
 /**
  * Every statistic of §6. tokens must match exactly; clipFrac and clipFracLower are counts over tokens and must
@@ -143,9 +153,9 @@ export function checkStats(t: Test, got: LossStats, want: LossStats, mass: LossS
     }
     if (key === 'tokens') {
       if (g !== w) failures.push(`tokens: ${g} vs ${w}`)
-    } else if (key === 'clipFrac' || key === 'clipFracLower') {
+    } else if (COUNT_KEYS.includes(key)) {
       const n = want.tokens
-      if (Number.isNaN(g) || Math.abs(g * n - w * n) > 0.5 || (n === 0 && g !== 0)) failures.push(`${key}: ${g} vs ${w} (of ${n} tokens)`)
+      if (Number.isNaN(g) || Math.abs(g * n - w * n) > 0.5 || (n === 0 && g !== w)) failures.push(`${key}: ${g} vs ${w} (of ${n} tokens)`)
     } else if (!scalarOk(g, w, rtol, 1e-6, mass[key])) {
       failures.push(`${key}: ${g} vs ${w} (mass ${mass[key]})`)
     }

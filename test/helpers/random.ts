@@ -302,12 +302,14 @@ export interface RatioBoundaries {
   clipHigh?: number
   dualClip?: number | null
   logRatioClamp?: number | null
+  ratioCap?: number | null
 }
 
 /** The log-ratio values where a branch of §3 switches (clip edges, dual-clip cap, log-ratio clamp). */
 export function logRatioBoundaries(o: RatioBoundaries): number[] {
   const points = [Math.log(1 - (o.clipLow ?? 0.2)), Math.log(1 + (o.clipHigh ?? 0.2))]
   if (o.dualClip != null) points.push(Math.log(o.dualClip))
+  if (o.ratioCap != null) points.push(Math.log(o.ratioCap))
   const C = o.logRatioClamp === undefined ? 20 : o.logRatioClamp
   if (C !== null) points.push(C, -C)
   return points
@@ -337,6 +339,32 @@ export function genOldLogp(
     old[i] = logp[i] - logr
   }
   return old
+}
+
+/**
+ * The sampler's log-probs: rollout = old − d with d mostly small (a bf16 sampler's gap), some far (exp(±3)), kept
+ * `margin` away from log(max) and log(min) of a token-level correction. Masked positions get `padValue`.
+ */
+export function genRolloutLogp(
+  rng: Rng,
+  old: ArrayLike<number>,
+  mask: Uint8Array | undefined,
+  bounds: { max?: number | null; min?: number | null } = {},
+  opts: { margin?: number; padValue?: number } = {},
+): Float32Array {
+  const avoid: number[] = []
+  if (bounds.max != null) avoid.push(Math.log(bounds.max))
+  if (bounds.min != null) avoid.push(Math.log(bounds.min))
+  const out = new Float32Array(old.length)
+  for (let i = 0; i < old.length; i++) {
+    if (mask && mask[i] === 0) {
+      out[i] = opts.padValue ?? 0
+      continue
+    }
+    const d = drawAvoiding(rng, () => (rng.bool(0.7) ? rng.range(-0.05, 0.05) : rng.range(-3, 3)), avoid, opts.margin ?? 2e-3)
+    out[i] = old[i] - d
+  }
+  return out
 }
 
 /** The d = ref − logp values where a KL estimator switches branch: sign of abs, the k3 clamps. */

@@ -32,7 +32,9 @@ t.test('reader: header only at open, one tensor per read, interop with writeSafe
   }, { format: 'pt' })
   await using reader = await hf.SafetensorsReader.open(path)
   t.same([...reader.tensors.keys()], ['a', 'b', 'c', 'd'], 'in file order')
-  t.same(reader.metadata, { format: 'pt' })
+  // The given metadata, and the checksums writeSafetensors adds (a SHA-256 of each tensor and of the header).
+  t.same(Object.keys(reader.metadata).sort(), ['format', 'sha256.__header__', 'sha256.a', 'sha256.b', 'sha256.c', 'sha256.d'])
+  t.equal(reader.metadata.format, 'pt')
   const b = await reader.read('b')
   t.equal(b.dtype, 'bf16')
   t.same(Array.from(hf.entryToFloat32(b)), [1, 2, -1])

@@ -281,7 +281,7 @@ t.test('bad inputs', async (t) => {
   E(() => modelOps.embeddingBagBackwardSync(g, ids, w, { mask: Tensor.from(new Uint8Array([1, 2]), [2]) }), 'ERR_GRPO_INVALID_ARG', /Expected 0 or 1 for mask\[1\] but received 2/, 'mask value')
 
   using logits = Tensor.from([1, 2, 3], [1, 3])
-  E(() => modelOps.sampleTokensSync(logits, { temperature: 0 }), 'ERR_GRPO_INVALID_ARG', /finite number > 0 for temperature but received 0/, 'temperature')
+  E(() => modelOps.sampleTokensSync(logits, { temperature: 0 }), 'ERR_GRPO_INVALID_ARG', /number in \[1e-6, 1e6\] for temperature but received 0/, 'temperature')
   E(() => modelOps.sampleTokensSync(logits, { topP: 0 }), 'ERR_GRPO_INVALID_ARG', /\(0, 1\] for topP/, 'topP')
   E(() => modelOps.sampleTokensSync(logits, { seed: -1 }), 'ERR_GRPO_INVALID_ARG', /integer in \[0, 2\^53\) for seed but received -1/, 'seed')
   E(() => modelOps.sampleTokensSync(logits, { step: 1.5 }), 'ERR_GRPO_INVALID_ARG', /for step/, 'step')

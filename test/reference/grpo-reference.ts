@@ -25,7 +25,28 @@ export interface LossOptions {
   lossAgg?: LossAgg
   normalizer?: number
   normLength?: number
-  loss?: 'grpo' | 'nll'
+  loss?: 'grpo' | 'nll' | 'cispo'
+  /** §3.2: 'sequence' is GSPO (the ratio of the sequence's mean log-ratio, GSPO-token gradient) */
+  ratioLevel?: 'token' | 'sequence'
+  /** §3.1: δ, the cap on the unclipped term's ratio (INTELLECT-2); null/undefined = off */
+  ratioCap?: number | null
+  /** §3.1: the KL term times the (differentiated) ratio */
+  klBiasCorrection?: boolean
+  /** §3.4: share of counted tokens, by entropy, that keep the policy term */
+  topEntropyQuantile?: number
+  /** §3.3 */
+  rolloutCorrection?: RolloutCorrectionOptions | null
+  /** §4: TRL's aggregation names */
+  lossType?: 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo' | null
+}
+
+export interface RolloutCorrectionOptions {
+  level?: 'token' | 'sequence'
+  mode?: 'truncate' | 'mask'
+  /** default 3; null = none */
+  max?: number | null
+  /** default none */
+  min?: number | null
 }
 
 export interface LossStats {
@@ -39,6 +60,14 @@ export interface LossStats {
   ratioMax: number
   approxKl: number
   tokens: number
+  rolloutWeightMean: number
+  rolloutWeightMax: number
+  rolloutCorrectedFrac: number
+  rolloutGapMean: number
+  rolloutGapMax: number
+  rolloutKl: number
+  entropySelectedFrac: number
+  entropyThreshold: number
 }
 
 /**
@@ -353,7 +382,10 @@ export interface TokenTerms {
   kl: number
   klGrad: number
   ratio: number
+  /** ∂ratio/∂logp: r (GSPO-token at sequence level), 0 where the log-ratio clamp holds */
+  ratioGrad: number
   clipped: boolean
+  /** the loss is held by a cap: dual clip or the ratio cap δ */
   dualCapped: boolean
 }
 
@@ -398,6 +430,7 @@ export function tokenTerms(
   ref: number | undefined,
   advantage: number,
   options: LossOptions,
+  sequenceLogRatio?: number,
 ): TokenTerms {
   const epsLow = options.clipLow ?? 0.2
   const epsHigh = options.clipHigh ?? 0.2
@@ -408,31 +441,124 @@ export function tokenTerms(
 
   // The ratio is computed in both modes: in nll mode it only feeds the monitoring statistics.
   // Without old, old = logp as a constant: logr = 0, r = 1.
-  const rawLogRatio = old === undefined ? 0 : logp - old
+  // GSPO (§3.2): the sequence's mean log-ratio replaces the token's; its derivative is taken GSPO-token's way.
+  const rawLogRatio = old === undefined ? 0 : options.ratioLevel === 'sequence' ? sequenceLogRatio! : logp - old
   const clampActive = C !== null && Math.abs(rawLogRatio) > C // strictly
   const logRatio = clampActive ? Math.sign(rawLogRatio) * C! : rawLogRatio
   const ratio = Math.exp(logRatio)
+  const ratioGrad = clampActive ? 0 : ratio
 
   // KL is evaluated whenever ref is given (klMean is a monitoring statistic even when β = 0)
   const kl = ref === undefined ? { value: 0, grad: 0 } : klTerm(estimator, logp, ref)
 
   if (options.loss === 'nll') {
-    return { pg: -logp, pgGrad: -1, kl: kl.value, klGrad: kl.grad, ratio, clipped: false, dualCapped: false }
+    return { pg: -logp, pgGrad: -1, kl: kl.value, klGrad: kl.grad, ratio, ratioGrad, clipped: false, dualCapped: false }
   }
 
-  const pg1 = -A * ratio
+  if (options.loss === 'cispo') {
+    // MiniMax-M1: ŵ = min(r, 1 + ε_high), held constant; ℓ = −ŵ·A·logp
+    const ceiling = 1 + epsHigh
+    const weight = Math.min(ratio, ceiling)
+    return { pg: -weight * A * logp, pgGrad: -weight * A, kl: kl.value, klGrad: kl.grad, ratio, ratioGrad, clipped: ratio > ceiling, dualCapped: false }
+  }
+
+  // δ (INTELLECT-2) caps the ratio inside the unclipped term only
+  const delta = options.ratioCap ?? null
+  const overDelta = delta !== null && ratio > delta
+  const pg1 = -A * (overDelta ? delta! : ratio)
   const clippedRatio = Math.min(Math.max(ratio, 1 - epsLow), 1 + epsHigh)
   const pg2 = -A * clippedRatio
   let pg = Math.max(pg1, pg2)
   const unclippedActive = pg1 >= pg2 // ties count as unclipped
   const clipped = pg2 > pg1
-  let dualCapped = false
+  let dualCapped = overDelta && unclippedActive
   if (dual !== null && A < 0 && -dual * A < pg) {
     pg = -dual * A
     dualCapped = true
   }
   const pgGrad = unclippedActive && !dualCapped && !clampActive ? -A * ratio : 0
-  return { pg, pgGrad, kl: kl.value, klGrad: kl.grad, ratio, clipped, dualCapped }
+  return { pg, pgGrad, kl: kl.value, klGrad: kl.grad, ratio, ratioGrad, clipped, dualCapped }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// §3.3 Rollout correction and §3.4 top-entropy selection: per-token factors computed before the token terms
+// ---------------------------------------------------------------------------------------------------------
+
+export interface RolloutWeights {
+  /** the weight of each token's policy term (0 at masked positions) */
+  weights: Float64Array
+  stats: Pick<LossStats, 'rolloutWeightMean' | 'rolloutWeightMax' | 'rolloutCorrectedFrac' | 'rolloutGapMean' | 'rolloutGapMax' | 'rolloutKl'>
+}
+
+/** d = old − rollout; w = exp(d) per token or exp(Σ_seq d) per sequence, then truncated to [min, max] or masked outside. */
+export function rolloutWeights(old: Num, rollout: Num, mask: Num | undefined, B: number, L: number, rc: RolloutCorrectionOptions): RolloutWeights {
+  const level = rc.level ?? 'token'
+  const mode = rc.mode ?? 'truncate'
+  const upper = rc.max === undefined ? 3 : rc.max === null ? Infinity : rc.max
+  const lower = rc.min ?? 0
+  const counted = (t: number): boolean => !mask || mask[t] !== 0
+  const seqSum = new Float64Array(B)
+  for (let t = 0; t < B * L; t++) if (counted(t)) seqSum[Math.floor(t / L)] += old[t] - rollout[t]
+  const weights = new Float64Array(B * L)
+  let n = 0, sum = 0, max = 0, outside = 0, gapSum = 0, gapMax = 0, k3 = 0
+  for (let t = 0; t < B * L; t++) {
+    if (!counted(t)) continue
+    const d = old[t] - rollout[t]
+    const raw = Math.exp(level === 'sequence' ? seqSum[Math.floor(t / L)] : d)
+    const out = raw < lower || raw > upper
+    const w = mode === 'mask' ? (out ? 0 : raw) : Math.min(Math.max(raw, lower), upper)
+    weights[t] = w
+    n++
+    sum += w
+    max = Math.max(max, w)
+    if (out) outside++
+    gapSum += Math.abs(d)
+    gapMax = Math.max(gapMax, Math.abs(d))
+    k3 += Math.expm1(d) - d
+  }
+  const mean = (x: number): number => (n > 0 ? x / n : 0)
+  return {
+    weights,
+    stats: { rolloutWeightMean: mean(sum), rolloutWeightMax: max, rolloutCorrectedFrac: mean(outside), rolloutGapMean: mean(gapSum), rolloutGapMax: gapMax, rolloutKl: mean(k3) },
+  }
+}
+
+/**
+ * TRL's top_entropy_quantile: the threshold is the (1 − ρ)-quantile of the counted tokens' entropies with linear
+ * interpolation between order statistics (torch.quantile's default); a counted token is kept when H ≥ threshold.
+ */
+export function entropySelection(entropy: Num, mask: Num | undefined, count: number, rho: number): { selected: Float64Array; threshold: number; fraction: number } {
+  const values: number[] = []
+  for (let t = 0; t < count; t++) if (!mask || mask[t] !== 0) values.push(entropy[t])
+  const selected = new Float64Array(count)
+  if (values.length === 0) return { selected, threshold: 0, fraction: 0 }
+  values.sort((a, b) => a - b)
+  const position = (values.length - 1) * (1 - rho)
+  const below = Math.floor(position)
+  const above = Math.min(below + 1, values.length - 1)
+  const threshold = values[below] + (values[above] - values[below]) * (position - below)
+  let kept = 0
+  for (let t = 0; t < count; t++) {
+    if ((mask && mask[t] === 0) || !(entropy[t] >= threshold)) continue
+    selected[t] = 1
+    kept++
+  }
+  return { selected, threshold, fraction: kept / values.length }
+}
+
+/** §4: TRL's loss_type names as aggregations (dr_grpo's constant is normLength). */
+export function aggregationOf(options: LossOptions): LossAgg {
+  switch (options.lossType) {
+    case 'grpo':
+      return 'seq-mean-token-mean'
+    case 'bnpo':
+    case 'dapo':
+      return 'token-mean'
+    case 'dr_grpo':
+      return 'seq-mean-token-sum-norm'
+    default:
+      return options.lossAgg ?? 'token-mean'
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -441,7 +567,7 @@ export function tokenTerms(
 
 /** w[b,l] = m[b,l]·s_b; `normalizer` replaces N, Bn or B·Lnorm; a zero denominator gives w = 0. */
 export function lossWeights(mask: Num | undefined, B: number, L: number, options: LossOptions): Float64Array {
-  const agg = options.lossAgg ?? 'token-mean'
+  const agg = aggregationOf(options)
   const m = (b: number, l: number): number => (mask ? mask[b * L + l] : 1)
   const seqTokens = new Array<number>(B).fill(0) // |o_b|
   for (let b = 0; b < B; b++) for (let l = 0; l < L; l++) seqTokens[b] += m(b, l)
@@ -480,6 +606,8 @@ export interface PolicyLossInput {
   logp: Num
   oldLogp?: Num
   refLogp?: Num
+  /** the sampler's log-probs (§3.3) */
+  rolloutLogp?: Num
   /** [B] (per sequence) or [B·L] (per token) */
   advantages: Num
   mask?: Num
@@ -496,17 +624,40 @@ export interface PolicyLossResult {
   /** g_t = w_t·(∂ℓpg/∂logp + β·∂KL/∂logp), −w_t in nll mode; 0 at masked positions */
   gradLogp: Float64Array
   weights: Float64Array
+  /** the entropy selection of §3.4 (1 where the entropy bonus applies) */
+  entropyWeights: Float64Array
 }
 
 export function policyLoss(input: PolicyLossInput, options: LossOptions): PolicyLossResult {
-  const { logp, oldLogp, refLogp, advantages, mask, entropy, B, L } = input
+  const { logp, oldLogp, refLogp, rolloutLogp, advantages, mask, entropy, B, L } = input
   const beta = options.beta ?? 0
   const cH = options.entropyCoef ?? 0
   const nll = options.loss === 'nll'
+  const biasCorrected = options.klBiasCorrection === true
   // [B] is per sequence; with L = 1 the two layouts coincide, so the length decides without ambiguity
   const perToken = advantages.length !== B
   const w = lossWeights(mask, B, L, options)
   const gradLogp = new Float64Array(B * L)
+  const counted = (t: number): boolean => !mask || mask[t] !== 0
+
+  // §3.2 GSPO: each sequence's mean log-ratio over its counted tokens
+  const sequenceLogRatio = new Float64Array(B)
+  if (options.ratioLevel === 'sequence' && oldLogp) {
+    for (let b = 0; b < B; b++) {
+      let sum = 0, n = 0
+      for (let l = 0; l < L; l++) {
+        if (!counted(b * L + l)) continue
+        sum += logp[b * L + l] - oldLogp[b * L + l]
+        n++
+      }
+      sequenceLogRatio[b] = n > 0 ? sum / n : 0
+    }
+  }
+  // §3.3 rollout correction, §3.4 entropy selection
+  const rollout = options.rolloutCorrection && rolloutLogp && oldLogp ? rolloutWeights(oldLogp, rolloutLogp, mask, B, L, options.rolloutCorrection) : undefined
+  const rho = options.topEntropyQuantile ?? 1
+  const selection = rho < 1 ? entropySelection(entropy!, mask, B * L, rho) : undefined
+  const entropyWeights = selection ? selection.selected : new Float64Array(B * L).fill(1)
 
   let loss = 0, lossMass = 0
   let pgLoss = 0, pgMass = 0
@@ -520,17 +671,25 @@ export function policyLoss(input: PolicyLossInput, options: LossOptions): Policy
   for (let b = 0; b < B; b++) {
     for (let l = 0; l < L; l++) {
       const t = b * L + l
-      if (mask && mask[t] === 0) continue // not read; gradient 0
+      if (!counted(t)) continue // not read; gradient 0
       const A = perToken ? advantages[t] : advantages[b]
-      const terms = tokenTerms(logp[t], oldLogp?.[t], refLogp?.[t], A, options)
+      const terms = tokenTerms(logp[t], oldLogp?.[t], refLogp?.[t], A, options, sequenceLogRatio[b])
       const H = entropy ? entropy[t] : 0
+      // the policy term's factor: rollout weight × selection (both constants)
+      const factor = (rollout ? rollout.weights[t] : 1) * entropyWeights[t]
+      const pg = nll ? terms.pg : factor * terms.pg
+      const pgGrad = nll ? terms.pgGrad : factor * terms.pgGrad
+      // bias-corrected KL: r·KL, differentiated as a product
+      const klValue = biasCorrected ? terms.ratio * terms.kl : terms.kl
+      const klGrad = biasCorrected ? terms.ratio * terms.klGrad + terms.kl * terms.ratioGrad : terms.klGrad
+      const bonus = cH * entropyWeights[t] * H
       // §3: ℓ_t = ℓpg + β·KL − cH·H; in nll mode no KL term (docs/ops.md)
-      const lossTerm = terms.pg + (nll ? 0 : beta * terms.kl) - cH * H
+      const lossTerm = pg + (nll ? 0 : beta * klValue) - bonus
       loss += w[t] * lossTerm
-      lossMass += Math.abs(w[t] * terms.pg) + (nll ? 0 : Math.abs(w[t] * beta * terms.kl)) + Math.abs(w[t] * cH * H)
-      pgLoss += w[t] * terms.pg
-      pgMass += Math.abs(w[t] * terms.pg)
-      gradLogp[t] = nll ? -w[t] : w[t] * (terms.pgGrad + beta * terms.klGrad)
+      lossMass += Math.abs(w[t] * pg) + (nll ? 0 : Math.abs(w[t] * beta * klValue)) + Math.abs(w[t] * bonus)
+      pgLoss += w[t] * pg
+      pgMass += Math.abs(w[t] * pg)
+      gradLogp[t] = nll ? -w[t] : w[t] * (pgGrad + beta * klGrad)
 
       tokens += 1
       klSum += terms.kl
@@ -563,6 +722,15 @@ export function policyLoss(input: PolicyLossInput, options: LossOptions): Policy
     ratioMax: tokens > 0 ? ratioMax : 0,
     approxKl: mean(approxKlSum),
     tokens,
+    rolloutWeightMean: 0,
+    rolloutWeightMax: 0,
+    rolloutCorrectedFrac: 0,
+    rolloutGapMean: 0,
+    rolloutGapMax: 0,
+    rolloutKl: 0,
+    ...(rollout ? rollout.stats : {}),
+    entropySelectedFrac: selection ? selection.fraction : 1,
+    entropyThreshold: selection ? selection.threshold : 0,
   }
   const mass: LossStatsMass = {
     ...stats,
@@ -571,7 +739,7 @@ export function policyLoss(input: PolicyLossInput, options: LossOptions): Policy
     klMean: mean(klMass),
     approxKl: mean(approxKlMass),
   }
-  return { loss, stats, mass, gradLogp, weights: w }
+  return { loss, stats, mass, gradLogp, weights: w, entropyWeights }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -584,6 +752,7 @@ export interface GrpoLossInput {
   mask?: Num
   oldLogp?: Num
   refLogp?: Num
+  rolloutLogp?: Num
   advantages: Num
   B: number
   L: number
@@ -606,7 +775,7 @@ export function grpoLoss(input: GrpoLossInput, options: LossOptions): GrpoLossRe
   // §1: grpoLoss always computes H (it feeds entropyMean and the entropy bonus)
   const rows = tokenLogprobs({ logits, targets, mask, B, L, V }, { temperature: T })
   const core = policyLoss(
-    { logp: rows.logp, oldLogp: input.oldLogp, refLogp: input.refLogp, advantages: input.advantages, mask, entropy: rows.entropy, B, L },
+    { logp: rows.logp, oldLogp: input.oldLogp, refLogp: input.refLogp, rolloutLogp: input.rolloutLogp, advantages: input.advantages, mask, entropy: rows.entropy, B, L },
     options,
   )
   // entropyMean from f32 kernels may lack each token's entropyFloor; the mass counts 1e5·floor for it (so the
@@ -620,7 +789,7 @@ export function grpoLoss(input: GrpoLossInput, options: LossOptions): GrpoLossRe
   for (let t = 0; t < B * L; t++) {
     if (mask && mask[t] === 0) continue // all-zero row
     const g = core.gradLogp[t]
-    const gH = -core.weights[t] * cH
+    const gH = -core.weights[t] * cH * core.entropyWeights[t]
     const offset = t * V
     const { shifted, logSum } = rowSoftmax(logits, offset, V, T)
     // z_j − E_p[z] = d_j − E_p[d]; E_p[d] = Σ p_j d_j has terms of one sign. Banned tokens (p = 0, d = −∞) are skipped.

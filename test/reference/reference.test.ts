@@ -26,6 +26,9 @@ import {
 import { genLogits, genMask, genOldLogp, genRefLogp, genTargets, genAdvantages, rngFor, seedComment } from '../helpers/random.js'
 import { norm, relativeError } from '../helpers/compare.js'
 
+/** The statistics of §3.3-3.4 when rolloutCorrection and topEntropyQuantile are off. */
+const OFF_VARIANT_STATS = { rolloutWeightMean: 0, rolloutWeightMax: 0, rolloutCorrectedFrac: 0, rolloutGapMean: 0, rolloutGapMax: 0, rolloutKl: 0, entropySelectedFrac: 1, entropyThreshold: 0 }
+
 t.comment(seedComment())
 
 const close = (a: number, b: number, tol = 1e-12): boolean => Math.abs(a - b) <= tol * Math.max(1, Math.abs(b))
@@ -306,7 +309,7 @@ t.test('§3-4, §6 policy loss and stats by hand', async (t) => {
   t.ok(close(r.gradLogp[2], (1 - 0.1 * 0.1) / 3))
 
   const empty = policyLoss({ logp, advantages: A, mask: [0, 0, 0, 0], B: 2, L: 2 }, {})
-  t.same(empty.stats, { loss: 0, pgLoss: 0, klMean: 0, entropyMean: 0, clipFrac: 0, clipFracLower: 0, ratioMean: 0, ratioMax: 0, approxKl: 0, tokens: 0 })
+  t.same(empty.stats, { loss: 0, pgLoss: 0, klMean: 0, entropyMean: 0, clipFrac: 0, clipFracLower: 0, ratioMean: 0, ratioMax: 0, approxKl: 0, tokens: 0, ...OFF_VARIANT_STATS })
 
   const nll = policyLoss({ logp: [-1, -2], refLogp: [-1.5, -2], advantages: [5], B: 1, L: 2 }, { loss: 'nll', beta: 1, kl: 'k1' })
   t.ok(close(nll.loss, 1.5) && close(nll.stats.pgLoss, 1.5), 'nll: no KL in the loss')

@@ -195,3 +195,49 @@ t.test('the wire format: compact results whose calls are parsed on first read', 
   decoded[1]!.calls = []
   t.same(decoded[1]!.calls, [])
 })
+
+t.test('a completion nested 5,000 levels deep scores the same alone, inline and on workers (issue 18 item 5)', async (t) => {
+  // The parsers recursed without a limit and a worker's stack is not the main thread's: such a completion parsed
+  // on one and overflowed on the other, so its score depended on the batch it came in.
+  const GT = '[{"name": "f", "arguments": {"a": 1}}]'
+  const deep = (depth: number) => `<think>x</think><tool_call>[{"name": "f", "arguments": ${'{"a": '.repeat(depth)}1${'}'.repeat(depth)}}]</tool_call>`
+  const depths = [5000, 2000, 600, 511, 510, 509, 100]
+  const filler: BatchItem[] = makeItems(300, 5, 29)
+  const items: BatchItem[] = [...depths.map((d) => ({ completion: deep(d), groundTruth: GT })), ...filler]
+  const alone = items.map((item) => scoreToolCall(item.completion, item.groundTruth))
+  const inline = await scoreBatch(items, { workers: 0 })
+  const pooled = await scoreBatch(items, { workers: 2 })
+  for (let i = 0; i < depths.length; i++) {
+    t.same(summary(inline[i]!), summary(alone[i]!), `depth ${depths[i]} inline`)
+    t.same(summary(pooled[i]!), summary(alone[i]!), `depth ${depths[i]} on a worker`)
+  }
+  t.equal(alone[0]!.reason, 'bad-json', 'past the depth limit: not JSON, everywhere')
+  t.equal(alone[depths.length - 1]!.reason, 'args-mismatch')
+  expectSameAsSingle(t, items, pooled)
+})
+
+t.test('a few long items go to the workers even in a small batch; chunks are cut by size', async (t) => {
+  // 4 items of 200 KB each: fewer than INLINE_LIMIT, but scoring them inline would hold the event loop.
+  const GT = '[{"name": "f", "arguments": {"a": 1}}]'
+  const long = '<think>' + 'x'.repeat(200_000) + '</think><tool_call>[{"name": "f", "arguments": {"a": 1}}]</tool_call>'
+  const items: BatchItem[] = Array.from({ length: 4 }, () => ({ completion: long, groundTruth: GT }))
+  const pool = sharedPool()
+  const before = pool.workerCount
+  const results = await scoreBatch(items)
+  t.ok(pool.workerCount > before || pool.workerCount > 0, 'scored by the pool')
+  t.same(results.map((r) => r.score), [1, 1, 1, 1])
+})
+
+t.test('an abort signal stops a batch: ERR_GRPO_ABORTED, inline and on workers', async (t) => {
+  const items: BatchItem[] = makeItems(2000, 5, 31)
+  await t.rejects(scoreBatch(items, { signal: AbortSignal.abort(new Error('stop')) }), { code: 'ERR_GRPO_ABORTED', message: /aborted: stop/ })
+  for (const workers of [0, 2]) {
+    const controller = new AbortController()
+    const run = scoreBatch(items, { workers, signal: controller.signal })
+    setTimeout(() => controller.abort(), 5)
+    await t.rejects(run, { name: 'GrpoError', code: 'ERR_GRPO_ABORTED' }, `workers: ${workers}`)
+  }
+  await t.rejects(scoreBatch(items, { signal: 'soon' as never }), { code: 'ERR_GRPO_INVALID_ARG', message: /options\.signal/ })
+  // The pool is usable after an aborted batch.
+  expectSameAsSingle(t, items.slice(0, 400), await scoreBatch(items.slice(0, 400)))
+})

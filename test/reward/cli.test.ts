@@ -84,6 +84,40 @@ t.test('lines that cannot be scored are reported in place, and the exit code say
   t.match(stderr, /invalid-input\s+5/)
 })
 
+t.test('line numbers in errors, blank lines answered in place, a JSON array with a broken element (issue 18 item 6)', async (t) => {
+  const input = [JSON.stringify({ completion: GOOD, ground_truth: GT }), '', 'not json', '  ', JSON.stringify({ completion: GOOD, ground_truth: '[{"name": "f"}]' }), JSON.stringify({ completion: 'x', ground_truth: GT })].join('\n')
+  const { code, stdout } = await runWith(['--input', '-'], input)
+  t.equal(code, 2)
+  const lines = stdout.split('\n')
+  t.equal(lines.length, 7, 'six lines out for six lines in (and the final newline)')
+  t.same([lines[1], lines[3]], ['', ''], 'blank lines stay blank: line k out answers line k in')
+  t.same(JSON.parse(lines[0]!), { score: 1, reason: 'ok' })
+  t.match(JSON.parse(lines[2]!), { score: null, reason: 'invalid-input', line: 3, error: /for line 3 but received invalid JSON/ })
+  t.match(JSON.parse(lines[4]!), { reason: 'invalid-input', line: 5, error: /for ground_truth\[0\] of line 5/ })
+  t.same(JSON.parse(lines[5]!), { score: 0, reason: 'no-call' })
+  // A JSON array: one broken element is reported on its own, the others are scored.
+  const array = `[\n${JSON.stringify({ completion: GOOD, ground_truth: GT })},\n{"completion": "b", "ground_truth": [1, 2},\n${JSON.stringify({ completion: GOOD, ground_truth: JSON.parse(GT) })}\n]`
+  const fromArray = await runWith(['--input', '-'], array)
+  t.equal(fromArray.code, 2)
+  const out = fromArray.stdout.trimEnd().split('\n').map((l) => JSON.parse(l))
+  t.same(out.map((o) => o.reason), ['ok', 'invalid-input', 'ok'])
+  t.equal(out[1].line, 3)
+  const truncated = await runWith(['--input', '-'], `[${JSON.stringify({ completion: GOOD, ground_truth: GT })},\n`)
+  t.same(truncated.stdout.trimEnd().split('\n').map((l) => JSON.parse(l).reason), ['ok', 'invalid-input'], 'an unclosed array: the records, then the error')
+})
+
+t.test('--output to a folder that does not exist: a one-line error, no stack trace (issue 18 item 6)', async (t) => {
+  const { code, stderr } = await runWith(['--input', '-', '--output', '/nonexistent/dir/out.jsonl'], JSON.stringify({ completion: GOOD, ground_truth: GT }))
+  t.equal(code, 1)
+  t.match(stderr, /^node-grpo reward: Expected a writable file for --output but received "\/nonexistent\/dir\/out\.jsonl": ENOENT/)
+  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+  const dir = t.testdir({ 'in.jsonl': JSON.stringify({ completion: GOOD, ground_truth: GT }) + '\n' })
+  const result = spawnSync(process.execPath, [...process.execArgv, 'lib/cli.ts', 'reward', '-i', join(dir, 'in.jsonl'), '-o', join(dir, 'missing', 'out.jsonl')], { cwd: root, encoding: 'utf8', timeout: 60_000 })
+  t.equal(result.status, 1)
+  t.match(result.stderr, /Expected a writable file for --output/)
+  t.notMatch(result.stderr, /node:events|Unhandled 'error' event/)
+})
+
 t.test('help and usage errors', async (t) => {
   const help = await runWith(['--help'])
   t.equal(help.code, 0)
@@ -94,7 +128,7 @@ t.test('help and usage errors', async (t) => {
   const unknown = await runWith(['--nope'])
   t.equal(unknown.code, 1)
   await t.rejects(runWith(['--input', '-', '--variant', 'soft']), { code: 'ERR_GRPO_INVALID_ARG', message: /options\.variant/ })
-  await t.rejects(runWith(['--input', '/nonexistent/in.jsonl']), { code: 'ENOENT' })
+  await t.rejects(runWith(['--input', '/nonexistent/in.jsonl']), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /readable file .*ENOENT/ })
   const empty = await runWith(['--input', '-'], '')
   t.equal(empty.code, 0)
   t.match(empty.stderr, /0 completions/)
@@ -120,6 +154,6 @@ t.test('the node-grpo dispatcher lists reward, data and serve and reports comman
   t.match(unknown.stderr, /unknown command "frobnicate"/)
   const failing = node('reward', '--input', '/nonexistent/in.jsonl')
   t.equal(failing.status, 1)
-  t.match(failing.stderr, /^node-grpo: ENOENT: /)
+  t.match(failing.stderr, /^node-grpo: ERR_GRPO_INVALID_ARG: Expected a readable file for "\/nonexistent\/in\.jsonl" but received: ENOENT/)
   t.equal(node().status, 1, 'no command: usage and exit code 1')
 })

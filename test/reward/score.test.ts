@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { LosslessNumber, isLosslessNumber, stringify } from 'lossless-json'
 import { GrpoError } from '../../lib/errors.js'
 import { scoreToolCall, type GroundTruth, type ScoreOptions } from '../../lib/reward/index.js'
-import { canonical, canonicalNumber, parseLossless, pythonStrip } from '../../lib/reward/json.js'
+import { MAX_JSON_DEPTH, canonical, canonicalNumber, parseLossless, pythonStrip } from '../../lib/reward/json.js'
 
 const GT = '[{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}]'
 const wrap = (block: string, think = '<think>The user wants the weather.</think>\n') =>
@@ -335,9 +335,12 @@ t.test('bad options and a non-string completion throw ERR_GRPO_INVALID_ARG', asy
 t.test('deeply nested model output never throws', async (t) => {
   t.equal(score(wrap('['.repeat(300000))).reason, 'bad-json')
   t.equal(score(wrap('['.repeat(300000) + ']'.repeat(300000))).reason, 'bad-json')
-  const nested = '{"a": '.repeat(3000) + '1' + '}'.repeat(3000)
-  const r = score(wrap(`[{"name": "get_weather", "arguments": ${nested}}]`))
-  t.equal(r.reason, 'args-mismatch')
+  // Nesting is capped at MAX_JSON_DEPTH levels, on every thread alike (Python's json gives up near 1,000).
+  const nested = (depth: number) => '{"a": '.repeat(depth) + '1' + '}'.repeat(depth)
+  const call = (depth: number) => wrap(`[{"name": "get_weather", "arguments": ${nested(depth)}}]`)
+  t.equal(score(call(MAX_JSON_DEPTH - 2)).reason, 'args-mismatch', 'the deepest arguments that parse')
+  t.equal(score(call(MAX_JSON_DEPTH - 1)).reason, 'bad-json', 'one level deeper')
+  t.equal(score(call(3000)).reason, 'bad-json')
 })
 
 t.test('canonical() is injective on the values that matter', async (t) => {

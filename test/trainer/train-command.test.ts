@@ -2,12 +2,15 @@
  * `node-grpo train` (the main job), run in-process on a few steps: what it prints, the files it writes, its
  * flags, and Ctrl-C.
  */
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { run } from '../../lib/commands/train.js'
 
+const root = fileURLToPath(new URL('../../', import.meta.url))
 const dir = await mkdtemp(join(tmpdir(), 'node-grpo-train-'))
 t.teardown(() => rm(dir, { recursive: true, force: true }))
 
@@ -90,6 +93,78 @@ t.test('Ctrl-C stops GRPO and still reports', async (t) => {
   t.match(r.out, /interrupted after 0 steps/)
   t.match(r.out, /held-out binary reward\s+\d\.\d{3}\s+\d\.\d{3}/)
   t.ok((await stat(join(out, 'curves.svg'))).size > 0)
+})
+
+/** `node-grpo train` in a child process; resolves when it exits, after `onMetrics` saw metrics.jsonl grow. */
+function spawnTrain(args: string[]): { child: ChildProcess; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> } {
+  const child = spawn(process.execPath, [...process.execArgv, 'lib/cli.ts', 'train', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout!.on('data', (chunk) => (out += chunk))
+  child.stderr!.on('data', (chunk) => (out += chunk))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, out })))
+  return { child, exited }
+}
+
+async function grpoLines(path: string): Promise<number> {
+  try {
+    return (await readFile(path, 'utf8')).split('\n').filter((l) => l.includes('"phase":"grpo"')).length
+  } catch {
+    return 0
+  }
+}
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    if (await condition()) return true
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return false
+}
+
+const FAST = ['--steps', '400', '--batch', '2', '--warmup-steps', '1', '--warmup-examples', '64', '--eval-every', '0', '--quiet', '--device', 'cpu']
+
+t.test('SIGTERM stops like Ctrl-C: every finished step is in metrics.jsonl, and the report is written (issue 18 item 7)', async (t) => {
+  const out = join(dir, 'sigterm')
+  const { child, exited } = spawnTrain([...FAST, '--out', out])
+  t.ok(await waitFor(async () => (await grpoLines(join(out, 'metrics.jsonl'))) >= 2, 240_000), 'GRPO steps appear in metrics.jsonl while training runs')
+  child.kill('SIGTERM')
+  const { code, out: printed } = await exited
+  t.equal(code, 0, printed.slice(-2000))
+  t.match(printed, /SIGTERM: stopping after the current step/)
+  const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'))
+  t.equal(summary.aborted, true)
+  const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l))
+  const steps = lines.filter((l) => l.phase === 'grpo').map((l) => l.step)
+  t.equal(steps.length, summary.steps, 'every step in the file')
+  t.same(steps, Array.from({ length: steps.length }, (_, i) => i + 1))
+})
+
+t.test('a killed run keeps every finished step in metrics.jsonl (issue 18 item 7)', async (t) => {
+  const out = join(dir, 'killed')
+  const { child, exited } = spawnTrain([...FAST, '--out', out])
+  t.ok(await waitFor(async () => (await grpoLines(join(out, 'metrics.jsonl'))) >= 2, 240_000))
+  child.kill('SIGKILL')
+  const { signal } = await exited
+  t.equal(signal, 'SIGKILL')
+  const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).split('\n').filter((l) => l !== '')
+  const parsed = lines.map((l) => JSON.parse(l))
+  t.ok(parsed.filter((l) => l.phase === 'grpo').length >= 2, 'the steps done before the kill')
+  t.same(parsed.slice(0, 2).map((l) => l.phase), ['warmup', 'eval'])
+})
+
+t.test('--policy transformer: a small decoder from scratch, saved as a Hugging Face folder', async (t) => {
+  const out = join(dir, 'transformer')
+  const r = await capture(['--policy', 'transformer', '--steps', '1', '--batch', '2', '--warmup-steps', '1', '--eval-every', '0', '--out', out, '--save', '--quiet', '--device', 'cpu'])
+  t.equal(r.code, 0)
+  t.match(r.out, /policy: TransformerPolicy \(Qwen2ForCausalLM layout from scratch: 2 layers, hidden 128, 4 heads of 32, \d+ parameters\)/)
+  t.match(r.out, /held-out binary reward\s+\d\.\d{3}\s+\d\.\d{3}/)
+  const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'))
+  t.equal(summary.config.policy, 'transformer')
+  t.equal(summary.config.lr, 1e-4, 'the transformer defaults')
+  t.equal(summary.config.warmupExamples, 2000)
+  t.ok((await stat(join(out, 'model', 'config.json'))).size > 0, '--save writes a Hugging Face folder')
+  await t.rejects(capture(['--policy', 'rnn']), { message: /'log-linear' or 'transformer' for --policy/ })
 })
 
 t.test('--help and bad flags', async (t) => {

@@ -122,6 +122,58 @@ t.test('stepFromRollouts: GRPO on rollouts sampled elsewhere, with their log-pro
   await t.rejects(trainer.stepFromRollouts([{ ...rollouts[0]!, group: 99 }, ...rollouts.slice(1)]), { code: 'ERR_GRPO_SHAPE', message: /at least 2 completions per group/ })
 })
 
+t.test('rollout correction: oldLogp recomputed by the policy, tokens weighed by the sampler gap', async (t) => {
+  await using policy = makePolicy()
+  await using server = await policy.clone()
+  const sampled = await server.sample(prompts.map((p) => p.tokens), { n: 4, temperature: 1, maxNewTokens: 2, stop: [EOS], seed: 5 })
+  const rollouts = sampled.map((c) => ({
+    prompt: prompts[c.prompt]!.tokens,
+    completion: c.tokens,
+    logprobs: c.logprobs,
+    reward: reward('', prompts[c.prompt]!, c.tokens).score,
+    group: c.prompt,
+  }))
+  // A sampler whose log-probs are off by 0.3 nats (a bf16 engine, other kernels): the trainer's own log-probs
+  // become old, so the ratio stays 1 and the gap only weighs the tokens: exp(0.3) = 1.35 truncated at 1.2.
+  const shifted = rollouts.map((r) => ({ ...r, logprobs: Array.from(r.logprobs, (x) => x - 0.3) }))
+  await using trainer = makeTrainer(policy, { rolloutCorrection: { level: 'token', mode: 'truncate', max: 1.2 }, beta: 0 })
+  const m = await trainer.stepFromRollouts(shifted)
+  t.ok(Math.abs(m.approxKl) < 1e-5, `old recomputed by the policy: ratio 1 (approxKl ${m.approxKl})`)
+  t.equal(m.clipFrac, 0, 'nothing clipped: the sampler gap does not reach the ratio')
+  t.ok(Math.abs(m.rolloutGapMean - 0.3) < 1e-5, `gap 0.3 (${m.rolloutGapMean})`)
+  t.ok(Math.abs(m.rolloutWeightMean - 1.2) < 1e-6, `every weight truncated at 1.2 (${m.rolloutWeightMean})`)
+  t.equal(m.rolloutCorrectedFrac, 1)
+  t.ok(Math.abs(m.rolloutKl - (Math.exp(0.3) - 1.3)) < 1e-5, `k3 of the gap (${m.rolloutKl})`)
+
+  // The same step without correction treats the sampler's log-probs as old: the ratio is exp(0.3), clipped.
+  await using plainPolicy = makePolicy()
+  await using plain = makeTrainer(plainPolicy, { beta: 0 })
+  const p = await plain.stepFromRollouts(shifted)
+  t.ok(p.clipFrac > 0, `without correction the gap reaches the ratio (clipFrac ${p.clipFrac})`)
+  t.equal(p.rolloutWeightMean, 0)
+
+  // Masking every token (max below every weight): no policy gradient at all.
+  await using maskedPolicy = makePolicy()
+  await using masked = makeTrainer(maskedPolicy, { rolloutCorrection: { mode: 'mask', max: 1.1 }, beta: 0 })
+  const mm = await masked.stepFromRollouts(shifted)
+  t.equal(mm.rolloutWeightMean, 0, 'all tokens masked')
+  t.equal(mm.gradNorm, 0, 'zero gradient')
+
+  // The other variants go through the Trainer to the loss.
+  for (const options of [
+    { ratioLevel: 'sequence' as const, loss: 'cispo' as const },
+    { ratioCap: 2, klBiasCorrection: true, topEntropyQuantile: 0.5 },
+    { lossType: 'dr_grpo' as const, normLength: 4, lossAgg: undefined }, // the preset's lossAgg would contradict it
+  ]) {
+    await using variantPolicy = makePolicy()
+    await using tr = makeTrainer(variantPolicy, options)
+    const s = await tr.stepFromRollouts(rollouts)
+    t.ok(Number.isFinite(s.loss) && Number.isFinite(s.gradNorm), JSON.stringify(options))
+  }
+  t.throws(() => makeTrainer(policy, { lossType: 'grpo', lossAgg: 'token-mean' }), { code: 'ERR_GRPO_INVALID_ARG', message: /lossAgg/ })
+  t.throws(() => makeTrainer(policy, { rolloutCorrection: { level: 'tokens' } as never }), { code: 'ERR_GRPO_INVALID_ARG', message: /level/ })
+})
+
 t.test('supervised steps lower the nll; resetOptimizer', async (t) => {
   await using policy = makePolicy()
   await using trainer = makeTrainer(policy)
@@ -136,7 +188,7 @@ t.test('supervised steps lower the nll; resetOptimizer', async (t) => {
   trainer.resetOptimizer()
   t.equal(trainer.optimizer.stepCount, 0)
   t.equal((await trainer.evaluate(prompts)).reward, 1, 'the warm start solved the task')
-  await t.rejects(trainer.supervisedStep(examples, { temperature: 0 }), { message: /finite number > 0 for temperature/ })
+  await t.rejects(trainer.supervisedStep(examples, { temperature: 0 }), { message: /number in \[1e-6, 1e6\] for temperature/ })
 })
 
 t.test('train: an AbortSignal stops after the current step; periodic evaluation', async (t) => {

@@ -1,0 +1,370 @@
+// The fused linear loss on the CPU (core/linear_loss_args.h has the plan): the GEMM of cpu/gemm.h computes one
+// tile of logits at a time into a chunkTokens × chunkVocab f32 buffer, the loops of cpu/linear_loss_tiles.h
+// reduce it into each row's online log-sum-exp (pass 1) or turn it into its logit gradient (pass 2), and two more
+// GEMMs take that gradient back to the hidden states and into the head's weight gradient. Only counted rows
+// (mask 1) are gathered into a chunk, so the rows past a completion's end are never read (they may hold anything).
+//
+// Memory: a chunk's gathered hidden rows, its f32 hidden-gradient accumulator, one logit tile (f32, plus its bf16
+// copy for a bf16 head) and O(N) per-token state; all counted in memoryInfo().cpu.scratchBytes.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/half.h"
+#include "core/linear_loss_args.h"
+#include "core/loss_host.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
+#include "cpu/linear_loss_tiles.h"
+#include "cpu/thread_pool.h"
+
+namespace grpo {
+
+namespace cpu {
+// The tile loops of the instruction set the row kernels run (GRPO_CPU_ISA forces both).
+const LinearLossTileKernels& linearLossTileKernels() {
+  static const LinearLossTileKernels* chosen = [] {
+    const std::string isa = rowKernels().isa;
+    if (isa.rfind("avx512", 0) == 0) return linearLossTilesAvx512();
+    if (isa.rfind("avx2", 0) == 0) return linearLossTilesAvx2();
+    return linearLossTilesGeneric();
+  }();
+  return *chosen;
+}
+}  // namespace cpu
+
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// The counted rows of the mask (all rows without one), in order.
+std::vector<int64_t> countedRows(const TensorRef& mask, int64_t N) {
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(N));
+  const uint8_t* m = mask.defined() ? mask.data<uint8_t>() : nullptr;
+  for (int64_t i = 0; i < N; i++) {
+    if (!m || m[i]) rows.push_back(i);
+  }
+  return rows;
+}
+
+// The head of a call: gathers a chunk's hidden rows and computes its logit tiles.
+class Head {
+ public:
+  explicit Head(const LinearHeadArgs& a)
+      : a_(a),
+        hiddenBytes_(static_cast<int64_t>(dtypeSize(a.hidden.dtype))),
+        weightBytes_(static_cast<int64_t>(dtypeSize(a.weight.dtype))),
+        bf16_(a.headDtype == DType::BF16),
+        invT_(1.0f / a.temperature),
+        chunk_(static_cast<size_t>(a.chunkTokens * a.H) * static_cast<size_t>(hiddenBytes_)),
+        tile_(static_cast<size_t>(a.chunkTokens * a.chunkVocab)) {}
+
+  const LinearHeadArgs& args() const { return a_; }
+  bool bf16() const { return bf16_; }
+  float invT() const { return invT_; }
+  const void* chunk() const { return chunk_.data(); }
+  float* tile() const { return tile_.data(); }
+
+  // Copies hidden rows rows[0..n) into the packed chunk [n, H].
+  void gather(const int64_t* rows, int64_t n) {
+    const int64_t rowBytes = a_.H * hiddenBytes_;
+    const char* src = static_cast<const char*>(a_.hidden.storage->data());
+    char* dst = chunk_.data();
+    for (int64_t i = 0; i < n; i++) std::memcpy(dst + i * rowBytes, src + rows[i] * rowBytes, static_cast<size_t>(rowBytes));
+  }
+
+  // tile[i, j] = chunk[i] · W[v0 + j] + b[v0 + j] for i < n, j < vc (row stride vc), f32; the caller rounds a
+  // bf16 head's values (tiles.roundBf16) in its per-row pass.
+  void logits(int64_t n, int64_t v0, int64_t vc) {
+    cpu::GemmProblem p;
+    p.M = n;
+    p.N = vc;
+    p.K = a_.H;
+    p.A = cpu::GemmMatrix{chunk_.data(), a_.hidden.dtype, a_.H, 1};
+    p.B = cpu::GemmMatrix{weightRow(v0), a_.weight.dtype, 1, a_.H};
+    p.widen = !bf16_;
+    cpu::GemmOutput out;
+    out.data = tile_.data();
+    out.dtype = DType::F32;
+    out.ld = vc;
+    if (a_.bias.defined()) {
+      out.bias = static_cast<const char*>(a_.bias.storage->data()) + v0 * static_cast<int64_t>(dtypeSize(a_.bias.dtype));
+      out.biasDtype = a_.bias.dtype;
+    }
+    cpu::gemm(p, out);
+  }
+
+  const void* weightRow(int64_t v) const {
+    return static_cast<const char*>(a_.weight.storage->data()) + v * a_.H * weightBytes_;
+  }
+
+ private:
+  const LinearHeadArgs& a_;
+  int64_t hiddenBytes_, weightBytes_;
+  bool bf16_;
+  float invT_;
+  HostScratch<char> chunk_;
+  HostScratch<float> tile_;
+};
+
+// Pass 1's result per token (indexed by token, counted rows only).
+struct RowResults {
+  std::vector<float> logp, lse, entropy;
+  std::vector<uint8_t> status;
+};
+
+// Pass 1: logp, lse and (with entropy) H of every counted row, from the online log-sum-exp over the vocabulary
+// tiles, in double per row. status[i] flags rows with NaN/+inf logits, all -inf, or a bad target.
+void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, RowResults* r) {
+  const LinearHeadArgs& a = head.args();
+  const cpu::LinearLossTileKernels& tiles = cpu::linearLossTileKernels();
+  const int32_t* targets = a.targets.data<int32_t>();
+  const int64_t count = static_cast<int64_t>(rows.size());
+  const float invT = head.invT();
+  r->logp.assign(static_cast<size_t>(a.N), 0.0f);
+  r->lse.assign(static_cast<size_t>(a.N), 0.0f);
+  r->entropy.assign(entropy ? static_cast<size_t>(a.N) : 0, 0.0f);
+  r->status.assign(static_cast<size_t>(a.N), kRowOk);
+  const size_t T = static_cast<size_t>(a.chunkTokens);
+  HostScratch<double> M(T), S(T), Q(T);
+  HostScratch<float> target(T);
+  HostScratch<uint8_t> bad(T);
+  for (int64_t c0 = 0; c0 < count; c0 += a.chunkTokens) {
+    const int64_t n = std::min(a.chunkTokens, count - c0);
+    const int64_t* chunkRows = rows.data() + c0;
+    head.gather(chunkRows, n);
+    for (int64_t i = 0; i < n; i++) {
+      M[i] = kNegInf;
+      S[i] = Q[i] = 0;
+      target[i] = std::numeric_limits<float>::quiet_NaN();
+      bad[i] = 0;
+    }
+    for (int64_t v0 = 0; v0 < a.V; v0 += a.chunkVocab) {
+      const int64_t vc = std::min(a.chunkVocab, a.V - v0);
+      head.logits(n, v0, vc);
+      cpu::parallelFor(n, std::max<int64_t>(1, 16384 / vc), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; i++) {
+          float* row = head.tile() + i * vc;
+          if (head.bf16()) tiles.roundBf16(row, vc);
+          const int64_t y = targets[chunkRows[i]];
+          if (y >= v0 && y < v0 + vc) target[i] = row[y - v0];
+          cpu::TileRowStats ts;
+          tiles.rowStats(row, vc, invT, entropy, &ts);
+          if (ts.bad) bad[i] = 1;
+          if (ts.bad || ts.max == -std::numeric_limits<float>::infinity()) continue;
+          // Merge the tile (relative to its max m) into the row's state (relative to M).
+          const double m = static_cast<double>(ts.max) * invT;
+          if (m > M[i]) {
+            const double shift = M[i] - m;  // <= 0, -inf for the first tile
+            const double scale = S[i] > 0 ? std::exp(shift) : 0.0;
+            Q[i] = S[i] > 0 ? scale * (Q[i] + shift * S[i]) : 0.0;
+            S[i] *= scale;
+            M[i] = m;
+          }
+          const double shift = m - M[i], scale = std::exp(shift);
+          S[i] += scale * ts.sum;
+          Q[i] += scale * (ts.dot + shift * ts.sum);
+        }
+      });
+    }
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t t = chunkRows[i];
+      if (bad[i]) { r->status[t] = kRowNonFiniteLogits; continue; }
+      if (M[i] == kNegInf) { r->status[t] = kRowAllNegInf; continue; }
+      const double lnS = std::log(S[i]);
+      const double lse = M[i] + lnS;
+      r->lse[t] = static_cast<float>(lse);
+      r->logp[t] = static_cast<float>(static_cast<double>(target[i]) * invT - lse);
+      if (entropy) r->entropy[t] = static_cast<float>(lnS - Q[i] / S[i]);
+    }
+  }
+}
+
+// The chunk buffers are sized by the chunks: no larger than the problem (a short batch needs no 16 MiB tile).
+void fitChunks(LinearHeadArgs* a, int64_t counted) {
+  a->chunkTokens = std::max<int64_t>(1, std::min(a->chunkTokens, counted));
+  a->chunkVocab = std::max<int64_t>(1, std::min(a->chunkVocab, a->V));
+}
+
+// Checks what the kernels index with: targets in [0, V) at counted rows, a mask of 0/1.
+void checkTargets(const LinearHeadArgs& a, const std::vector<int64_t>& rows, std::vector<uint8_t>* status) {
+  const int32_t* targets = a.targets.data<int32_t>();
+  const uint8_t* mask = a.mask.defined() ? a.mask.data<uint8_t>() : nullptr;
+  for (int64_t i = 0; mask && i < a.N; i++) {
+    if (mask[i] > 1) fail(ErrorCode::InvalidArg, "0 or 1", "mask" + position(i, a.L), std::to_string(mask[i]));
+  }
+  status->assign(static_cast<size_t>(a.N), kRowOk);
+  for (int64_t t : rows) {
+    if (targets[t] < 0 || targets[t] >= a.V) (*status)[t] = kRowBadTarget;
+  }
+}
+
+// gradBias[v0 + j] += Σ_i dz[i, j] (in double, rows in order).
+void addColumnSums(const float* dz, int64_t n, int64_t vc, float* gradBias) {
+  cpu::parallelFor(vc, 1024, [&](int64_t begin, int64_t end) {
+    std::vector<double> sums(static_cast<size_t>(end - begin), 0.0);
+    for (int64_t i = 0; i < n; i++) {
+      const float* row = dz + i * vc;
+      for (int64_t j = begin; j < end; j++) sums[j - begin] += row[j];
+    }
+    for (int64_t j = begin; j < end; j++) gradBias[j] = static_cast<float>(gradBias[j] + sums[j - begin]);
+  });
+}
+
+}  // namespace
+
+void cpu::CpuBackend::linearTokenLogprobs(LinearTokenLogprobsCall& c) {
+  const std::vector<int64_t> rows = countedRows(c.head.mask, c.head.N);
+  fitChunks(&c.head, static_cast<int64_t>(rows.size()));
+  const LinearHeadArgs& a = c.head;
+  std::vector<uint8_t> status;
+  checkTargets(a, rows, &status);
+  throwRowStatus(status.data(), a.N, a.targets.data<int32_t>(), nullptr, a.L, a.V);
+  Head head(a);
+  RowResults r;
+  forwardPass(head, rows, c.entropy, &r);
+  throwRowStatus(r.status.data(), a.N, a.targets.data<int32_t>(), nullptr, a.L, a.V);
+  std::memcpy(c.logp.data<float>(), r.logp.data(), sizeof(float) * static_cast<size_t>(a.N));
+  std::memcpy(c.lse.data<float>(), r.lse.data(), sizeof(float) * static_cast<size_t>(a.N));
+  if (c.entropy) std::memcpy(c.entropyOut.data<float>(), r.entropy.data(), sizeof(float) * static_cast<size_t>(a.N));
+}
+
+void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
+  const std::vector<int64_t> rows = countedRows(c.head.mask, c.head.N);
+  fitChunks(&c.head, static_cast<int64_t>(rows.size()));
+  const LinearHeadArgs& a = c.head;
+  const cpu::LinearLossTileKernels& tiles = cpu::linearLossTileKernels();
+  const int32_t* targets = a.targets.data<int32_t>();
+  std::vector<uint8_t> status;
+  checkTargets(a, rows, &status);
+  throwRowStatus(status.data(), a.N, targets, nullptr, a.L, a.V);
+
+  // Pass 1 and the per-token loss.
+  Head head(a);
+  RowResults r;
+  forwardPass(head, rows, true, &r);
+  for (int64_t t : rows) {
+    if (r.status[t] == kRowOk && std::isinf(r.logp[t])) r.status[t] = kRowNegInfTarget;
+  }
+  const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr, c.ref.defined() ? c.ref.data<float>() : nullptr,
+                           c.advantages.data<float>(), c.perTokenAdvantages, a.L};
+  throwRowStatus(r.status.data(), a.N, targets, &inputs, a.L, a.V);
+  TokenLossInputs in;
+  in.logp = r.logp.data();
+  in.entropy = r.entropy.data();
+  in.old = inputs.old;
+  in.ref = inputs.ref;
+  in.rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
+  in.adv = inputs.adv;
+  in.perTokenAdv = c.perTokenAdvantages;
+  in.mask = a.mask.defined() ? a.mask.data<uint8_t>() : nullptr;
+  in.B = a.B;
+  in.L = a.L;
+  HostScratch<double> gLogp(static_cast<size_t>(a.N)), gEntropy(static_cast<size_t>(a.N));
+  TokenLossOutputs out;
+  out.gradLogp = gLogp.data();
+  out.gradEntropy = gEntropy.data();
+  tokenLoss(in, c.params, &out);
+  c.stats = out.stats;
+  std::memcpy(c.logp.data<float>(), r.logp.data(), sizeof(float) * static_cast<size_t>(a.N));
+  if (c.entropy.defined()) std::memcpy(c.entropy.data<float>(), r.entropy.data(), sizeof(float) * static_cast<size_t>(a.N));
+
+  // Pass 2: recompute each tile, turn it into dZ, and take it back through the head.
+  const size_t T = static_cast<size_t>(a.chunkTokens);
+  const int64_t gradBytes = static_cast<int64_t>(dtypeSize(c.gradHidden.dtype));
+  std::memset(c.gradHidden.storage->data(), 0, static_cast<size_t>(a.N * a.H * gradBytes));
+  HostScratch<float> gh(T * static_cast<size_t>(a.H));
+  HostScratch<uint16_t> dzBf16(head.bf16() ? T * static_cast<size_t>(a.chunkVocab) : 0);
+  HostScratch<float> ga(T), gb(T), gc(T), glse(T);
+  const float invT = head.invT();
+  const int64_t count = static_cast<int64_t>(rows.size());
+  for (int64_t c0 = 0; c0 < count; c0 += a.chunkTokens) {
+    const int64_t n = std::min(a.chunkTokens, count - c0);
+    const int64_t* chunkRows = rows.data() + c0;
+    head.gather(chunkRows, n);
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t t = chunkRows[i];
+      // dℓ/dz_j = (g (1[j=y] - p_j) + gH ∂H/∂u_j) / T with ∂H/∂u_j = -p_j (u_j - E_p[u]), E_p[u] = lse - H.
+      ga[i] = static_cast<float>(gLogp[t] * invT);
+      gb[i] = static_cast<float>(gEntropy[t] * invT);
+      glse[i] = r.lse[t];
+      gc[i] = static_cast<float>(static_cast<double>(r.lse[t]) - r.entropy[t]);
+    }
+    for (int64_t v0 = 0; v0 < a.V; v0 += a.chunkVocab) {
+      const int64_t vc = std::min(a.chunkVocab, a.V - v0);
+      head.logits(n, v0, vc);
+      cpu::parallelFor(n, std::max<int64_t>(1, 16384 / vc), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; i++) {
+          float* row = head.tile() + i * vc;
+          if (head.bf16()) tiles.roundBf16(row, vc);
+          tiles.rowGrad(row, vc, invT, glse[i], ga[i], gb[i], gc[i]);
+          const int64_t y = targets[chunkRows[i]];
+          if (y >= v0 && y < v0 + vc) row[y - v0] += ga[i];
+          if (head.bf16()) tiles.toBf16(row, dzBf16.data() + i * vc, vc);
+        }
+      });
+      const void* dz = head.bf16() ? static_cast<const void*>(dzBf16.data()) : head.tile();
+      const DType dzType = head.bf16() ? DType::BF16 : DType::F32;
+      {  // gh[n, H] (+)= dZ[n, vc] · W[v0 : v0 + vc]
+        cpu::GemmProblem p;
+        p.M = n;
+        p.N = a.H;
+        p.K = vc;
+        p.A = cpu::GemmMatrix{dz, dzType, vc, 1};
+        p.B = cpu::GemmMatrix{head.weightRow(v0), a.weight.dtype, a.H, 1};
+        p.widen = !head.bf16();
+        cpu::GemmOutput o;
+        o.data = gh.data();
+        o.dtype = DType::F32;
+        o.ld = a.H;
+        o.accumulate = v0 > 0;
+        cpu::gemm(p, o);
+      }
+      if (c.gradWeight.defined()) {  // gradWeight[v0 : v0 + vc] += dZᵀ · chunk
+        cpu::GemmProblem p;
+        p.M = vc;
+        p.N = a.H;
+        p.K = n;
+        p.A = cpu::GemmMatrix{dz, dzType, 1, vc};
+        p.B = cpu::GemmMatrix{head.chunk(), a.hidden.dtype, a.H, 1};
+        p.widen = !head.bf16();
+        cpu::GemmOutput o;
+        o.data = c.gradWeight.data<float>() + v0 * a.H;
+        o.dtype = DType::F32;
+        o.ld = a.H;
+        o.accumulate = true;
+        cpu::gemm(p, o);
+      }
+      if (c.gradBias.defined()) {
+        // A bf16 head's dZ as the backward products see it (rounded), so the three gradients agree.
+        if (head.bf16()) {
+          cpu::parallelFor(n * vc, 65536, [&](int64_t begin, int64_t end) {
+            for (int64_t k = begin; k < end; k++) head.tile()[k] = bf16ToFloat(dzBf16[static_cast<size_t>(k)]);
+          });
+        }
+        addColumnSums(head.tile(), n, vc, c.gradBias.data<float>() + v0);
+      }
+    }
+    // Scatter the chunk's f32 hidden gradient into its rows, rounded once to gradHidden's dtype.
+    char* base = static_cast<char*>(c.gradHidden.storage->data());
+    cpu::parallelFor(n, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) {
+        const float* src = gh.data() + i * a.H;
+        char* dst = base + chunkRows[i] * a.H * gradBytes;
+        if (c.gradHidden.dtype == DType::F32) {
+          std::memcpy(dst, src, static_cast<size_t>(a.H) * sizeof(float));
+        } else {
+          tiles.toBf16(src, reinterpret_cast<uint16_t*>(dst), a.H);
+        }
+      }
+    });
+  }
+}
+
+}  // namespace grpo

@@ -1,0 +1,108 @@
+/**
+ * Native hardening (issue 18): a worker thread that ends while its ops run cannot abort the process (item 1),
+ * zero-size inputs with huge shapes allocate nothing per row and shape products are checked before any
+ * allocation (item 2), the garbage collector is told the size of every native buffer (item 4), and ops refuse
+ * tensors that alias each other or that another running op writes (item 5). Each scenario runs in a child
+ * process (native-child.ts), so a crash fails a test instead of the suite.
+ */
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { Tensor, modelOps, ops } from '../../lib/index.js'
+
+const script = fileURLToPath(new URL('./native-child.ts', import.meta.url))
+
+function child(scenario: string, args: string[] = [], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [...process.execArgv, script, scenario, ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, GRPO_CPU_CACHE_MB: '0', ...env },
+  })
+  const last = r.stdout.trim().split('\n').at(-1) ?? ''
+  let json: any = null
+  try {
+    json = JSON.parse(last)
+  } catch {
+    // reported below
+  }
+  return { status: r.status, signal: r.signal, json, stderr: r.stderr.slice(-2000) }
+}
+
+t.test('a worker thread that exits or is terminated with ops and reads in flight does not abort the process (item 1)', async (t) => {
+  for (const scenario of ['worker-exit', 'worker-terminate']) {
+    const r = child(scenario, ['3'])
+    t.same([r.status, r.signal], [0, null], `${scenario}: exit status (3 workers) ${r.stderr}`)
+    t.same(r.json, { survived: true }, `${scenario}: the main thread's ops still run`)
+  }
+})
+
+t.test('zero-size inputs with 2^26 and 2^31 rows: no per-row scratch, no loop over the rows (item 2)', async (t) => {
+  const r = child('empty-rows')
+  t.same([r.status, r.signal], [0, null], r.stderr)
+  for (const [name, result] of Object.entries(r.json.results as Record<string, { ok: boolean; ms: number }>)) {
+    t.ok(result.ok, `${name} succeeds: ${JSON.stringify(result)}`)
+    t.ok(result.ms < 1000, `${name} takes ${result.ms.toFixed(1)} ms`)
+  }
+  t.ok(r.json.peakGrowth < 64 * 2 ** 20, `peak memory grew ${(r.json.peakGrowth / 2 ** 20).toFixed(1)} MB`)
+})
+
+t.test('shape products are checked before any allocation, with the limit in the message (item 2)', async (t) => {
+  const r = child('size-limits')
+  t.same([r.status, r.signal], [0, null], r.stderr)
+  const { results } = r.json
+  t.match(results.embeddingBagForward, { ok: false, code: 'ERR_GRPO_SHAPE', message: /below 2\^63/ }, 'ids [2^31, 2^31, 0]: 2^62 rows of 8 logits')
+  t.match(results.embeddingBagForwardBig, { ok: false, code: 'ERR_GRPO_OOM', message: /at most \d+ bytes \(this machine's memory\) for the logits/ }, 'ids [2^20, 2^20, 0]: 2^40 rows')
+  t.match(results.embeddingBagForwardWrap, { ok: false, code: 'ERR_GRPO_SHAPE', message: /2\^63/ }, 'a product that wraps int64')
+  t.match(results.zeros, { ok: false, code: 'ERR_GRPO_OOM', message: /at most \d+ bytes .*this machine/ })
+  t.match(results.zerosProduct, { ok: false, code: 'ERR_GRPO_SHAPE', message: /below 2\^63/ })
+  t.equal(r.json.live, 4, `nothing allocated for the failed calls (4 inputs alive) ${JSON.stringify(results)}`)
+})
+
+t.test('undisposed tensors are collected: V8 is told their native size (item 4)', async (t) => {
+  const r = child('external-memory')
+  t.same([r.status, r.signal], [0, null], r.stderr)
+  t.ok(r.json.peak < 1024 * 2 ** 20, `250 undisposed 8 MB tensors peak at ${(r.json.peak / 2 ** 20).toFixed(0)} MB live (2000 MB if never collected)`)
+})
+
+t.test('aliasing: gradNorm([g, g]), adamw with params === grads or m === v, a written tensor twice (item 5)', async (t) => {
+  using g = Tensor.from([3, 4], [2])
+  using p = Tensor.from([1, 1], [2])
+  using m = Tensor.zeros([2])
+  using v = Tensor.zeros([2])
+  for (const scale of [false, true]) {
+    t.throws(() => modelOps.gradNormSync([g, g], { maxNorm: 1, scale }), { code: 'ERR_GRPO_INVALID_ARG', message: /grads\[1\].*same tensor as grads\[0\]/ }, `scale ${scale}`)
+  }
+  await t.rejects(modelOps.gradNorm([g, g], { maxNorm: 1, scale: true }), { code: 'ERR_GRPO_INVALID_ARG' })
+  t.same(Array.from(g.toArraySync()), [3, 4], 'nothing was scaled')
+  t.throws(() => modelOps.adamwSync({ params: [p], grads: [p], m: [m], v: [v] }), { code: 'ERR_GRPO_INVALID_ARG', message: /same tensor/ })
+  t.throws(() => modelOps.adamwSync({ params: [p], grads: [g], m: [m], v: [m] }), { code: 'ERR_GRPO_INVALID_ARG', message: /v\[0\].*same tensor as m\[0\]/ })
+  t.throws(() => modelOps.adamwSync({ params: [p, p], grads: [g, g], m: [m, v], v: [v, m] }), { code: 'ERR_GRPO_INVALID_ARG' })
+  t.throws(() => modelOps.zeroTensorsSync([m, m]), { code: 'ERR_GRPO_INVALID_ARG', message: /same tensor/ })
+  t.same(Array.from(p.toArraySync()), [1, 1], 'params untouched')
+  modelOps.adamwSync({ params: [p], grads: [g], m: [m], v: [v] }, { lr: 0.1 })
+  t.not(p.toArraySync()[0], 1, 'distinct tensors still work')
+})
+
+t.test('concurrent in-place ops on one tensor: the second is refused until the first is done (item 5)', async (t) => {
+  const B = 8, L = 64, V = 32768 // 64 MB: the first op runs for tens of milliseconds
+  using logits = Tensor.zeros([B, L, V])
+  using targets = Tensor.zeros([B, L], { dtype: 'i32' })
+  using advantages = Tensor.from([1, -1, 0.5, 0, 1, -1, 0.5, 0], [B])
+  const first = ops.grpoLoss({ logits, targets, advantages }, { inplace: true })
+  // While the first writes the gradient over the logits, nothing else may read or write them.
+  await t.rejects(ops.grpoLoss({ logits, targets, advantages }, { inplace: true }), { code: 'ERR_GRPO_INVALID_ARG', message: /for logits but received a tensor that a running op is writing/ })
+  t.throws(() => ops.tokenLogprobsSync(logits, targets), { code: 'ERR_GRPO_INVALID_ARG', message: /running op is writing/ })
+  await t.rejects(logits.toArray(), { code: 'ERR_GRPO_INVALID_ARG' })
+  t.throws(() => modelOps.zeroTensorsSync([logits]), { code: 'ERR_GRPO_INVALID_ARG' })
+  const r = await first
+  r.logp.dispose()
+  // Readers run together; a writer waits for them.
+  const reads = [ops.tokenLogprobs(logits, targets), ops.tokenLogprobs(logits, targets)]
+  t.throws(() => modelOps.zeroTensorsSync([logits]), { code: 'ERR_GRPO_INVALID_ARG', message: /a running op is reading/ })
+  for (const x of await Promise.all(reads)) {
+    x.logp.dispose()
+    x.lse.dispose()
+  }
+  modelOps.zeroTensorsSync([logits])
+  t.pass('after the reads, the write goes through')
+})
