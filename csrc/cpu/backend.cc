@@ -56,10 +56,13 @@ uint8_t finishRow(float xy, double temperature, const cpu::ExpScale& scale, bool
   const double ty = dy * scale.value, ey = std::exp2(ty);
   const double S = st.sum + ey;
   const double invT = 1.0 / temperature;
-  // ln S with the target's term taken out exactly (ln e_y = t_y ln 2) where it dominates: a target holding
-  // all but 1e-28 of the row has S = 1 + 1e-28, which is 1 in double, and ln S = 0 would drop the S_o part of
-  // the entropy (H = ln S - ln2 T2 / S; both terms are ~S_o there, so nothing cancels) and of logp.
-  const double lnS = ey > 0 && ey >= st.sum ? ty * kLn2 + std::log1p(st.sum / ey) : std::log(S);
+  // ln S = ln(a) + log1p(b / a) with a the larger of e_y and S_o (ln e_y = t_y ln 2 exactly): a row where one
+  // token holds all but 1e-28 has S = 1 + 1e-28, which is 1 in double, and ln S = 0 would drop the small part
+  // of the entropy (H = ln S - ln2 T2 / S; both terms are that small there, so nothing cancels) and of logp.
+  // Whether the dominant token is the target or not.
+  const double lnS = ey > 0 && ey >= st.sum ? ty * kLn2 + std::log1p(st.sum / ey)
+                     : st.sum > 0         ? std::log(st.sum) + std::log1p(ey / st.sum)
+                                          : std::log(S);
   out->targetT = ty;
   out->py = ey / S;
   out->oneMinusPy = st.sum / S;
