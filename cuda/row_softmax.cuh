@@ -154,7 +154,11 @@ struct RowTotals {
   float xy;             // the target's logit
 };
 
-template <typename T>
+// Precise: ln S = ln a + log1p(b / a), a the larger of e_y and S_o (as the CPU backend takes it), so that a row
+// where one token holds all but 1e-28 keeps the small part of logp and of its entropy (S = 1 + 1e-28 is 1 in
+// double). Only token_logprobs.cu asks for it: in the loss kernels the extra code spills registers (sm_90a,
+// bf16/f16), which the build forbids.
+template <bool Precise = false, typename T>
 __device__ __forceinline__ RowTotals rowTotals(const RowStatsDevice& s, const T* row, int64_t y, ExpScaleArgs scale) {
   RowTotals r;
   r.xy = toFloat(row[y]);
@@ -164,7 +168,12 @@ __device__ __forceinline__ RowTotals rowTotals(const RowStatsDevice& s, const T*
   const double ty = r.targetT, ey = exp2(ty);
   r.sum = static_cast<double>(s.sum) + ey;
   r.t2 = static_cast<double>(s.t2) + ey * (ty < -127 ? -127 : ty);
-  r.lnS = log(r.sum);
+  if (Precise) {
+    const double so = static_cast<double>(s.sum);
+    r.lnS = ey > 0 && ey >= so ? ty * 0.693147180559945309 + log1p(so / ey) : so > 0 ? log(so) + log1p(ey / so) : log(r.sum);
+  } else {
+    r.lnS = log(r.sum);
+  }
   r.oneMinusPy = static_cast<double>(s.sum) / r.sum;
   return r;
 }
