@@ -117,6 +117,12 @@ export interface Policy extends Disposable, AsyncDisposable {
   clone(): Promise<Policy>
   save(path: string): Promise<void>
   load(path: string): Promise<void>
+  /**
+   * What save() writes, which names it in a Trainer checkpoint: 'file' (the default), one safetensors file saved as
+   * policy.safetensors (and reference.safetensors); 'folder', a model folder saved as policy/ (and reference/):
+   * TransformerPolicy's Hugging Face folder, which transformers and vLLM load as it is.
+   */
+  readonly saveLayout?: 'file' | 'folder'
   /** Frees native memory; idempotent. */
   dispose(): void
 }

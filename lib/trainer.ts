@@ -31,7 +31,7 @@
  */
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { info as backendInfo } from './backend.js'
 import { DataParallel, shareOf, type DataParallelOptions } from './distributed-trainer.js'
 import { GrpoError, invalidArg } from './errors.js'
@@ -765,6 +765,30 @@ interface PassStats {
 const CHECKPOINT_VERSION = 1
 const CHECKPOINT_KEYS = ['version', 'step', 'cursor', 'seed', 'optimizerStep', 'reference', 'sha256']
 
+/**
+ * Where a checkpoint keeps the policy and the trainer-made reference (a clone of it): one safetensors file each,
+ * or, for a policy that saves a model folder, policy/ and reference/ (a Hugging Face folder for a transformer).
+ */
+function checkpointPaths(dir: string, policy: Policy): { policy: string; reference: string } {
+  return policy.saveLayout === 'folder'
+    ? { policy: join(dir, 'policy'), reference: join(dir, 'reference') }
+    : { policy: join(dir, 'policy.safetensors'), reference: join(dir, 'reference.safetensors') }
+}
+
+/**
+ * The paths of a folder-layout checkpoint written before policy/ and reference/: the same folders under the file
+ * names (policy.safetensors/), read when policy/ is missing so that those checkpoints still load.
+ */
+async function existingCheckpointPaths(dir: string, policy: Policy): Promise<{ policy: string; reference: string }> {
+  const paths = checkpointPaths(dir, policy)
+  if (policy.saveLayout !== 'folder') return paths
+  const isDir = (path: string) => stat(path).then((s) => s.isDirectory(), () => false)
+  if (!(await isDir(paths.policy)) && (await isDir(join(dir, 'policy.safetensors')))) {
+    return { policy: join(dir, 'policy.safetensors'), reference: join(dir, 'reference.safetensors') }
+  }
+  return paths
+}
+
 export class Trainer implements Disposable, AsyncDisposable {
   readonly policy: Policy
   readonly settings: Readonly<
@@ -1136,7 +1160,12 @@ export class Trainer implements Disposable, AsyncDisposable {
     return result
   }
 
-  /** Saves the policy, the reference (when the trainer made it), the optimizer state and the position. */
+  /**
+   * Saves the policy, the reference (when the trainer made it), the optimizer state and the position into `dir`:
+   * policy.safetensors and reference.safetensors, or for a policy whose saveLayout is 'folder' (TransformerPolicy)
+   * the model folders policy/ and reference/ (Hugging Face folders: `from_pretrained('dir/policy')` loads them);
+   * optimizer.safetensors; trainer.json.
+   */
   async saveCheckpoint(dir: string): Promise<void> {
     this.#live()
     if (typeof dir !== 'string' || dir === '') invalidArg('a directory path', 'dir', dir)
@@ -1144,8 +1173,9 @@ export class Trainer implements Disposable, AsyncDisposable {
     const state = this.#dp ? await this.#dp.optimizerState(this.optimizer) : { tensors: this.optimizer.stateTensors(), owned: false }
     const write = async () => {
       await mkdir(dir, { recursive: true })
-      await this.policy.save(join(dir, 'policy.safetensors'))
-      if (this.#reference && this.#ownsReference) await this.#reference.save(join(dir, 'reference.safetensors'))
+      const paths = checkpointPaths(dir, this.policy)
+      await this.policy.save(paths.policy)
+      if (this.#reference && this.#ownsReference) await this.#reference.save(paths.reference)
       await writeSafetensors(join(dir, 'optimizer.safetensors'), state.tensors, { step: String(this.optimizer.stepCount) })
       const meta = { version: CHECKPOINT_VERSION, step: this.#step, cursor: this.#cursor, seed: this.seed, optimizerStep: this.optimizer.stepCount, reference: this.#ownsReference && !!this.#reference }
       // The safetensors files carry checksums; trainer.json carries its own, so a flipped digit of the step or
@@ -1186,13 +1216,14 @@ export class Trainer implements Disposable, AsyncDisposable {
     for (const key of ['step', 'cursor', 'optimizerStep'] as const) {
       if (!Number.isSafeInteger(meta[key]) || meta[key] < 0) invalidArg('a non-negative integer', `${key} of ${dir}/trainer.json`, meta[key])
     }
-    await this.policy.load(join(dir, 'policy.safetensors'))
+    const paths = await existingCheckpointPaths(dir, this.policy)
+    await this.policy.load(paths.policy)
     if (meta.reference) {
-      const path = join(dir, 'reference.safetensors')
+      const path = paths.reference
       try {
         await stat(path)
       } catch (cause) {
-        throw new GrpoError(`Expected reference.safetensors in the checkpoint ${dir} (trainer.json says it has one) but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
+        throw new GrpoError(`Expected the reference ${basename(path)} (trainer.json says the checkpoint has one) for the checkpoint ${dir} but received: ${(cause as Error).message}`, 'ERR_GRPO_INVALID_ARG', { cause })
       }
       if (!this.#reference) {
         this.#reference = await this.policy.clone()

@@ -323,6 +323,11 @@ export class TransformerPolicy implements LinearHeadPolicy {
     return this.#disposed
   }
 
+  /** save() writes a Hugging Face folder: a Trainer checkpoint holds it as policy/ (and reference/). */
+  get saveLayout(): 'folder' {
+    return 'folder'
+  }
+
   /** Ids that end a completion by default (config's eos_token_id). */
   get stopTokenIds(): number[] {
     return [...this.config.eosTokenIds]

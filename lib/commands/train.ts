@@ -55,10 +55,12 @@ Options:
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
-  --lr X                GRPO learning rate (default 0.006; transformer 1e-4)
+  --lr X                GRPO learning rate (default 0.006; transformer 3e-5)
   --warmup-examples N   size of the warm-start slice (default 400; transformer 2000)
-  --warmup-steps N      supervised steps of 64 examples (default 10; 4 with --task multi-turn; transformer 300)
-  --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3)
+  --warmup-steps N      supervised steps of 64 examples (default 10; 4 with --task multi-turn; transformer 600)
+  --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3, the peak of its schedule)
+  --warmup-schedule S   constant or cosine: 20 steps of linear warm-up, then a cosine decay to a tenth of
+                        --warmup-lr (default constant; transformer cosine)
   --temperature X       sampling temperature of GRPO (default 0.7, the Tool-N1 preset's; 1 with --task multi-turn)
   --filter-groups N     dynamic sampling: drop groups whose rewards are all equal and sample more prompts,
                         up to N sampling rounds per step (default 1: off; 3 with --task multi-turn)
@@ -97,6 +99,7 @@ interface Config {
   warmupLr: number
   warmupExamples: number
   warmupSteps: number
+  warmupSchedule: 'constant' | 'cosine'
   evalEvery: number
   save: boolean
   quiet: boolean
@@ -131,6 +134,7 @@ function parseConfig(args: string[]): Config | null {
       'warmup-examples': { type: 'string' },
       'warmup-steps': { type: 'string' },
       'warmup-lr': { type: 'string' },
+      'warmup-schedule': { type: 'string' },
       'eval-every': { type: 'string' },
       save: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
@@ -152,6 +156,8 @@ function parseConfig(args: string[]): Config | null {
   const policy = values.policy ?? 'log-linear'
   if (policy !== 'log-linear' && policy !== 'transformer') invalidArg("'log-linear' or 'transformer'", '--policy', values.policy)
   const tf = policy === 'transformer'
+  const schedule = values['warmup-schedule'] ?? (tf ? 'cosine' : 'constant')
+  if (schedule !== 'constant' && schedule !== 'cosine') invalidArg("'constant' or 'cosine'", '--warmup-schedule', values['warmup-schedule'])
   // The multi-turn task's defaults: a shorter warm start and more exploration (its held-out reward starts low),
   // ToolRL's partial credit and a tool-use reward (the binary reward alone rarely sees a whole trajectory right),
   // dynamic sampling (most groups of a weak policy have no reward spread). bench/trainer.md has the runs.
@@ -174,16 +180,30 @@ function parseConfig(args: string[]): Config | null {
     device,
     out: resolve(values.out ?? join('runs', stamp)),
     batch: integer(values.batch, '--batch', 16, 1),
-    lr: rate(values.lr, '--lr', tf ? 1e-4 : 0.006),
+    lr: rate(values.lr, '--lr', tf ? 3e-5 : 0.006),
     warmupLr: rate(values['warmup-lr'], '--warmup-lr', tf ? 3e-3 : 0.03),
     warmupExamples: integer(values['warmup-examples'], '--warmup-examples', tf ? 2000 : 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 300 : multiTurn ? 4 : 10, 0),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 600 : multiTurn ? 4 : 10, 0),
+    warmupSchedule: schedule,
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
     zero: values.zero ?? false,
     distTimeout: values['dist-timeout'] === undefined ? undefined : rate(values['dist-timeout'], '--dist-timeout', 600),
   }
+}
+
+/**
+ * The warm-start learning rate of step i of n: constant, or 20 steps (at most a tenth of n) of linear warm-up from
+ * peak/20 and a cosine decay to peak/10 at the last step. A transformer trained from scratch at a constant rate
+ * stalls at a noisy loss; the decay lets it settle (measured in bench/trainer.md).
+ */
+export function warmupLearningRate(schedule: 'constant' | 'cosine', peak: number, i: number, n: number): number {
+  if (schedule === 'constant') return peak
+  const ramp = Math.max(1, Math.min(20, Math.floor(n / 10)))
+  if (i < ramp) return (peak * (i + 1)) / ramp
+  const progress = n - ramp <= 1 ? 1 : (i - ramp) / (n - ramp - 1)
+  return peak * (0.1 + 0.45 * (1 + Math.cos(Math.PI * progress)))
 }
 
 /** Held-out evaluations judge with the binary reward, whatever the training reward. */
@@ -390,12 +410,12 @@ export async function run(args: string[]): Promise<number> {
     for (let i = 0; i < config.warmupSteps; i++) {
       const from = (i * 64) % slice.length
       const examples = slice.slice(from, from + 64).map((p) => ({ prompt: p.tokens, completion: p.reference, mask: p.referenceMask }))
-      const m = await trainer.supervisedStep(examples, { lr: config.warmupLr })
+      const m = await trainer.supervisedStep(examples, { lr: warmupLearningRate(config.warmupSchedule, config.warmupLr, i, config.warmupSteps) })
       loss = m.loss
       record({ phase: 'warmup', ...m })
     }
     trainer.resetOptimizer()
-    out(`warm start: ${config.warmupSteps} supervised steps on ${slice.length} examples, nll ${loss.toFixed(3)} / token (${((performance.now() - warmStart) / 1000).toFixed(1)}s)`)
+    out(`warm start: ${config.warmupSteps} supervised steps on ${slice.length} examples (lr ${config.warmupLr}, ${config.warmupSchedule}), nll ${loss.toFixed(3)} / token (${((performance.now() - warmStart) / 1000).toFixed(1)}s)`)
 
     // 2. Held-out reward before GRPO.
     const before = await trainer.evaluate(heldOut, heldOutOptions)

@@ -6,10 +6,10 @@
  * mismatched checkpoint. Runs on cpu here and on the simt executor through test/simt/policy-on-simt.test.ts.
  */
 import t from 'tap'
-import { mkdtempSync, rmSync, statSync, truncateSync, readdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Tensor, Trainer, presets, RolloutBatch } from '../../lib/index.js'
+import { Tensor, Trainer, presets, RolloutBatch, readSafetensors } from '../../lib/index.js'
 import { TransformerPolicy } from '../../lib/transformer-policy.js'
 import { writeTinyModel, type TinyModel, type TinyModelOptions } from '../helpers/hf-tiny-model.js'
 import { referenceCompletionLogits } from '../reference/llama-reference.js'
@@ -323,19 +323,46 @@ t.test('the Trainer trains it: supervised steps lower the loss, a GRPO step runs
   t.ok(greedy.reward >= 0.75, `greedy reward after the warm start ${greedy.reward}`)
   const m = await trainer.step(prompts)
   t.ok(Number.isFinite(m.loss) && Number.isFinite(m.gradNorm), `a GRPO step: loss ${m.loss}, grad norm ${m.gradNorm}`)
-  // Trainer checkpoints hold a Hugging Face folder for the policy.
+  // Trainer checkpoints hold the policy and its reference as Hugging Face folders policy/ and reference/.
   const ckpt = fresh()
   await trainer.saveCheckpoint(ckpt)
+  t.same(readdirSync(ckpt).sort(), ['optimizer.safetensors', 'policy', 'reference', 'trainer.json'], 'the checkpoint layout')
+  for (const folder of ['policy', 'reference']) {
+    const files = readdirSync(join(ckpt, folder))
+    t.ok(files.includes('config.json') && files.includes('model.safetensors'), `${folder}/ is a Hugging Face folder (${files.join(', ')})`)
+    const config = JSON.parse(readFileSync(join(ckpt, folder, 'config.json'), 'utf8'))
+    t.match(config, { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: 40, hidden_size: 32, num_hidden_layers: 2, tie_word_embeddings: true }, `${folder}/config.json: what transformers reads`)
+    const { tensors } = await readSafetensors(join(ckpt, folder, 'model.safetensors'))
+    t.ok('model.embed_tokens.weight' in tensors && 'model.layers.1.self_attn.q_proj.bias' in tensors && 'model.norm.weight' in tensors, `${folder}/model.safetensors: transformers' tensor names`)
+  }
   using probe = RolloutBatch.fromExamples(examples, { device: policy.device, vocabSize: 40 })
   const before = await policy.logits(probe)
   const x = await before.toArray()
   before.dispose()
+  {
+    await using loaded = await TransformerPolicy.fromPretrained(join(ckpt, 'policy'))
+    const logits = await loaded.logits(probe)
+    t.same(await logits.toArray(), x, 'fromPretrained(checkpoint/policy) gives the same logits')
+    logits.dispose()
+  }
   await using copy = TransformerPolicy.create(policy.config, { seed: 9 })
   await using trainer2 = new Trainer({ ...presets.toolN1, policy: copy, decode: (s) => String(s), reward: () => ({ score: 0 }), stop: [EOS], maxNewTokens: 3 } as never)
   await trainer2.loadCheckpoint(ckpt)
   const after = await copy.logits(probe)
   t.same(await after.toArray(), x, 'the checkpoint restores the weights')
   after.dispose()
+  // A checkpoint of the earlier layout (the same folders named policy.safetensors/ and reference.safetensors/) loads.
+  renameSync(join(ckpt, 'policy'), join(ckpt, 'policy.safetensors'))
+  renameSync(join(ckpt, 'reference'), join(ckpt, 'reference.safetensors'))
+  await using copy2 = TransformerPolicy.create(policy.config, { seed: 10 })
+  await using trainer3 = new Trainer({ ...presets.toolN1, policy: copy2, decode: (s) => String(s), reward: () => ({ score: 0 }), stop: [EOS], maxNewTokens: 3 } as never)
+  await trainer3.loadCheckpoint(ckpt)
+  const again = await copy2.logits(probe)
+  t.same(await again.toArray(), x, 'a checkpoint of the earlier layout restores the weights')
+  again.dispose()
+  // A missing reference folder is named in the error.
+  rmSync(join(ckpt, 'reference.safetensors'), { recursive: true })
+  await expectReject(t, () => trainer3.loadCheckpoint(ckpt), 'ERR_GRPO_INVALID_ARG', 'a checkpoint without its reference')
 })
 
 t.test('errors: unsupported head size, empty prompt, truncated and mismatched checkpoints, frozen backward, disposed', async (t) => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { run } from '../../lib/commands/train.js'
+import { run, warmupLearningRate } from '../../lib/commands/train.js'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const dir = await mkdtemp(join(tmpdir(), 'node-grpo-train-'))
@@ -161,10 +161,27 @@ t.test('--policy transformer: a small decoder from scratch, saved as a Hugging F
   t.match(r.out, /held-out binary reward\s+\d\.\d{3}\s+\d\.\d{3}/)
   const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'))
   t.equal(summary.config.policy, 'transformer')
-  t.equal(summary.config.lr, 1e-4, 'the transformer defaults')
+  t.equal(summary.config.lr, 3e-5, 'the transformer defaults')
+  t.equal(summary.config.warmupSchedule, 'cosine')
   t.equal(summary.config.warmupExamples, 2000)
   t.ok((await stat(join(out, 'model', 'config.json'))).size > 0, '--save writes a Hugging Face folder')
   await t.rejects(capture(['--policy', 'rnn']), { message: /'log-linear' or 'transformer' for --policy/ })
+})
+
+t.test('the warm-start learning-rate schedules', async (t) => {
+  t.equal(warmupLearningRate('constant', 0.03, 7, 10), 0.03)
+  const n = 600
+  const rates = Array.from({ length: n }, (_, i) => warmupLearningRate('cosine', 3e-3, i, n))
+  t.equal(rates[0], 3e-3 / 20, 'linear warm-up from peak/20')
+  t.equal(rates[19], 3e-3, 'the peak after 20 steps')
+  t.ok(Math.abs(rates[n - 1]! - 3e-4) < 1e-15, 'a tenth of the peak at the last step')
+  t.ok(rates.slice(19).every((r, i, a) => i === 0 || r <= a[i - 1]!), 'then decreasing')
+  t.ok(Math.abs(rates[19 + Math.round((n - 21) / 2)]! - 1.65e-3) < 1e-5, 'half way between peak and floor half way through the decay')
+  // Short runs: the ramp is at most a tenth of them, and one or two steps still run.
+  t.equal(warmupLearningRate('cosine', 1, 0, 10), 1)
+  t.equal(warmupLearningRate('cosine', 1, 0, 1), 1)
+  t.equal(warmupLearningRate('cosine', 1, 1, 2), 0.1)
+  await t.rejects(capture(['--warmup-schedule', 'linear']), { code: 'ERR_GRPO_INVALID_ARG', message: /'constant' or 'cosine' for --warmup-schedule/ })
 })
 
 t.test('--help and bad flags', async (t) => {
