@@ -2,11 +2,12 @@
 //   unfused  modelOps.linear(hidden, W) → [N, V] logits → ops.grpoLoss (gradient written over the logits) →
 //            modelOps.linearBackward (dx and gradWeight += dZᵀ·hidden)
 //   fused    ops.linearGrpoLoss: chunks of tokens × vocabulary tiles, the logits recomputed for the gradient
-// Peak extra memory is memoryInfo().cpu.peakBytes (tensors + op scratch, counted by the allocator) minus what was
-// live before the call; time is the median of `reps` runs (after one warm-up that also allocates the GEMM's
+// Peak extra memory is memoryInfo()[device].peakBytes (tensors + op scratch, counted by the allocator) minus what
+// was live before the call; time is the median of `reps` runs (after one warm-up that also allocates the GEMM's
 // per-thread buffers). Run after `npm run build` (uses dist/):
 //   node bench/linear-loss.mjs [--n 8192] [--v 151936] [--h 896,3584] [--dtype bf16] [--reps 3] [--warmup 1]
-//                              [--chunkTokens T] [--chunkVocab C] [--out file.json]
+//                              [--chunkTokens T] [--chunkVocab C] [--device cpu|cuda] [--out file.json]
+// --device cuda (GRPO_BACKEND=cuda on a machine with a GPU) runs both paths on the GPU with its chunk defaults.
 import { writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { ops, modelOps, Tensor, backend, memoryInfo, resetPeakMemory } from '../dist/index.js'
@@ -20,23 +21,24 @@ const reps = Number(args.reps ?? 3)
 const warmup = Number(args.warmup ?? 1) // runs before the timed ones (0: the GEMM buffers exist already)
 const chunkTokens = args.chunkTokens ? Number(args.chunkTokens) : undefined
 const chunkVocab = args.chunkVocab ? Number(args.chunkVocab) : undefined
+const device = args.device ?? 'cpu'
 
 function randomTensor(count, shape, scale) {
   const x = new Float32Array(count)
   for (let i = 0; i < count; i++) x[i] = (Math.random() * 2 - 1) * scale
-  return Tensor.from(x, shape, { dtype })
+  return Tensor.from(x, shape, { dtype, device })
 }
 
 async function measure(run) {
   const times = []
   let peak = 0
   for (let r = 1 - warmup; r <= reps; r++) {
-    const before = memoryInfo().cpu
+    const before = memoryInfo()[device]
     resetPeakMemory()
     const t0 = performance.now()
     const keep = await run()
     const ms = performance.now() - t0
-    const extra = memoryInfo().cpu.peakBytes - (before.bytes + before.scratchBytes)
+    const extra = memoryInfo()[device].peakBytes - (before.bytes + before.scratchBytes)
     for (const t of keep) t.dispose()
     if (r <= 0) continue // warm-up
     times.push(ms)
@@ -53,16 +55,17 @@ const result = {
   threads: info.cpu.threads,
   gemm: info.cpu.gemm,
   loadavgBefore: loadavg(),
+  device,
   N, V, dtype, reps, warmup,
   cases: [],
 }
-console.log(`cpu ${result.cpu}, ${result.threads} threads, gemm ${JSON.stringify(info.cpu.gemm)}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`)
+console.log(`device ${device}, cpu ${result.cpu}, ${result.threads} threads, gemm ${JSON.stringify(info.cpu.gemm)}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`)
 for (const H of Hs) {
   const hidden = randomTensor(N * H, [1, N, H], 1)
   const weight = randomTensor(V * H, [V, H], 2 / Math.sqrt(H))
-  const targets = Tensor.from(Int32Array.from({ length: N }, () => (Math.random() * V) | 0), [1, N])
-  const advantages = Tensor.from([1], [1])
-  const gradWeight = Tensor.from(new Float32Array(V * H), [V, H])
+  const targets = Tensor.from(Int32Array.from({ length: N }, () => (Math.random() * V) | 0), [1, N], { device })
+  const advantages = Tensor.from([1], [1], { device })
+  const gradWeight = Tensor.from(new Float32Array(V * H), [V, H], { device })
   const unfused = await measure(async () => {
     const logits = await modelOps.linear(hidden, weight)
     const r = await ops.grpoLoss({ logits, targets, advantages }, { inplace: true })

@@ -449,6 +449,11 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   }
 
+  // The fused linear loss: cuda/linear_loss.cu (our GEMM kernels, also on a GPU with cuBLASLt: the tiles are
+  // reduced and turned into gradients between the products).
+  void linearTokenLogprobs(LinearTokenLogprobsCall& c) override { runLinearTokenLogprobs(c, stream()); }
+  void linearGrpoLoss(LinearGrpoLossCall& c) override { runLinearGrpoLoss(c, stream()); }
+
   // The linear layer: cuBLASLt when it is loaded (GPU build, cuda/cublaslt.cu), else cuda/linear.cu's kernels.
   void linear(LinearCall& c) override {
     cudaStream_t s = stream();

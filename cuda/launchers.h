@@ -5,6 +5,7 @@
 
 #include "common.cuh"
 #include "core/linear_args.h"
+#include "core/linear_loss_args.h"
 #include "core/loss_host.h"
 #include "core/measure_args.h"
 #include "core/op_args.h"
@@ -78,6 +79,10 @@ struct PolicyLossArgs {
   uint8_t* status;         // kRowBadInput / kRowNonFiniteLogits (logp or entropy) per token
 };
 void launchPolicyLoss(const PolicyLossArgs& a, cudaStream_t stream);
+
+// The fused linear loss (cuda/linear_loss.cu): whole ops, run on `stream`, complete when they return.
+void runLinearTokenLogprobs(LinearTokenLogprobsCall& c, cudaStream_t stream);
+void runLinearGrpoLoss(LinearGrpoLossCall& c, cudaStream_t stream);
 
 struct GroupAdvantagesArgs {
   const float* rewards;

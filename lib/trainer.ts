@@ -32,7 +32,6 @@
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { info as backendInfo } from './backend.js'
 import { DataParallel, shareOf, type DataParallelOptions } from './distributed-trainer.js'
 import { GrpoError, invalidArg } from './errors.js'
 import { grpoLoss, linearGrpoLoss, linearTokenLogprobs, tokenLogprobs, type GrpoLossOptions, type LossStats } from './ops.js'
@@ -452,12 +451,11 @@ interface PartInputs {
 }
 
 /**
- * Whether the Trainer takes the fused linear loss for this policy: one with a linear head, on a backend that has
- * the op's kernels (the CPU backend so far; on cuda and simt the policy's logits and the fused grpoLoss serve instead).
+ * Whether the Trainer takes the fused linear loss for this policy: any policy with a linear head (every backend has
+ * the op's kernels: cpu, cuda and simt), so that no [N, V] logits tensor exists in a step.
  */
 function usesLinearLoss(policy: Policy): policy is LinearHeadPolicy {
-  // Host tensors run on the SIMT executor when it is the active host backend (GRPO_BACKEND=simt).
-  return hasLinearHead(policy) && policy.device === 'cpu' && backendInfo().active !== 'simt'
+  return hasLinearHead(policy)
 }
 
 /**

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const { values } = parseArgs({ options: { arch: { type: 'string', default: 'sm_90a,sm_80' }, out: { type: 'string' } } })
-const sources = ['token_logprobs', 'grpo_loss', 'policy_loss', 'group_advantages', 'model', 'optimizer', 'linear', 'transformer', 'attention', 'measure']
+const sources = ['token_logprobs', 'grpo_loss', 'policy_loss', 'group_advantages', 'model', 'optimizer', 'linear', 'linear_loss', 'transformer', 'attention', 'measure']
 
 function demangle(name) {
   try {

@@ -16,6 +16,7 @@ import { Tensor } from '../tensor.js'
 import { type CaseContext, type CheckCase, EXACT, type Outputs, norm, onDevice, values } from './case-kit.js'
 import { ACCURACY, PAIR, type Tolerance } from './compare.js'
 import { type FloatDType, type Rng, advantages, logits, lossInputs, mask, padTargets, storage } from './inputs.js'
+import { linearLossCases } from './linear-loss-cases.js'
 import { transformerCases } from './transformer-cases.js'
 
 export type { CaseContext, CheckCase, Outputs, PreparedCase } from './case-kit.js'
@@ -673,6 +674,8 @@ export const CASES: readonly CheckCase[] = [
   linearBackwardCase('[67, 96] -> 130, bf16 gradients', 'bf16', { N: 67, K: 96, M: 130 }, 'bf16'),
   // the transformer ops (transformer-cases.ts), their edge shapes last among them
   ...transformerCases(),
+  // the fused linear loss (linear-loss-cases.ts)
+  ...linearLossCases(),
   // edge shapes
   ...DTYPES.flatMap((d) => [
     tokenLogprobsCase('70000 rows (grid y/z limit), entropy', d, MANY_ROWS, { entropy: true, edge: true }),
@@ -703,11 +706,8 @@ export function opExists(op: string): boolean {
 }
 
 /**
- * Ops whose CUDA kernels are announced by open issues but not written (the fused linear loss, issue 11: CPU only
- * so far, the cuda and simt backends refuse it with ERR_GRPO_INVALID_ARG). The report lists them apart from the
- * unchecked ops while no case names them; a case for one (once its kernel lands) makes it an ordinary op.
+ * Ops whose CUDA kernels are announced by open issues but not written: none at present (the fused linear loss,
+ * the last one, has its cases in linear-loss-cases.ts). The report lists such ops apart from the unchecked ones
+ * while no case names them; a case for one (once its kernel lands) makes it an ordinary op.
  */
-export const PLANNED_OPS: readonly string[] = [
-  'ops.linearGrpoLoss',
-  'ops.linearTokenLogprobs',
-]
+export const PLANNED_OPS: readonly string[] = []
