@@ -12,7 +12,16 @@
  *   (q_i, q_{i+1}, c1, c2), where seen_i says whether q_i already occurs in the completion. This is what lets it
  *   copy a value from the request into an argument, and fill the second of two slots with the other value;
  * - each distinct token already in the completion, with its count (capped at 3), paired with c1 (so a second
- *   call need not repeat the first, and a list of calls knows when to close).
+ *   call need not repeat the first, and a list of calls knows when to close);
+ * - with `copySpan` (e.g. the tool-response tags): copy features, pointer-network style. Every token v of the
+ *   latest span of the completion between the open and close tokens (the latest tool response) gets
+ *
+ *       logit(v) += Σ over the positions j where the span holds v of  Σ_k  copy[hash(g_k(context, span, j))]
+ *
+ *   with g_k: (c1, span_{j-1}), (c1, c2, span_{j-1}, span_{j-2}), (c1, c2) and "span_{j-1} is c1". None of them
+ *   names v itself: they say where in the span a value sits (after which key) and which slot the context fills,
+ *   so a value the policy has never seen is copied as well as a frequent one. The history features above can
+ *   only learn one weight per (value, context) pair, which a looked-up id drawn per request defeats.
  *
  * Its forward is one embedding-bag gather, its backward one scatter-add (model-ops), and its sampling runs on
  * the policy's device. Its supervised (nll) loss is convex in W; the GRPO loss is not (the clip, the ratio and
@@ -41,6 +50,11 @@ export interface LogLinearPolicyOptions {
    * turn): the window begins after its last occurrence. Default: none (the window is the prompt's tail).
    */
   windowAfter?: readonly number[]
+  /**
+   * Token ids that open and close the spans of the completion the policy can copy from (e.g. `<tool_response>`
+   * and `</tool_response>`): the latest such span gets the copy features above. Default: none (no copy features).
+   */
+  copySpan?: { open: number; close: number } | null
   /** Frozen: no gradient tensors, backward() throws. Default true. */
   trainable?: boolean
 }
@@ -63,7 +77,54 @@ const enum Kind {
   PromptPrev,
   PromptNext,
   History,
+  CopyPrev,
+  CopyPrev2,
+  CopyHere,
+  CopyFollow,
 }
+
+/**
+ * The copy features of a batch (or of one sampling step): pair p adds copy[feature[p]] to the logit of token
+ * token[p] at position position[p] (b × L + l of the batch's [B, L, V] logits, or the row of a sampling step).
+ */
+interface CopyPairs {
+  count: number
+  position: Int32Array
+  token: Int32Array
+  feature: Int32Array
+}
+
+/** A growable list of copy pairs. */
+class CopyPairList {
+  count = 0
+  position = new Int32Array(256)
+  token = new Int32Array(256)
+  feature = new Int32Array(256)
+
+  add(position: number, token: number, feature: number): void {
+    if (this.count === this.position.length) {
+      const grow = (a: Int32Array) => {
+        const b = new Int32Array(a.length * 2)
+        b.set(a)
+        return b
+      }
+      this.position = grow(this.position)
+      this.token = grow(this.token)
+      this.feature = grow(this.feature)
+    }
+    this.position[this.count] = position
+    this.token[this.count] = token
+    this.feature[this.count] = feature
+    this.count++
+  }
+
+  done(): CopyPairs {
+    return { count: this.count, position: this.position.subarray(0, this.count), token: this.token.subarray(0, this.count), feature: this.feature.subarray(0, this.count) }
+  }
+}
+
+/** The copy pairs that belong to a feature-id tensor (a batch's cache may hold the ids; the pairs go with them). */
+const copyPairsOf = new WeakMap<Tensor, CopyPairs>()
 
 function fmix(h: number): number {
   h ^= h >>> 16
@@ -87,6 +148,10 @@ function key(kind: number, a: number, b: number): number {
 class SequenceState {
   readonly window: Int32Array
   readonly tokens: number[] = []
+  readonly #copySpan: { open: number; close: number } | null
+  /** The latest copy span's tokens (the open token excluded), and whether it is still open. */
+  #span: number[] = []
+  #spanOpen = false
   /** Distinct completion tokens and their counts, in order of first appearance (Maps iterate in insertion order). */
   readonly seen = new Map<number, number>()
   // Keys per prompt token: (q_i, unseen), (q_i, seen), (q_i), (q_{i-1}, q_i), (q_i, q_{i+1}).
@@ -97,8 +162,9 @@ class SequenceState {
   readonly #next: Int32Array
   readonly #history = new Map<number, number>()
 
-  constructor(window: Int32Array) {
+  constructor(window: Int32Array, copySpan: { open: number; close: number } | null = null) {
     this.window = window
+    this.#copySpan = copySpan
     const n = window.length
     this.#unseen = new Int32Array(n)
     this.#seenKey = new Int32Array(n)
@@ -121,6 +187,43 @@ class SequenceState {
     this.seen.set(token, count)
     // Counts (capped at 3) tell a second call from a third, or a key already filled from a fresh one.
     this.#history.set(token, key(Kind.History, token, count < 3 ? count : 3))
+    const copy = this.#copySpan
+    if (copy !== null) {
+      if (token === copy.open) {
+        this.#span = []
+        this.#spanOpen = true
+      } else if (token === copy.close) {
+        this.#spanOpen = false
+      } else if (this.#spanOpen) {
+        this.#span.push(token)
+      }
+    }
+  }
+
+  /** Adds the copy pairs of the next position (as `position`) to `out`: one per span token and copy feature. */
+  copyFeatures(out: CopyPairList, position: number, H: number): void {
+    const span = this.#span
+    if (span.length === 0) return
+    const n = this.tokens.length
+    const c1 = n >= 1 ? this.tokens[n - 1]! : START1
+    const c2 = n >= 2 ? this.tokens[n - 2]! : START2
+    const k1 = key(Kind.C1, c1, 0)
+    const k12 = key(Kind.C2, c1, c2)
+    const pow2 = (H & (H - 1)) === 0
+    const mask = H - 1
+    const id = (h: number): number => (pow2 ? fmix(h) & mask : (fmix(h) >>> 0) % H)
+    const here = id(key(Kind.CopyHere, 0, 0) ^ k12)
+    const follow = id(key(Kind.CopyFollow, 1, 0))
+    for (let j = 0; j < span.length; j++) {
+      const v = span[j]!
+      const p1 = j >= 1 ? span[j - 1]! : EDGE
+      const p2 = j >= 2 ? span[j - 2]! : EDGE
+      out.add(position, v, id(key(Kind.CopyPrev, p1, 0) ^ k1))
+      out.add(position, v, id(key(Kind.CopyPrev2, p1, p2) ^ k12))
+      out.add(position, v, here)
+      // Continuing a copy: the span token after the one just written (values of several tokens).
+      if (p1 === c1) out.add(position, v, follow)
+    }
   }
 
   featureCount(): number {
@@ -193,11 +296,15 @@ export class LogLinearPolicy implements Policy {
   readonly promptWindow: number
   readonly ignoreTokens: ReadonlySet<number>
   readonly windowAfter: readonly number[]
+  readonly copySpan: Readonly<{ open: number; close: number }> | null
   readonly trainable: boolean
   #weight: Tensor
   #bias: Tensor
   #gradWeight: Tensor | null
   #gradBias: Tensor | null
+  // The copy features' weights, [hashSize, 1] (copySpan only).
+  #copy: Tensor | null
+  #gradCopy: Tensor | null
   #disposed = false
   // The feature ids of the last batch seen when the batch has no cache of its own.
   #cache: { batch: PolicyBatch; ids: Tensor } | null = null
@@ -230,15 +337,27 @@ export class LogLinearPolicy implements Policy {
     const after = options.windowAfter ?? []
     if (!Array.isArray(after) || after.some((t) => !Number.isInteger(t))) invalidArg('an array of token ids', 'windowAfter', after)
     this.windowAfter = Object.freeze([...after])
+    const span = options.copySpan ?? null
+    if (span !== null) {
+      if (typeof span !== 'object') invalidArg('an object {open, close} of two token ids', 'copySpan', span)
+      for (const k of ['open', 'close'] as const) {
+        const t = span[k]
+        if (!Number.isSafeInteger(t) || t < 0 || t >= this.vocabSize) invalidArg(`a token id in [0, ${this.vocabSize})`, `copySpan.${k}`, t)
+      }
+      if (span.open === span.close) invalidArg('two different token ids', 'copySpan', `open ${span.open}, close ${span.close}`)
+    }
+    this.copySpan = span === null ? null : Object.freeze({ open: span.open, close: span.close })
     if (options.trainable !== undefined && typeof options.trainable !== 'boolean') invalidArg('a boolean', 'trainable', options.trainable)
     this.trainable = options.trainable ?? true
     // Zero weights: the uniform distribution, the natural start of a log-linear model (its nll loss is convex).
     this.#weight = Tensor.zeros([this.hashSize, this.vocabSize], { device })
     this.#bias = Tensor.zeros([this.vocabSize], { device })
-    const { hashSize, promptWindow, ignoreTokens, windowAfter } = this.config
-    this.#featureKey = `log-linear-features:${JSON.stringify({ hashSize, promptWindow, ignoreTokens: ignoreTokens.sort((a, b) => a - b), windowAfter })}`
+    this.#copy = this.copySpan ? Tensor.zeros([this.hashSize, 1], { device }) : null
+    const { hashSize, promptWindow, ignoreTokens, windowAfter, copySpan } = this.config
+    this.#featureKey = `log-linear-features:${JSON.stringify({ hashSize, promptWindow, ignoreTokens: ignoreTokens.sort((a, b) => a - b), windowAfter, copySpan })}`
     this.#gradWeight = this.trainable ? Tensor.zeros([this.hashSize, this.vocabSize], { device }) : null
     this.#gradBias = this.trainable ? Tensor.zeros([this.vocabSize], { device }) : null
+    this.#gradCopy = this.trainable && this.copySpan ? Tensor.zeros([this.hashSize, 1], { device }) : null
   }
 
   /** Loads a policy saved with save(); `device` and `trainable` as in the constructor. */
@@ -260,9 +379,10 @@ export class LogLinearPolicy implements Policy {
   }
 
   /** The options that define the model's function (saved with it). */
-  get config(): Required<Omit<LogLinearPolicyOptions, 'device' | 'trainable' | 'ignoreTokens' | 'windowAfter'>> & {
+  get config(): Required<Omit<LogLinearPolicyOptions, 'device' | 'trainable' | 'ignoreTokens' | 'windowAfter' | 'copySpan'>> & {
     ignoreTokens: number[]
     windowAfter: number[]
+    copySpan?: { open: number; close: number }
   } {
     return {
       vocabSize: this.vocabSize,
@@ -270,20 +390,24 @@ export class LogLinearPolicy implements Policy {
       promptWindow: this.promptWindow,
       ignoreTokens: [...this.ignoreTokens],
       windowAfter: [...this.windowAfter],
+      // Left out without copy features, so the files of policies without them are unchanged.
+      ...(this.copySpan ? { copySpan: { ...this.copySpan } } : {}),
     }
   }
 
   parameters(): PolicyParameter[] {
     this.#live()
-    return [
+    const parameters: PolicyParameter[] = [
       { name: 'weight', value: this.#weight, grad: this.#gradWeight },
       { name: 'bias', value: this.#bias, grad: this.#gradBias },
     ]
+    if (this.#copy) parameters.push({ name: 'copy', value: this.#copy, grad: this.#gradCopy })
+    return parameters
   }
 
   async zeroGrad(): Promise<void> {
     this.#live()
-    if (this.#gradWeight && this.#gradBias) await zeroTensors([this.#gradWeight, this.#gradBias])
+    if (this.#gradWeight && this.#gradBias) await zeroTensors(this.#gradCopy ? [this.#gradWeight, this.#gradBias, this.#gradCopy] : [this.#gradWeight, this.#gradBias])
   }
 
   /** The prompt tokens the features see: the last `promptWindow` ones after `windowAfter` that are not ignored. */
@@ -313,7 +437,7 @@ export class LogLinearPolicy implements Policy {
     checkBatch(batch, this.vocabSize)
     const B = batch.prompts.length
     const L = batch.length
-    const states = batch.prompts.map((p) => new SequenceState(this.promptContext(p)))
+    const states = batch.prompts.map((p) => new SequenceState(this.promptContext(p), this.copySpan))
     let F = 1
     for (let b = 0; b < B; b++) {
       const len = batch.completions[b]!.length
@@ -322,15 +446,36 @@ export class LogLinearPolicy implements Policy {
       if (len > 0) F = Math.max(F, 3 + 4 * states[b]!.window.length + distinct)
     }
     const ids = new Int32Array(B * L * F).fill(-1)
+    const copy = this.copySpan ? new CopyPairList() : null
     for (let b = 0; b < B; b++) {
       const c = batch.completions[b]!
       const s = states[b]!
       for (let l = 0; l < c.length; l++) {
         s.features(ids, (b * L + l) * F, this.hashSize)
+        if (copy) s.copyFeatures(copy, b * L + l, this.hashSize)
         s.push(c[l]!)
       }
     }
-    return Tensor.from(ids, [B, L, F], { device: this.device })
+    const tensor = Tensor.from(ids, [B, L, F], { device: this.device })
+    if (copy) copyPairsOf.set(tensor, copy.done())
+    return tensor
+  }
+
+  /**
+   * The logits with the copy features added (a new tensor; `logits` is disposed). The additions are sparse, a few
+   * per position, so they are made on the host.
+   */
+  async #withCopy(logits: Tensor, pairs: CopyPairs | undefined, table: Float32Array | null = null): Promise<Tensor> {
+    if (!this.#copy || !pairs || pairs.count === 0) return logits
+    try {
+      const copy = table ?? ((await this.#copy.toArray()) as Float32Array)
+      const values = (await logits.toArray()) as Float32Array
+      const V = this.vocabSize
+      for (let p = 0; p < pairs.count; p++) values[pairs.position[p]! * V + pairs.token[p]!]! += copy[pairs.feature[p]!]!
+      return Tensor.from(values, logits.shape, { device: this.device })
+    } finally {
+      logits.dispose()
+    }
   }
 
   #featuresFor(batch: PolicyBatch): Tensor {
@@ -353,7 +498,9 @@ export class LogLinearPolicy implements Policy {
 
   async logits(batch: PolicyBatch): Promise<Tensor> {
     this.#live()
-    return embeddingBagForward(this.#weight, this.#featuresFor(batch), { bias: this.#bias })
+    const ids = this.#featuresFor(batch)
+    const logits = await embeddingBagForward(this.#weight, ids, { bias: this.#bias })
+    return this.#withCopy(logits, copyPairsOf.get(ids))
   }
 
   async backward(batch: PolicyBatch, gradLogits: Tensor): Promise<void> {
@@ -364,6 +511,27 @@ export class LogLinearPolicy implements Policy {
     const ids = this.#featuresFor(batch)
     const mask = batch.mask && batch.mask.shape.length === 2 && batch.mask.shape[0] === ids.shape[0] && batch.mask.shape[1] === ids.shape[1] ? batch.mask : undefined
     await embeddingBagBackward(gradLogits, ids, this.#gradWeight, { gradBias: this.#gradBias, mask })
+    const pairs = copyPairsOf.get(ids)
+    if (this.#gradCopy && pairs && pairs.count > 0) {
+      // d loss / d copy[f] = Σ over the pairs of feature f of the gradient of their logit: gathered on the host,
+      // then scatter-added by the embedding-bag backward (one id per row, a table one wide).
+      const grad = (await gradLogits.toArray()) as Float32Array
+      const keep = mask ? ((await mask.toArray()) as Uint8Array) : null
+      const values = new Float32Array(pairs.count)
+      const V = this.vocabSize
+      for (let p = 0; p < pairs.count; p++) {
+        const at = pairs.position[p]!
+        values[p] = keep && keep[at] === 0 ? 0 : grad[at * V + pairs.token[p]!]!
+      }
+      const rows = Tensor.from(values, [pairs.count, 1], { device: this.device })
+      const features = Tensor.from(pairs.feature, [pairs.count, 1], { device: this.device })
+      try {
+        await embeddingBagBackward(rows, features, this.#gradCopy)
+      } finally {
+        rows.dispose()
+        features.dispose()
+      }
+    }
   }
 
   async sample(prompts: readonly ArrayLike<number>[], options: SampleOptions = {}): Promise<SampledCompletion[]> {
@@ -401,17 +569,21 @@ export class LogLinearPolicy implements Policy {
     const rows: { state: SequenceState; start: number; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []
     for (let p = 0; p < prompts.length; p++) {
       for (let j = 0; j < n; j++) {
-        const state = new SequenceState(windows[p]!)
+        const state = new SequenceState(windows[p]!, this.copySpan)
         for (const t of prefixTokens?.[p] ?? []) state.push(t)
         rows.push({ state, start: state.tokens.length, logprobs: [], finish: null })
       }
     }
     let active = rows.map((_, r) => r)
+    // The copy weights do not change while sampling: read once.
+    const copyTable = this.#copy ? ((await this.#copy.toArray()) as Float32Array) : null
     for (let step = 0; step < maxNewTokens && active.length > 0; step++) {
       let F = 1
       for (const r of active) F = Math.max(F, rows[r]!.state.featureCount())
       const idValues = new Int32Array(active.length * F).fill(-1)
       active.forEach((r, i) => rows[r]!.state.features(idValues, i * F, this.hashSize))
+      const copy = copyTable ? new CopyPairList() : null
+      if (copy) active.forEach((r, i) => rows[r]!.state.copyFeatures(copy, i, this.hashSize))
       const ids = Tensor.from(idValues, [active.length, F], { device: this.device })
       const streams = Tensor.from(Int32Array.from(active, (r) => r + streamOffset), [active.length], { device: this.device })
       let logits: Tensor | undefined
@@ -419,6 +591,7 @@ export class LogLinearPolicy implements Policy {
       let tokens: Int32Array, logp: Float32Array
       try {
         logits = await embeddingBagForward(this.#weight, ids, { bias: this.#bias })
+        if (copy) logits = await this.#withCopy(logits, copy.done(), copyTable)
         drawn = await sampleTokens(logits, { ...sampling, step, streams })
         tokens = (await drawn.tokens.toArray()) as Int32Array
         logp = (await drawn.logp.toArray()) as Float32Array
@@ -452,12 +625,18 @@ export class LogLinearPolicy implements Policy {
     copy.#bias.dispose()
     copy.#weight = await this.#weight.to(this.device)
     copy.#bias = await this.#bias.to(this.device)
+    if (this.#copy) {
+      copy.#copy?.dispose()
+      copy.#copy = await this.#copy.to(this.device)
+    }
     return copy
   }
 
   async save(path: string): Promise<void> {
     this.#live()
-    await writeSafetensors(path, { weight: this.#weight, bias: this.#bias }, { format: FORMAT, config: JSON.stringify(this.config) })
+    const tensors: Record<string, Tensor> = { weight: this.#weight, bias: this.#bias }
+    if (this.#copy) tensors.copy = this.#copy
+    await writeSafetensors(path, tensors, { format: FORMAT, config: JSON.stringify(this.config) })
   }
 
   /** Replaces the parameters with those of a file saved by a policy of the same configuration. */
@@ -477,6 +656,8 @@ export class LogLinearPolicy implements Policy {
     if (JSON.stringify(config.windowAfter ?? []) !== JSON.stringify(mine.windowAfter)) {
       invalidArg(`windowAfter ${JSON.stringify(mine.windowAfter)} (this policy's)`, `windowAfter of ${path}`, JSON.stringify(config.windowAfter ?? []))
     }
+    const span = (c: { copySpan?: { open: number; close: number } | null }) => JSON.stringify(c.copySpan ? { open: c.copySpan.open, close: c.copySpan.close } : null)
+    if (span(config) !== span(mine)) invalidArg(`copySpan ${span(mine)} (this policy's)`, `copySpan of ${path}`, span(config))
     this.#assign(file.tensors, path)
   }
 
@@ -492,19 +673,25 @@ export class LogLinearPolicy implements Policy {
   }
 
   #assign(tensors: Record<string, { dtype: string; shape: number[]; data: ArrayLike<number> }>, path: string): void {
-    const want = { weight: [this.hashSize, this.vocabSize], bias: [this.vocabSize] }
+    const want: Record<string, number[]> = { weight: [this.hashSize, this.vocabSize], bias: [this.vocabSize] }
+    if (this.#copy) want.copy = [this.hashSize, 1]
     for (const [name, shape] of Object.entries(want)) {
       const t = tensors[name]
       if (!t) invalidArg(`a tensor named ${name}`, path, Object.keys(tensors).join(', ') || 'no tensors')
       if (t.dtype !== 'f32') fail('ERR_GRPO_DTYPE', 'an f32 tensor', `${name} of ${path}`, `a ${t.dtype} tensor`)
       if (t.shape.join() !== shape.join()) fail('ERR_GRPO_SHAPE', `shape [${shape.join(', ')}]`, `${name} of ${path}`, `shape [${t.shape.join(', ')}]`)
     }
-    const weight = Tensor.from(tensors.weight!.data, want.weight, { device: this.device })
-    const bias = Tensor.from(tensors.bias!.data, want.bias, { device: this.device })
+    const weight = Tensor.from(tensors.weight!.data, want.weight!, { device: this.device })
+    const bias = Tensor.from(tensors.bias!.data, want.bias!, { device: this.device })
+    const copy = this.#copy ? Tensor.from(tensors.copy!.data, want.copy!, { device: this.device }) : null
     this.#weight.dispose()
     this.#bias.dispose()
     this.#weight = weight
     this.#bias = bias
+    if (copy) {
+      this.#copy!.dispose()
+      this.#copy = copy
+    }
   }
 
   dispose(): void {
@@ -512,7 +699,7 @@ export class LogLinearPolicy implements Policy {
     this.#disposed = true
     this.#cache?.ids.dispose()
     this.#cache = null
-    for (const t of [this.#weight, this.#bias, this.#gradWeight, this.#gradBias]) t?.dispose()
+    for (const t of [this.#weight, this.#bias, this.#gradWeight, this.#gradBias, this.#copy, this.#gradCopy]) t?.dispose()
   }
 
   [Symbol.dispose](): void {

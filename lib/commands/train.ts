@@ -50,14 +50,14 @@ Options:
   --max-turns N         model turns per trajectory with --task multi-turn (default 3)
   --policy P            log-linear (default) or transformer: a small Qwen2-layout decoder created from
                         scratch (2 layers, hidden 128, 4 heads of 32, tied embeddings; TransformerPolicy)
-  --steps N             GRPO steps (default 300; 200 with --task multi-turn; transformer 60)
+  --steps N             GRPO steps (default 300; 100 with --task multi-turn; transformer 60)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
   --lr X                GRPO learning rate (default 0.006; transformer 3e-5)
   --warmup-examples N   size of the warm-start slice (default 400; transformer 2000)
-  --warmup-steps N      supervised steps of 64 examples (default 10; 4 with --task multi-turn; transformer 600)
+  --warmup-steps N      supervised steps of 64 examples (default 10; 20 with --task multi-turn; transformer 600)
   --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3, the peak of its schedule)
   --warmup-schedule S   constant or cosine: 20 steps of linear warm-up, then a cosine decay to a tenth of
                         --warmup-lr (default constant; transformer cosine)
@@ -69,6 +69,8 @@ Options:
                         held-out is always judged by the binary reward
   --tool-reward W       with --task multi-turn: add a second reward, weight W, of 1 for a trajectory whose
                         tool calls all ran without error (default 0.5; 0: off)
+  --no-copy             with --task multi-turn: the log-linear policy without its copy features (pointer
+                        features over the latest tool response; see LogLinearPolicy's copySpan)
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
   --save                also write the trained policy and tokenizer to the output folder (transformer: a
                         Hugging Face folder model/)
@@ -103,6 +105,7 @@ interface Config {
   evalEvery: number
   save: boolean
   quiet: boolean
+  copy: boolean
   zero: boolean
   distTimeout: number | undefined
 }
@@ -138,6 +141,7 @@ function parseConfig(args: string[]): Config | null {
       'eval-every': { type: 'string' },
       save: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
+      'no-copy': { type: 'boolean', default: false },
       zero: { type: 'boolean', default: false },
       'dist-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -158,7 +162,7 @@ function parseConfig(args: string[]): Config | null {
   const tf = policy === 'transformer'
   const schedule = values['warmup-schedule'] ?? (tf ? 'cosine' : 'constant')
   if (schedule !== 'constant' && schedule !== 'cosine') invalidArg("'constant' or 'cosine'", '--warmup-schedule', values['warmup-schedule'])
-  // The multi-turn task's defaults: a shorter warm start and more exploration (its held-out reward starts low),
+  // The multi-turn task's defaults: a longer warm start (two tool calls to learn) and more exploration,
   // ToolRL's partial credit and a tool-use reward (the binary reward alone rarely sees a whole trajectory right),
   // dynamic sampling (most groups of a weak policy have no reward spread). bench/trainer.md has the runs.
   const multiTurn = task === 'multi-turn'
@@ -175,7 +179,7 @@ function parseConfig(args: string[]): Config | null {
     reward,
     toolReward,
     policy,
-    steps: integer(values.steps, '--steps', tf ? 60 : multiTurn ? 200 : 300, 0),
+    steps: integer(values.steps, '--steps', tf ? 60 : multiTurn ? 100 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
@@ -183,11 +187,12 @@ function parseConfig(args: string[]): Config | null {
     lr: rate(values.lr, '--lr', tf ? 3e-5 : 0.006),
     warmupLr: rate(values['warmup-lr'], '--warmup-lr', tf ? 3e-3 : 0.03),
     warmupExamples: integer(values['warmup-examples'], '--warmup-examples', tf ? 2000 : 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 600 : multiTurn ? 4 : 10, 0),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 600 : multiTurn ? 20 : 10, 0),
     warmupSchedule: schedule,
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
+    copy: !(values['no-copy'] ?? false),
     zero: values.zero ?? false,
     distTimeout: values['dist-timeout'] === undefined ? undefined : rate(values['dist-timeout'], '--dist-timeout', 600),
   }
@@ -364,6 +369,8 @@ export async function run(args: string[]): Promise<number> {
           // The features see the user's request: whitespace and the chat markers around it carry nothing.
           ignoreTokens: [' ', '\n', '<|im_end|>', '<|im_start|>', 'assistant'].map((piece) => tokenizer.id(piece)!),
           windowAfter: [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!],
+          // Multi-turn: the final call copies a value from the latest tool response (pointer features over it).
+          copySpan: config.task === 'multi-turn' && config.copy ? { open: tokenizer.id('<tool_response>')!, close: tokenizer.id('</tool_response>')! } : null,
         })
   if (policy instanceof TransformerPolicy) {
     const c = policy.config

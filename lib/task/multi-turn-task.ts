@@ -268,12 +268,19 @@ export function multiTurnTaskSpecials(): string[] {
  * (results and the errors of unknown names).
  */
 export function fitMultiTurnTokenizer(task: MultiTurnTask): WordTokenizer {
+  if (typeof task !== 'object' || task === null || !Array.isArray(task.train)) {
+    invalidArg('a task from generateMultiTurnTask ({tools, train, heldOut})', 'task', task)
+  }
   const render = toolTurnRenderer()
   const texts = function* () {
-    for (const e of task.train) {
+    for (const [i, e] of task.train.entries()) {
+      const reference = (e as Partial<MultiTurnExample> | null)?.reference
+      if (typeof e !== 'object' || e === null || typeof reference !== 'object' || reference === null || !Array.isArray(reference.turns) || !Array.isArray(reference.results)) {
+        invalidArg('an example with a prompt and a reference {turns, results}', `task.train[${i}]`, e)
+      }
       yield e.prompt
-      for (const t of e.reference.turns) yield t
-      for (const r of e.reference.results) yield render([{ name: 'tool', content: r }], '')
+      for (const t of reference.turns) yield t
+      for (const r of reference.results) yield render([{ name: 'tool', content: r }], '')
     }
     for (const pair of PAIRS) yield `{"error": "tool ${pair.lookup.name} failed: no ${pair.key} x"}`
   }

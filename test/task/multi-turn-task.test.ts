@@ -53,6 +53,8 @@ t.test('examples: the needed value comes only from the tool; references score 1'
 
 t.test('the tokenizer covers prompts, reference turns and tool turns', async (t) => {
   const tokenizer = task.fitMultiTurnTokenizer(small)
+  t.throws(() => task.fitMultiTurnTokenizer(undefined as never), { code: 'ERR_GRPO_INVALID_ARG', message: /a task from generateMultiTurnTask/ })
+  t.throws(() => task.fitMultiTurnTokenizer({ train: [{ prompt: 'x' }] } as never), { code: 'ERR_GRPO_INVALID_ARG', message: /reference \{turns, results\} for task.train\[0\]/ })
   const render = promptModule.toolTurnRenderer()
   for (const e of small.heldOut) {
     for (const text of [e.prompt, ...e.reference.turns, render([{ name: 'x', content: e.reference.results[0]! }], '')]) {

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { run, warmupLearningRate } from '../../lib/commands/train.js'
+import { readSafetensors } from '../../lib/index.js'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const dir = await mkdtemp(join(tmpdir(), 'node-grpo-train-'))
@@ -64,7 +65,7 @@ t.test('a short run: backend, warm start, evaluations, table, files', async (t) 
 
 t.test('--task multi-turn: tools between turns, two rewards, dynamic sampling', async (t) => {
   const out = join(dir, 'multi-turn')
-  const r = await capture(['--task', 'multi-turn', '--steps', '2', '--batch', '2', '--warmup-steps', '2', '--warmup-examples', '32', '--eval-every', '0', '--filter-groups', '2', '--reward', 'toolrl', '--tool-reward', '0.5', '--temperature', '1', '--max-turns', '2', '--out', out, '--quiet'])
+  const r = await capture(['--task', 'multi-turn', '--steps', '2', '--batch', '2', '--warmup-steps', '2', '--warmup-examples', '32', '--eval-every', '0', '--filter-groups', '2', '--reward', 'toolrl', '--tool-reward', '0.5', '--temperature', '1', '--max-turns', '2', '--out', out, '--quiet', '--save'])
   t.equal(r.code, 0)
   t.match(r.out, /task: multi-turn, 10 tools \(5 run by the trainer, up to 2 model turns\), 2000 train \/ 200 held-out requests/)
   t.match(r.out, /held-out binary reward\s+\d\.\d{3}\s+\d\.\d{3}/)
@@ -79,6 +80,12 @@ t.test('--task multi-turn: tools between turns, two rewards, dynamic sampling', 
   t.ok(grpo[0].tools.meanTurns >= 1)
   const evals = lines.filter((l) => l.phase === 'eval')
   t.same(Object.keys(evals[0].rewards), ['reward'], 'held-out is judged by the binary reward alone')
+  // The policy copies from the latest tool response (LogLinearPolicy's copySpan, on by default; --no-copy: off).
+  const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'))
+  t.equal(summary.config.copy, true)
+  const saved = JSON.parse((await readSafetensors(join(out, 'policy.safetensors'))).metadata.config!)
+  const tokenizer = JSON.parse(await readFile(join(out, 'tokenizer.json'), 'utf8'))
+  t.same(saved.copySpan, { open: tokenizer.vocab.indexOf('<tool_response>'), close: tokenizer.vocab.indexOf('</tool_response>') }, 'copySpan: the tool-response tags')
   await t.rejects(capture(['--task', 'chess']), { message: /'tool' or 'multi-turn' for --task/ })
   await t.rejects(capture(['--reward', 'gold']), { message: /'binary' or 'toolrl' for --reward/ })
   await t.rejects(capture(['--tool-reward=-1']), { message: /number >= 0 for --tool-reward/ })
