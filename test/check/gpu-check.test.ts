@@ -5,7 +5,8 @@
  */
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GrpoError, Tensor, backend, ops } from '../../lib/index.js'
@@ -360,12 +361,18 @@ t.test('the distributed step in this process: a world of one, its refusals, the 
   process.env.GRPO_NCCL_LIBRARY = '/opt/nccl/libnccl.so.2'
   t.same(findNccl('python3'), { path: '/opt/nccl/libnccl.so.2', how: 'GRPO_NCCL_LIBRARY' })
   delete process.env.GRPO_NCCL_LIBRARY
-  const site = t.testdir({ nvidia: { nccl: { lib: { 'libnccl.so.2': '' } } } })
-  const fakePython = join(t.testdir(), 'python3')
+  // Two fake site-packages (PyTorch's CUDA 12 and CUDA 13 wheel layouts) and a python3 that sees one of them.
+  const scratch = mkdtempSync(join(tmpdir(), 'grpo-nccl-search-'))
+  t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
+  const site = join(scratch, 'cu12'), cu13 = join(scratch, 'cu13')
+  mkdirSync(join(site, 'nvidia', 'nccl', 'lib'), { recursive: true })
+  writeFileSync(join(site, 'nvidia', 'nccl', 'lib', 'libnccl.so.2'), '')
+  mkdirSync(join(cu13, 'nvidia', 'cu13', 'lib'), { recursive: true })
+  writeFileSync(join(cu13, 'nvidia', 'cu13', 'lib', 'libnccl.so.2'), '')
+  const fakePython = join(scratch, 'python3')
   writeFileSync(fakePython, `#!/bin/sh\nPYTHONPATH=${site} exec python3 "$@"\n`)
   chmodSync(fakePython, 0o755)
   t.same(findNccl(fakePython), { path: join(site, 'nvidia', 'nccl', 'lib', 'libnccl.so.2'), how: `found by ${fakePython} in site-packages` })
-  const cu13 = t.testdir({ nvidia: { cu13: { lib: { 'libnccl.so.2': '' } } } })
   writeFileSync(fakePython, `#!/bin/sh\nPYTHONPATH=${cu13} exec python3 "$@"\n`)
   t.equal(findNccl(fakePython).path, join(cu13, 'nvidia', 'cu13', 'lib', 'libnccl.so.2'), 'the CUDA 13 wheels\' layout')
   t.match(findNccl('/nonexistent/python3'), { path: undefined, how: /did not run/ })
