@@ -78,10 +78,19 @@ else
 fi
 
 # cuBLASLt: the linear ops load it at run time where it exists (else they run our GEMM). The device image has it
-# inside PyTorch's nvidia-cublas wheel; put that folder on the loader's path so the check exercises the GEMM
-# users get by default (the check also runs the linear ops with GRPO_CUDA_GEMM=own, our kernels).
+# inside PyTorch's nvidia-cublas wheel (site-packages/nvidia/cublas/lib, or nvidia/cu13/lib in the CUDA 13
+# wheels' layout); put that folder on the loader's path so the check exercises the GEMM users get by default (the
+# check also runs the linear ops with GRPO_CUDA_GEMM=own, our kernels). NCCL, for the distributed step, is found
+# the same way by the Node part (lib/check/run.ts, findNccl) and passed to its child as GRPO_NCCL_LIBRARY.
 if [ "$dry" = 0 ] && command -v python3 >/dev/null 2>&1; then
-  cublas=$(python3 -c 'import os, nvidia.cublas as c; print(os.path.join(list(c.__path__)[0], "lib"))' 2>/dev/null || true)
+  cublas=$(python3 -c '
+import glob, os, sys
+for p in sys.path:
+    for pattern in ("nvidia/cublas/lib/libcublasLt.so*", "nvidia/*/lib/libcublasLt.so*"):
+        hits = sorted(glob.glob(os.path.join(p or ".", pattern)))
+        if hits:
+            print(os.path.dirname(hits[0])); sys.exit(0)
+' 2>/dev/null || true)
   if [ -n "$cublas" ] && [ -d "$cublas" ]; then
     export LD_LIBRARY_PATH="$cublas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     log "cuBLASLt from PyTorch's nvidia-cublas: $cublas"

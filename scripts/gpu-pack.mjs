@@ -18,7 +18,6 @@
 import { createHash } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -106,17 +105,26 @@ const visit = (file) => {
   }
 }
 visit(join(root, 'dist', 'check', 'main.js'))
-const modules = new Set()
-const requireFrom = createRequire(join(root, 'package.json'))
+// name -> its folder. Found the way Node's resolution walks node_modules folders up from the importer, not with
+// require.resolve('<name>/package.json'): a package whose "exports" does not list ./package.json (lossless-json)
+// refuses that subpath.
+const modules = new Map()
+const packageDir = (name, fromDir) => {
+  for (let dir = fromDir; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name)
+    if (existsSync(join(candidate, 'package.json'))) return candidate
+    if (dirname(dir) === dir) throw new Error(`the runtime module ${name} (imported by the check) is not installed: run npm ci`)
+  }
+}
 const addModule = (name, fromDir) => {
   if (modules.has(name)) return
-  const pkgJson = createRequire(join(fromDir, 'x.js')).resolve(`${name}/package.json`)
-  modules.add(name)
-  const pkg = JSON.parse(readFileSync(pkgJson, 'utf8'))
-  for (const dep of Object.keys(pkg.dependencies ?? {})) addModule(dep, dirname(pkgJson))
+  const dir = packageDir(name, fromDir)
+  modules.set(name, dir)
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
+  for (const dep of Object.keys(pkg.dependencies ?? {})) addModule(dep, dir)
 }
 for (const name of bare) addModule(name, root)
-log(`runtime modules: ${[...modules].join(', ') || 'none'}; dist files the check imports: ${distFiles.size}`)
+log(`runtime modules: ${[...modules.keys()].join(', ') || 'none'}; dist files the check imports: ${distFiles.size}`)
 
 // 3. Stage the app and compress it.
 const stage = mkdtempSync(join(os.tmpdir(), 'grpo-pack-'))
@@ -128,8 +136,7 @@ try {
   copyFileSync(addon, join(stage, 'build', 'Release', 'node_grpo.node'))
   mkdirSync(join(stage, 'scripts'), { recursive: true })
   copyFileSync(join(root, 'scripts', 'gpu_check_torch.py'), join(stage, 'scripts', 'gpu_check_torch.py'))
-  for (const name of modules) {
-    const dir = dirname(requireFrom.resolve(`${name}/package.json`))
+  for (const [name, dir] of modules) {
     // JavaScript and package.json only: no docs, types or source maps.
     cpSync(dir, join(stage, 'node_modules', name), { recursive: true, filter: (src) => statSync(src).isDirectory() || !/\.(md|map|ts|mts|cts)$/.test(src) })
   }
@@ -165,7 +172,7 @@ try {
     addonNeeds: needed,
     addonGlibc: glibc,
     addonGlibcxx: glibcxx,
-    modules: [...modules],
+    modules: [...modules.keys()],
     files: files.map((f) => ({ ...f, sha256: sha256(join(out, f.file)) })),
     totalBytes: total,
   }

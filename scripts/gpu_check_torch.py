@@ -25,6 +25,10 @@ measured. Kinds:
   (silu(gate) * up) and its backward (autograd), add, cast (an f32 tensor .to(bfloat16)), embedding
   (F.embedding). The backward rows time torch.autograd.grad of the forward's output (the forward is not timed),
   as ours time the backward op alone.
+- model_op: attentionDecode as scaled_dot_product_attention with one query per sequence against a full
+  [B, Hkv, S, D] cache (Hugging Face's decode step), kvCacheWrite as index_copy_ of [B, Hkv, S, D] keys and
+  values into the caches along the position axis (its StaticCache.update), embeddingBackward as index_add_ of
+  the bf16 gradients (upcast) into an f32 table (the accumulation our op does).
 
 Inputs are random (never zeros) and, where an input is large, two sets alternate so a repetition does not
 find the previous one's data in cache. Timing: CUDA events around each repetition (the host clock on cpu),
@@ -236,6 +240,8 @@ def run_case(torch, bench, case, seconds_left):
         return r
     if kind == "transformer_op":
         return transformer_op(torch, bench, p, gen)
+    if kind == "model_op":
+        return model_op(torch, bench, p, gen)
     return {"skipped": f"unknown kind {kind!r}"}
 
 
@@ -302,6 +308,53 @@ def transformer_op(torch, bench, p, gen):
             return {"skipped": f"unknown transformer op {op!r}"}
     grad_mode = torch.enable_grad() if op.endswith("Backward") else torch.no_grad()
     with grad_mode:
+        return bench.time(lambda i: sets[i & 1]())
+
+
+def model_op(torch, bench, p, gen):
+    """PyTorch's equivalents of attentionDecode, kvCacheWrite and embeddingBackward on our shapes."""
+    dev = bench.device
+    op = p["op"]
+    bf16 = torch.bfloat16
+
+    def rand(*shape, dtype=bf16, lo=-2.0, hi=2.0):
+        return (torch.rand(*shape, device=dev, generator=gen) * (hi - lo) + lo).to(dtype)
+
+    sets = []
+    if op in ("attentionDecode", "kvCacheWrite"):
+        B, Hq, Hkv, S, D = (int(p[k]) for k in ("B", "Hq", "Hkv", "S", "D"))
+        sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+        if op == "attentionDecode" and sdpa is None:
+            return {"skipped": f"scaled_dot_product_attention needs PyTorch 2 (this is {torch.__version__})"}
+        for k in range(2):
+            kc, vc = rand(B, Hkv, S, D), rand(B, Hkv, S, D)
+            if op == "attentionDecode":
+                q = rand(B, Hq, 1, D)
+                if Hq != Hkv:
+                    try:  # enable_gqa arrived in PyTorch 2.5
+                        sdpa(q[:1], kc[:1, :, :1], vc[:1, :, :1], enable_gqa=True)
+                        sets.append(lambda q=q, kc=kc, vc=vc: sdpa(q, kc, vc, enable_gqa=True))
+                    except TypeError:
+                        r = Hq // Hkv
+                        sets.append(lambda q=q, kc=kc, vc=vc: sdpa(q, kc.repeat_interleave(r, 1), vc.repeat_interleave(r, 1)))
+                else:
+                    sets.append(lambda q=q, kc=kc, vc=vc: sdpa(q, kc, vc))
+            else:
+                # Hugging Face's StaticCache.update: key_states [B, Hkv, L, D] copied along the position axis.
+                kk, vv = rand(B, Hkv, S, D), rand(B, Hkv, S, D)
+                pos = torch.arange(S, device=dev)
+                sets.append(lambda kc=kc, vc=vc, kk=kk, vv=vv, pos=pos: (kc.index_copy_(2, pos, kk), vc.index_copy_(2, pos, vv)))
+    elif op == "embeddingBackward":
+        T, C, V = int(p["T"]), int(p["C"]), int(p["V"])
+        table = rand(V, C, dtype=torch.float32, lo=-0.01, hi=0.01)
+        for k in range(2):
+            g = rand(T, C)
+            ids = torch.randint(0, V, (T,), device=dev, generator=gen)
+            # the f32 accumulation our op does: index_add_ of the bf16 gradients, upcast, into the f32 table
+            sets.append(lambda g=g, ids=ids: table.index_add_(0, ids, g.to(torch.float32)))
+    else:
+        return {"skipped": f"unknown model op {op!r}"}
+    with torch.no_grad():
         return bench.time(lambda i: sets[i & 1]())
 
 

@@ -6,7 +6,7 @@
  *   --out DIR            where results.json, summary.txt and the logs go (default $OUT, else ./gpu-check-out)
  *   --budget SECONDS     the whole run's time (default 420)
  *   --seed N             the inputs' seed (default: fresh; printed, and replayable)
- *   --steps a,b          a subset of correctness,timing,torch,sanitizer
+ *   --steps a,b          a subset of correctness,timing,distributed,torch,sanitizer
  *   --python CMD         the Python with PyTorch (default: the first of python3, /usr/bin/python3,
  *                        /opt/torch/.venv/bin/python3 that imports torch; else python3)
  *   --sanitizer PATH     compute-sanitizer (default: found on PATH or in /usr/local/cuda/bin)
@@ -16,7 +16,8 @@
  * run our GEMM instead of cuBLASLt, and every correctness run: one process per run, a new one after a case that
  * ends its process or its device): --child correctness --target cuda|simt [--sanitizer-cases] [--ops a,b]
  * [--from K] [--budget SECONDS] --seed N --json FILE (exit 4: the device stopped answering after an error);
- * --child perf --target cuda|simt --ops a,b --seed N --json FILE.
+ * --child perf --target cuda|simt --ops a,b --seed N --json FILE; --child distributed --target cuda|simt --seed N
+ * [--budget SECONDS] --json FILE (the world-of-one collectives and the data-parallel Trainer step).
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
@@ -28,6 +29,7 @@ import { Tensor } from '../tensor.js'
 import { probeDeviceBandwidth, withHostBackend } from '../bench/device.js'
 import type { CheckCase } from './cases.js'
 import { runCorrectness } from './correctness.js'
+import { runDistributedCheck } from './distributed.js'
 import { timeOurs } from './perf.js'
 import { EXIT, STEPS, type StepName, runGpuCheck, sanitizerCases } from './run.js'
 
@@ -118,7 +120,7 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
     return EXIT.usage
   }
   if (values.help) {
-    log('usage: node dist/check/main.js [--dry-run] [--out DIR] [--budget SECONDS] [--seed N] [--steps correctness,timing,torch,sanitizer] [--python CMD] [--sanitizer PATH]')
+    log('usage: node dist/check/main.js [--dry-run] [--out DIR] [--budget SECONDS] [--seed N] [--steps correctness,timing,distributed,torch,sanitizer] [--python CMD] [--sanitizer PATH]')
     return EXIT.ok
   }
   const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31)
@@ -166,6 +168,19 @@ export async function main(argv: string[], log: (line: string) => void = (l) => 
     const rows = await (device === 'cuda' ? run() : withHostBackend('simt', run))
     if (values.json) writeFileSync(values.json, JSON.stringify(rows))
     return rows.some((r) => r.status === 'error') ? EXIT.failed : EXIT.ok
+  }
+  if (values.child === 'distributed') {
+    const target = values.target === 'cuda' ? 'cuda' : 'simt'
+    const budget = values.budget !== undefined ? Number(values.budget) : Infinity
+    const write = (report: object) => {
+      if (!values.json) return
+      writeFileSync(values.json + '.tmp', JSON.stringify(report))
+      renameSync(values.json + '.tmp', values.json)
+    }
+    const run = () => runDistributedCheck({ target, seed, deadline: Date.now() + budget * 1000, log, onProgress: write })
+    const report = await (target === 'cuda' ? run() : withHostBackend('simt', run))
+    write(report)
+    return report.failed || report.errors ? EXIT.failed : EXIT.ok
   }
   if (values.child !== undefined) {
     log(`gpu-check: unknown --child ${values.child}`)

@@ -17,7 +17,7 @@ import { Tensor } from '../tensor.js'
 import type { BenchCase, BenchOp, Timing } from '../bench/types.js'
 import { opExists } from './cases.js'
 
-export type TorchKind = 'trl_grpo_loss' | 'selective_log_softmax' | 'matmul' | 'sdpa' | 'copy' | 'transformer_op'
+export type TorchKind = 'trl_grpo_loss' | 'selective_log_softmax' | 'matmul' | 'sdpa' | 'copy' | 'transformer_op' | 'model_op'
 
 export interface TorchSpec {
   /** unique id of this baseline row, e.g. 'grpoLoss bf16 8192x151936 / TRL eager' */
@@ -332,6 +332,99 @@ function transformerOpCase(op: TransformerOp): PerfCase {
   }
 }
 
+/** The decode shapes: Qwen2.5-7B's heads, 64 sequences with 4096 cached positions (the dry run: small). */
+const decode = (dry: boolean) => (dry ? { B: 2, Hq: 4, Hkv: 2, S: 64, D: 32 } : { B: 64, Hq: 28, Hkv: 4, S: 4096, D: 128 })
+
+/** The rows of the model's generation and backward that are not in TRANSFORMER_OPS: decode, cache write, embedding backward. */
+type ModelOpRow = 'attentionDecode' | 'kvCacheWrite' | 'embeddingBackward'
+
+/**
+ * attentionDecode (one query per sequence against its full KV cache: reads both caches once), kvCacheWrite (a
+ * prefill of B sequences of S tokens into empty caches: reads k and v, writes the caches) and embeddingBackward
+ * (bf16 gradients of T tokens scatter-added into an f32 table: reads them, reads and writes the T rows they touch).
+ * GB/s over the bytes each must move, against the probe's read bandwidth for the decode (it only reads) and its
+ * copy bandwidth for the others; PyTorch's equivalents on the same shapes: scaled_dot_product_attention with one
+ * query (Hugging Face's decode step), index_copy_ into the caches along the position axis (its StaticCache), and
+ * index_add_ into an f32 table (the f32 accumulation our op does; autograd's embedding backward makes a dense
+ * gradient of the table's dtype instead).
+ */
+function modelOpCase(op: ModelOpRow): PerfCase {
+  const label = (dry: boolean) => {
+    const d = decode(dry), w = widths(dry)
+    return op === 'embeddingBackward' ? `T${w.T} C${w.C} V${w.V}` : `B${d.B} H${d.Hq}/${d.Hkv} S${d.S} D${d.D}`
+  }
+  const dtype = op === 'embeddingBackward' ? 'bf16->f32' : 'bf16'
+  return {
+    id: `${op} ${dtype}`,
+    op: `modelOps.${op}`,
+    async ours(ctx) {
+      const d = decode(ctx.dry), w = widths(ctx.dry)
+      const e = 2
+      const made: Tensor[] = []
+      const rand = async (dims: number[], k: number, dt: 'f32' | 'bf16' = 'bf16', low = -2, high = 2) => {
+        const t = await randomUniform(dims, { dtype: dt, device: ctx.device, seed: ctx.seed * 16 + k, low, high })
+        made.push(t)
+        return t
+      }
+      const int32 = (data: Int32Array, dims: number[]) => {
+        const t = Tensor.from(data, dims, { device: ctx.device })
+        made.push(t)
+        return t
+      }
+      try {
+        // Two input sets where the inputs are large (a repetition must not find the previous one's in L2).
+        const sets: { bytes: number; run: () => Promise<unknown> }[] = []
+        let table: Tensor | undefined
+        for (const k of [0, 1]) {
+          const b = k * 8
+          if (op === 'attentionDecode') {
+            const q = await rand([d.B, d.Hq, d.D], b)
+            const kc = await rand([d.B, d.Hkv, d.S, d.D], b + 1), vc = await rand([d.B, d.Hkv, d.S, d.D], b + 2)
+            const lens = int32(new Int32Array(d.B).fill(d.S), [d.B])
+            sets.push({ bytes: 2 * d.B * d.Hkv * d.S * d.D * e + 2 * d.B * d.Hq * d.D * e + 4 * d.B, run: () => modelOps.attentionDecode(q, kc, vc, lens) })
+          } else if (op === 'kvCacheWrite') {
+            const T = d.B * d.S
+            const kk = await rand([T, d.Hkv, d.D], b), vv = await rand([T, d.Hkv, d.D], b + 1)
+            const kc = await rand([d.B, d.Hkv, d.S, d.D], b + 2), vc = await rand([d.B, d.Hkv, d.S, d.D], b + 3)
+            const starts = int32(new Int32Array(d.B), [d.B])
+            sets.push({ bytes: 4 * T * d.Hkv * d.D * e + 4 * d.B, run: () => modelOps.kvCacheWrite(kk, vv, kc, vc, { cacheStarts: starts }) })
+          } else {
+            const g = await rand([w.T, w.C], b)
+            table ??= await rand([w.V, w.C], b + 1, 'f32', -0.01, 0.01) // one table (2.2 GB in f32 at Qwen's vocabulary)
+            let h = (ctx.seed + 7 * k) >>> 0 || 1 // xorshift: the same ids for the same seed
+            const idValues = Int32Array.from({ length: w.T }, () => ((h ^= h << 13), (h ^= h >>> 17), (h ^= h << 5), (h >>> 0) % w.V))
+            const ids = int32(idValues, [w.T])
+            const rows = new Set(idValues).size
+            const gw = table
+            // read the gradients and the ids, read and write each touched f32 row once
+            sets.push({ bytes: w.T * w.C * e + 4 * w.T + 2 * rows * w.C * 4, run: () => modelOps.embeddingBackward(g, ids, gw) })
+          }
+        }
+        let i = 0
+        const timing = await timeOp(ctx, async () => {
+          const r = await sets[i++ & 1]!.run()
+          if (r instanceof Tensor) r.dispose()
+        })
+        const gbps = sets[0]!.bytes / (timing.medianMs / 1e3) / 1e9
+        const limit = op === 'attentionDecode' ? ctx.probe.readGBps : ctx.probe.copyGBps
+        const shareOfBandwidth = gbps / limit
+        // The host time beside the kernels': embeddingBackward groups the ids by row on the host (a copy of the ids
+        // to the host and a synchronization per call), which the CUDA events around its kernels do not see.
+        ctx.log(
+          `${op} ${dtype} ${label(ctx.dry)}: ${timing.medianMs.toFixed(3)} ms (${timing.clock}; host ${timing.hostMedianMs.toFixed(3)} ms), ${gb(gbps)} GB/s = ${(shareOfBandwidth * 100).toFixed(0)}% of the ${op === 'attentionDecode' ? 'read' : 'copy'} bandwidth`,
+        )
+        return { timing, gbps, shareOfBandwidth }
+      } finally {
+        for (const t of made) t.dispose()
+      }
+    },
+    torch: (dry) => {
+      const base = op === 'attentionDecode' ? 'torch sdpa, one query' : op === 'kvCacheWrite' ? 'torch index_copy_ (HF StaticCache)' : 'torch index_add_ into f32'
+      return [{ id: `${op} ${dtype} ${label(dry)} / ${base}`, kind: 'model_op', params: { op, ...decode(dry), T: widths(dry).T, C: widths(dry).C, V: widths(dry).V } }]
+    },
+  }
+}
+
 export const PERF_CASES: readonly PerfCase[] = [
   lossCase('bf16'),
   lossCase('f32'),
@@ -348,6 +441,8 @@ export const PERF_CASES: readonly PerfCase[] = [
   // The memory-bound transformer ops at Qwen2.5-7B's widths, against the device's copy bandwidth and PyTorch
   // eager as Hugging Face's modeling code writes them.
   ...TRANSFORMER_OPS.map(transformerOpCase),
+  // Generation (the KV cache) and the embedding's backward, against the same bandwidth and PyTorch's equivalents.
+  ...(['attentionDecode', 'kvCacheWrite', 'embeddingBackward'] as const).map(modelOpCase),
   {
     id: 'device copy (cross-check of our probe)',
     torch: (dry) => [{ id: `torch copy_ ${dry ? '4 MiB' : '1 GiB'}`, kind: 'copy', params: { bytes: dry ? 4 << 20 : 1 << 30 } }],

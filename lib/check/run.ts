@@ -5,8 +5,11 @@
  * Steps, in order of what a short run must not miss:
  *   1. correctness: every case of cases.ts on cuda against the cpu backend (correctness.ts)
  *   2. timing: the device bandwidth probe, then our ops timed with CUDA events (perf.ts)
- *   3. torch: the PyTorch baselines on the same shapes (scripts/gpu_check_torch.py), joined into the table
- *   4. sanitizer: compute-sanitizer memcheck and racecheck over the small cases, if it runs on the machine
+ *   3. distributed: the data-parallel layer on cuda tensors as a world of one over NCCL (found in PyTorch's
+ *      nvidia-nccl wheel, or libnccl.so.2 on the loader's path), and the Trainer's data-parallel step on the
+ *      device (distributed.ts), in a child process; skipped with the loader's reason where NCCL is absent
+ *   4. torch: the PyTorch baselines on the same shapes (scripts/gpu_check_torch.py), joined into the table
+ *   5. sanitizer: compute-sanitizer memcheck and racecheck over the small cases, if it runs on the machine
  * Each step gets a share of the time left; a step or case that does not fit is listed as skipped with its
  * reason. results.json and summary.txt are rewritten after every step, so a run cut short keeps what it did.
  *
@@ -24,9 +27,10 @@ import { native } from '../native.js'
 import { type CaseResult, type CorrectnessReport, type Target, newReport, orderedCases, tally } from './correctness.js'
 import { type PerfRow, type TorchResult, joinTorch, timeOurs, torchSpecs } from './perf.js'
 import { CASES, type CheckCase } from './cases.js'
+import type { DistributedReport } from './distributed.js'
 
-export type StepName = 'correctness' | 'timing' | 'torch' | 'sanitizer'
-export const STEPS: readonly StepName[] = ['correctness', 'timing', 'torch', 'sanitizer']
+export type StepName = 'correctness' | 'timing' | 'distributed' | 'torch' | 'sanitizer'
+export const STEPS: readonly StepName[] = ['correctness', 'timing', 'distributed', 'torch', 'sanitizer']
 
 export interface GpuCheckOptions {
   mode: 'device' | 'dry-run'
@@ -84,18 +88,19 @@ export interface GpuCheckResults {
   probe?: BandwidthProbe
   perf?: PerfRow[]
   torch?: { error?: string; torch?: string; cuda?: string; deviceName?: string; results: TorchResult[] }
+  distributed?: DistributedReport
   sanitizer?: SanitizerRun[]
   skipped: string[]
   verdict: 'pass' | 'fail' | 'incomplete'
 }
 
 /** Shares of the time left that each step gets when it starts (the last takes what is left). */
-const WEIGHTS: Record<StepName, number> = { correctness: 35, timing: 20, torch: 25, sanitizer: 20 }
+const WEIGHTS: Record<StepName, number> = { correctness: 35, timing: 20, distributed: 7, torch: 25, sanitizer: 20 }
 /**
  * The dry run's shares: the sanitizer is skipped there, and the correctness cases are what it exists to run (on
  * the SIMT executor they take most of the time, many times more on a loaded machine).
  */
-const DRY_WEIGHTS: Record<StepName, number> = { correctness: 70, timing: 15, torch: 15, sanitizer: 0 }
+const DRY_WEIGHTS: Record<StepName, number> = { correctness: 70, timing: 15, distributed: 7, torch: 15, sanitizer: 0 }
 /** Kept back at every step for writing the results and the summary. */
 const RESERVE_SECONDS = 8
 
@@ -238,6 +243,56 @@ export async function ownGemmChild(o: GpuCheckOptions, kind: 'correctness' | 'pe
   return { rows: (data as PerfRow[]).map((row) => ({ ...row, id: row.id + OWN })) }
 }
 
+/**
+ * The NCCL library for the distributed step: GRPO_NCCL_LIBRARY if set; else the libnccl.so.2 that PyTorch's
+ * nvidia-nccl wheel put in site-packages (nvidia/nccl/lib, or nvidia/<cuda>/lib in the newer wheels' layout),
+ * found with the image's Python; else undefined (the addon then asks the loader for libnccl.so.2).
+ */
+export function findNccl(python: string): { path?: string; how: string } {
+  const forced = process.env.GRPO_NCCL_LIBRARY
+  if (forced) return { path: forced, how: 'GRPO_NCCL_LIBRARY' }
+  const script = [
+    'import glob, os, sys',
+    'found = []',
+    'for p in sys.path:',
+    '    for pattern in ("nvidia/nccl/lib/libnccl.so.2", "nvidia/*/lib/libnccl.so.2", "nvidia/nccl/lib/libnccl.so*"):',
+    '        found += sorted(glob.glob(os.path.join(p or ".", pattern)))',
+    'print(found[0] if found else "")',
+  ].join('\n')
+  const r = spawnSync(python, ['-c', script], { encoding: 'utf8', timeout: 30_000 })
+  const path = r.status === 0 ? r.stdout.trim() : ''
+  if (path) return { path, how: `found by ${python} in site-packages` }
+  return { how: r.status === 0 ? `no libnccl.so.2 in ${python}'s site-packages: the loader's own search` : `${python} did not run (${r.error?.message ?? `exit ${r.status}`}): the loader's own search` }
+}
+
+/** The distributed step in a child process (NCCL is loaded once per process; a fault in it ends only the child). */
+export async function distributedChild(o: GpuCheckOptions, target: Target, seconds: number): Promise<DistributedReport & { ncclSearch?: string; childError?: string }> {
+  const json = join(os.tmpdir(), `grpo-distributed-${process.pid}.json`)
+  rmSync(json, { force: true })
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  let ncclSearch: string | undefined
+  if (target === 'cuda') {
+    const nccl = findNccl(o.python)
+    ncclSearch = nccl.path ? `${nccl.path} (${nccl.how})` : nccl.how
+    if (nccl.path) env.GRPO_NCCL_LIBRARY = nccl.path
+    o.log(`  NCCL: ${ncclSearch}`)
+  }
+  const args = [...o.nodeCommand.slice(1), '--child', 'distributed', '--target', target, '--seed', String(o.seed), '--budget', Math.max(1, seconds - 5).toFixed(1), '--json', json]
+  const r = await runChild(o.nodeCommand[0]!, args, seconds * 1000, join(o.out, 'distributed-log.txt'), env, (line) => {
+    if (line.startsWith('  ')) o.log(line)
+  })
+  const got = existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as DistributedReport) : undefined
+  rmSync(json, { force: true })
+  const report = got ?? { target, device: target === 'cuda' ? 'cuda' : 'cpu', seed: o.seed, cases: [], passed: 0, failed: 0, errors: 0, skipped: 0 }
+  let childError: string | undefined
+  if (r.code !== EXIT.ok && r.code !== EXIT.failed) {
+    const how = r.timedOut ? `hung (stopped after its ${seconds.toFixed(0)} s)` : r.signal ? `was killed by ${r.signal}` : `exited with code ${r.code}`
+    childError = `the distributed check process ${how}: ${r.tail.split('\n').filter(Boolean).slice(-4).join(' | ').slice(-600)}`
+    report.cases.push({ name: 'distributed check process', status: 'error', seconds: 0, error: childError })
+    report.errors++
+  }
+  return { ...report, ncclSearch, childError }
+}
 
 /** Exit codes of the check and of its child processes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, noDevice: 3, deviceLost: 4 } as const
@@ -349,6 +404,13 @@ export function summaryText(r: GpuCheckResults): string {
     }
     if (c.unchecked.length) lines.push(`  unchecked ops (no case): ${c.unchecked.join(', ')}`)
     if (c.absent.length) lines.push(`  planned ops without a CUDA kernel yet: ${c.absent.join(', ')}`)
+  }
+  const d = r.distributed
+  if (d) {
+    const w = d.world as { cudaTransport?: string; nccl?: { available: boolean; version: number; reason: string } } | undefined
+    const how = d.target === 'cuda' ? `cuda tensors, transport ${w?.cudaTransport ?? '?'}, NCCL ${w?.nccl?.available ? w.nccl.version : `absent (${w?.nccl?.reason ?? '?'})`}` : 'host tensors on the SIMT executor'
+    lines.push(`distributed (a world of one, ${how}): ${d.passed} passed, ${d.failed} failed, ${d.errors} errors, ${d.skipped} skipped`)
+    for (const x of d.cases.filter((x) => x.status === 'failed' || x.status === 'error').slice(0, 8)) lines.push(`  ${x.status.toUpperCase()} ${x.name}: ${x.error}`)
   }
   if (r.probe) lines.push(`bandwidth probe: ${probeOf(r.probe)}`)
   if (r.perf) {
@@ -478,6 +540,16 @@ export async function runGpuCheck(o: GpuCheckOptions): Promise<GpuCheckResults> 
         const bad = results.perf!.filter((p) => p.status === 'error' || p.status === 'skipped')
         record.status = bad.some((p) => p.status === 'error') ? 'failed' : bad.length ? 'partial' : 'done'
         for (const p of bad) results.skipped.push(`timing ${p.id}: ${p.error}`)
+      } else if (name === 'distributed') {
+        const d = await distributedChild(o, target, share)
+        results.distributed = d
+        const skippedAll = d.cases.length > 0 && d.cases.slice(1).every((x) => x.status === 'skipped')
+        if (d.failed || d.errors) record.status = 'failed'
+        else if (skippedAll) skip(d.cases[1]!.reason ?? 'skipped')
+        else record.status = d.skipped ? 'partial' : 'passed'
+        if (d.skipped && !skippedAll) record.reason = `${d.skipped} cases skipped`
+        for (const x of d.cases.filter((x) => x.status === 'skipped')) if (!skippedAll) results.skipped.push(`distributed ${x.name}: ${x.reason}`)
+        o.log(`distributed: ${d.passed} passed, ${d.failed} failed, ${d.errors} errors, ${d.skipped} skipped`)
       } else if (name === 'torch') {
         const missing = torchAvailable()
         if (missing) {

@@ -5,7 +5,8 @@
  */
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GrpoError, Tensor, backend, ops } from '../../lib/index.js'
@@ -16,7 +17,8 @@ import { runCase, runCorrectness } from '../../lib/check/correctness.js'
 import { Rng, logits, lossInputs } from '../../lib/check/inputs.js'
 import { EXIT, main } from '../../lib/check/main.js'
 import { PERF_CASES, joinTorch, torchSpecs, type PerfRow } from '../../lib/check/perf.js'
-import { type GpuCheckOptions, type GpuCheckResults, correctnessInChildren, fatalOps, judgeOwnGemm, ownGemmChild, runGpuCheck, sanitizerCases, summaryText } from '../../lib/check/run.js'
+import { type GpuCheckOptions, type GpuCheckResults, correctnessInChildren, distributedChild, fatalOps, findNccl, judgeOwnGemm, ownGemmChild, runGpuCheck, sanitizerCases, summaryText } from '../../lib/check/run.js'
+import { runDistributedCheck } from '../../lib/check/distributed.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const info = backend.info()
@@ -47,11 +49,23 @@ t.test('npm run gpu:check -- --dry-run passes (the same script as on a device, o
   t.equal(loss.status, 'timed', 'our fused loss was timed')
   t.equal(loss.ours!.timing.clock, 'cuda-events', 'with the kernel timer')
   t.ok(loss.ours!.shareOfBandwidth! > 0 && loss.ours!.unfused, 'share of the probe bandwidth and the unfused path')
+  const dist = results.steps.find((s) => s.name === 'distributed')!
+  t.equal(dist.status, 'passed', 'the distributed step passed')
+  const d = results.distributed!
+  t.equal(d.target, 'simt', 'on host tensors')
+  t.ok(d.passed >= 10 && d.failed + d.errors + d.skipped === 0, `every distributed case passed (${d.passed})`)
+  t.ok(d.cases.some((c) => /Trainer's data-parallel step/.test(c.name) && c.status === 'passed'), "the Trainer's data-parallel step")
+  for (const id of ['attentionDecode bf16', 'kvCacheWrite bf16', 'embeddingBackward bf16->f32']) {
+    const row = results.perf!.find((p) => p.id === id)
+    t.equal(row?.status, 'timed', `${id} was timed`)
+    t.ok(row?.ours?.gbps! > 0 && row?.ours?.shareOfBandwidth! > 0, `${id}: GB/s and its share of the probe's bandwidth`)
+  }
   const sanitizer = results.steps.find((s) => s.name === 'sanitizer')!
   t.equal(sanitizer.status, 'skipped', 'the sanitizer is skipped...')
   t.match(sanitizer.reason, /CUDA-only/, '...as CUDA-only')
   const summary = readFileSync(join(out, 'summary.txt'), 'utf8')
   t.match(summary, /verdict: PASS/, 'summary.txt has the verdict')
+  t.match(summary, /distributed \(a world of one, host tensors on the SIMT executor\): \d+ passed, 0 failed/, 'summary.txt has the distributed step')
   t.match(summary, /skipped: step sanitizer: CUDA-only/, 'summary.txt lists what was skipped')
   t.ok(existsSync(join(out, 'gpu-check-log.txt')), 'the full log is kept')
 })
@@ -216,8 +230,16 @@ t.test('PyTorch baselines: the table, the join, and the script', async (t) => {
   t.equal(loss.torch[0]!.speedup, 6, 'the speed-up is the baseline over ours')
   t.match(loss.torch[1]!.note, /error: boom/)
   t.same(loss.targets.map((x) => x.met), [true, true], 'both headline targets judged')
-  const text = summaryText({ schema: 1, mode: 'device', startedAt: 'now', budgetSeconds: 420, elapsedSeconds: 1, seed: 1, environment: {}, steps: [], perf: rows, skipped: [], verdict: 'pass' })
+  const distributed = {
+    target: 'cuda' as const, device: 'cuda' as const, seed: 1, world: { cudaTransport: 'nccl', nccl: { available: true, version: 22703, reason: '' } },
+    cases: [{ name: 'allReduce f32', status: 'failed' as const, seconds: 1, error: 'expected 1 at index 0 but received 2' }], passed: 0, failed: 1, errors: 0, skipped: 0,
+  }
+  const text = summaryText({ schema: 1, mode: 'device', startedAt: 'now', budgetSeconds: 420, elapsedSeconds: 1, seed: 1, environment: {}, steps: [], perf: rows, distributed, skipped: [], verdict: 'pass' })
   t.match(text, /target MET/, 'the summary shows the targets')
+  t.match(text, /distributed \(a world of one, cuda tensors, transport nccl, NCCL 22703\): 0 passed, 1 failed/, 'and the distributed step')
+  t.match(text, /FAILED allReduce f32: expected 1/, 'with its failures')
+  const absent = summaryText({ schema: 1, mode: 'device', startedAt: 'now', budgetSeconds: 420, elapsedSeconds: 1, seed: 1, environment: {}, steps: [], distributed: { ...distributed, world: { cudaTransport: 'host (MPI)', nccl: { available: false, version: 0, reason: 'libnccl.so.2: not found' } }, cases: [], failed: 0 }, skipped: [], verdict: 'incomplete' })
+  t.match(absent, /NCCL absent \(libnccl.so.2: not found\)/, 'an absent NCCL says why')
 
   // Any python3 runs the script: without PyTorch it must say so; with one (Debian's python3-torch here, maybe
   // PyTorch 1) every row must run or be skipped for a missing feature, never error.
@@ -306,4 +328,53 @@ t.test('a case that kills its process costs that case only: a new process takes 
 
   const late = await correctnessInChildren(o, 'simt', Date.now() + 1000, () => {}, ops)
   t.ok(late.cases.every((c) => c.status === 'skipped' && c.reason === 'time budget'), 'no time left: every case skipped with the reason')
+})
+
+t.test('the distributed step in this process: a world of one, its refusals, the deadline, the child and NCCL search', { skip: hasSimt ? false : 'no SIMT executor' }, async (t) => {
+  const lines: string[] = []
+  const report = await withHostBackend('simt', () => runDistributedCheck({ target: 'simt', seed: 5, deadline: Infinity, log: (l) => lines.push(l) }))
+  t.equal(report.failed + report.errors + report.skipped, 0, lines.join('\n'))
+  t.equal(report.passed, report.cases.length)
+  t.match(report.world, { size: 1, rank: 0, initialized: true }, 'a world of one')
+  const late = await runDistributedCheck({ target: 'simt', seed: 5, deadline: 0, log: quiet })
+  t.ok(late.cases.slice(1).every((c) => c.status === 'skipped' && c.reason === 'time budget'), 'past the deadline, cases are skipped with a reason')
+
+  // The child: its report comes back; a child that dies is an error with how it ended.
+  const out = t.testdir()
+  const base: GpuCheckOptions = { mode: 'dry-run', out, budgetSeconds: 60, seed: 3, python: 'python3', torchScript: '', nodeCommand: [process.execPath, join(root, 'dist', 'check', 'main.js')], log: quiet }
+  const child = await distributedChild(base, 'simt', 120)
+  t.equal(child.failed + child.errors, 0, 'the child passed')
+  t.ok(child.passed >= 10)
+  if (!hasGpu) {
+    const noNccl = await distributedChild(base, 'cuda', 60)
+    t.equal(noNccl.skipped, noNccl.cases.length - 1, 'on cuda without NCCL (no GPU here) every case after init is skipped...')
+    t.match(noNccl.cases[1]!.reason, /NCCL is not available: /, "...with the loader's reason")
+    t.type(noNccl.ncclSearch, 'string', 'and the search for libnccl.so.2 is reported')
+  }
+  const dead = await distributedChild({ ...base, nodeCommand: [process.execPath, '-e', 'process.exit(9)'] }, 'simt', 30)
+  t.equal(dead.errors, 1)
+  t.match(dead.childError, /exited with code 9/)
+
+  // NCCL: GRPO_NCCL_LIBRARY first; else PyTorch's wheel layout under the Python's site-packages.
+  const saved = process.env.GRPO_NCCL_LIBRARY
+  t.teardown(() => (saved === undefined ? delete process.env.GRPO_NCCL_LIBRARY : (process.env.GRPO_NCCL_LIBRARY = saved)))
+  process.env.GRPO_NCCL_LIBRARY = '/opt/nccl/libnccl.so.2'
+  t.same(findNccl('python3'), { path: '/opt/nccl/libnccl.so.2', how: 'GRPO_NCCL_LIBRARY' })
+  delete process.env.GRPO_NCCL_LIBRARY
+  // Two fake site-packages (PyTorch's CUDA 12 and CUDA 13 wheel layouts) and a python3 that sees one of them.
+  const scratch = mkdtempSync(join(tmpdir(), 'grpo-nccl-search-'))
+  t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
+  const site = join(scratch, 'cu12'), cu13 = join(scratch, 'cu13')
+  mkdirSync(join(site, 'nvidia', 'nccl', 'lib'), { recursive: true })
+  writeFileSync(join(site, 'nvidia', 'nccl', 'lib', 'libnccl.so.2'), '')
+  mkdirSync(join(cu13, 'nvidia', 'cu13', 'lib'), { recursive: true })
+  writeFileSync(join(cu13, 'nvidia', 'cu13', 'lib', 'libnccl.so.2'), '')
+  const fakePython = join(scratch, 'python3')
+  writeFileSync(fakePython, `#!/bin/sh\nPYTHONPATH=${site} exec python3 "$@"\n`)
+  chmodSync(fakePython, 0o755)
+  t.same(findNccl(fakePython), { path: join(site, 'nvidia', 'nccl', 'lib', 'libnccl.so.2'), how: `found by ${fakePython} in site-packages` })
+  writeFileSync(fakePython, `#!/bin/sh\nPYTHONPATH=${cu13} exec python3 "$@"\n`)
+  t.equal(findNccl(fakePython).path, join(cu13, 'nvidia', 'cu13', 'lib', 'libnccl.so.2'), 'the CUDA 13 wheels\' layout')
+  t.match(findNccl('/nonexistent/python3'), { path: undefined, how: /did not run/ })
+  t.match(findNccl('true'), { path: undefined, how: /no libnccl.so.2/ })
 })

@@ -83,8 +83,6 @@ async function runCase(t: Test, label: string, c: Case): Promise<void> {
     }
     storage = storageOf(dtype, garbage)
   }
-  const ref = refGrpoLoss({ logits: logits.values, targets: padded, mask, oldLogp, refLogp, rolloutLogp, advantages, B, L, V }, o)
-
   const apiOptions: ApiOptions | undefined = config.options ? { ...config.options } : undefined
   if (apiOptions?.gradDtype === 'same') apiOptions.gradDtype = dtype
   const gradDtype = apiOptions?.gradDtype ?? dtype
@@ -101,6 +99,19 @@ async function runCase(t: Test, label: string, c: Case): Promise<void> {
     ...(rolloutLogp ? { rolloutLogp: scope.f32(rolloutLogp, [B, L]) } : {}),
     ...(mask ? { mask: scope.u8(mask, [B, L]) } : {}),
   }
+  // §3.4 selects tokens by a step function of their entropies, which the kernel computes in f32 (its tokenLogprobs
+  // pass, run first): where two tokens' entropies are closer than that rounding, the exact entropies may rank them
+  // the other way, and either selection is right. The reference ranks by the kernel's own entropies (the same pass,
+  // read before an in-place call overwrites the logits; checked against the exact ones here), so that everything
+  // downstream of the selection is compared as strictly as without a tie (GRPO_TEST_SEED=1258603190 had one).
+  let selectionEntropy: Float64Array | undefined
+  if ((o.topEntropyQuantile ?? 1) < 1) {
+    const pre = scope.adopt(await ops.tokenLogprobs(x, inputs.targets, { temperature: T, entropy: true, ...(inputs.mask ? { mask: inputs.mask } : {}) }))
+    selectionEntropy = await valuesOf(pre.entropy!)
+    const exact = refTokenLogprobs({ logits: logits.values, targets: padded, mask, B, L, V }, { temperature: T }).entropy
+    checkRelative(t, selectionEntropy, Float32Array.from(exact), 1e-5, 'the kernel entropies the selection ranks')
+  }
+  const ref = refGrpoLoss({ logits: logits.values, targets: padded, mask, oldLogp, refLogp, rolloutLogp, advantages, selectionEntropy, B, L, V }, o)
   const call = apiOptions as Parameters<typeof ops.grpoLoss>[1]
   const res = scope.adopt(config.sync ? ops.grpoLossSync(inputs, call) : await ops.grpoLoss(inputs, call))
 

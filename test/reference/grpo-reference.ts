@@ -612,6 +612,14 @@ export interface PolicyLossInput {
   advantages: Num
   mask?: Num
   entropy?: Num
+  /**
+   * The entropies §3.4 ranks tokens by (default: `entropy`). The selection is a step function of them: where two
+   * tokens' entropies differ by less than the kernel's f32 rounding of them, the exact values and the kernel's may
+   * order them differently, and either choice is right. A test that checks a kernel computing its own entropies
+   * passes those here (checked against the exact ones apart), so that both sides select the same tokens and
+   * everything downstream is compared exactly as without a tie.
+   */
+  selectionEntropy?: Num
   B: number
   L: number
 }
@@ -656,7 +664,7 @@ export function policyLoss(input: PolicyLossInput, options: LossOptions): Policy
   // §3.3 rollout correction, §3.4 entropy selection
   const rollout = options.rolloutCorrection && rolloutLogp && oldLogp ? rolloutWeights(oldLogp, rolloutLogp, mask, B, L, options.rolloutCorrection) : undefined
   const rho = options.topEntropyQuantile ?? 1
-  const selection = rho < 1 ? entropySelection(entropy!, mask, B * L, rho) : undefined
+  const selection = rho < 1 ? entropySelection(input.selectionEntropy ?? entropy!, mask, B * L, rho) : undefined
   const entropyWeights = selection ? selection.selected : new Float64Array(B * L).fill(1)
 
   let loss = 0, lossMass = 0
@@ -754,6 +762,8 @@ export interface GrpoLossInput {
   refLogp?: Num
   rolloutLogp?: Num
   advantages: Num
+  /** see PolicyLossInput.selectionEntropy (default: the exact entropies of the logits) */
+  selectionEntropy?: Num
   B: number
   L: number
   V: number
@@ -775,7 +785,7 @@ export function grpoLoss(input: GrpoLossInput, options: LossOptions): GrpoLossRe
   // §1: grpoLoss always computes H (it feeds entropyMean and the entropy bonus)
   const rows = tokenLogprobs({ logits, targets, mask, B, L, V }, { temperature: T })
   const core = policyLoss(
-    { logp: rows.logp, oldLogp: input.oldLogp, refLogp: input.refLogp, rolloutLogp: input.rolloutLogp, advantages: input.advantages, mask, entropy: rows.entropy, B, L },
+    { logp: rows.logp, oldLogp: input.oldLogp, refLogp: input.refLogp, rolloutLogp: input.rolloutLogp, advantages: input.advantages, mask, entropy: rows.entropy, selectionEntropy: input.selectionEntropy, B, L },
     options,
   )
   // entropyMean from f32 kernels may lack each token's entropyFloor; the mass counts 1e5·floor for it (so the

@@ -17,6 +17,8 @@ export interface LinearLossInput {
   refLogp?: ArrayLike<number>
   rolloutLogp?: ArrayLike<number>
   advantages: ArrayLike<number>
+  /** the entropies §3.4 ranks tokens by (grpo-reference.ts, PolicyLossInput.selectionEntropy); default the exact ones */
+  selectionEntropy?: ArrayLike<number>
   B: number
   L: number
   H: number
@@ -54,7 +56,7 @@ export function linearGrpoLossReference(i: LinearLossInput, options: LossOptions
   const { B, L, H, V } = i
   const N = B * L
   const logits = referenceLogits(i)
-  const r = grpoLoss({ logits, targets: i.targets, mask: i.mask, oldLogp: i.oldLogp, refLogp: i.refLogp, rolloutLogp: i.rolloutLogp, advantages: i.advantages, B, L, V }, options)
+  const r = grpoLoss({ logits, targets: i.targets, mask: i.mask, oldLogp: i.oldLogp, refLogp: i.refLogp, rolloutLogp: i.rolloutLogp, advantages: i.advantages, selectionEntropy: i.selectionEntropy, B, L, V }, options)
   const dz = i.headDtype === 'bf16' ? r.gradLogits.map(roundToBf16) : r.gradLogits
   const gradHidden = new Float64Array(N * H)
   const gradWeight = new Float64Array(V * H)
