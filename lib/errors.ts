@@ -14,6 +14,8 @@ export type GrpoErrorCode =
   | 'ERR_GRPO_BINDING_LOAD'
   | 'ERR_GRPO_ABORTED'
   | 'ERR_GRPO_MISSING_DEPENDENCY'
+  /** A remote reward service failed (network, status, or a malformed response). */
+  | 'ERR_GRPO_REMOTE'
   /** A collective failed (MPI or NCCL reported an error, or an earlier collective broke the world). */
   | 'ERR_GRPO_DIST'
   /** A collective did not complete within the timeout: a rank exited, stalls, or called another collective. */

@@ -16,8 +16,25 @@ export { hasLinearHead } from './policy.js'
 export { LogLinearPolicy, type LogLinearPolicyOptions } from './log-linear-policy.js'
 export { TransformerPolicy, type TransformerPolicyOptions, type TransformerCreateOptions, type TransformerSaveOptions, type ComputeDtype } from './transformer-policy.js'
 export { RolloutBatch, type Rollout, type RolloutBatchOptions, type SupervisedExample, type GroupStatistics } from './rollout-batch.js'
-export { Trainer, presets, toolCallReward } from './trainer.js'
+export { Trainer, presets, toolCallReward, remoteReward } from './trainer.js'
 export type { TrainerOptions, TrainerPrompt, GrpoSettings, RewardFunction, RewardResult, StepMetrics, StepTimes, SupervisedMetrics, SupervisedStepOptions, EvaluateOptions, EvaluateResult, TrainOptions, TrainResult } from './trainer.js'
+export type {
+  StepOptions,
+  NamedReward,
+  RewardContext,
+  RewardAggregation,
+  RemoteRewardOptions,
+  OverlongPenalty,
+  FilterGroupsOptions,
+  FilterReport,
+  ToolStats,
+  ToolFunction,
+  ToolContext,
+  ToolCallRecord,
+  TurnRecord,
+  Trajectory,
+  TrajectoryFinish,
+} from './trainer.js'
 export { AdamW, type AdamWOptions, type AdamWStepOverrides, type OptimizerStepResult } from './optimizer.js'
 export { readSafetensors, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from './safetensors.js'
 export * as task from './task/index.js'

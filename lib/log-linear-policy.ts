@@ -369,6 +369,24 @@ export class LogLinearPolicy implements Policy {
   async sample(prompts: readonly ArrayLike<number>[], options: SampleOptions = {}): Promise<SampledCompletion[]> {
     this.#live()
     if (!Array.isArray(prompts)) invalidArg('an array of prompts (arrays of token ids)', 'prompts', prompts)
+    return this.#sample(prompts, null, options)
+  }
+
+  /**
+   * Samples after partial completions (the next turn of a multi-turn trajectory): the features see
+   * `completions[i]` as completion tokens, as `logits()` does for the whole trajectory, so the sampled log-probs
+   * are the ones the loss computes.
+   */
+  async sampleContinuations(prompts: readonly ArrayLike<number>[], completions: readonly ArrayLike<number>[], options: SampleOptions = {}): Promise<SampledCompletion[]> {
+    this.#live()
+    if (!Array.isArray(prompts)) invalidArg('an array of prompts (arrays of token ids)', 'prompts', prompts)
+    if (!Array.isArray(completions) || completions.length !== prompts.length) {
+      invalidArg(`an array of ${prompts.length} partial completions (one per prompt)`, 'completions', completions)
+    }
+    return this.#sample(prompts, completions, options)
+  }
+
+  async #sample(prompts: readonly ArrayLike<number>[], prefixes: readonly ArrayLike<number>[] | null, options: SampleOptions): Promise<SampledCompletion[]> {
     const o = parseOptions(SAMPLE_OPTIONS_SCHEMA, options, 'sample options')
     const V = this.vocabSize
     const n = o.n!
@@ -379,9 +397,14 @@ export class LogLinearPolicy implements Policy {
     const sampling = { temperature: o.temperature, topP: o.topP, greedy: o.greedy, seed }
     if (streamOffset + prompts.length * n > 2 ** 31 - 1) invalidArg('fewer than 2^31 rows', 'streamOffset + prompts × n', streamOffset + prompts.length * n)
     const windows = prompts.map((p, i) => this.promptContext(tokenIds(p, `prompts[${i}]`, V)))
-    const rows: { state: SequenceState; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []
+    const prefixTokens = prefixes?.map((c, i) => tokenIds(c, `completions[${i}]`, V))
+    const rows: { state: SequenceState; start: number; logprobs: number[]; finish: 'stop' | 'length' | null }[] = []
     for (let p = 0; p < prompts.length; p++) {
-      for (let j = 0; j < n; j++) rows.push({ state: new SequenceState(windows[p]!), logprobs: [], finish: null })
+      for (let j = 0; j < n; j++) {
+        const state = new SequenceState(windows[p]!)
+        for (const t of prefixTokens?.[p] ?? []) state.push(t)
+        rows.push({ state, start: state.tokens.length, logprobs: [], finish: null })
+      }
     }
     let active = rows.map((_, r) => r)
     for (let step = 0; step < maxNewTokens && active.length > 0; step++) {
@@ -416,7 +439,7 @@ export class LogLinearPolicy implements Policy {
     return rows.map((row, r) => ({
       prompt: Math.floor(r / n),
       sample: r % n,
-      tokens: Int32Array.from(row.state.tokens),
+      tokens: Int32Array.from(row.state.tokens.slice(row.start)),
       logprobs: Float32Array.from(row.logprobs),
       finishReason: row.finish ?? 'length',
     }))

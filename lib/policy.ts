@@ -105,6 +105,14 @@ export interface Policy extends Disposable, AsyncDisposable {
   parameters(): PolicyParameter[]
   zeroGrad(): Promise<void>
   sample(prompts: readonly ArrayLike<number>[], options?: SampleOptions): Promise<SampledCompletion[]>
+  /**
+   * Optional (multi-turn steps): samples the next tokens after partial completions, `completions[i]` continuing
+   * `prompts[i]`; the results hold the new tokens only, with their log-probs as `logits()` computes them for the
+   * whole completion. Without it the Trainer samples from `prompts[i] ⧺ completions[i]`, which is the same thing
+   * for a model whose logits depend only on the sequence (every causal language model); a model that reads prompt
+   * and completion tokens differently (LogLinearPolicy) implements it.
+   */
+  sampleContinuations?(prompts: readonly ArrayLike<number>[], completions: readonly ArrayLike<number>[], options?: SampleOptions): Promise<SampledCompletion[]>
   /** A frozen copy (no gradients): the reference policy of the KL term. */
   clone(): Promise<Policy>
   save(path: string): Promise<void>

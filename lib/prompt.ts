@@ -212,6 +212,8 @@ export interface ChatTemplateRenderer {
 export interface TemplateChatMessage {
   role: string
   content: string
+  /** A tool message's tool name (templates that show it). */
+  name?: string
   tool_calls?: { type: 'function'; function: { name: string; arguments: unknown } }[]
 }
 
@@ -268,4 +270,73 @@ export function renderToolPrompt(tools: readonly unknown[], conversation: readon
     addGenerationPrompt,
     variables,
   })
+}
+
+/** A tool's result as the next turn shows it. */
+export interface ToolResultMessage {
+  /** The tool's name. */
+  name: string
+  /** The result's text (or an error message). */
+  content: string
+}
+
+/**
+ * Renders what follows a model turn that made calls: the end of that turn, the tool results as `tool` turns, and
+ * the opening of the model's next turn. `turnText` is the model's turn as decoded; when it already ends with the
+ * end-of-turn marker (its stop token, say `<|im_end|>`), the marker is not written twice.
+ */
+export type ToolTurnRenderer = (results: readonly ToolResultMessage[], turnText: string) => string
+
+// Stands for the model's own turn when a chat template renders the conversation around it.
+const TURN_SENTINEL = '\u0000node-grpo-model-turn\u0000'
+
+/** `rendered` less the part that `turnText` already ends with, when that part is a whole marker. */
+function afterTurn(rendered: string, turnText: string): string {
+  for (let k = Math.min(rendered.length, turnText.length); k > 0; k--) {
+    const piece = rendered.slice(0, k)
+    // Only a whole marker counts (`<|im_end|>`, `</s>`, or everything up to a line break): a stray `<` at the end
+    // of a turn is not the first character of one.
+    const whole = piece.endsWith('>') || piece.endsWith('\n') || k === rendered.length || rendered[k] === '\n'
+    if (whole && turnText.endsWith(piece)) return rendered.slice(k)
+  }
+  return rendered
+}
+
+/**
+ * The renderer of tool turns: the model's chat template when given (the same one `renderToolPrompt` uses: tool
+ * results are `tool` messages, which Qwen's templates wrap in `<tool_response>` blocks), else ChatML as
+ * `renderChatML` writes it: `<|im_end|>\n<|im_start|>user\n<tool_response>\n…\n</tool_response><|im_end|>\n`
+ * then `<|im_start|>assistant\n`.
+ */
+export function toolTurnRenderer(options: { template?: ChatTemplateRenderer | null; variables?: Record<string, unknown> } = {}): ToolTurnRenderer {
+  if (typeof options !== 'object' || options === null) invalidArg('an options object', 'toolTurnRenderer options', options)
+  const template = options.template ?? null
+  if (template !== null && (typeof template !== 'object' || typeof template.applyChatTemplate !== 'function')) {
+    invalidArg('a chat template renderer (an HfTokenizer) or null', 'template', template)
+  }
+  const check = (results: readonly ToolResultMessage[], turnText: string) => {
+    if (!Array.isArray(results) || results.some((r) => typeof r?.content !== 'string' || typeof r?.name !== 'string')) {
+      invalidArg('an array of {name, content} tool results', 'results', results)
+    }
+    if (typeof turnText !== 'string') invalidArg('a string', 'turnText', turnText)
+  }
+  if (template === null || template.chatTemplate === null) {
+    return (results, turnText) => {
+      check(results, turnText)
+      const tools = renderChatML(results.map((r) => ({ role: 'tool', content: r.content })))
+      return afterTurn(`<|im_end|>\n${tools}<|im_start|>assistant\n`, turnText)
+    }
+  }
+  return (results, turnText) => {
+    check(results, turnText)
+    const messages: TemplateChatMessage[] = [
+      { role: 'user', content: '' },
+      { role: 'assistant', content: TURN_SENTINEL },
+      ...results.map((r) => ({ role: 'tool', content: r.content, name: r.name })),
+    ]
+    const text = template.applyChatTemplate(messages, { addGenerationPrompt: true, variables: options.variables })
+    const at = text.lastIndexOf(TURN_SENTINEL)
+    if (at < 0) invalidArg("a chat template that renders an assistant message's content", 'template', template.chatTemplate)
+    return afterTurn(text.slice(at + TURN_SENTINEL.length), turnText)
+  }
 }

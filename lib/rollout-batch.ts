@@ -25,6 +25,11 @@ export interface Rollout {
   reward: number
   /** Completions of one prompt share a group id (any integer). */
   group: number
+  /**
+   * Which completion tokens take part in the loss (1) and which do not (0): tool responses in a multi-turn
+   * trajectory, a completion cut at the length limit. Default: every token.
+   */
+  mask?: ArrayLike<number>
 }
 
 export interface RolloutBatchOptions {
@@ -49,6 +54,8 @@ export interface RolloutBatchOptions {
 export interface SupervisedExample {
   prompt: ArrayLike<number>
   completion: ArrayLike<number>
+  /** The tokens the nll covers (1) and those it skips (0), e.g. tool responses. Default: every token. */
+  mask?: ArrayLike<number>
 }
 
 interface HostData {
@@ -59,6 +66,8 @@ interface HostData {
   groupIds: Int32Array
   advantages: Float32Array
   oldLogp: Float32Array | null
+  /** Per-token loss masks (null: every completion token counts). */
+  masks: Uint8Array[] | null
 }
 
 export interface GroupStatistics {
@@ -80,6 +89,22 @@ function tokens(value: unknown, what: string, V: number | undefined): Int32Array
       invalidArg(V === undefined ? 'a non-negative 32-bit token id' : `a token id in [0, ${V})`, `${what}[${i}]`, t)
     }
     out[i] = t
+  }
+  return out
+}
+
+/** A 0/1 mask of one completion (`length` entries), or null when every token counts (and none is 0). */
+function tokenMask(value: unknown, length: number, what: string): Uint8Array | null {
+  if (value === undefined) return null
+  const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
+  if (!isArrayLike) invalidArg('an array of 0/1 mask values', what, value)
+  const a = value as ArrayLike<number>
+  if (a.length !== length) fail('ERR_GRPO_SHAPE', `${length} mask values (one per completion token)`, what, `${a.length} values`)
+  const out = new Uint8Array(length)
+  for (let i = 0; i < length; i++) {
+    const m = a[i]
+    if (m !== 0 && m !== 1) invalidArg('0 or 1', `${what}[${i}]`, m)
+    out[i] = m
   }
   return out
 }
@@ -107,6 +132,8 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
   readonly groupIds: Int32Array
   /** Σ mask: counted completion tokens. */
   readonly tokens: number
+  /** Sequences with at least one counted token (the Bn of the sequence-mean aggregations). */
+  readonly sequences: number
   /** i32 [B, L], u8 [B, L], f32 [B, L] (when log-probs were given), f32 [B]. */
   readonly targets: Tensor
   readonly mask: Tensor
@@ -137,11 +164,19 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
     this.groupStats = groupStats
     const targets = new Int32Array(B * L)
     const mask = new Uint8Array(B * L)
+    let tokens = 0
+    let sequences = 0
     host.completions.forEach((c, b) => {
       targets.set(c, b * L)
-      mask.fill(1, b * L, b * L + c.length)
+      const m = host.masks?.[b]
+      if (m) mask.set(m, b * L)
+      else mask.fill(1, b * L, b * L + c.length)
+      const n = m ? m.reduce((a, x) => a + x, 0) : c.length
+      tokens += n
+      if (n > 0) sequences++
     })
-    this.tokens = host.completions.reduce((n, c) => n + c.length, 0)
+    this.tokens = tokens
+    this.sequences = sequences
     const made: Tensor[] = []
     try {
       made.push((this.targets = Tensor.from(targets, [B, L], { device })))
@@ -168,6 +203,7 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
     const groupIds = new Int32Array(B)
     const withLogprobs = rollouts[0] !== null && typeof rollouts[0] === 'object' && rollouts[0].logprobs !== undefined
     const logprobs: Float32Array[] = []
+    const masks: (Uint8Array | null)[] = []
     rollouts.forEach((r, i) => {
       const what = `rollouts[${i}]`
       if (typeof r !== 'object' || r === null) invalidArg('a {prompt, completion, reward, group} object', what, r)
@@ -176,6 +212,7 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
       if (c.length === 0) fail('ERR_GRPO_SHAPE', 'a completion of at least 1 token', `${what}.completion`, 'an empty completion')
       if (c.length > maxLength) fail('ERR_GRPO_SHAPE', `a completion of at most ${maxLength} tokens (maxLength)`, `${what}.completion`, `${c.length} tokens`)
       completions.push(c)
+      masks.push(tokenMask(r.mask, c.length, `${what}.mask`))
       if (typeof r.reward !== 'number' || !Number.isFinite(r.reward)) fail('ERR_GRPO_NONFINITE', 'a finite number', `${what}.reward`, r.reward)
       rewards[i] = r.reward
       if (!Number.isInteger(r.group) || r.group < -2147483648 || r.group > 2147483647) invalidArg('a 32-bit integer', `${what}.group`, r.group)
@@ -208,6 +245,9 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
       oldLogp = new Float32Array(B * L)
       logprobs.forEach((lp, b) => oldLogp!.set(lp, b * L))
     }
+    const anyMask = masks.some((m) => m !== null)
+    const full = (c: Int32Array) => new Uint8Array(c.length).fill(1)
+    const hostMasks = anyMask ? masks.map((m, b) => m ?? full(completions[b]!)) : null
     const given = options.advantages
     if (given !== undefined) {
       const values = given?.values
@@ -216,7 +256,7 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
       const advantages = Float32Array.from(values as ArrayLike<number>)
       const bad = advantages.findIndex((a) => !Number.isFinite(a))
       if (bad >= 0) fail('ERR_GRPO_NONFINITE', 'a finite advantage', `advantages.values[${bad}]`, (values as ArrayLike<number>)[bad])
-      return new RolloutBatch({ prompts, completions, L, rewards, groupIds, advantages, oldLogp }, device, given.groupStats ?? null)
+      return new RolloutBatch({ prompts, completions, L, rewards, groupIds, advantages, oldLogp, masks: hostMasks }, device, given.groupStats ?? null)
     }
     const adv = await groupAdvantages(Float32Array.from(rewards), {
       groupIds,
@@ -231,7 +271,7 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
       adv.advantages.dispose()
     }
     const stats: GroupStatistics = { groupIds: adv.groupIds, mean: adv.groupMean, std: adv.groupStd, zeroStdFraction: adv.zeroStdFraction }
-    return new RolloutBatch({ prompts, completions, L, rewards, groupIds, advantages, oldLogp }, device, stats)
+    return new RolloutBatch({ prompts, completions, L, rewards, groupIds, advantages, oldLogp, masks: hostMasks }, device, stats)
   }
 
   /** A batch for supervised (nll) steps: reference completions, advantages 0, no groups or log-probs. */
@@ -240,6 +280,7 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
     if (!Array.isArray(examples) || examples.length === 0) invalidArg('a non-empty array of {prompt, completion} examples', 'examples', examples)
     const prompts: Int32Array[] = []
     const completions: Int32Array[] = []
+    const masks: (Uint8Array | null)[] = []
     examples.forEach((e, i) => {
       if (typeof e !== 'object' || e === null) invalidArg('a {prompt, completion} object', `examples[${i}]`, e)
       prompts.push(tokens(e.prompt, `examples[${i}].prompt`, vocabSize))
@@ -247,10 +288,12 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
       if (c.length === 0) fail('ERR_GRPO_SHAPE', 'a completion of at least 1 token', `examples[${i}].completion`, 'an empty completion')
       if (c.length > maxLength) fail('ERR_GRPO_SHAPE', `a completion of at most ${maxLength} tokens (maxLength)`, `examples[${i}].completion`, `${c.length} tokens`)
       completions.push(c)
+      masks.push(tokenMask(e.mask, c.length, `examples[${i}].mask`))
     })
     const B = examples.length
+    const hostMasks = masks.some((m) => m !== null) ? masks.map((m, b) => m ?? new Uint8Array(completions[b]!.length).fill(1)) : null
     const L = Math.max(...completions.map((c) => c.length))
-    const host = { prompts, completions, L, rewards: new Float64Array(B), groupIds: Int32Array.from(completions, (_, i) => i), advantages: new Float32Array(B), oldLogp: null }
+    const host = { prompts, completions, L, rewards: new Float64Array(B), groupIds: Int32Array.from(completions, (_, i) => i), advantages: new Float32Array(B), oldLogp: null, masks: hostMasks }
     return new RolloutBatch(host, device, null)
   }
 
@@ -308,6 +351,7 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
         groupIds: h.groupIds.slice(start, end),
         advantages: h.advantages.slice(start, end),
         oldLogp: h.oldLogp ? h.oldLogp.slice(start * L, end * L) : null,
+        masks: h.masks ? h.masks.slice(start, end) : null,
       },
       this.device,
       this.groupStats,

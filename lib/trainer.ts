@@ -19,9 +19,15 @@
  * completions), `evaluate` (held-out reward), `train` (steps over a dataset, periodic evaluation, an AbortSignal
  * that stops cleanly after the current step), and checkpoints (policy, reference, optimizer, position).
  *
+ * The parts of a step live in lib/trainer/: multi-turn rollouts with tools (multi-turn.ts, tools.ts), several
+ * rewards, their aggregation and the overlong penalty (rewards.ts), a remote reward (remote-reward.ts), and
+ * dynamic sampling (group-filter.ts).
+ *
  * Data-parallel (option `distributed`, on by default under mpirun/srun with several processes): every rank is
  * given the same global prompts and works on its share; the global statistics and the gradients come from
- * lib/distributed-trainer.ts, so N ranks compute what one process would (README "Scaling out").
+ * lib/distributed-trainer.ts, so N ranks compute what one process would (README "Scaling out"). Two features
+ * cannot be split that way and are refused with it: filterGroups (which groups to keep is one decision over the
+ * whole batch) and tools (a later turn's random streams are numbered among every rank's unfinished trajectories).
  */
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
@@ -51,56 +57,45 @@ import {
   type RolloutCorrection,
   type Schema,
 } from './options.js'
-import { SAMPLE_OPTIONS_SCHEMA, hasLinearHead, type BackwardOptions, type LinearHeadPolicy, type Policy, type PolicyBatch, type SampledCompletion } from './policy.js'
-import { scoreBatch, scoreToolCall, type GroundTruth, type ScoreOptions } from './reward/index.js'
+import { SAMPLE_OPTIONS_SCHEMA, hasLinearHead, type BackwardOptions, type LinearHeadPolicy, type Policy, type PolicyBatch } from './policy.js'
+import { toolTurnRenderer, type ToolTurnRenderer } from './prompt.js'
 import { RolloutBatch, type Rollout, type SupervisedExample } from './rollout-batch.js'
 import { readSafetensors, writeSafetensors } from './safetensors.js'
 import type { Tensor } from './tensor.js'
+import { fillWithSpread, hasSpread, type FilterGroupsOptions, type FilterReport } from './trainer/group-filter.js'
+import { emptyToolStats, rollout, type ToolLoop, type ToolStats } from './trainer/multi-turn.js'
+import {
+  REWARD_AGGREGATIONS,
+  aggregateRewards,
+  rewardMeans,
+  rewardSpecs,
+  scoreRewards,
+  toolCallReward,
+  weightedSum,
+  type OverlongPenalty,
+  type RewardAggregation,
+  type RewardSpec,
+} from './trainer/rewards.js'
+import type { NamedReward, RewardFunction, ToolFunction, TrainerPrompt, Trajectory } from './trainer/types.js'
 
-/** A prompt of a GRPO step: its tokens, and whatever the reward needs (the default reads groundTruth). */
-export interface TrainerPrompt {
-  tokens: ArrayLike<number>
-  groundTruth?: GroundTruth
-  [key: string]: unknown
-}
-
-export interface RewardResult {
-  score: number
-  /** Why (counted in the step's metrics), e.g. the tool-call reward's reason codes. */
-  reason?: string
-}
-
-/** Scores one completion; `completion` is the decoded text, `tokens` the raw ids. */
-export type RewardFunction = (
-  completion: string,
-  prompt: TrainerPrompt,
-  tokens: Int32Array,
-) => number | RewardResult | Promise<number | RewardResult>
-
-/** Marks the reward functions made by toolCallReward, with their options: the Trainer scores those in batches. */
-const TOOL_CALL_REWARD = Symbol('node-grpo.toolCallReward')
-
-function requireGroundTruth(prompt: TrainerPrompt): GroundTruth {
-  if (prompt.groundTruth === undefined) invalidArg('a groundTruth on every prompt (the tool-call reward needs it)', 'prompt.groundTruth', undefined)
-  return prompt.groundTruth
-}
-
-/**
- * The Tool-N1 reward (binary by default): scoreToolCall against `prompt.groundTruth`. A Trainer given this reward
- * scores all the completions of a step at once with reward.scoreBatch (on worker threads for large batches)
- * instead of calling it once per completion on the main thread; the scores are the same.
- */
-export function toolCallReward(options: ScoreOptions = {}): RewardFunction {
-  const reward: RewardFunction = (completion, prompt) => {
-    const r = scoreToolCall(completion, requireGroundTruth(prompt), options)
-    return { score: r.score, reason: r.reason }
-  }
-  return Object.assign(reward, { [TOOL_CALL_REWARD]: { ...options } })
-}
-
-function toolCallOptions(reward: RewardFunction): ScoreOptions | undefined {
-  return (reward as { [TOOL_CALL_REWARD]?: ScoreOptions })[TOOL_CALL_REWARD]
-}
+export { toolCallReward } from './trainer/rewards.js'
+export { remoteReward, type RemoteRewardOptions } from './trainer/remote-reward.js'
+export type { FilterGroupsOptions, FilterReport } from './trainer/group-filter.js'
+export type { ToolStats } from './trainer/multi-turn.js'
+export type { OverlongPenalty, RewardAggregation } from './trainer/rewards.js'
+export type {
+  NamedReward,
+  RewardContext,
+  RewardFunction,
+  RewardResult,
+  ToolCallRecord,
+  ToolContext,
+  ToolFunction,
+  TrainerPrompt,
+  Trajectory,
+  TrajectoryFinish,
+  TurnRecord,
+} from './trainer/types.js'
 
 /**
  * The algorithm's settings (everything but the model, the reward and the optimizer). The loss options are
@@ -145,8 +140,31 @@ export interface GrpoSettings
   /** Micro-batches per pass (gradient accumulation; memory, not math). Default 1. */
   miniBatches?: number
   baseline?: 'mean' | 'leave-one-out'
+  /** Default 'group'; 'batch' when rewardAggregation is 'normalize-then-sum' (GDPO's batch normalization). */
   scale?: 'group' | 'batch' | 'none'
   advantageEps?: number
+  /** Model turns per trajectory when the trainer has tools (default 4). */
+  maxTurns?: number
+  /** Milliseconds a tool call may take before it counts as failed (default 30000). */
+  toolTimeout?: number
+  /** Longest tool result the model reads, in characters; longer ones are cut (default 4096). */
+  maxToolResponseChars?: number
+  /** How several rewards become one: 'sum' (default, weighted) or 'normalize-then-sum' (GDPO). */
+  rewardAggregation?: RewardAggregation
+  /** Dynamic sampling: drop groups with no reward spread and sample more prompts, for up to maxRounds rounds. */
+  filterGroups?: FilterGroupsOptions | null
+  /** Completions cut at maxNewTokens take no part in the loss (TRL's mask_truncated_completions). Default false. */
+  maskTruncated?: boolean
+  /** DAPO's soft overlong punishment, added as the reward `overlong`. Default off. */
+  overlongPenalty?: OverlongPenalty | null
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+export const FILTER_GROUPS_SCHEMA: Schema<FilterGroupsOptions> = { maxRounds: integerOption(1) }
+export const OVERLONG_PENALTY_SCHEMA: Schema<OverlongPenalty> = {
+  buffer: integerOption(1),
+  factor: numberOption('a finite number >= 0', (v) => v >= 0, 1) as OptionSpec<number>,
 }
 
 /** The rule and default of each GrpoSettings entry (the loss entries are ops.grpoLoss's own). */
@@ -177,6 +195,13 @@ export const GRPO_SETTINGS_SCHEMA: Schema<GrpoSettings> = {
   baseline: oneOfOption(BASELINES, 'mean'),
   scale: oneOfOption(ADVANTAGE_SCALES, 'group'),
   advantageEps: numberOption('a finite number >= 0', (v) => v >= 0, 1e-6) as OptionSpec<number>,
+  maxTurns: integerOption(1, 4),
+  toolTimeout: numberOption('a finite number > 0 (milliseconds)', (v) => v > 0, 30_000) as OptionSpec<number>,
+  maxToolResponseChars: integerOption(1, 4096),
+  rewardAggregation: oneOfOption(REWARD_AGGREGATIONS, 'sum'),
+  filterGroups: { ...valueOption<FilterGroupsOptions>('a {maxRounds} object or null', isObject), nullable: true },
+  maskTruncated: booleanOption(false),
+  overlongPenalty: { ...valueOption<OverlongPenalty>('a {buffer, factor} object or null', isObject), nullable: true },
 }
 
 export interface TrainerOptions extends GrpoSettings {
@@ -187,6 +212,14 @@ export interface TrainerOptions extends GrpoSettings {
   decode: (tokens: Int32Array) => string
   /** Default: toolCallReward() (binary). */
   reward?: RewardFunction
+  /** Several rewards instead of `reward`, run concurrently and combined by rewardAggregation. */
+  rewards?: readonly NamedReward[]
+  /** Tools the model may call: a step becomes multi-turn (needs `encode`). */
+  tools?: Readonly<Record<string, ToolFunction>>
+  /** Turns text into token ids: the rendered tool turns of a multi-turn step. */
+  encode?: (text: string) => ArrayLike<number>
+  /** Renders tool results as the turn the model reads next. Default prompt.toolTurnRenderer() (ChatML). */
+  renderToolTurn?: ToolTurnRenderer
   /** The optimizer's settings: lr (default 1e-3), beta1, beta2, eps, weightDecay, maxGradNorm (default 1). */
   optimizer?: AdamWOptions
   /** Seed of sampling and of the dataset order. Default 0. */
@@ -208,6 +241,13 @@ export const TRAINER_SCHEMA: Schema<TrainerOptions> = {
   reference: { ...valueOption<Policy>('a Policy or null', (v) => hasMethods(v, 'logits')), nullable: true },
   decode: valueOption<(tokens: Int32Array) => string>('a function from token ids to text', (v) => typeof v === 'function'),
   reward: valueOption<RewardFunction>('a reward function', (v) => typeof v === 'function'),
+  rewards: valueOption<readonly NamedReward[]>('an array of {name, fn, weight?}', Array.isArray),
+  tools: valueOption<Readonly<Record<string, ToolFunction>>>(
+    'an object of tool functions',
+    (v) => isObject(v) && Object.keys(v).length > 0 && Object.values(v).every((f) => typeof f === 'function'),
+  ),
+  encode: valueOption<(text: string) => ArrayLike<number>>('a function from text to token ids', (v) => typeof v === 'function'),
+  renderToolTurn: valueOption<ToolTurnRenderer>('a function from tool results to text', (v) => typeof v === 'function'),
   optimizer: valueOption<AdamWOptions>('an options object', (v) => typeof v === 'object' && v !== null && !Array.isArray(v)),
   seed: SAMPLE_OPTIONS_SCHEMA.seed,
   // DataParallel.fromOption checks the object's own keys.
@@ -215,6 +255,13 @@ export const TRAINER_SCHEMA: Schema<TrainerOptions> = {
     'a boolean or data-parallel options ({ zero, bucketMB, timeout })',
     (v) => typeof v === 'boolean' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
   ),
+}
+
+/** The overlong penalty's options; its buffer fits inside maxNewTokens. */
+function parseOverlong(value: OverlongPenalty, maxNewTokens: number): Required<OverlongPenalty> {
+  const o = parseOptions(OVERLONG_PENALTY_SCHEMA, value, 'overlongPenalty') as OverlongPenalty
+  if (o.buffer === undefined || o.buffer > maxNewTokens) invalidArg(`an integer in [1, ${maxNewTokens}] (maxNewTokens)`, 'overlongPenalty.buffer', o.buffer)
+  return { buffer: o.buffer, factor: o.factor! }
 }
 
 /** TrainerOptions keys that moved into `optimizer` (a clearer message than the nearest key). */
@@ -239,8 +286,12 @@ export const presets = Object.freeze({
 })
 
 export interface StepTimes {
-  /** Seconds spent sampling, rewarding, in the loss passes (reference, forward, loss, backward), in updates. */
+  /**
+   * Seconds spent sampling, waiting for tools, rewarding, in the loss passes (reference, forward, loss, backward),
+   * in updates.
+   */
   sample: number
+  tools: number
   reward: number
   loss: number
   update: number
@@ -250,12 +301,26 @@ export interface StepTimes {
 export interface StepMetrics {
   /** Steps done after this one (1 for the first). */
   step: number
+  /**
+   * Mean and std of the reward (Σ weight · reward over the rewards, before any normalization) over every
+   * completion sampled in the step (every round, with filterGroups).
+   */
   rewardMean: number
   rewardStd: number
-  /** Share of groups whose rewards are all equal (no signal). */
+  /** Mean of each reward by name ('reward' for a single one; 'overlong' for the overlong penalty). */
+  rewards: Record<string, number>
+  /** Share of sampled groups whose rewards are all equal (no signal). */
   zeroStdFraction: number
-  /** Count of each reward reason. */
+  /** Count of each reward reason (`name/reason` with several rewards). */
   reasons: Record<string, number>
+  /** Share of sampled completions cut at maxNewTokens (their last turn, in a multi-turn step). */
+  truncatedFraction: number
+  /** The tool loop: model turns per trajectory (mean), calls, errors, timeouts, … (zeros without tools). */
+  tools: ToolStats & { meanTurns: number }
+  /** Dynamic sampling's report (null without filterGroups). */
+  filter: FilterReport | null
+  /** What went wrong without stopping the step (filterGroups that could not fill the batch, no token to train). */
+  warnings: string[]
   /** Loss of the first pass (at the sampling policy). */
   loss: number
   pgLoss: number
@@ -316,8 +381,12 @@ export const EVALUATE_SCHEMA: Schema<EvaluateOptions> = {
 }
 
 export interface EvaluateResult {
-  /** Mean reward over every completion. */
+  /** Mean reward over every completion (Σ weight · reward with several rewards; no overlong penalty). */
   reward: number
+  /** Mean of each reward by name. */
+  rewards: Record<string, number>
+  /** The tool loop's counts, and model turns per trajectory (mean). */
+  tools: ToolStats & { meanTurns: number }
   /** Share of completions with reward 1 (what a binary reward's mean also is). */
   solved: number
   count: number
@@ -487,6 +556,199 @@ function permutation(n: number, seed: number): Int32Array {
   return out
 }
 
+/** Options of one step. */
+export interface StepOptions {
+  /** With filterGroups: where the prompts of later sampling rounds come from (default: the step's prompts again). */
+  morePrompts?: (count: number) => readonly TrainerPrompt[]
+}
+
+function checkPrompts(prompts: readonly TrainerPrompt[], what: string): void {
+  prompts.forEach((p, i) => {
+    if (typeof p !== 'object' || p === null || p.tokens === undefined) invalidArg('a {tokens, …} prompt', `${what}[${i}]`, p)
+  })
+}
+
+/** The model's own tokens of a trajectory (the tool tokens are not counted). */
+function modelTokens(t: Trajectory): number {
+  let n = 0
+  for (const turn of t.turns) n += turn.length
+  return n
+}
+
+function addToolStats(into: ToolStats, from: ToolStats): void {
+  for (const key of Object.keys(into) as (keyof ToolStats)[]) into[key] += from[key]
+}
+
+/** One prompt's group of a sampling round: its trajectories and their aggregate rewards. */
+interface SampledGroup {
+  prompt: TrainerPrompt
+  trajectories: Trajectory[]
+  rewards: number[]
+}
+
+function groupsOf(prompts: readonly TrainerPrompt[], trajectories: readonly Trajectory[], rewards: Float64Array): SampledGroup[] {
+  const groups: SampledGroup[] = prompts.map((prompt) => ({ prompt, trajectories: [], rewards: [] }))
+  trajectories.forEach((t, i) => {
+    groups[t.prompt]!.trajectories.push(t)
+    groups[t.prompt]!.rewards.push(rewards[i]!)
+  })
+  return groups
+}
+
+/** The metrics of a step's sampling side. */
+type SampledMetrics = Pick<
+  StepMetrics,
+  'rewardMean' | 'rewardStd' | 'rewards' | 'zeroStdFraction' | 'reasons' | 'truncatedFraction' | 'tools' | 'filter' | 'warnings' | 'completionLength'
+>
+
+function meanStd(values: ArrayLike<number>): [number, number] {
+  const n = values.length
+  if (n === 0) return [0, 0]
+  let mean = 0
+  for (let i = 0; i < n; i++) mean += values[i]!
+  mean /= n
+  let ss = 0
+  for (let i = 0; i < n; i++) ss += (values[i]! - mean) ** 2
+  return [mean, n > 1 ? Math.sqrt(ss / (n - 1)) : 0]
+}
+
+/** What the sampling rounds of a step saw, summed over the rounds. */
+/** One rank's sampling-side counts (what SampleSummary gathers across ranks). */
+interface SummaryPart {
+  rewards: number[]
+  rounds: Record<string, number[]>[]
+  reasons: Record<string, number>
+  tools: ToolStats
+  groups: number
+  flat: number
+  truncated: number
+  trained: number
+  length: number
+}
+
+class SampleSummary {
+  sampleSeconds = 0
+  toolSeconds = 0
+  rewardSeconds = 0
+  readonly warnings: string[] = []
+  #rewards: number[] = []
+  /** Each sampling round's scores, by reward name (a reward's mean is taken per round, as one batch). */
+  #rounds: Record<string, number[]>[] = []
+  #reasons: Record<string, number> = {}
+  #tools = emptyToolStats()
+  #groups = 0
+  #flat = 0
+  #truncated = 0
+
+  add(trajectories: readonly Trajectory[], scored: Awaited<ReturnType<typeof scoreRewards>>, stats: ToolStats, sampleSeconds: number, rewardSeconds: number, rewards: Float64Array): void {
+    this.sampleSeconds += sampleSeconds - stats.toolSeconds
+    this.toolSeconds += stats.toolSeconds
+    this.rewardSeconds += rewardSeconds
+    for (const r of weightedSum(scored)) this.#rewards.push(r)
+    this.#rounds.push(Object.fromEntries(scored.names.map((name, k) => [name, Array.from(scored.scores[k]!)])))
+    for (const [k, v] of Object.entries(scored.reasons)) this.#reasons[k] = (this.#reasons[k] ?? 0) + v
+    addToolStats(this.#tools, stats)
+    const byGroup = new Map<number, number[]>()
+    trajectories.forEach((t, i) => {
+      if (t.finishReason === 'length') this.#truncated++
+      const list = byGroup.get(t.prompt)
+      if (list) list.push(rewards[i]!)
+      else byGroup.set(t.prompt, [rewards[i]!])
+    })
+    this.#groups += byGroup.size
+    for (const list of byGroup.values()) if (!hasSpread(list)) this.#flat++
+  }
+
+  finish(filter: FilterReport | null, kept: readonly SampledGroup[]): SampledMetrics {
+    let trained = 0
+    let length = 0
+    for (const g of kept) for (const t of g.trajectories) (trained++, (length += modelTokens(t)))
+    return this.#metrics(this.#part(trained, length), filter)
+  }
+
+  /**
+   * The metrics of the whole batch of a data-parallel step (one sampling round: filterGroups is refused there):
+   * every rank's part joined in rank order, which is the batch's order, so they are what one process reports.
+   */
+  async finishGlobal(filter: FilterReport | null, kept: readonly SampledGroup[], dp: DataParallel): Promise<SampledMetrics> {
+    let trained = 0
+    let length = 0
+    for (const g of kept) for (const t of g.trajectories) (trained++, (length += modelTokens(t)))
+    const parts = await dp.gather(this.#part(trained, length))
+    const all = parts[0]!
+    for (const p of parts.slice(1)) {
+      all.rewards.push(...p.rewards)
+      p.rounds.forEach((round, i) => {
+        const into = (all.rounds[i] ??= {})
+        for (const [name, scores] of Object.entries(round)) (into[name] ??= []).push(...scores)
+      })
+      for (const [k, v] of Object.entries(p.reasons)) all.reasons[k] = (all.reasons[k] ?? 0) + v
+      addToolStats(all.tools, p.tools)
+      all.groups += p.groups
+      all.flat += p.flat
+      all.truncated += p.truncated
+      all.trained += p.trained
+      all.length += p.length
+    }
+    return this.#metrics(all, filter)
+  }
+
+  #part(trained: number, length: number): SummaryPart {
+    return {
+      rewards: [...this.#rewards],
+      rounds: this.#rounds.map((r) => ({ ...r })),
+      reasons: { ...this.#reasons },
+      tools: { ...this.#tools },
+      groups: this.#groups,
+      flat: this.#flat,
+      truncated: this.#truncated,
+      trained,
+      length,
+    }
+  }
+
+  #metrics(p: SummaryPart, filter: FilterReport | null): SampledMetrics {
+    const n = p.rewards.length
+    const [rewardMean, rewardStd] = meanStd(p.rewards)
+    const sums: Record<string, number> = {}
+    for (const round of p.rounds) {
+      const names = Object.keys(round)
+      for (const [name, mean] of Object.entries(rewardMeans({ names, scores: names.map((k) => Float64Array.from(round[k]!)) }))) {
+        sums[name] = (sums[name] ?? 0) + mean * round[name]!.length
+      }
+    }
+    return {
+      rewardMean,
+      rewardStd,
+      rewards: Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / n])),
+      zeroStdFraction: p.groups > 0 ? p.flat / p.groups : 0,
+      reasons: p.reasons,
+      truncatedFraction: n > 0 ? p.truncated / n : 0,
+      tools: { ...p.tools, meanTurns: n > 0 ? p.tools.turns / n : 0 },
+      filter,
+      warnings: this.warnings,
+      completionLength: p.trained > 0 ? p.length / p.trained : 0,
+    }
+  }
+}
+
+/** The sampling-side metrics of a batch built elsewhere (stepFromRollouts). */
+function batchMetrics(batch: RolloutBatch): SampledMetrics {
+  const [rewardMean, rewardStd] = meanStd(batch.rewards)
+  return {
+    rewardMean,
+    rewardStd,
+    rewards: { reward: rewardMean },
+    zeroStdFraction: batch.groupStats?.zeroStdFraction ?? 0,
+    reasons: {},
+    truncatedFraction: 0,
+    tools: { ...emptyToolStats(), meanTurns: 1 },
+    filter: null,
+    warnings: [],
+    completionLength: batch.tokens / batch.size,
+  }
+}
+
 interface PassStats {
   tokens: number
   kl: number
@@ -506,12 +768,16 @@ const CHECKPOINT_KEYS = ['version', 'step', 'cursor', 'seed', 'optimizerStep', '
 export class Trainer implements Disposable, AsyncDisposable {
   readonly policy: Policy
   readonly settings: Readonly<
-    Required<Omit<GrpoSettings, 'dualClip' | 'logRatioClamp' | 'normLength' | 'stop' | 'ratioCap' | 'rolloutCorrection' | 'lossType'>>
+    Required<
+      Omit<GrpoSettings, 'dualClip' | 'logRatioClamp' | 'normLength' | 'stop' | 'filterGroups' | 'overlongPenalty' | 'ratioCap' | 'rolloutCorrection' | 'lossType'>
+    >
   > & {
     dualClip: number | null
     logRatioClamp: number | null
     normLength: number | undefined
     stop: readonly number[]
+    filterGroups: Readonly<Required<FilterGroupsOptions>> | null
+    overlongPenalty: Readonly<Required<OverlongPenalty>> | null
     ratioCap: number | null
     rolloutCorrection: Readonly<RolloutCorrection> | null
     lossType: LossType | null
@@ -521,7 +787,8 @@ export class Trainer implements Disposable, AsyncDisposable {
   #reference: Policy | null | undefined
   #ownsReference = false
   #decode: (tokens: Int32Array) => string
-  #reward: RewardFunction
+  #rewards: RewardSpec[]
+  #toolLoop: ToolLoop | null
   #step = 0
   #cursor = 0
   #disposed = false
@@ -561,16 +828,45 @@ export class Trainer implements Disposable, AsyncDisposable {
       epochs: o.epochs!,
       miniBatches: o.miniBatches!,
       baseline: o.baseline!,
-      scale: o.scale!,
+      // GDPO normalizes the summed per-group-normalized rewards over the batch (TRL does the same).
+      scale: options.scale === undefined && o.rewardAggregation === 'normalize-then-sum' ? 'batch' : o.scale!,
       advantageEps: o.advantageEps!,
+      maxTurns: o.maxTurns!,
+      toolTimeout: o.toolTimeout!,
+      maxToolResponseChars: o.maxToolResponseChars!,
+      rewardAggregation: o.rewardAggregation!,
+      filterGroups: o.filterGroups ? Object.freeze(parseOptions(FILTER_GROUPS_SCHEMA, o.filterGroups, 'filterGroups') as Required<FilterGroupsOptions>) : null,
+      maskTruncated: o.maskTruncated!,
+      overlongPenalty: o.overlongPenalty ? Object.freeze(parseOverlong(o.overlongPenalty, o.maxNewTokens!)) : null,
     })
+    if (this.settings.filterGroups && this.settings.filterGroups.maxRounds === undefined) invalidArg('an integer >= 1', 'filterGroups.maxRounds', undefined)
     if (this.settings.beta > 0 && o.reference === null) invalidArg('a reference policy (beta > 0)', 'reference', null)
+    if (o.reward !== undefined && o.rewards !== undefined) invalidArg('either reward or rewards, not both', 'rewards', o.rewards)
+    this.#rewards = o.rewards !== undefined ? rewardSpecs(o.rewards) : [{ name: 'reward', weight: 1, fn: o.reward ?? toolCallReward() }]
+    if (o.tools !== undefined) {
+      if (o.encode === undefined) invalidArg('a function from text to token ids (encode: it tokenizes the tool turns)', 'encode', undefined)
+      this.#toolLoop = {
+        tools: Object.freeze({ ...o.tools }),
+        maxTurns: this.settings.maxTurns,
+        toolTimeout: this.settings.toolTimeout,
+        maxToolResponseChars: this.settings.maxToolResponseChars,
+        render: o.renderToolTurn ?? toolTurnRenderer(),
+        encode: o.encode,
+      }
+    } else {
+      this.#toolLoop = null
+    }
     this.seed = o.seed!
     this.policy = policy
     this.#reference = o.reference
     this.#decode = o.decode
-    this.#reward = o.reward ?? toolCallReward()
     this.#dp = DataParallel.fromOption(o.distributed)
+    if (this.#dp && this.settings.filterGroups) {
+      invalidArg('filterGroups off when distributed is on (dynamic sampling keeps groups by one decision over the whole batch, which the ranks do not share)', 'filterGroups', o.filterGroups)
+    }
+    if (this.#dp && this.#toolLoop) {
+      invalidArg('no tools when distributed is on (multi-turn rollouts number the random streams of later turns among every rank\'s unfinished trajectories)', 'tools', `tools ${Object.keys(this.#toolLoop.tools).join(', ')}`)
+    }
     this.optimizer = this.#dp ? this.#dp.createOptimizer(() => this.policy.parameters(), o.optimizer) : new AdamW(() => this.policy.parameters(), o.optimizer)
   }
 
@@ -593,36 +889,71 @@ export class Trainer implements Disposable, AsyncDisposable {
     return this.#disposed
   }
 
-  /** One GRPO step on `prompts`: sample, reward, advantages, loss passes and updates. */
-  async step(prompts: readonly TrainerPrompt[]): Promise<StepMetrics> {
+  /**
+   * One GRPO step on `prompts`: sample (multi-turn with tools), reward, advantages, loss passes and updates. With
+   * filterGroups, later sampling rounds draw their prompts from `options.morePrompts(count)` (Trainer.train
+   * passes the next prompts of its dataset); without it they sample the step's prompts again.
+   */
+  async step(prompts: readonly TrainerPrompt[], options: StepOptions = {}): Promise<StepMetrics> {
     this.#live()
     if (!Array.isArray(prompts) || prompts.length === 0) invalidArg('a non-empty array of prompts', 'prompts', prompts)
-    prompts.forEach((p, i) => {
-      if (typeof p !== 'object' || p === null || p.tokens === undefined) invalidArg('a {tokens, …} prompt', `prompts[${i}]`, p)
-    })
+    checkPrompts(prompts, 'prompts')
+    if (typeof options !== 'object' || options === null) invalidArg('an options object', 'step options', options)
+    const more = options.morePrompts
+    if (more !== undefined && typeof more !== 'function') invalidArg('a function from a count to prompts', 'morePrompts', more)
     const s = this.settings
     const t0 = performance.now()
     const dp = this.#dp
     await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
-    // Data-parallel: this rank's prompts, drawing the random streams the whole batch gives them.
-    const share = dp ? dp.share(prompts, 'prompts') : { items: [...prompts], start: 0 }
-    const completions = await this.policy.sample(
-      share.items.map((p) => p.tokens),
-      { n: s.groupSize, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, stop: s.stop, seed: mixSeed(this.seed, this.#step), streamOffset: share.start * s.groupSize },
-    )
-    const t1 = performance.now()
-    const scored = await this.#score(completions, share.items)
-    const t2 = performance.now()
-    const rollouts: Rollout[] = completions.map((c, i) => ({
-      prompt: share.items[c.prompt]!.tokens,
-      completion: c.tokens,
-      logprobs: c.logprobs,
-      reward: scored.scores[i]!,
-      group: share.start + c.prompt,
-    }))
-    const { batch, reasons } = await this.#batch(rollouts, scored.reasons)
+    const summary = new SampleSummary()
+    const sampleRound = async (count: number, round: number) => {
+      let roundPrompts: readonly TrainerPrompt[] = prompts
+      if (round > 0) {
+        roundPrompts = more ? more(count) : Array.from({ length: count }, (_, i) => prompts[i % prompts.length]!)
+        if (!Array.isArray(roundPrompts) || roundPrompts.length === 0) invalidArg('a non-empty array of prompts', 'morePrompts(count)', roundPrompts)
+        checkPrompts(roundPrompts, 'morePrompts(count)')
+      }
+      // Data-parallel: this rank's share of the round's prompts, drawing the random streams the whole batch gives
+      // them, its groups numbered from the share's start (filterGroups, the one source of later rounds, is refused).
+      const share = dp ? dp.share(roundPrompts, 'prompts') : { items: roundPrompts, start: 0 }
+      // Round 0 samples with the step's seed, so a step without filterGroups is what it always was.
+      const seed = round === 0 ? mixSeed(this.seed, this.#step) : mixSeed(this.seed + round * 0x3c6ef372, this.#step)
+      const r = await this.#sampleAndScore(share.items, { n: s.groupSize, greedy: false, seed, streamOffset: share.start * s.groupSize }, summary)
+      return groupsOf(share.items, r.trajectories, r.rewards).map((group) => ({ group, spread: hasSpread(group.rewards) }))
+    }
+    let kept: SampledGroup[]
+    let filter: FilterReport | null = null
+    let groupStart = 0
+    if (s.filterGroups) {
+      const r = await fillWithSpread(prompts.length, s.filterGroups.maxRounds, sampleRound)
+      kept = r.kept
+      filter = r.report
+      if (r.warning) summary.warnings.push(r.warning)
+    } else {
+      kept = (await sampleRound(prompts.length, 0)).map((g) => g.group)
+      if (dp) groupStart = shareOf(prompts.length, dp.rank, dp.size).start
+    }
+    const rollouts: Rollout[] = []
+    kept.forEach((g, group) => {
+      for (const [i, t] of g.trajectories.entries()) {
+        const truncated = s.maskTruncated && t.finishReason === 'length'
+        const masked = truncated || t.mask.includes(0)
+        rollouts.push({
+          prompt: g.prompt.tokens,
+          completion: t.tokens,
+          logprobs: t.logprobs,
+          reward: g.rewards[i]!,
+          group: groupStart + group,
+          ...(masked ? { mask: truncated ? new Uint8Array(t.tokens.length) : t.mask } : {}),
+        })
+      }
+    })
+    const sampled = dp ? await summary.finishGlobal(filter, kept, dp) : summary.finish(filter, kept)
+    const timing = { start: t0, sample: summary.sampleSeconds, tools: summary.toolSeconds, reward: summary.rewardSeconds }
+    if (rollouts.length === 0) return this.#noUpdate(sampled, timing)
+    const batch = await this.#batch(rollouts)
     try {
-      return await this.#update(batch, reasons, { start: t0, sample: (t1 - t0) / 1000, reward: (t2 - t1) / 1000 })
+      return await this.#update(batch, sampled, timing)
     } finally {
       batch.dispose()
     }
@@ -636,10 +967,10 @@ export class Trainer implements Disposable, AsyncDisposable {
     this.#live()
     const start = performance.now()
     await this.#dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
-    if (rollouts instanceof RolloutBatch) return this.#update(rollouts, {}, { start, sample: 0, reward: 0 })
-    const { batch } = await this.#batch(rollouts, {})
+    if (rollouts instanceof RolloutBatch) return this.#update(rollouts, null, { start, sample: 0, tools: 0, reward: 0 })
+    const batch = await this.#batch(rollouts)
     try {
-      return await this.#update(batch, {}, { start, sample: 0, reward: 0 })
+      return await this.#update(batch, null, { start, sample: 0, tools: 0, reward: 0 })
     } finally {
       batch.dispose()
     }
@@ -654,7 +985,9 @@ export class Trainer implements Disposable, AsyncDisposable {
     const dp = this.#dp
     await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
     const mine = dp ? dp.share(examples, 'examples').items : examples
-    const batch = RolloutBatch.fromExamples(mine, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength: this.settings.maxNewTokens })
+    // A multi-turn reference (model turns and the tool turns between them) is longer than one turn's limit.
+    const maxLength = this.#toolLoop ? undefined : this.settings.maxNewTokens
+    const batch = RolloutBatch.fromExamples(mine, { device: this.policy.device, vocabSize: this.policy.vocabSize, maxLength })
     const parts = batch.split(Math.min(this.settings.miniBatches, batch.size))
     let loss = 0
     try {
@@ -689,51 +1022,82 @@ export class Trainer implements Disposable, AsyncDisposable {
   async evaluate(prompts: readonly TrainerPrompt[], options: EvaluateOptions = {}): Promise<EvaluateResult> {
     this.#live()
     if (!Array.isArray(prompts) || prompts.length === 0) invalidArg('a non-empty array of prompts', 'prompts', prompts)
+    checkPrompts(prompts, 'prompts')
     const parsed = parseOptions(EVALUATE_SCHEMA, options, 'evaluate options')
     const { greedy, n, batchSize, seed } = parsed as Required<EvaluateOptions>
-    const reward = parsed.reward ?? this.#reward
+    const specs: RewardSpec[] = parsed.reward ? [{ name: 'reward', weight: 1, fn: parsed.reward }] : this.#rewards
     const start = performance.now()
     let total = 0
     let solved = 0
     let count = 0
     let length = 0
-    let reasons: Record<string, number> = {}
+    const reasons: Record<string, number> = {}
+    const tools = emptyToolStats()
     // Data-parallel: this rank evaluates its share, chunk by chunk of the whole list, with the seeds and random
-    // streams one process would use for those prompts.
+    // streams one process would use for those prompts; the per-completion scores are gathered and summed in the
+    // order one process sums them.
     const dp = this.#dp
     await dp?.syncParameters([this.policy, this.#ownsReference ? null : this.#reference])
     const mine = dp ? shareOf(prompts.length, dp.rank, dp.size) : { start: 0, end: prompts.length }
-    const scores: number[] = []
+    // Per chunk: each reward's scores, the aggregate scores, and the model tokens.
+    const chunks: { at: number; names: string[]; scores: number[][]; total: number[]; length: number }[] = []
     for (let from = Math.floor(mine.start / batchSize) * batchSize; from < mine.end; from += batchSize) {
       const first = Math.max(from, mine.start)
       const chunk = prompts.slice(first, Math.min(from + batchSize, mine.end))
       if (chunk.length === 0) continue
-      const completions = await this.policy.sample(
-        chunk.map((p) => p.tokens),
-        { n, greedy, temperature: this.settings.temperature, topP: this.settings.topP, maxNewTokens: this.settings.maxNewTokens, stop: this.settings.stop, seed: mixSeed(seed, from), streamOffset: (first - from) * n },
-      )
-      const r = await this.#score(completions, chunk, reward)
-      for (const [k, v] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + v
-      for (const score of r.scores) {
+      const sampling = this.#sampling({ n, greedy, seed: mixSeed(seed, from), streamOffset: (first - from) * n })
+      const { trajectories, stats } = await rollout(this.policy, chunk, sampling, this.#decode, this.#toolLoop)
+      addToolStats(tools, stats)
+      const scored = await scoreRewards(specs, this.#texts(trajectories), trajectories, chunk, null)
+      for (const [k, v] of Object.entries(scored.reasons)) reasons[k] = (reasons[k] ?? 0) + v
+      let tokens = 0
+      for (const t of trajectories) tokens += modelTokens(t)
+      chunks.push({ at: from, names: scored.names, scores: scored.scores.map((x) => Array.from(x)), total: Array.from(weightedSum(scored)), length: tokens })
+    }
+    // One process's chunks are [0, batchSize), [batchSize, 2 batchSize)...; a rank's share can split one of them,
+    // so the parts of a chunk are joined (rank order is prompt order) before its means are taken.
+    const parts = dp ? await dp.gather({ chunks, reasons, tools }) : [{ chunks, reasons, tools }]
+    const joined = new Map<number, (typeof chunks)[number]>()
+    for (const p of parts) {
+      for (const c of p.chunks) {
+        const j = joined.get(c.at)
+        if (!j) {
+          joined.set(c.at, c)
+        } else {
+          c.scores.forEach((x, k) => j.scores[k]!.push(...x))
+          j.total.push(...c.total)
+          j.length += c.length
+        }
+      }
+    }
+    const allReasons: Record<string, number> = {}
+    const allTools = emptyToolStats()
+    for (const p of parts) {
+      for (const [k, v] of Object.entries(p.reasons)) allReasons[k] = (allReasons[k] ?? 0) + v
+      addToolStats(allTools, p.tools)
+    }
+    const sums: Record<string, number> = {}
+    for (const at of [...joined.keys()].sort((a, b) => a - b)) {
+      const c = joined.get(at)!
+      for (const [name, mean] of Object.entries(rewardMeans({ names: c.names, scores: c.scores.map((x) => Float64Array.from(x)) }))) sums[name] = (sums[name] ?? 0) + mean * c.total.length
+      for (const score of c.total) {
         total += score
         solved += score === 1 ? 1 : 0
       }
-      if (dp) scores.push(...r.scores)
-      count += completions.length
-      for (const c of completions) length += c.tokens.length
+      count += c.total.length
+      length += c.length
     }
-    if (dp) {
-      // The scores themselves, summed in the order one process sums them.
-      const parts = await dp.gather({ scores, solved, count, length, reasons })
-      ;[total, solved, count, length] = [0, 0, 0, 0]
-      reasons = {}
-      for (const p of parts) {
-        for (const score of p.scores) total += score
-        ;[solved, count, length] = [solved + p.solved, count + p.count, length + p.length]
-        for (const [k, v] of Object.entries(p.reasons)) reasons[k] = (reasons[k] ?? 0) + v
-      }
+    const rewards = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / count]))
+    return {
+      reward: total / count,
+      rewards,
+      tools: { ...allTools, meanTurns: allTools.turns / count },
+      solved: solved / count,
+      count,
+      reasons: allReasons,
+      completionLength: length / count,
+      time: (performance.now() - start) / 1000,
     }
-    return { reward: total / count, solved: solved / count, count, reasons, completionLength: length / count, time: (performance.now() - start) / 1000 }
   }
 
   /**
@@ -759,7 +1123,7 @@ export class Trainer implements Disposable, AsyncDisposable {
         result.aborted = true
         break
       }
-      const metrics = await this.step(this.#nextPrompts(dataset, batchSize))
+      const metrics = await this.step(this.#nextPrompts(dataset, batchSize), { morePrompts: (count) => this.#nextPrompts(dataset, count) })
       result.steps.push(metrics)
       await o.onStep?.(metrics)
       if (evalEvery > 0 && (k + 1) % evalEvery === 0) {
@@ -880,53 +1244,85 @@ export class Trainer implements Disposable, AsyncDisposable {
     return out
   }
 
-  /**
-   * Scores every completion: the built-in tool-call reward in one reward.scoreBatch call (worker threads for
-   * large batches), any other reward function called for all completions at once and awaited together (an
-   * async reward, a remote scorer, overlaps its waits). The first failure in completion order is reported.
-   */
-  async #score(completions: readonly SampledCompletion[], prompts: readonly TrainerPrompt[], reward = this.#reward): Promise<{ scores: number[]; reasons: Record<string, number> }> {
-    const texts = completions.map((c) => {
-      const text = this.#decode(c.tokens)
+  /** The sampling options of a rollout: the trainer's temperature, top-p, length limit and stop tokens. */
+  #sampling(o: { n: number; greedy: boolean; seed: number; streamOffset?: number }) {
+    const s = this.settings
+    const base = { n: o.n, greedy: o.greedy, seed: o.seed, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, stop: s.stop }
+    // Data-parallel: a rank's share starts at this random stream of the whole batch.
+    return o.streamOffset ? { ...base, streamOffset: o.streamOffset } : base
+  }
+
+  /** The text each reward reads: the one turn's text, or the whole trajectory decoded (tool turns included). */
+  #texts(trajectories: readonly Trajectory[]): string[] {
+    return trajectories.map((t) => {
+      if (t.turns.length === 1 && t.turns[0]!.length === t.tokens.length) return t.turns[0]!.text
+      const text = this.#decode(t.tokens)
       if (typeof text !== 'string') invalidArg('a string from decode', 'decode(tokens)', text)
       return text
     })
-    let results: (number | RewardResult)[]
-    const builtIn = toolCallOptions(reward)
-    if (builtIn) {
-      const items = completions.map((c, i) => ({ completion: texts[i]!, groundTruth: requireGroundTruth(prompts[c.prompt]!) }))
-      results = (await scoreBatch(items, builtIn)).map((r) => ({ score: r.score, reason: r.reason }))
-    } else {
-      const settled = await Promise.allSettled(completions.map(async (c, i) => reward(texts[i]!, prompts[c.prompt]!, c.tokens)))
-      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
-      if (failed) throw failed.reason
-      results = settled.map((r) => (r as PromiseFulfilledResult<number | RewardResult>).value)
-    }
-    const scores: number[] = []
-    const reasons: Record<string, number> = {}
-    for (const r of results) {
-      const score = typeof r === 'number' ? r : r?.score
-      if (typeof score !== 'number' || !Number.isFinite(score)) {
-        throw new GrpoError(`Expected a finite number (or {score}) from the reward function but received ${String(score)}`, 'ERR_GRPO_NONFINITE')
-      }
-      scores.push(score)
-      if (typeof r === 'object' && typeof r.reason === 'string') reasons[r.reason] = (reasons[r.reason] ?? 0) + 1
-    }
-    return { scores, reasons }
   }
 
-  /** The batch of `rollouts`; data-parallel, with advantages over every rank's rollouts and the summed reasons. */
-  async #batch(rollouts: readonly Rollout[], reasons: Record<string, number>): Promise<{ batch: RolloutBatch; reasons: Record<string, number> }> {
+  /**
+   * One sampling round of a step: rollouts (multi-turn with tools), every reward on every completion (the
+   * built-in tool-call reward in one reward.scoreBatch call, on worker threads for large batches; the others
+   * called for all completions at once and awaited together, so an async or remote reward overlaps its waits),
+   * and the aggregate reward per completion. The first failure is reported.
+   */
+  async #sampleAndScore(prompts: readonly TrainerPrompt[], o: { n: number; greedy: boolean; seed: number; streamOffset?: number }, summary: SampleSummary): Promise<{ trajectories: Trajectory[]; rewards: Float64Array }> {
+    const s = this.settings
+    const t0 = performance.now()
+    const { trajectories, stats } = await rollout(this.policy, prompts, this.#sampling(o), this.#decode, this.#toolLoop)
+    const t1 = performance.now()
+    const overlong = s.overlongPenalty ? { maxNewTokens: s.maxNewTokens, penalty: s.overlongPenalty } : null
+    const scored = await scoreRewards(this.#rewards, this.#texts(trajectories), trajectories, prompts, overlong)
+    const rewards = aggregateRewards(
+      scored,
+      s.rewardAggregation,
+      trajectories.map((t) => t.prompt),
+      s.advantageEps,
+    )
+    summary.add(trajectories, scored, stats, (t1 - t0) / 1000, (performance.now() - t1) / 1000, rewards)
+    return { trajectories, rewards }
+  }
+
+  /** The metrics of a step that made no update (no group, or no counted token, to train on). */
+  #noUpdate(sampled: SampledMetrics, timing: { start: number; sample: number; tools: number; reward: number }): StepMetrics {
+    this.#step++
+    return {
+      step: this.#step,
+      ...sampled,
+      loss: 0,
+      pgLoss: 0,
+      kl: 0,
+      approxKl: 0,
+      clipFrac: 0,
+      entropy: 0,
+      ratioMax: 0,
+      rolloutWeightMean: 0,
+      rolloutCorrectedFrac: 0,
+      rolloutGapMean: 0,
+      rolloutKl: 0,
+      completions: 0,
+      tokens: 0,
+      gradNorm: 0,
+      clipCoef: 1,
+      tokensPerSecond: 0,
+      time: { sample: timing.sample, tools: timing.tools, reward: timing.reward, loss: 0, update: 0, total: (performance.now() - timing.start) / 1000 },
+    }
+  }
+
+  /** The batch of `rollouts`; data-parallel, with advantages over every rank's rollouts. */
+  async #batch(rollouts: readonly Rollout[]): Promise<RolloutBatch> {
     const s = this.settings
     const options = { device: this.policy.device, vocabSize: this.policy.vocabSize, baseline: s.baseline, scale: s.scale, eps: s.advantageEps }
-    if (!this.#dp || !Array.isArray(rollouts)) return { batch: await RolloutBatch.fromRollouts(rollouts, options), reasons }
+    if (!this.#dp || !Array.isArray(rollouts)) return RolloutBatch.fromRollouts(rollouts, options)
     const global = await this.#dp.advantages(
       rollouts.map((r) => r?.reward),
       rollouts.map((r) => r?.group),
-      reasons,
+      {},
       { baseline: s.baseline, scale: s.scale, eps: s.advantageEps },
     )
-    return { batch: await RolloutBatch.fromRollouts(rollouts, { ...options, advantages: global.advantages }), reasons: global.reasons }
+    return RolloutBatch.fromRollouts(rollouts, { ...options, advantages: global.advantages })
   }
 
   async #referenceFor(): Promise<Policy | null> {
@@ -938,26 +1334,53 @@ export class Trainer implements Disposable, AsyncDisposable {
     return this.#reference
   }
 
-  /** The loss normalizer of the whole batch: of every rank's batch, data-parallel. */
-  async #normalizer(batch: RolloutBatch): Promise<number> {
-    let [tokens, size, length, sequences] = [batch.tokens, batch.size, batch.length, batch.completions.filter((c) => c.length > 0).length]
+  /** The counts of the whole batch: of every rank's batch, data-parallel (the length is the longest). */
+  async #totals(batch: RolloutBatch): Promise<{ tokens: number; size: number; length: number; sequences: number }> {
+    let [tokens, size, length, sequences] = [batch.tokens, batch.size, batch.length, batch.sequences]
     if (this.#dp) {
       const parts = await this.#dp.gather([tokens, size, length, sequences])
       ;[tokens, size, length, sequences] = parts.reduce((a, p) => [a[0]! + p[0]!, a[1]! + p[1]!, Math.max(a[2]!, p[2]!), a[3]! + p[3]!], [0, 0, 0, 0])
     }
+    return { tokens, size, length, sequences }
+  }
+
+  /** The loss normalizer of the whole batch. */
+  #normalizer(totals: { tokens: number; size: number; length: number; sequences: number }): number {
     switch (this.settings.lossAgg) {
       case 'token-mean':
-        return tokens
+        return totals.tokens
       case 'seq-mean-token-sum-norm':
-        return size * (this.settings.normLength ?? length)
+        return totals.size * (this.settings.normLength ?? totals.length)
       default:
-        return sequences
+        return totals.sequences
     }
   }
 
-  async #update(batch: RolloutBatch, reasons: Record<string, number>, timing: { start: number; sample: number; reward: number }): Promise<StepMetrics> {
+  /** The sampling-side metrics of a batch built elsewhere; data-parallel, of every rank's part. */
+  async #batchMetrics(batch: RolloutBatch): Promise<SampledMetrics> {
+    if (!this.#dp) return batchMetrics(batch)
+    const parts = await this.#dp.gather({ rewards: Array.from(batch.rewards), tokens: batch.tokens })
+    const rewards = parts.flatMap((p) => p.rewards)
+    const metrics = batchMetrics(batch)
+    const [rewardMean, rewardStd] = meanStd(rewards)
+    const tokens = parts.reduce((a, p) => a + p.tokens, 0)
+    return { ...metrics, rewardMean, rewardStd, rewards: { reward: rewardMean }, completionLength: tokens / rewards.length }
+  }
+
+  /**
+   * The loss passes and updates of a step. `sampled` carries the sampling side's metrics (null for rollouts
+   * sampled elsewhere: they are derived from the batch).
+   */
+  async #update(batch: RolloutBatch, sampled: SampledMetrics | null, timing: { start: number; sample: number; tools: number; reward: number }): Promise<StepMetrics> {
     const s = this.settings
     if (batch.device !== this.policy.device) invalidArg(`a batch on ${this.policy.device}`, 'batch', `a batch on ${batch.device}`)
+    sampled ??= await this.#batchMetrics(batch)
+    // Data-parallel: every rank decides on the whole batch's counts, so they all update or none does.
+    const totals = await this.#totals(batch)
+    if (totals.tokens === 0) {
+      // Every completion masked out (maskTruncated on a batch cut at maxNewTokens): nothing to train on.
+      return this.#noUpdate({ ...sampled, warnings: [...sampled.warnings, 'no completion token takes part in the loss (all masked): no update was made this step'] }, timing)
+    }
     const lossStart = performance.now()
     let updateTime = 0
     const parts = batch.split(Math.min(s.miniBatches, batch.size))
@@ -976,7 +1399,7 @@ export class Trainer implements Disposable, AsyncDisposable {
           recomputedOld[i] = await policyLogprobs(this.policy, part, part.targets, s.temperature)
         }
       }
-      const normalizer = await this.#normalizer(batch)
+      const normalizer = this.#normalizer(totals)
       const lossOptions = {
         temperature: s.temperature,
         clipLow: s.clipLow,
@@ -1046,29 +1469,22 @@ export class Trainer implements Disposable, AsyncDisposable {
       }
       this.#step++
       // Data-parallel: the metrics of the whole batch, from every rank's part (rank order is batch order).
-      let rewards = batch.rewards
-      let [completions, tokens] = [batch.size, batch.tokens]
+      const [completions, tokens] = [totals.size, totals.tokens]
       if (this.#dp) {
-        const parts = await this.#dp.gather({ rewards: Array.from(batch.rewards), loss, pgLoss, acc, completions, tokens })
-        rewards = Float64Array.from(parts.flatMap((p) => p.rewards))
-        ;[loss, pgLoss, completions, tokens] = [0, 0, 0, 0]
+        const parts = await this.#dp.gather({ loss, pgLoss, acc })
+        ;[loss, pgLoss] = [0, 0]
         for (const key of Object.keys(acc) as (keyof PassStats)[]) acc[key] = 0
         for (const p of parts) {
-          ;[loss, pgLoss, completions, tokens] = [loss + p.loss, pgLoss + p.pgLoss, completions + p.completions, tokens + p.tokens]
+          ;[loss, pgLoss] = [loss + p.loss, pgLoss + p.pgLoss]
           for (const key of Object.keys(acc) as (keyof PassStats)[]) acc[key] = key === 'ratioMax' ? Math.max(acc[key], p.acc[key]) : acc[key] + p.acc[key]
         }
       }
       const end = performance.now()
       const total = (end - timing.start) / 1000
-      const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length
-      const variance = rewards.length > 1 ? rewards.reduce((a, b) => a + (b - mean) ** 2, 0) / (rewards.length - 1) : 0
       const n = acc.tokens || 1
       return {
         step: this.#step,
-        rewardMean: mean,
-        rewardStd: Math.sqrt(variance),
-        zeroStdFraction: batch.groupStats?.zeroStdFraction ?? 0,
-        reasons,
+        ...sampled,
         loss,
         pgLoss,
         kl: acc.kl / n,
@@ -1081,13 +1497,13 @@ export class Trainer implements Disposable, AsyncDisposable {
         rolloutGapMean: acc.rolloutGap / n,
         rolloutKl: acc.rolloutKl / n,
         completions,
-        completionLength: tokens / completions,
         tokens,
         gradNorm,
         clipCoef,
         tokensPerSecond: tokens / total,
         time: {
           sample: timing.sample,
+          tools: timing.tools,
           reward: timing.reward,
           loss: (end - lossStart - updateTime) / 1000,
           update: updateTime / 1000,

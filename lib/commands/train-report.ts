@@ -120,6 +120,14 @@ export function table(before: EvaluateResult, after: EvaluateResult): string {
     ...reasons.map((r): [string, string, string] => [`  ${r}`, String(before.reasons[r] ?? 0), String(after.reasons[r] ?? 0)]),
     ['mean completion tokens', before.completionLength.toFixed(1), after.completionLength.toFixed(1)],
   ]
+  // Multi-turn evaluations (a Trainer with tools): the turns and the tool calls the trainer ran.
+  if (before.tools.calls + after.tools.calls > 0) {
+    rows.push(
+      ['mean model turns', before.tools.meanTurns.toFixed(2), after.tools.meanTurns.toFixed(2)],
+      ['tool calls run', String(before.tools.calls), String(after.tools.calls)],
+      ['  that failed (error, timeout, unknown tool)', String(before.tools.errors + before.tools.timeouts + before.tools.unknownTools), String(after.tools.errors + after.tools.timeouts + after.tools.unknownTools)],
+    )
+  }
   const w = Math.max(...rows.map((r) => r[0].length))
   const head = `  ${''.padEnd(w)}  ${'warm start'.padStart(10)}  ${'after GRPO'.padStart(10)}`
   return [head, ...rows.map(([a, b, c]) => `  ${a.padEnd(w)}  ${b.padStart(10)}  ${c.padStart(10)}`)].join('\n')

@@ -1,5 +1,7 @@
 /**
- * `node-grpo train` (and `npm start`): the main job. On the bundled tool-calling task it
+ * `node-grpo train` (and `npm start`): the main job. On a bundled task (`--task tool`, the single-turn
+ * tool-calling task, by default; `--task multi-turn`, where the final call needs a value only a tool returns and
+ * the trainer runs the lookup tools between the model's turns) it
  *
  * 1. prints the backend; generates the task and fits its tokenizer;
  * 2. warm-starts a LogLinearPolicy with supervised (nll) steps on a small slice of reference completions;
@@ -30,28 +32,41 @@ import * as hf from '../hf/index.js'
 import { LogLinearPolicy } from '../log-linear-policy.js'
 import type { Policy } from '../policy.js'
 import { TransformerPolicy } from '../transformer-policy.js'
-import { generateToolTask, fitToolTaskTokenizer, type ToolTaskExample } from '../task/index.js'
+import { generateToolTask, fitToolTaskTokenizer, type ToolTaskExample, type WordTokenizer } from '../task/index.js'
+import { fitMultiTurnTokenizer, generateMultiTurnTask, multiTurnToolFunctions, type MultiTurnExample } from '../task/multi-turn-task.js'
+import { toolTurnRenderer } from '../prompt.js'
 import { defaultDevice } from '../tensor.js'
-import { Trainer, presets, type TrainerPrompt } from '../trainer.js'
+import { Trainer, presets, toolCallReward, type RewardFunction, type ToolFunction, type TrainerOptions, type TrainerPrompt } from '../trainer.js'
 import { Progress, renderCurves, table } from './train-report.js'
 
 const USAGE = `Usage: node-grpo train [options]
 
-GRPO on the bundled tool-calling task: warm start, held-out evaluation, GRPO with the Tool-N1 preset,
+GRPO on a bundled tool-calling task: warm start, held-out evaluation, GRPO with the Tool-N1 preset,
 evaluation again, and runs/<time>/{metrics.jsonl, summary.json, curves.svg}.
 
 Options:
+  --task tool|multi-turn  the single-turn task (default), or the multi-turn one: look a value up with a tool,
+                        then make the call that needs it (the trainer runs the lookups between turns)
+  --max-turns N         model turns per trajectory with --task multi-turn (default 3)
   --policy P            log-linear (default) or transformer: a small Qwen2-layout decoder created from
                         scratch (2 layers, hidden 128, 4 heads of 32, tied embeddings; TransformerPolicy)
-  --steps N             GRPO steps (default 300; transformer 60)
+  --steps N             GRPO steps (default 300; 200 with --task multi-turn; transformer 60)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
   --batch N             prompts per GRPO step; each gets 5 completions (default 16)
   --lr X                GRPO learning rate (default 0.006; transformer 1e-4)
   --warmup-examples N   size of the warm-start slice (default 400; transformer 2000)
-  --warmup-steps N      supervised steps of 64 examples (default 10; transformer 300)
+  --warmup-steps N      supervised steps of 64 examples (default 10; 4 with --task multi-turn; transformer 300)
   --warmup-lr X         warm-start learning rate (default 0.03; transformer 3e-3)
+  --temperature X       sampling temperature of GRPO (default 0.7, the Tool-N1 preset's; 1 with --task multi-turn)
+  --filter-groups N     dynamic sampling: drop groups whose rewards are all equal and sample more prompts,
+                        up to N sampling rounds per step (default 1: off; 3 with --task multi-turn)
+  --reward binary|toolrl  the training reward: the Tool-N1 binary reward or ToolRL's (format and partial credit
+                        per tool name, argument name and value); default binary, toolrl with --task multi-turn;
+                        held-out is always judged by the binary reward
+  --tool-reward W       with --task multi-turn: add a second reward, weight W, of 1 for a trajectory whose
+                        tool calls all ran without error (default 0.5; 0: off)
   --eval-every N        held-out evaluation every N steps, for the curves (default 25; 0: only before/after)
   --save                also write the trained policy and tokenizer to the output folder (transformer: a
                         Hugging Face folder model/)
@@ -63,7 +78,15 @@ Options:
 Data-parallel: mpirun -np 4 npx node-grpo train …, srun … npx node-grpo train …, or node-grpo launch --nproc 4 train …
 (--batch is the global batch: every rank samples its share of it).`
 
+const TASKS = ['tool', 'multi-turn'] as const
+
 interface Config {
+  task: (typeof TASKS)[number]
+  maxTurns: number
+  temperature: number
+  filterGroups: number
+  reward: 'binary' | 'toolrl'
+  toolReward: number
   policy: 'log-linear' | 'transformer'
   steps: number
   seed: number
@@ -92,6 +115,12 @@ function parseConfig(args: string[]): Config | null {
   const { values } = parseArgs({
     args,
     options: {
+      task: { type: 'string' },
+      'max-turns': { type: 'string' },
+      temperature: { type: 'string' },
+      'filter-groups': { type: 'string' },
+      reward: { type: 'string' },
+      'tool-reward': { type: 'string' },
       policy: { type: 'string' },
       steps: { type: 'string' },
       seed: { type: 'string' },
@@ -118,13 +147,29 @@ function parseConfig(args: string[]): Config | null {
     if (!Number.isFinite(x) || x <= 0) invalidArg('a number > 0', flag, value)
     return x
   }
+  const task = (values.task ?? 'tool') as Config['task']
+  if (!TASKS.includes(task)) invalidArg(TASKS.map((x) => `'${x}'`).join(' or '), '--task', values.task)
   const policy = values.policy ?? 'log-linear'
   if (policy !== 'log-linear' && policy !== 'transformer') invalidArg("'log-linear' or 'transformer'", '--policy', values.policy)
   const tf = policy === 'transformer'
+  // The multi-turn task's defaults: a shorter warm start and more exploration (its held-out reward starts low),
+  // ToolRL's partial credit and a tool-use reward (the binary reward alone rarely sees a whole trajectory right),
+  // dynamic sampling (most groups of a weak policy have no reward spread). bench/trainer.md has the runs.
+  const multiTurn = task === 'multi-turn'
+  const reward = (values.reward ?? (multiTurn ? 'toolrl' : 'binary')) as Config['reward']
+  if (reward !== 'binary' && reward !== 'toolrl') invalidArg("'binary' or 'toolrl'", '--reward', values.reward)
+  const toolReward = values['tool-reward'] === undefined ? (multiTurn ? 0.5 : 0) : Number(values['tool-reward'])
+  if (!Number.isFinite(toolReward) || toolReward < 0) invalidArg('a number >= 0', '--tool-reward', values['tool-reward'])
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
   return {
+    task,
+    maxTurns: integer(values['max-turns'], '--max-turns', 3, 1),
+    temperature: rate(values.temperature, '--temperature', multiTurn ? 1 : presets.toolN1.temperature),
+    filterGroups: integer(values['filter-groups'], '--filter-groups', multiTurn ? 3 : 1, 1),
+    reward,
+    toolReward,
     policy,
-    steps: integer(values.steps, '--steps', tf ? 60 : 300, 0),
+    steps: integer(values.steps, '--steps', tf ? 60 : multiTurn ? 200 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
@@ -132,13 +177,109 @@ function parseConfig(args: string[]): Config | null {
     lr: rate(values.lr, '--lr', tf ? 1e-4 : 0.006),
     warmupLr: rate(values['warmup-lr'], '--warmup-lr', tf ? 3e-3 : 0.03),
     warmupExamples: integer(values['warmup-examples'], '--warmup-examples', tf ? 2000 : 400, 1),
-    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 300 : 10, 0),
+    warmupSteps: integer(values['warmup-steps'], '--warmup-steps', tf ? 300 : multiTurn ? 4 : 10, 0),
     evalEvery: integer(values['eval-every'], '--eval-every', 25, 0),
     save: values.save ?? false,
     quiet: values.quiet ?? false,
     zero: values.zero ?? false,
     distTimeout: values['dist-timeout'] === undefined ? undefined : rate(values['dist-timeout'], '--dist-timeout', 600),
   }
+}
+
+/** Held-out evaluations judge with the binary reward, whatever the training reward. */
+const heldOutOptions = { reward: toolCallReward() }
+
+/** The training reward(s): the Tool-N1 binary reward or ToolRL's, and with --tool-reward a tool-use reward. */
+function trainingRewards(config: Config): Pick<TrainerOptions, 'reward' | 'rewards'> {
+  const call = config.reward === 'toolrl' ? toolCallReward({ variant: 'toolrl' }) : toolCallReward()
+  if (config.task !== 'multi-turn' || config.toolReward === 0) return { reward: call }
+  // 1 when the trajectory ran tools and none failed: credit for the lookup itself, which the final call's
+  // reward only sees through the value it returned.
+  const toolUse: RewardFunction = (_text, _prompt, _tokens, context) => {
+    const calls = context.turns.flatMap((turn) => turn.calls)
+    return calls.length > 0 && calls.every((c) => c.status === 'ok') ? 1 : 0
+  }
+  return { rewards: [{ name: 'call', fn: call }, { name: 'tool-use', fn: toolUse, weight: config.toolReward }] }
+}
+
+/** A training prompt with its reference completion (a whole trajectory, tool turns masked out, in multi-turn). */
+type TaskPrompt = TrainerPrompt & { reference: Int32Array; referenceMask?: Uint8Array }
+
+interface LoadedTask {
+  description: string
+  tokenizer: WordTokenizer
+  train: TaskPrompt[]
+  heldOut: TaskPrompt[]
+  /** What the Trainer needs for this task (the tools and their settings, in multi-turn). */
+  trainerOptions: { tools?: Record<string, ToolFunction>; encode?: (text: string) => Int32Array; maxTurns?: number }
+}
+
+/**
+ * The transformer reads the prompt from the last user turn on, as the log-linear policy's features do: the tools
+ * and the system prompt are the same in every request, so they carry nothing it cannot learn, and the prompt
+ * shrinks ~10×, which is what makes a transformer trainable here in minutes.
+ */
+function promptTokens(config: Config, tokenizer: WordTokenizer): (text: string) => Int32Array {
+  if (config.policy !== 'transformer') return (text) => tokenizer.encode(text)
+  const userTurn = [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!]
+  return (text) => {
+    const tokens = tokenizer.encode(text)
+    for (let i = tokens.length - 2; i >= 0; i--) if (tokens[i] === userTurn[0] && tokens[i + 1] === userTurn[1]) return tokens.slice(i)
+    return tokens
+  }
+}
+
+function loadTask(config: Config): LoadedTask {
+  if (config.task === 'tool') {
+    const task = generateToolTask({ seed: config.seed, train: 2000, heldOut: 200 })
+    const tokenizer = fitToolTaskTokenizer(task)
+    const prompt = promptTokens(config, tokenizer)
+    const toPrompt = (e: ToolTaskExample): TaskPrompt => ({
+      tokens: prompt(e.prompt),
+      groundTruth: e.groundTruth,
+      reference: tokenizer.encode(e.reference, { eos: true }),
+    })
+    const train = task.train.map(toPrompt)
+    const heldOut = task.heldOut.map(toPrompt)
+    const description = `task: ${task.tools.length} tools, ${train.length} train / ${heldOut.length} held-out requests, vocabulary ${tokenizer.vocabSize} tokens`
+    return { description, tokenizer, train, heldOut, trainerOptions: {} }
+  }
+  const task = generateMultiTurnTask({ seed: config.seed, train: 2000, heldOut: 200 })
+  const tokenizer = fitMultiTurnTokenizer(task)
+  const render = toolTurnRenderer()
+  const encode = (text: string) => tokenizer.encode(text)
+  const prompt = promptTokens(config, tokenizer)
+  // The reference trajectory as the trainer builds one: each model turn ends on the stop token, the tool turn
+  // between them is rendered and encoded the same way, and masked out (the model does not write it).
+  const toPrompt = (e: MultiTurnExample): TaskPrompt => {
+    const parts: { tokens: Int32Array; model: boolean }[] = []
+    e.reference.turns.forEach((turn, i) => {
+      const tokens = tokenizer.encode(turn, { eos: true })
+      parts.push({ tokens, model: true })
+      const result = e.reference.results[i]
+      if (result !== undefined) {
+        const name = Object.keys(e.records)[0]!
+        parts.push({ tokens: encode(render([{ name, content: result }], tokenizer.decode(tokens))), model: false })
+      }
+    })
+    const length = parts.reduce((n, p) => n + p.tokens.length, 0)
+    const reference = new Int32Array(length)
+    const referenceMask = new Uint8Array(length)
+    let at = 0
+    for (const p of parts) {
+      reference.set(p.tokens, at)
+      referenceMask.fill(p.model ? 1 : 0, at, at + p.tokens.length)
+      at += p.tokens.length
+    }
+    return { tokens: prompt(e.prompt), groundTruth: e.groundTruth, records: e.records, reference, referenceMask }
+  }
+  const train = task.train.map(toPrompt)
+  const heldOut = task.heldOut.map(toPrompt)
+  const tools = multiTurnToolFunctions()
+  const description =
+    `task: multi-turn, ${task.tools.length} tools (${Object.keys(tools).length} run by the trainer, up to ${config.maxTurns} model turns), ` +
+    `${train.length} train / ${heldOut.length} held-out requests, vocabulary ${tokenizer.vocabSize} tokens`
+  return { description, tokenizer, train, heldOut, trainerOptions: { tools, encode, maxTurns: config.maxTurns } }
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -164,24 +305,9 @@ export async function run(args: string[]): Promise<number> {
     out(`data-parallel: ${world.size} ranks (${world.launcher}, ${world.mpi.version}), ${world.localSize} on this machine, ZeRO-${config.zero ? 1 : 0}; cuda tensors over ${world.cudaTransport}`)
   }
 
-  const task = generateToolTask({ seed: config.seed, train: 2000, heldOut: 200 })
-  const tokenizer = fitToolTaskTokenizer(task)
-  // The transformer reads the prompt from the last user turn on, as the log-linear policy's features do: the 11
-  // tools and the system prompt are the same in every request, so they carry nothing it cannot learn, and the
-  // prompt shrinks ~10×, which is what makes a transformer trainable here in minutes.
-  const userTurn = [tokenizer.id('<|im_start|>')!, tokenizer.id('user')!]
-  const fromLastUserTurn = (tokens: Int32Array): Int32Array => {
-    for (let i = tokens.length - 2; i >= 0; i--) if (tokens[i] === userTurn[0] && tokens[i + 1] === userTurn[1]) return tokens.slice(i)
-    return tokens
-  }
-  const toPrompt = (e: ToolTaskExample): TrainerPrompt & { reference: Int32Array } => ({
-    tokens: config.policy === 'transformer' ? fromLastUserTurn(tokenizer.encode(e.prompt)) : tokenizer.encode(e.prompt),
-    groundTruth: e.groundTruth,
-    reference: tokenizer.encode(e.reference, { eos: true }),
-  })
-  const train = task.train.map(toPrompt)
-  const heldOut = task.heldOut.map(toPrompt)
-  out(`task: ${task.tools.length} tools, ${train.length} train / ${heldOut.length} held-out requests, vocabulary ${tokenizer.vocabSize} tokens`)
+  const task = loadTask(config)
+  const { tokenizer, train, heldOut } = task
+  out(task.description)
 
   if (writer) await mkdir(config.out, { recursive: true })
   // One synchronous append per entry (rank 0 alone writes): a step takes far longer than the write, and whatever
@@ -229,6 +355,10 @@ export async function run(args: string[]): Promise<number> {
     decode: (tokens) => tokenizer.decode(tokens),
     stop: [tokenizer.eosId],
     maxNewTokens: 64,
+    temperature: config.temperature,
+    filterGroups: config.filterGroups > 1 ? { maxRounds: config.filterGroups } : null,
+    ...trainingRewards(config),
+    ...task.trainerOptions,
     optimizer: {
       lr: config.lr,
       // Adam divides each coordinate by its own gradient scale, so the tiny, always-positive gradients of the
@@ -259,7 +389,7 @@ export async function run(args: string[]): Promise<number> {
     let loss = NaN
     for (let i = 0; i < config.warmupSteps; i++) {
       const from = (i * 64) % slice.length
-      const examples = slice.slice(from, from + 64).map((p) => ({ prompt: p.tokens, completion: p.reference }))
+      const examples = slice.slice(from, from + 64).map((p) => ({ prompt: p.tokens, completion: p.reference, mask: p.referenceMask }))
       const m = await trainer.supervisedStep(examples, { lr: config.warmupLr })
       loss = m.loss
       record({ phase: 'warmup', ...m })
@@ -268,12 +398,17 @@ export async function run(args: string[]): Promise<number> {
     out(`warm start: ${config.warmupSteps} supervised steps on ${slice.length} examples, nll ${loss.toFixed(3)} / token (${((performance.now() - warmStart) / 1000).toFixed(1)}s)`)
 
     // 2. Held-out reward before GRPO.
-    const before = await trainer.evaluate(heldOut)
+    const before = await trainer.evaluate(heldOut, heldOutOptions)
     record({ phase: 'eval', step: 0, ...before })
     out(`held-out binary reward after warm start: ${before.reward.toFixed(3)}`)
 
     // 3. GRPO.
-    out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset, lr ${config.lr}`)
+    const extras = [
+      config.temperature !== presets.toolN1.temperature ? `T ${config.temperature}` : '',
+      `${config.reward} reward${config.task === 'multi-turn' && config.toolReward > 0 ? ` + ${config.toolReward} × tool-use` : ''}`,
+      config.filterGroups > 1 ? `filterGroups ${config.filterGroups} rounds` : '',
+    ].filter(Boolean)
+    out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset (${extras.join(', ')}), lr ${config.lr}`)
     const progress = new Progress(config.steps, config.quiet || !writer)
     const evals: { step: number; reward: number }[] = [{ step: 0, reward: before.reward }]
     let recent: number[] = []
@@ -283,6 +418,7 @@ export async function run(args: string[]): Promise<number> {
       batchSize: config.batch,
       evalEvery: config.evalEvery,
       evalPrompts: heldOut,
+      evalOptions: heldOutOptions,
       signal: controller.signal,
       onStep: (m) => {
         record({ phase: 'grpo', ...m })
@@ -301,7 +437,7 @@ export async function run(args: string[]): Promise<number> {
     const grpoSeconds = result.steps.reduce((a, m) => a + m.time.total, 0)
 
     // 4. Held-out reward after GRPO.
-    const after = await trainer.evaluate(heldOut)
+    const after = await trainer.evaluate(heldOut, heldOutOptions)
     if (evals[evals.length - 1]!.step !== trainer.stepCount) {
       evals.push({ step: trainer.stepCount, reward: after.reward })
       record({ phase: 'eval', step: trainer.stepCount, ...after })
@@ -315,7 +451,7 @@ export async function run(args: string[]): Promise<number> {
     const svg = await renderCurves(result.steps, evals, trainer.settings.epochs)
     await writeFile(join(config.out, 'curves.svg'), svg)
     const totalSeconds = (performance.now() - started) / 1000
-    const time = { sample: 0, reward: 0, loss: 0, update: 0 }
+    const time = { sample: 0, tools: 0, reward: 0, loss: 0, update: 0 }
     for (const m of result.steps) for (const k of Object.keys(time) as (keyof typeof time)[]) time[k] += m.time[k]
     const summary = {
       config,
@@ -331,7 +467,7 @@ export async function run(args: string[]): Promise<number> {
       await policy.save(join(config.out, policy instanceof TransformerPolicy ? 'model' : 'policy.safetensors'))
       await writeFile(join(config.out, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()) + '\n')
     }
-    out(`GRPO time split: sampling ${time.sample.toFixed(1)}s, reward ${time.reward.toFixed(1)}s, loss ${time.loss.toFixed(1)}s, update ${time.update.toFixed(1)}s`)
+    out(`GRPO time split: sampling ${time.sample.toFixed(1)}s, tools ${time.tools.toFixed(1)}s, reward ${time.reward.toFixed(1)}s, loss ${time.loss.toFixed(1)}s, update ${time.update.toFixed(1)}s`)
     out(`wrote ${metricsPath}, ${join(config.out, 'curves.svg')}, summary.json${config.save ? (config.policy === 'transformer' ? ', model/, tokenizer.json' : ', policy.safetensors, tokenizer.json') : ''}`)
     out(`done in ${totalSeconds.toFixed(1)}s`)
     return 0

@@ -35,9 +35,9 @@ class InvalidItem {
   ) {}
 }
 
-function prepareAt(truth: unknown, index: number): PreparedTruth {
+function prepareAt(truth: unknown, index: number, options: ResolvedOptions): PreparedTruth {
   try {
-    return prepareTruth(truth, `items[${index}].groundTruth`)
+    return prepareTruth(truth, `items[${index}].groundTruth`, options.variant === 'toolrl')
   } catch (error) {
     throw new InvalidItem(index, error)
   }
@@ -60,8 +60,8 @@ async function scoreInline(
   let sliceStart = performance.now()
   for (let i = from; i < to; i++) {
     if (signal?.aborted) throw aborted(signal)
-    results[i] = scorePrepared(completions[i]!, prepareAt(truths[i], i), options)
-    if (performance.now() - sliceStart > SLICE_MS) {
+    results[i] = scorePrepared(completions[i]!, prepareAt(truths[i], i, options), options)
+    if ((i & 7) === 7 && performance.now() - sliceStart > SLICE_MS) {
       await yieldToLoop()
       sliceStart = performance.now()
     }
@@ -79,7 +79,7 @@ function makeChunk(
   for (let i = from; i < to; i++) {
     const truth = truths[i]
     // JSON text is parsed in the worker. Objects are prepared here, since a clone would lose LosslessNumbers.
-    chunkTruths[i - from] = typeof truth === 'string' ? truth : { prepared: prepareAt(truth, i) }
+    chunkTruths[i - from] = typeof truth === 'string' ? truth : { prepared: prepareAt(truth, i, options) }
   }
   return { id: 0, base: from, options, completions: completions.slice(from, to), truths: chunkTruths }
 }

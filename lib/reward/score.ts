@@ -3,7 +3,9 @@
  * and small batches, and inside the scoring workers for large ones.
  */
 import { GrpoError, expectString, invalidArg } from '../errors.js'
-import { JsonTooDeepError, MAX_JSON_DEPTH, NotJsonError, canonical, isLosslessNumber, parseLossless, pythonStrip } from './json.js'
+import { extractCalls } from './calls.js'
+import { JsonTooDeepError, MAX_JSON_DEPTH, NotJsonError, canonical, isLosslessNumber, parseLossless } from './json.js'
+import { prepareToolrlTruth, scoreToolrl, type ToolrlTruth } from './toolrl.js'
 import {
   THINK_ORDERS,
   VARIANTS,
@@ -24,6 +26,8 @@ const CLOSE = '</tool_call>'
 export interface PreparedTruth {
   calls: string[]
   names: string[]
+  /** The calls as the toolrl variant compares them (filled in when that variant asks). */
+  toolrl?: ToolrlTruth
 }
 
 export interface ResolvedOptions {
@@ -89,33 +93,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 const hasOwn = Object.prototype.hasOwnProperty
 
-type Extracted = { reason: Reason; calls: null } | { reason: null; calls: ToolCall[] }
-
-/** Steps 2 to 4 of docs/reward.md ("Finding and parsing the calls") on the block's content. Never throws for a string. */
-export function extractCalls(content: string): Extracted {
-  expectString(content, 'content')
-  let value: unknown
-  try {
-    value = parseLossless(pythonStrip(content))
-    if (typeof value === 'string') value = parseLossless(value)
-  } catch {
-    // SyntaxError for malformed JSON, RangeError for nesting deeper than the stack: both mean no call.
-    return { reason: 'bad-json', calls: null }
-  }
-  if (value === null || typeof value === 'boolean' || isLosslessNumber(value)) return { reason: 'no-call', calls: null }
-  const list = Array.isArray(value) ? value : [value]
-  const calls: ToolCall[] = new Array(list.length)
-  for (let i = 0; i < list.length; i++) {
-    const element: unknown = list[i]
-    if (!isPlainObject(element) || !hasOwn.call(element, 'name') || !hasOwn.call(element, 'arguments')) {
-      return { reason: 'bad-format', calls: null }
-    }
-    calls[i] = { name: element.name, arguments: element.arguments }
-  }
-  return { reason: null, calls }
-}
-
-function prepareList(list: readonly unknown[], what: string): PreparedTruth {
+function prepareList(list: readonly unknown[], what: string, toolrl: boolean): PreparedTruth {
   const calls: string[] = new Array(list.length)
   const names: string[] = new Array(list.length)
   for (let i = 0; i < list.length; i++) {
@@ -135,14 +113,15 @@ function prepareList(list: readonly unknown[], what: string): PreparedTruth {
     names[i] = name
     calls[i] = name + '\u0000' + args
   }
-  calls.sort()
-  names.sort()
-  return { calls, names }
+  const prepared: PreparedTruth = { calls: calls.sort(), names: names.sort() }
+  // The toolrl variant keeps the calls in their order (it matches them greedily, expected call by expected call).
+  if (toolrl) prepared.toolrl = prepareToolrlTruth(list as Record<string, unknown>[], what)
+  return prepared
 }
 
-function prepareValue(value: unknown, what: string): PreparedTruth {
-  if (Array.isArray(value)) return prepareList(value, what)
-  if (isPlainObject(value)) return prepareList([value], what)
+function prepareValue(value: unknown, what: string, toolrl: boolean): PreparedTruth {
+  if (Array.isArray(value)) return prepareList(value, what, toolrl)
+  if (isPlainObject(value)) return prepareList([value], what, toolrl)
   return invalidArg('a list of {name, arguments} objects, one such object, or JSON text of either', what, value)
 }
 
@@ -172,18 +151,21 @@ function parseTruthText(text: string, what: string): unknown {
 const TEXT_CACHE_LIMIT = 4096
 const textCache = new Map<string, PreparedTruth>()
 
-/** Validates and canonicalizes a ground truth; throws ERR_GRPO_INVALID_ARG when it is malformed. */
-export function prepareTruth(groundTruth: GroundTruth | unknown, what = 'groundTruth'): PreparedTruth {
+/**
+ * Validates and canonicalizes a ground truth; throws ERR_GRPO_INVALID_ARG when it is malformed. `toolrl` also
+ * prepares what the toolrl variant compares (and requires every call's arguments to be an object).
+ */
+export function prepareTruth(groundTruth: GroundTruth | unknown, what = 'groundTruth', toolrl = false): PreparedTruth {
   if (typeof groundTruth === 'string') {
     let prepared = textCache.get(groundTruth)
-    if (prepared === undefined) {
-      prepared = prepareValue(parseTruthText(groundTruth, what), what)
+    if (prepared === undefined || (toolrl && prepared.toolrl === undefined)) {
+      prepared = prepareValue(parseTruthText(groundTruth, what), what, toolrl)
       if (textCache.size >= TEXT_CACHE_LIMIT) textCache.clear()
       textCache.set(groundTruth, prepared)
     }
     return prepared
   }
-  if (typeof groundTruth === 'object' && groundTruth !== null) return prepareValue(groundTruth, what)
+  if (typeof groundTruth === 'object' && groundTruth !== null) return prepareValue(groundTruth, what, toolrl)
   return invalidArg('a list of {name, arguments} objects, one such object, or JSON text of either', what, groundTruth)
 }
 
@@ -215,6 +197,10 @@ function match(calls: ToolCall[], truth: PreparedTruth): [boolean, boolean] {
 
 /** Scores one completion against a prepared ground truth with resolved options. Never throws. */
 export function scorePrepared(completion: string, truth: PreparedTruth, options: ResolvedOptions): ScoreResult {
+  if (options.variant === 'toolrl') {
+    if (truth.toolrl === undefined) invalidArg('a ground truth prepared for the toolrl variant', 'truth', truth)
+    return scoreToolrl(completion, truth.toolrl)
+  }
   const text = scoredText(completion)
   const block = lastBlock(text)
   let reason: Reason | null = null
@@ -257,5 +243,5 @@ export function scorePrepared(completion: string, truth: PreparedTruth, options:
 export function scoreToolCall(completion: string, groundTruth: GroundTruth, options?: ScoreOptions): ScoreResult {
   if (typeof completion !== 'string') invalidArg('a string', 'completion', completion)
   const resolved = resolveOptions(options)
-  return scorePrepared(completion, prepareTruth(groundTruth), resolved)
+  return scorePrepared(completion, prepareTruth(groundTruth, 'groundTruth', resolved.variant === 'toolrl'), resolved)
 }

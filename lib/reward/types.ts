@@ -1,7 +1,7 @@
 /** Types of the tool-call reward (docs/reward.md). */
 
 /** How a completion is turned into a number; see the table in docs/reward.md. */
-export type Variant = 'binary' | 'binary-no-think' | 'partial' | 'partial-name'
+export type Variant = 'binary' | 'binary-no-think' | 'partial' | 'partial-name' | 'toolrl'
 
 /** `presence`: `<think>` and `</think>` both occur (the released scorer). `strict`: in order, before the call. */
 export type ThinkOrder = 'presence' | 'strict'
@@ -16,8 +16,10 @@ export type ThinkOrder = 'presence' | 'strict'
  * - `name-mismatch`: the multisets of call names differ
  * - `args-mismatch`: the names agree but some call's arguments do not
  * - `no-think`: the calls match but the think tags are missing (or out of order with `thinkOrder: 'strict'`)
+ * - `bad-layout` (variant `toolrl`): the calls match but the reply is not laid out exactly as
+ *   `<think>…</think>\n<tool_call>\n…\n</tool_call>` (its format score is 0)
  */
-export type Reason = 'ok' | 'no-call' | 'bad-json' | 'bad-format' | 'name-mismatch' | 'args-mismatch' | 'no-think'
+export type Reason = 'ok' | 'no-call' | 'bad-json' | 'bad-format' | 'name-mismatch' | 'args-mismatch' | 'no-think' | 'bad-layout'
 
 /** Every reason code, in a stable order (for counters and logs). */
 export const REASONS: readonly Reason[] = Object.freeze([
@@ -28,9 +30,10 @@ export const REASONS: readonly Reason[] = Object.freeze([
   'name-mismatch',
   'args-mismatch',
   'no-think',
+  'bad-layout',
 ])
 
-export const VARIANTS: readonly Variant[] = Object.freeze(['binary', 'binary-no-think', 'partial', 'partial-name'])
+export const VARIANTS: readonly Variant[] = Object.freeze(['binary', 'binary-no-think', 'partial', 'partial-name', 'toolrl'])
 export const THINK_ORDERS: readonly ThinkOrder[] = Object.freeze(['presence', 'strict'])
 
 export interface ScoreOptions {
@@ -52,8 +55,10 @@ export interface ToolCall {
 export interface ScoreResult {
   score: number
   reason: Reason
-  /** The calls of the last block when it parsed into a well-formed call list, else null. */
+  /** The calls of the last block (the first, for `toolrl`) when it parsed into a well-formed call list, else null. */
   calls: ToolCall[] | null
+  /** Variant `toolrl`: the format score (0 or 1) and the correctness score (−3 to 3) that `score` sums. */
+  parts?: { format: number; correctness: number }
 }
 
 /**

@@ -26,6 +26,8 @@ export interface ChunkResults {
   reasons: Uint8Array
   /** Lossless JSON text of each item's calls, or null. */
   calls: Array<string | null>
+  /** Variant toolrl: each item's format and correctness scores, interleaved (absent for the other variants). */
+  parts?: Float64Array
 }
 
 export type ChunkReply =
@@ -43,6 +45,11 @@ export function encodeResults(results: ScoreResult[]): ChunkResults {
     out.scores[i] = result.score
     out.reasons[i] = reasonCode.get(result.reason)!
     out.calls[i] = result.calls === null ? null : (stringify(result.calls) as string)
+    if (result.parts) {
+      out.parts ??= new Float64Array(2 * n)
+      out.parts[2 * i] = result.parts.format
+      out.parts[2 * i + 1] = result.parts.correctness
+    }
   }
   return out
 }
@@ -51,6 +58,7 @@ export function encodeResults(results: ScoreResult[]): ChunkResults {
 export function decodeResult(results: ChunkResults, i: number): ScoreResult {
   const text = results.calls[i]!
   const result = { score: results.scores[i]!, reason: REASONS[results.reasons[i]!]! } as ScoreResult
+  if (results.parts) result.parts = { format: results.parts[2 * i]!, correctness: results.parts[2 * i + 1]! }
   let calls: ToolCall[] | null | undefined = text === null ? null : undefined
   Object.defineProperty(result, 'calls', {
     enumerable: true,

@@ -12,7 +12,7 @@ function scoreChunk(request: ChunkRequest): ChunkReply {
     const truth = truths[i]!
     let prepared
     try {
-      prepared = typeof truth === 'string' ? prepareTruth(truth, `items[${base + i}].groundTruth`) : truth.prepared
+      prepared = typeof truth === 'string' ? prepareTruth(truth, `items[${base + i}].groundTruth`, options.variant === 'toolrl') : truth.prepared
     } catch (error) {
       if (error instanceof GrpoError) return { id, invalid: { index: base + i, message: error.message } }
       throw error

@@ -1,4 +1,4 @@
-/** The bundled tool-calling task (generator, splits, reference completions) and its small tokenizer. */
+/** The bundled tool-calling tasks (single-turn and multi-turn: generators, splits, references) and their small tokenizer. */
 export {
   generateToolTask,
   fitToolTaskTokenizer,
@@ -12,3 +12,14 @@ export {
   type ToolTaskOptions,
 } from './tool-task.js'
 export { WordTokenizer, PAD, UNK, EOS, type TokenizerJSON } from './tokenizer.js'
+export {
+  generateMultiTurnTask,
+  fitMultiTurnTokenizer,
+  multiTurnToolFunctions,
+  multiTurnTaskTools,
+  multiTurnTaskSpecials,
+  type MultiTurnExample,
+  type MultiTurnTask,
+  type MultiTurnTaskOptions,
+  type LookupRecords,
+} from './multi-turn-task.js'

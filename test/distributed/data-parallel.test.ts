@@ -129,6 +129,64 @@ for (const zero of [0, 1] as const) {
   })
 }
 
+t.test("issue 14's one-process features in a world of one train exactly as the plain Trainer", async (t) => {
+  const options = (distributed: TrainerOptions['distributed']): TrainerOptions => ({
+    policy: new LogLinearPolicy({ vocabSize: 10, hashSize: 101, device: 'cpu' }),
+    decode: (tokens) => Array.from(tokens).join(' '),
+    rewards: [
+      { name: 'count-up', fn: countUp },
+      { name: 'short', fn: (_text, _prompt, tokens) => (tokens.length <= 3 ? 1 : 0), weight: 0.5 },
+    ],
+    rewardAggregation: 'normalize-then-sum',
+    overlongPenalty: { buffer: 2 },
+    maskTruncated: true,
+    stop: [0],
+    maxNewTokens: 5,
+    groupSize: 3,
+    optimizer: { lr: 0.05, eps: 1e-3 },
+    seed: 11,
+    distributed,
+  })
+  const plain = new Trainer(options(false))
+  const dp = new Trainer(options({}))
+  t.teardown(() => {
+    for (const x of [plain, dp]) (x.policy.dispose(), x.dispose())
+  })
+  const [ra, rb] = [await plain.train(prompts, { steps: 2, batchSize: 4 }), await dp.train(prompts, { steps: 2, batchSize: 4 })]
+  ra.steps.forEach((m, i) => {
+    const n = rb.steps[i]!
+    t.same({ ...n.rewards, mean: n.rewardMean, std: n.rewardStd, t: n.truncatedFraction, z: n.zeroStdFraction, tokens: n.tokens }, { ...m.rewards, mean: m.rewardMean, std: m.rewardStd, t: m.truncatedFraction, z: m.zeroStdFraction, tokens: m.tokens }, `step ${i + 1}: the same rewards (by name), masks and counts`)
+    t.ok(Math.abs(n.loss - m.loss) < 1e-6, `step ${i + 1}: the same loss`)
+  })
+  t.ok(maxDiff(await params(plain), await params(dp)) < 1e-6, 'the same parameters')
+  const [ea, eb] = [await plain.evaluate(prompts, { n: 2, greedy: false, batchSize: 4 }), await dp.evaluate(prompts, { n: 2, greedy: false, batchSize: 4 })]
+  t.same({ ...eb, time: 0 }, { ...ea, time: 0 }, 'the same evaluation, every reward by name')
+})
+
+t.test('features that need one decision over every rank are refused with distributed', async (t) => {
+  const base = (extra: Partial<TrainerOptions>): TrainerOptions => ({
+    policy: new LogLinearPolicy({ vocabSize: 10, hashSize: 101, device: 'cpu' }),
+    decode: (tokens) => Array.from(tokens).join(' '),
+    reward: countUp,
+    distributed: {},
+    ...extra,
+  })
+  const made: TrainerOptions[] = []
+  const build = (extra: Partial<TrainerOptions>) => {
+    const o = base(extra)
+    made.push(o)
+    return () => new Trainer(o)
+  }
+  t.teardown(() => {
+    for (const o of made) o.policy.dispose()
+  })
+  t.throws(build({ filterGroups: { maxRounds: 3 } }), { code: 'ERR_GRPO_INVALID_ARG', message: /^Expected filterGroups off when distributed is on .* for filterGroups/ })
+  t.throws(build({ tools: { lookup: () => 'x' }, encode: () => new Int32Array([1]) }), { code: 'ERR_GRPO_INVALID_ARG', message: /^Expected no tools when distributed is on .* for tools but received "?tools lookup/ })
+  // Without distributed, both are fine.
+  const ok = new Trainer(base({ filterGroups: { maxRounds: 3 }, distributed: false }))
+  ok.dispose()
+})
+
 t.test('an abort stops every rank after the same step', async (t) => {
   const dp = make(true)
   t.teardown(() => (dp.policy.dispose(), dp.dispose()))

@@ -3,8 +3,9 @@
  * from the prompt's last token, with everything that has to be global in a data-parallel run switched on: a
  * reference policy and k3 KL, `scale: 'batch'` advantages, two micro-batches, a supervised warm start, sampled
  * (not greedy) evaluation across chunk boundaries, and a checkpoint written, read back into a fresh trainer and
- * trained on. The policy reports its gradients through BackwardOptions.onGradients and the buckets are tiny, so
- * the bucket-by-bucket all-reduce runs too.
+ * trained on; and issue 14's per-completion features (two rewards normalized per group, the overlong penalty,
+ * truncated completions masked out). The policy reports its gradients through BackwardOptions.onGradients and
+ * the buckets are tiny, so the bucket-by-bucket all-reduce runs too.
  *
  * Imported by the test for the one-process run; run by mpirun for the others (argv: mode, checkpoint dir, out file).
  */
@@ -37,7 +38,15 @@ function trainer(mode: Mode): Trainer {
   return new Trainer({
     policy,
     decode: (tokens) => Array.from(tokens).join(' '),
-    reward: countUp,
+    // Issue 14's per-completion features must split across ranks too: two rewards normalized per group (GDPO),
+    // the overlong penalty, and truncated completions masked out of the loss.
+    rewards: [
+      { name: 'count-up', fn: countUp },
+      { name: 'short', fn: (_text, _prompt, tokens) => (tokens.length <= 3 ? 1 : 0), weight: 0.5 },
+    ],
+    rewardAggregation: 'normalize-then-sum',
+    overlongPenalty: { buffer: 2 },
+    maskTruncated: true,
     stop: [0],
     maxNewTokens: 6,
     groupSize: 4,

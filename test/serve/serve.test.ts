@@ -60,7 +60,7 @@ t.test('/get_reward speaks the OpenRLHF protocol', async (t) => {
   t.same(json.rewards, [1, 0, 1, 0])
   t.same(json.scores, json.rewards)
   t.same(json.reasons, ['ok', 'no-call', 'ok', 'name-mismatch'])
-  t.same(Object.keys(json.extra_logs).sort(), ['reason/args-mismatch', 'reason/bad-format', 'reason/bad-json', 'reason/name-mismatch', 'reason/no-call', 'reason/no-think', 'reason/ok'])
+  t.same(Object.keys(json.extra_logs).sort(), ['reason/args-mismatch', 'reason/bad-format', 'reason/bad-json', 'reason/bad-layout', 'reason/name-mismatch', 'reason/no-call', 'reason/no-think', 'reason/ok'])
   t.same(json.extra_logs['reason/ok'], [1, 0, 1, 0])
   t.same(json.extra_logs['reason/no-call'], [0, 1, 0, 0])
   // Without prompts, whole queries are scored; structured labels keep exact numbers.

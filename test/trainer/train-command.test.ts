@@ -62,6 +62,28 @@ t.test('a short run: backend, warm start, evaluations, table, files', async (t) 
   t.ok((await stat(join(out, 'tokenizer.json'))).size > 0, 'and the tokenizer')
 })
 
+t.test('--task multi-turn: tools between turns, two rewards, dynamic sampling', async (t) => {
+  const out = join(dir, 'multi-turn')
+  const r = await capture(['--task', 'multi-turn', '--steps', '2', '--batch', '2', '--warmup-steps', '2', '--warmup-examples', '32', '--eval-every', '0', '--filter-groups', '2', '--reward', 'toolrl', '--tool-reward', '0.5', '--temperature', '1', '--max-turns', '2', '--out', out, '--quiet'])
+  t.equal(r.code, 0)
+  t.match(r.out, /task: multi-turn, 10 tools \(5 run by the trainer, up to 2 model turns\), 2000 train \/ 200 held-out requests/)
+  t.match(r.out, /held-out binary reward\s+\d\.\d{3}\s+\d\.\d{3}/)
+  t.match(r.out, /mean model turns\s+\d\.\d\d\s+\d\.\d\d/)
+  t.match(r.out, /tool calls run\s+\d+\s+\d+/)
+  t.match(r.out, /GRPO time split: sampling [\d.]+s, tools [\d.]+s/)
+  const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l))
+  const grpo = lines.filter((l) => l.phase === 'grpo')
+  t.equal(grpo.length, 2)
+  t.same(Object.keys(grpo[0].rewards), ['call', 'tool-use'])
+  t.ok(grpo[0].filter.rounds >= 1 && grpo[0].filter.rounds <= 2)
+  t.ok(grpo[0].tools.meanTurns >= 1)
+  const evals = lines.filter((l) => l.phase === 'eval')
+  t.same(Object.keys(evals[0].rewards), ['reward'], 'held-out is judged by the binary reward alone')
+  await t.rejects(capture(['--task', 'chess']), { message: /'tool' or 'multi-turn' for --task/ })
+  await t.rejects(capture(['--reward', 'gold']), { message: /'binary' or 'toolrl' for --reward/ })
+  await t.rejects(capture(['--tool-reward=-1']), { message: /number >= 0 for --tool-reward/ })
+})
+
 t.test('Ctrl-C stops GRPO and still reports', async (t) => {
   const out = join(dir, 'interrupted')
   const r = await capture(['--steps', '50', '--warmup-steps', '1', '--eval-every', '0', '--out', out, '--quiet'], (line) => {
