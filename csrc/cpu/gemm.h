@@ -24,8 +24,10 @@
 //
 // Instruction sets (chosen once per process, GRPO_CPU_ISA=generic|avx2|avx512|avx512-bf16|amx caps the choice):
 //   f32:  avx512 (14x32 FMA micro-kernel), avx2 (6x16), generic (4x16, whatever the compiler vectorizes)
-//   bf16: amx (AMX-BF16 tiles, 32x32 per step of 32 k), avx512bf16 (vdpbf16ps 14x32 over k pairs),
-//         otherwise the bf16 values are widened to f32 while packing and the f32 kernel runs.
+//   bf16: amx (AMX-BF16 tiles, 32x32 per step of 32 k), avx512bf16 (vdpbf16ps 14x32 over k pairs) on AMD
+//         (Zen 4 runs vdpbf16ps at twice its f32 FMA rate; Intel at half, so there it runs only when
+//         GRPO_CPU_ISA=avx512-bf16 names it), otherwise the bf16 values are widened to f32 while packing and
+//         the f32 kernel runs.
 //   GemmProblem::widen runs the f32 kernel on bf16 (or mixed f32/bf16) operands.
 //
 // Memory: the packed panels and per-thread buffers are counted in memoryInfo().cpu.scratchBytes (and the peak).

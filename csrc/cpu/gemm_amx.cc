@@ -66,13 +66,16 @@ void microAmx(int64_t kcp, const void* ap, const void* bp, float* c, int64_t ldc
     _tile_zero(2);
     _tile_zero(3);
   }
+  // Each load right before the first product that needs it: tile registers are not renamed, so a load waits
+  // for the products still reading its register, and loading all four first left the products waiting on the
+  // last load (12-15% slower on L2-resident panels, measured on Emerald Rapids).
   for (int64_t k = 0; k < kcp; k += 32) {
     _tile_loadd(4, a + k, aStride);
-    _tile_loadd(5, a + 16 * kcp + k, aStride);
     _tile_loadd(6, b + k * kNr, 128);
-    _tile_loadd(7, b + k * kNr + 32, 128);
     _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, b + k * kNr + 32, 128);
     _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, a + 16 * kcp + k, aStride);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }

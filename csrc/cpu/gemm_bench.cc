@@ -38,7 +38,8 @@ double cpuSeconds(clockid_t clock) {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-// GFLOP/s of `loop` on every pool thread at once, best of three runs of about `ms` milliseconds. Each thread's
+// GFLOP/s of `loop` on every pool thread at once, best of five runs of about `ms` milliseconds (AMX read from
+// half to full rate run to run on this shared VM, the first runs lowest: a power-state ramp). Each thread's
 // rate is its operations over its own CPU time, and the rates are summed: the machine's speed while it runs
 // our threads, which a shared machine's wall clock (other processes taking turns on the cores) understates.
 double peakGflops(PeakLoop loop, double ms) {
@@ -56,7 +57,7 @@ double peakGflops(PeakLoop loop, double ms) {
   }
   const int threads = threadCount();
   double best = 0;
-  for (int rep = 0; rep < 3; rep++) {
+  for (int rep = 0; rep < 5; rep++) {
     std::vector<double> rate(threads);
     parallelFor(threads, 1, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; t++) {

@@ -5,7 +5,7 @@
 
 namespace grpo::cpu {
 
-// Peaks with every pool thread, best of three runs of about `ms` milliseconds each.
+// Peaks with every pool thread, best of five runs of about `ms` milliseconds each.
 GemmPeak measureGemmPeak(double ms);
 BlasInfo openblasInfo();
 // Best seconds of `reps` runs of cblas_sgemm: C [M, N] = op(A) · op(B), row-major f32 tensors as they lie

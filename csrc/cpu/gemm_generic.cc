@@ -6,12 +6,8 @@
 namespace grpo::cpu {
 namespace {
 constexpr int kMr = 4, kNv = 4, kW = 4;
-const GemmKernel kF32{"generic", kMr, kNv * kW, 1, 256, kMr * 32, 4,
-                      gemm_generic::packAF32<kMr>, gemm_generic::packBF32<kNv * kW>,
-                      gemm_generic::microBroadcast<kMr, kNv, kW>, nullptr, nullptr};
-const GemmKernel kBf16{"generic (bf16 widened to f32)", kMr, kNv * kW, 1, 256, kMr * 32, 4,
-                       gemm_generic::packAF32<kMr>, gemm_generic::packBF32<kNv * kW>,
-                       gemm_generic::microBroadcast<kMr, kNv, kW>, nullptr, nullptr};
+constexpr GemmKernel kF32 = gemm_generic::broadcastKernel<kMr, kNv, kW>("generic", 256, kMr * 32);
+constexpr GemmKernel kBf16 = gemm_generic::broadcastKernel<kMr, kNv, kW>("generic (bf16 widened to f32)", 256, kMr * 32);
 }  // namespace
 const GemmKernel* gemmKernelGeneric() { return &kF32; }
 const GemmKernel* gemmKernelGenericBf16() { return &kBf16; }

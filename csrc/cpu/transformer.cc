@@ -27,7 +27,9 @@ namespace grpo::cpu {
 const TransformerKernels& transformerKernels() {
   static const TransformerKernels& chosen = [] () -> const TransformerKernels& {
     const std::string isa = rowKernels().isa;
-    if (isa == "avx512" && transformerKernelsAvx512()) return *transformerKernelsAvx512();
+    // avx512-bf16 (Zen 4, Sapphire Rapids and later) has all of AVX-512: without it here those CPUs ran the
+    // generic loops (bf16 rmsNorm at a tenth of the bandwidth limit in the 2026-11-30 bench).
+    if ((isa == "avx512" || isa == "avx512-bf16") && transformerKernelsAvx512()) return *transformerKernelsAvx512();
     if (isa == "avx2" && transformerKernelsAvx2()) return *transformerKernelsAvx2();
     return *transformerKernelsGeneric();
   }();

@@ -37,6 +37,8 @@ export function begin(t: Test): ReturnType<typeof memoryInfo> {
   // old spelling of avx512-bf16.)
   const isa = process.env.GRPO_CPU_ISA === 'avx512bf16' ? 'avx512-bf16' : process.env.GRPO_CPU_ISA
   if (isa && isa !== 'amx') t.equal((info as ReturnType<typeof backend.info>).cpu?.isa, isa, `the CPU row kernels run with GRPO_CPU_ISA=${isa}`)
+  // Naming avx512-bf16 runs the vdpbf16ps GEMM even on Intel, where the automatic choice widens bf16 to f32.
+  if (isa === 'avx512-bf16') t.equal((info as ReturnType<typeof backend.info>).cpu?.gemm?.bf16, 'avx512-bf16', 'the vdpbf16ps GEMM runs with GRPO_CPU_ISA=avx512-bf16')
   return memoryInfo()
 }
 

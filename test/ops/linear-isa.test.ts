@@ -15,13 +15,15 @@ const info = backend.info()
 const defaults = info.cpu.gemm
 
 // The instruction sets this CPU has, from the kernel's view of it (Linux); elsewhere only the baseline is sure.
-function cpuFlags(): Set<string> {
+function cpuInfoLine(key: string): string {
   try {
-    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'))
-    return new Set((line ?? '').split(':')[1]?.trim().split(/\s+/) ?? [])
+    return readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith(key))?.split(':')[1]?.trim() ?? ''
   } catch {
-    return new Set()
+    return ''
   }
+}
+function cpuFlags(): Set<string> {
+  return new Set(cpuInfoLine('flags').split(/\s+/).filter(Boolean))
 }
 
 if (info.active !== 'cpu') {
@@ -29,7 +31,8 @@ if (info.active !== 'cpu') {
 } else {
   const flags = cpuFlags()
   const has: Record<string, boolean> = {
-    'avx512-bf16': flags.has('avx512_bf16') && flags.has('amx_bf16'), // below AMX only where AMX is the default
+    // vdpbf16ps is the default bf16 kernel only on AMD without AMX; elsewhere GRPO_CPU_ISA=avx512-bf16 selects it
+    'avx512-bf16': flags.has('avx512_bf16') && (flags.has('amx_bf16') || cpuInfoLine('vendor_id') !== 'AuthenticAMD'),
     avx512: flags.has('avx512f') && (flags.has('avx512_bf16') || flags.has('amx_bf16')),
     avx2: flags.has('avx2') && flags.has('avx512f'),
     generic: flags.has('avx2'),
