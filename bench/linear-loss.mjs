@@ -6,8 +6,11 @@
 // was live before the call; time is the median of `reps` runs (after one warm-up that also allocates the GEMM's
 // per-thread buffers). Run after `npm run build` (uses dist/):
 //   node bench/linear-loss.mjs [--n 8192] [--v 151936] [--h 896,3584] [--dtype bf16] [--reps 3] [--warmup 1]
-//                              [--chunkTokens T] [--chunkVocab C] [--device cpu|cuda] [--out file.json]
+//                              [--chunkTokens T] [--chunkVocab C] [--device cpu|cuda] [--variants] [--out file.json]
 // --device cuda (GRPO_BACKEND=cuda on a machine with a GPU) runs both paths on the GPU with its chunk defaults.
+// --variants also times the loss variants of docs/math.md §3.2-3.3 on the fused path (old and reference log-probs,
+// k3 KL): plain, rollout correction, GSPO, GSPO + sequence rollout correction, each as a ratio to plain. The fused
+// linear loss computes every token's log-prob before any gradient anyway, so GSPO's sequence ratio costs it no pass.
 import { writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { ops, modelOps, Tensor, backend, memoryInfo, resetPeakMemory } from '../dist/index.js'
@@ -22,6 +25,7 @@ const warmup = Number(args.warmup ?? 1) // runs before the timed ones (0: the GE
 const chunkTokens = args.chunkTokens ? Number(args.chunkTokens) : undefined
 const chunkVocab = args.chunkVocab ? Number(args.chunkVocab) : undefined
 const device = args.device ?? 'cpu'
+const variants = 'variants' in args
 
 function randomTensor(count, shape, scale) {
   const x = new Float32Array(count)
@@ -46,6 +50,36 @@ async function measure(run) {
   }
   times.sort((a, b) => a - b)
   return { ms: times[times.length >> 1], peakExtraBytes: peak }
+}
+
+// The same call with old/reference/sampler log-probs near the policy's own, under each variant's options.
+async function timeVariants(hidden, weight, targets, gradWeight) {
+  const first = await ops.linearTokenLogprobs({ hidden, weight, targets }, { chunkTokens, chunkVocab })
+  const logp = await first.logp.toArray()
+  first.logp.dispose()
+  first.lse?.dispose()
+  const near = (spread) => Tensor.from(logp.map((v) => v + (Math.random() - 0.5) * spread), [1, N], { device })
+  const [oldLogp, refLogp, rolloutLogp] = [near(0.2), near(0.1), near(0.02)]
+  const advantages = Tensor.from(Float32Array.from({ length: N }, () => Math.random() * 2 - 1), [1, N], { device })
+  const base = { clipLow: 0.2, clipHigh: 0.2, beta: 1e-3, kl: 'k3', chunkTokens, chunkVocab }
+  const cases = [
+    ['plain', {}, false],
+    ['rollout-corr', { rolloutCorrection: { level: 'token', mode: 'truncate', max: 2 } }, true],
+    ['gspo', { ratioLevel: 'sequence' }, false],
+    ['gspo+rollout', { ratioLevel: 'sequence', rolloutCorrection: { level: 'sequence', mode: 'mask', min: 0.5, max: 2 } }, true],
+  ]
+  const out = {}
+  for (const [name, options, rollout] of cases) {
+    const inputs = { hidden, weight, targets, oldLogp, refLogp, advantages, gradWeight, ...(rollout ? { rolloutLogp } : {}) }
+    const m = await measure(async () => {
+      const r = await ops.linearGrpoLoss(inputs, { ...base, ...options })
+      return [r.logp, r.gradHidden, ...(r.entropy ? [r.entropy] : [])]
+    })
+    out[name] = { ms: m.ms, ratioToPlain: out.plain ? m.ms / out.plain.ms : 1 }
+    console.log(`  variant ${name}: ${m.ms.toFixed(0)} ms (${out[name].ratioToPlain.toFixed(3)}x plain)`)
+  }
+  for (const t of [oldLogp, refLogp, rolloutLogp, advantages]) t.dispose()
+  return out
 }
 
 const info = backend.info()
@@ -86,6 +120,7 @@ for (const H of Hs) {
     memoryRatio: fused.peakExtraBytes / unfused.peakExtraBytes,
     logitsBytes: N * V * (dtype === 'bf16' ? 2 : 4),
   }
+  if (variants) row.variants = await timeVariants(hidden, weight, targets, gradWeight)
   result.cases.push(row)
   console.log(
     `H ${H}: unfused ${unfused.ms.toFixed(0)} ms, peak +${(unfused.peakExtraBytes / 2 ** 20).toFixed(1)} MiB | fused ${fused.ms.toFixed(0)} ms, ` +
