@@ -368,7 +368,10 @@ export async function writeSafetensorsCheckpoint(
   const seen = new Set<string>()
   if (typeof tensors !== 'object' || tensors === null) invalidArg('a list or record of name → tensor', 'tensors', tensors)
   const entries = Symbol.iterator in (tensors as object) ? (tensors as Iterable<[string, TensorSource | Tensor]>) : Object.entries(tensors)
-  for (const [name, value] of entries) {
+  for (const entry of entries) {
+    // An iterable must yield [name, tensor] pairs (a Map or Object.entries does); anything else is the caller's error.
+    if (!Array.isArray(entry) || entry.length !== 2) invalidArg('[name, tensor] pairs', 'tensors', entry)
+    const [name, value] = entry as [string, TensorSource | Tensor]
     if (typeof name !== 'string' || name === '' || name === '__metadata__') invalidArg('a tensor name other than __metadata__', 'tensor name', name)
     if (seen.has(name)) invalidArg('unique tensor names', 'tensors', name)
     seen.add(name)

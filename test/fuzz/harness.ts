@@ -136,7 +136,16 @@ export function release(value: unknown): void {
   if (value instanceof Tensor) value.dispose()
   else if (Array.isArray(value)) value.forEach((v) => v instanceof Tensor && v.dispose())
   else if (value && typeof value === 'object') {
-    for (const v of Object.values(value)) if (v instanceof Tensor) v.dispose()
+    let values: unknown[]
+    try {
+      values = Object.values(value)
+    } catch (e) {
+      // A call may hand back the caller's own object (toPlain returns what it does not convert): a throwing
+      // getter of the caller's is not the library's error, and such an object holds no tensor of ours.
+      if (e instanceof CallerError) return
+      throw e
+    }
+    for (const v of values) if (v instanceof Tensor) v.dispose()
     if (typeof (value as { dispose?: unknown }).dispose === 'function' && !(value instanceof Tensor)) {
       try {
         ;(value as { dispose(): void }).dispose()
