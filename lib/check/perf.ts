@@ -245,6 +245,22 @@ const widths = (dry: boolean) =>
 type TransformerOp = 'rmsNorm' | 'rmsNormBackward' | 'rope' | 'swiglu' | 'swigluBackward' | 'add' | 'cast' | 'embedding'
 const TRANSFORMER_OPS: readonly TransformerOp[] = ['rmsNorm', 'rmsNormBackward', 'rope', 'swiglu', 'swigluBackward', 'add', 'cast', 'embedding']
 
+/** Inputs for a timing row on the context's device, kept in `made` so the row disposes them all at the end. */
+function tensorMaker(ctx: PerfContext) {
+  const made: Tensor[] = []
+  const rand = async (dims: number[], k: number, dt: 'f32' | 'bf16' = 'bf16', low = -2, high = 2) => {
+    const t = await randomUniform(dims, { dtype: dt, device: ctx.device, seed: ctx.seed * 16 + k, low, high })
+    made.push(t)
+    return t
+  }
+  const int32 = (data: Int32Array, dims: number[]) => {
+    const t = Tensor.from(data, dims, { device: ctx.device })
+    made.push(t)
+    return t
+  }
+  return { made, rand, int32 }
+}
+
 /**
  * One memory-bound transformer op in bf16 (cast: f32 master weights to bf16): its inputs made on the device, two
  * sets alternating, timed with CUDA events; GB/s over the bytes it must move (each input read once, each output
@@ -262,17 +278,7 @@ function transformerOpCase(op: TransformerOp): PerfCase {
     async ours(ctx) {
       const w = widths(ctx.dry)
       const e = 2
-      const made: Tensor[] = []
-      const rand = async (dims: number[], k: number, dt: 'f32' | 'bf16' = 'bf16', low = -2, high = 2) => {
-        const t = await randomUniform(dims, { dtype: dt, device: ctx.device, seed: ctx.seed * 16 + k, low, high })
-        made.push(t)
-        return t
-      }
-      const int32 = (data: Int32Array, dims: number[]) => {
-        const t = Tensor.from(data, dims, { device: ctx.device })
-        made.push(t)
-        return t
-      }
+      const { made, rand, int32 } = tensorMaker(ctx)
       try {
         // Two input sets, so that a repetition does not find the previous one's data in the device's 50 MB L2.
         const sets: { bytes: number; run: () => Promise<unknown> }[] = []
@@ -360,17 +366,7 @@ function modelOpCase(op: ModelOpRow): PerfCase {
     async ours(ctx) {
       const d = decode(ctx.dry), w = widths(ctx.dry)
       const e = 2
-      const made: Tensor[] = []
-      const rand = async (dims: number[], k: number, dt: 'f32' | 'bf16' = 'bf16', low = -2, high = 2) => {
-        const t = await randomUniform(dims, { dtype: dt, device: ctx.device, seed: ctx.seed * 16 + k, low, high })
-        made.push(t)
-        return t
-      }
-      const int32 = (data: Int32Array, dims: number[]) => {
-        const t = Tensor.from(data, dims, { device: ctx.device })
-        made.push(t)
-        return t
-      }
+      const { made, rand, int32 } = tensorMaker(ctx)
       try {
         // Two input sets where the inputs are large (a repetition must not find the previous one's in L2).
         const sets: { bytes: number; run: () => Promise<unknown> }[] = []

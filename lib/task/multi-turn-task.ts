@@ -16,7 +16,7 @@ import { invalidArg } from '../errors.js'
 import { buildToolPrompt, pythonJson, renderCalls, renderChatML, toolTurnRenderer, type ChatMessage } from '../prompt.js'
 import type { ToolFunction } from '../trainer/types.js'
 import { WordTokenizer } from './tokenizer.js'
-import { mulberry32, toolTaskSpecials, type ToolCallValue, type ToolSpec } from './tool-task.js'
+import { HELD_OUT_SHARE, count, heldOutRequest, mulberry32, toolTaskSpecials, type ToolCallValue, type ToolSpec } from './tool-task.js'
 
 /** A lookup's hidden records: lookup argument value → the result the tool returns. */
 export type LookupRecords = Record<string, Record<string, string | number>>
@@ -202,25 +202,14 @@ function makeExample(id: string, rng: Rng, distractors: number): MultiTurnExampl
   }
 }
 
-function count(value: unknown, what: string, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) < 0) invalidArg('a non-negative integer', what, value)
-  return value as number
-}
-
-const HELD_OUT_SHARE = 8
-
-function heldOutRequest(query: string): boolean {
-  let h = 0x811c9dc5
-  for (let i = 0; i < query.length; i++) h = Math.imul(h ^ query.charCodeAt(i), 0x01000193)
-  return (h >>> 0) % HELD_OUT_SHARE === 3
-}
+/** The multi-turn task's held-out residue of the shared request hash (the single-turn task holds out 0). */
+const HELD_OUT_BUCKET = 3
 
 function drawSplit(n: number, prefix: string, heldOut: boolean, rng: Rng, distractors: number): MultiTurnExample[] {
   const out: MultiTurnExample[] = []
   for (let tries = 0; out.length < n && tries < n * HELD_OUT_SHARE * 20; tries++) {
     const e = makeExample(`${prefix}-${out.length}`, rng, distractors)
-    if (heldOutRequest(e.query) === heldOut) out.push(e)
+    if (heldOutRequest(e.query, HELD_OUT_BUCKET) === heldOut) out.push(e)
   }
   return out
 }

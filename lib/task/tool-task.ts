@@ -298,23 +298,25 @@ function makeExample(id: string, rng: Rng, twoCallShare: number, distractors: nu
   }
 }
 
-function count(value: unknown, what: string, fallback: number): number {
+/** A task option that counts something: `fallback` when absent, else a non-negative safe integer. */
+export function count(value: unknown, what: string, fallback: number): number {
   if (value === undefined) return fallback
   if (!Number.isSafeInteger(value) || (value as number) < 0) invalidArg('a non-negative integer', what, value)
   return value as number
 }
 
 /**
- * Which split a request belongs to: a hash of its text puts 1 in `HELD_OUT_SHARE` requests in the held-out
- * split only. Both splits are then drawn from the same generator (same tools, same share of two-call requests)
- * and never share a request; the held-out requests are new combinations of phrasings and values.
+ * Which split a request belongs to: a hash (FNV-1a) of its text puts 1 in `HELD_OUT_SHARE` requests in the
+ * held-out split only. Both splits are then drawn from the same generator (same tools, same share of two-call
+ * requests) and never share a request; the held-out requests are new combinations of phrasings and values.
+ * `bucket` picks which residue is held out (each task keeps its own, so its splits stay as recorded in bench/).
  */
-const HELD_OUT_SHARE = 8
+export const HELD_OUT_SHARE = 8
 
-function heldOutRequest(query: string): boolean {
+export function heldOutRequest(query: string, bucket = 0): boolean {
   let h = 0x811c9dc5
   for (let i = 0; i < query.length; i++) h = Math.imul(h ^ query.charCodeAt(i), 0x01000193)
-  return (h >>> 0) % HELD_OUT_SHARE === 0
+  return (h >>> 0) % HELD_OUT_SHARE === bucket
 }
 
 function drawSplit(n: number, prefix: string, heldOut: boolean, rng: Rng, twoCallShare: number, distractors: number): ToolTaskExample[] {
