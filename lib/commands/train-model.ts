@@ -21,7 +21,8 @@ import { renderCalls, renderChatML, type ChatMessage, type PromptToolCall } from
 import { defaultDevice } from '../tensor.js'
 import { Trainer, presets, type StepMetrics, type TrainerPrompt } from '../trainer.js'
 import { TransformerPolicy } from '../transformer-policy.js'
-import { Progress, renderCurves, table } from './train-report.js'
+import { ProgressBar } from './progress.js'
+import { renderCurves, table } from './train-report.js'
 
 const USAGE = `Usage: node-grpo train --model <dir> --data <prepared.jsonl> [options]
 
@@ -242,7 +243,7 @@ export async function run(args: string[]): Promise<number> {
       out(`held-out binary reward before GRPO: ${before.reward.toFixed(3)}`)
     }
     out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset, lr ${config.lr}`)
-    const progress = new Progress(config.steps, config.quiet)
+    const progress = new ProgressBar(config.steps, { quiet: config.quiet })
     const saved: string[] = []
     let recent: number[] = []
     const result = await trainer.train(train, {

@@ -1,44 +1,8 @@
 /**
- * What the training commands print and draw (`node-grpo train`, with and without `--model`): the progress bar,
- * the before/after table and the curves (vega-lite, rendered to SVG without a browser).
+ * What the training commands print and draw (`node-grpo train`, with and without `--model`): the before/after
+ * table and the curves (vega-lite, rendered to SVG without a browser).
  */
 import type { EvaluateResult, StepMetrics } from '../trainer.js'
-
-/** A one-line progress bar, redrawn in place on a terminal, printed every 10% otherwise. */
-export class Progress {
-  #total: number
-  #tty: boolean
-  #quiet: boolean
-  #lastPrinted = -1
-  #start = performance.now()
-
-  constructor(total: number, quiet: boolean) {
-    this.#total = total
-    this.#tty = process.stdout.isTTY === true
-    this.#quiet = quiet
-  }
-
-  update(done: number, text: string): void {
-    if (this.#quiet || this.#total === 0) return
-    const width = 24
-    const filled = Math.round((done / this.#total) * width)
-    const seconds = ((performance.now() - this.#start) / 1000).toFixed(0)
-    const line = `  [${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(done).padStart(String(this.#total).length)}/${this.#total} ${text} ${seconds}s`
-    if (this.#tty) {
-      process.stdout.write(`\r${line}\x1b[K`)
-      return
-    }
-    const decile = Math.floor((done / this.#total) * 10)
-    if (decile !== this.#lastPrinted || done === this.#total) {
-      this.#lastPrinted = decile
-      process.stdout.write(line + '\n')
-    }
-  }
-
-  end(): void {
-    if (this.#tty && !this.#quiet && this.#total > 0) process.stdout.write('\n')
-  }
-}
 
 function ema(values: readonly number[], alpha: number): number[] {
   let s = values[0] ?? 0

@@ -37,7 +37,8 @@ import { fitMultiTurnTokenizer, generateMultiTurnTask, multiTurnToolFunctions, t
 import { toolTurnRenderer } from '../prompt.js'
 import { defaultDevice } from '../tensor.js'
 import { Trainer, presets, toolCallReward, type RewardFunction, type ToolFunction, type TrainerOptions, type TrainerPrompt } from '../trainer.js'
-import { Progress, renderCurves, table } from './train-report.js'
+import { ProgressBar } from './progress.js'
+import { renderCurves, table } from './train-report.js'
 
 const USAGE = `Usage: node-grpo train [options]
 
@@ -436,7 +437,7 @@ export async function run(args: string[]): Promise<number> {
       config.filterGroups > 1 ? `filterGroups ${config.filterGroups} rounds` : '',
     ].filter(Boolean)
     out(`GRPO: ${config.steps} steps x ${config.batch} prompts x group ${presets.toolN1.groupSize}, Tool-N1 preset (${extras.join(', ')}), lr ${config.lr}`)
-    const progress = new Progress(config.steps, config.quiet || !writer)
+    const progress = new ProgressBar(config.steps, { quiet: config.quiet || !writer })
     const evals: { step: number; reward: number }[] = [{ step: 0, reward: before.reward }]
     let recent: number[] = []
     let lastEval = before.reward
