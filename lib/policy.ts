@@ -171,15 +171,20 @@ export function hasLinearHead(policy: Policy): policy is LinearHeadPolicy {
   return typeof p.hiddenStates === 'function' && typeof p.backwardHidden === 'function'
 }
 
-/** Token ids of a policy with a vocabulary of V: an array or typed array of integers in [0, V), copied. */
-export function tokenIds(value: unknown, what: string, V: number): Int32Array {
+/**
+ * Token ids: an array or typed array of integers in [0, V), copied (without a V, any non-negative 32-bit id: a
+ * RolloutBatch from an external sampler need not know the vocabulary).
+ */
+export function tokenIds(value: unknown, what: string, V?: number): Int32Array {
   const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
   if (!isArrayLike) invalidArg('an array of token ids', what, value)
   const a = value as ArrayLike<number>
   const out = new Int32Array(a.length)
   for (let i = 0; i < a.length; i++) {
     const t = a[i]!
-    if (!Number.isInteger(t) || t < 0 || t >= V) invalidArg(`a token id in [0, ${V})`, `${what}[${i}]`, t)
+    if (!Number.isInteger(t) || t < 0 || t > 2147483647 || (V !== undefined && t >= V)) {
+      invalidArg(V === undefined ? 'a non-negative 32-bit token id' : `a token id in [0, ${V})`, `${what}[${i}]`, t)
+    }
     out[i] = t
   }
   return out

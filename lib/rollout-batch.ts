@@ -12,7 +12,7 @@
 import type { Device } from './dtype.js'
 import { GrpoError, fail, invalidArg } from './errors.js'
 import { groupAdvantages } from './ops.js'
-import type { PolicyBatch } from './policy.js'
+import { tokenIds, type PolicyBatch } from './policy.js'
 import { Tensor, defaultDevice } from './tensor.js'
 
 export interface Rollout {
@@ -76,21 +76,6 @@ export interface GroupStatistics {
   std: Float64Array
   /** Share of groups whose rewards are all equal (they carry no learning signal). */
   zeroStdFraction: number
-}
-
-function tokens(value: unknown, what: string, V: number | undefined): Int32Array {
-  const isArrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))
-  if (!isArrayLike) invalidArg('an array of token ids', what, value)
-  const a = value as ArrayLike<number>
-  const out = new Int32Array(a.length)
-  for (let i = 0; i < a.length; i++) {
-    const t = a[i]!
-    if (!Number.isInteger(t) || t < 0 || t > 2147483647 || (V !== undefined && t >= V)) {
-      invalidArg(V === undefined ? 'a non-negative 32-bit token id' : `a token id in [0, ${V})`, `${what}[${i}]`, t)
-    }
-    out[i] = t
-  }
-  return out
 }
 
 /** A 0/1 mask of one completion (`length` entries), or null when every token counts (and none is 0). */
@@ -207,8 +192,8 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
     rollouts.forEach((r, i) => {
       const what = `rollouts[${i}]`
       if (typeof r !== 'object' || r === null) invalidArg('a {prompt, completion, reward, group} object', what, r)
-      prompts.push(tokens(r.prompt, `${what}.prompt`, vocabSize))
-      const c = tokens(r.completion, `${what}.completion`, vocabSize)
+      prompts.push(tokenIds(r.prompt, `${what}.prompt`, vocabSize))
+      const c = tokenIds(r.completion, `${what}.completion`, vocabSize)
       if (c.length === 0) fail('ERR_GRPO_SHAPE', 'a completion of at least 1 token', `${what}.completion`, 'an empty completion')
       if (c.length > maxLength) fail('ERR_GRPO_SHAPE', `a completion of at most ${maxLength} tokens (maxLength)`, `${what}.completion`, `${c.length} tokens`)
       completions.push(c)
@@ -283,8 +268,8 @@ export class RolloutBatch implements PolicyBatch, Disposable, AsyncDisposable {
     const masks: (Uint8Array | null)[] = []
     examples.forEach((e, i) => {
       if (typeof e !== 'object' || e === null) invalidArg('a {prompt, completion} object', `examples[${i}]`, e)
-      prompts.push(tokens(e.prompt, `examples[${i}].prompt`, vocabSize))
-      const c = tokens(e.completion, `examples[${i}].completion`, vocabSize)
+      prompts.push(tokenIds(e.prompt, `examples[${i}].prompt`, vocabSize))
+      const c = tokenIds(e.completion, `examples[${i}].completion`, vocabSize)
       if (c.length === 0) fail('ERR_GRPO_SHAPE', 'a completion of at least 1 token', `examples[${i}].completion`, 'an empty completion')
       if (c.length > maxLength) fail('ERR_GRPO_SHAPE', `a completion of at most ${maxLength} tokens (maxLength)`, `examples[${i}].completion`, `${c.length} tokens`)
       completions.push(c)
