@@ -159,6 +159,8 @@ export async function writeTrainingData(options: {
   const isWritable = (v: unknown): v is Writable =>
     typeof v === 'object' && v !== null && ['write', 'end', 'on', 'off', 'destroy'].every((k) => typeof (v as Record<string, unknown>)[k] === 'function')
   if (typeof out !== 'string' && !isWritable(out)) invalidArg('a file path or a writable stream', 'options.out', out)
+  // createWriteStream throws a TypeError for these before any 'error' event could name the file.
+  if (typeof out === 'string' && (out === '' || out.includes('\0'))) invalidArg('a file path (not empty, no NUL character)', 'options.out', out)
   if (options.xlam === undefined && options.toolace === undefined) invalidArg('at least one of xlam and toolace', 'options', options)
   if (options.xlam !== undefined) checkTextSource(options.xlam, 'options.xlam')
   if (options.toolace !== undefined) checkTextSource(options.toolace, 'options.toolace')

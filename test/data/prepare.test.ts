@@ -231,6 +231,9 @@ t.test('bad options and failing outputs', async (t) => {
   await t.rejects(prepareData({ xlam: 'x', onInstance: 5 as never }), { message: /options\.onInstance/ })
   const dir = t.testdir({ 'x.jsonl': xlamRecords.map((r) => JSON.stringify(r)).join('\n') })
   await t.rejects(writeTrainingData({ xlam: join(dir, 'x.jsonl'), out: join(dir, 'missing', 'out.jsonl') }), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /writable file for .*ENOENT/, cause: { code: 'ENOENT' } })
+  for (const out of ['', 'a\u0000b']) {
+    await t.rejects(writeTrainingData({ xlam: join(dir, 'x.jsonl'), out }), { name: 'GrpoError', code: 'ERR_GRPO_INVALID_ARG', message: /not empty, no NUL character/ })
+  }
   const failing = new Writable({
     write(_chunk, _encoding, callback) {
       callback(new Error('disk full'))
