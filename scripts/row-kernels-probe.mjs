@@ -1,7 +1,8 @@
 // Where the time of the CPU row ops goes (issue 19): in one process, the machine's probes (copy, read, exp)
 // and the ops at 256 x 151936 (f32, bf16), each the median of `reps`, alternating two input sets so a run
 // never finds the previous run's rows in cache; plus each op at one row that stays in L2 (the same row
-// repeated: the compute cost alone). Run with GRPO_NUM_THREADS=1 and 2 to see the scaling.
+// repeated: the compute cost alone), and how much of the memory time and the exp time overlap. Run with
+// GRPO_NUM_THREADS=1 and 2 to see the scaling (the per-core limits with 1).
 //   node scripts/row-kernels-probe.mjs [reps]
 import { ops, Tensor } from '../dist/index.js'
 import { native } from '../dist/native.js'
@@ -41,6 +42,10 @@ for (const dtype of ['f32', 'bf16']) {
   const tg = await time(sets.map((s) => () => ops.grpoLoss(s))), tgc = cpu
   const copyLimit = ms(2 * bytes, m.copyGBps), readLimit = ms(bytes, m.readGBps)
   const expMs = (N * V) / m.expPerSecond * 1e3
+  // How much of the smaller of the two costs (memory alone, exponentials alone) the op hides under the other:
+  // 1 = the op costs max(memory, exp), 0 = it costs their sum.
+  const overlap = (t, mem) => ((mem + expMs - t) / Math.min(mem, expMs)).toFixed(2)
+  console.log(`${dtype} overlap of memory and exp time: tokenLogprobs ${overlap(tl, readLimit)}, grpoLoss ${overlap(tg, copyLimit)}`)
   console.log(`${dtype} 256 rows from memory: tokenLogprobs ${tl.toFixed(2)} ms (${(tl / readLimit).toFixed(2)}x 1R ${readLimit.toFixed(2)} ms; cpu/thread ${tlc.toFixed(2)} ms), ` +
     `grpoLoss ${tg.toFixed(2)} ms (${(tg / copyLimit).toFixed(2)}x 1R+1W ${copyLimit.toFixed(2)} ms; cpu/thread ${tgc.toFixed(2)} ms); exp limit ${expMs.toFixed(2)} ms`)
   // 8 rows in L2 per thread: compute only (the logits and the gradient stay in cache)
