@@ -201,6 +201,10 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
   int64_t NT = std::min(kTaskColumns, NC);
   while (NT > NR && mBlocks * ceilDiv(NC, NT) < 4 * threads) NT = std::max(NR, roundUp(NT / 2, NR));
 
+  // A read in place by the micro-kernel (AMX on a row-major bf16 A) instead of packed: packing copies every
+  // element of A once per strip, which a thin B (few panels per task) does not amortize.
+  const bool directA = kern.microRowsA && p.A.dtype == DType::BF16 && p.A.colStride == 1;
+
   AlignedArray packedB(static_cast<size_t>(pcPerBlock * (NC / NR) * KCP * NR * eb));
   // With the depth in several blocks, the partial sums of a strip live in one f32 array across them.
   std::unique_ptr<AlignedArray> partial;
@@ -252,12 +256,20 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
           for (int64_t pc = 0; pc < pcCount; pc++) {
             const int64_t k0 = kStart + pc * KC, kc = std::min(KC, kEnd - k0), kcp = roundUp(kc, kern.kAlign);
             const bool accumulate = kb > 0 || pc > 0;
-            kern.packA(p.A, m0, mc, k0, kc, kcp, packedA);
+            // Panels read in place (no padding needed: MR whole rows, whole k steps) come first; the rest packed.
+            const int64_t direct = directA && kc == kcp ? mc / MR : 0;
+            if (direct < mPanels) kern.packA(p.A, m0 + direct * MR, mc - direct * MR, k0, kc, kcp, packedA + direct * MR * kcp * eb);
             const char* bBase = static_cast<const char*>(packedB.ptr) + (pc * (NC / NR) + nLocal / NR) * KCP * NR * eb;
             for (int64_t jr = 0; jr < nPanels; jr++) {
               const char* b = bBase + jr * KCP * NR * eb;
               for (int64_t ir = 0; ir < mPanels; ir++) {
-                kern.micro(kcp, packedA + ir * MR * kcp * eb, b, tile + ir * MR * ld + jr * NR, ld, accumulate);
+                float* c = tile + ir * MR * ld + jr * NR;
+                if (ir < direct) {
+                  const char* a = static_cast<const char*>(p.A.data) + ((m0 + ir * MR) * p.A.rowStride + k0) * eb;
+                  kern.microRowsA(kcp, a, p.A.rowStride, b, c, ld, accumulate);
+                } else {
+                  kern.micro(kcp, packedA + ir * MR * kcp * eb, b, c, ld, accumulate);
+                }
               }
             }
           }

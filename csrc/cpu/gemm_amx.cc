@@ -50,11 +50,12 @@ void leave() { _tile_release(); }
 void enterTiles() { enter(); }
 namespace {
 
-void microAmx(int64_t kcp, const void* ap, const void* bp, float* c, int64_t ldc, bool accumulate) {
-  const uint16_t* a = static_cast<const uint16_t*>(ap);  // [32][kcp]
-  const uint16_t* b = static_cast<const uint16_t*>(bp);  // [kcp/2][32][2]
+// A: 32 rows, row r at a + r * lda (elements), contiguous along k; B: the pair panel [kcp/2][32][2].
+void microAmxRows(int64_t kcp, const void* ap, int64_t lda, const void* bp, float* c, int64_t ldc, bool accumulate) {
+  const uint16_t* a = static_cast<const uint16_t*>(ap);
+  const uint16_t* b = static_cast<const uint16_t*>(bp);
   const long cStride = static_cast<long>(ldc * 4);
-  const long aStride = static_cast<long>(kcp * 2);
+  const long aStride = static_cast<long>(lda * 2);
   if (accumulate) {
     _tile_loadd(0, c, cStride);
     _tile_loadd(1, c + 16, cStride);
@@ -75,7 +76,7 @@ void microAmx(int64_t kcp, const void* ap, const void* bp, float* c, int64_t ldc
     _tile_dpbf16ps(0, 4, 6);
     _tile_loadd(7, b + k * kNr + 32, 128);
     _tile_dpbf16ps(1, 4, 7);
-    _tile_loadd(5, a + 16 * kcp + k, aStride);
+    _tile_loadd(5, a + 16 * lda + k, aStride);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
@@ -85,8 +86,13 @@ void microAmx(int64_t kcp, const void* ap, const void* bp, float* c, int64_t ldc
   _tile_stored(3, c + 16 * ldc + 16, cStride);
 }
 
+// The packed A panel is [32][kcp]: rows kcp elements apart.
+void microAmx(int64_t kcp, const void* a, const void* b, float* c, int64_t ldc, bool accumulate) {
+  microAmxRows(kcp, a, kcp, b, c, ldc, accumulate);
+}
+
 const GemmKernel kAmx{"amx-bf16", kMr, kNr, 32, 512, kMr * 4, 2,
-                      packARows<kMr>, packBPairs<kNr>, microAmx, enter, leave};
+                      packARows<kMr>, packBPairs<kNr>, microAmx, enter, leave, microAmxRows};
 
 }  // namespace
 }  // namespace gemm_amx

@@ -8,9 +8,9 @@
 
 namespace grpo::cpu {
 namespace {
-constexpr int kMr = 14, kNv = 2, kW = 16;
-constexpr GemmKernel kF32 = gemm_avx512::broadcastKernel<kMr, kNv, kW>("avx512", 256, kMr * 12);
-constexpr GemmKernel kBf16 = gemm_avx512::broadcastKernel<kMr, kNv, kW>("avx512 (bf16 widened to f32)", 256, kMr * 12);
+constexpr int kMr = 14, kNv = 2, kW = 16, kPrefetch = 32;  // kPrefetch: see microBroadcast
+constexpr GemmKernel kF32 = gemm_avx512::broadcastKernel<kMr, kNv, kW, kPrefetch>("avx512", 256, kMr * 12);
+constexpr GemmKernel kBf16 = gemm_avx512::broadcastKernel<kMr, kNv, kW, kPrefetch>("avx512 (bf16 widened to f32)", 256, kMr * 12);
 }  // namespace
 const GemmKernel* gemmKernelAvx512() { return &kF32; }
 const GemmKernel* gemmKernelAvx512Bf16Widened() { return &kBf16; }

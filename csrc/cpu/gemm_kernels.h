@@ -31,6 +31,10 @@ struct GemmKernel {
   // Per-thread set-up before micro-kernels run and clean-up after (AMX tile configuration); may be null.
   void (*enter)();
   void (*leave)();
+  // Optional (AMX): `micro` with the A panel read in place, its MR rows lda elements apart and contiguous
+  // along k (a row-major bf16 A, whose rows are already the tile rows). The driver uses it for panels of MR
+  // whole rows over whole 32-k steps, where there is nothing to pad, and skips packing them.
+  void (*microRowsA)(int64_t kcp, const void* a, int64_t lda, const void* b, float* c, int64_t ldc, bool accumulate) = nullptr;
 };
 
 // nullptr where the instruction set is not compiled in (non-x86 builds).

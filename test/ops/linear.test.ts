@@ -107,6 +107,10 @@ const shapes: Case[] = [
   { N: 4097, K: 9, M: 5 },
   { N: 6, K: 11, M: 4097 },
   { N: 200, K: 520, M: 300 },
+  // AMX reads whole 32-row panels of a row-major A in place (gemm.cc's directA): 97 = 3 whole panels + 1 packed
+  // row; K = 544 = one 512-deep block + one 32-deep block that starts at column 512 of each row
+  { N: 97, K: 544, M: 40 },
+  { N: 32, K: 32, M: 32 },
 ]
 const bigShapes: Case[] = [{ N: 300, K: 1030, M: 513 }]
 const heavy = process.env.GRPO_TEST_HUGE === '1' || TEST_SCALE > 1
