@@ -51,7 +51,7 @@ Options:
   --max-turns N         model turns per trajectory with --task multi-turn (default 3)
   --policy P            log-linear (default) or transformer: a small Qwen2-layout decoder created from
                         scratch (2 layers, hidden 128, 4 heads of 32, tied embeddings; TransformerPolicy)
-  --steps N             GRPO steps (default 300; 100 with --task multi-turn; transformer 120)
+  --steps N             GRPO steps (default 300; 100 with --task multi-turn; transformer 240)
   --seed N              seed of the task, the sampling and the data order (default 1)
   --device cpu|cuda     where the policy lives (default: the active backend's device)
   --out DIR             output folder (default runs/<time>)
@@ -184,7 +184,7 @@ function parseConfig(args: string[]): Config | null {
     reward,
     toolReward,
     policy,
-    steps: integer(values.steps, '--steps', tf ? 120 : multiTurn ? 100 : 300, 0),
+    steps: integer(values.steps, '--steps', tf ? 240 : multiTurn ? 100 : 300, 0),
     seed: integer(values.seed, '--seed', 1, 0),
     device,
     out: resolve(values.out ?? join('runs', stamp)),
