@@ -48,7 +48,7 @@ type HeadDtype = 'f32' | 'bf16'
  * "Fused linear loss" has the measurements behind the size.
  */
 export const LINEAR_CHUNK_DEFAULTS: Readonly<Record<'cpu' | 'cuda', { chunkTokens: number; chunkVocab: number; wholeVocabBytes?: number }>> = {
-  cpu: { chunkTokens: 1024, chunkVocab: 4096, wholeVocabBytes: 48 * 2 ** 20 },
+  cpu: { chunkTokens: 1024, chunkVocab: 4096, wholeVocabBytes: 40 * 2 ** 20 },
   cuda: { chunkTokens: 4096, chunkVocab: 16384 },
 }
 

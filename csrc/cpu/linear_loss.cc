@@ -445,18 +445,23 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
         if (bf16) tiles.toBf16(row, logits16.data() + i * V, V);
       }
     });
-    {  // gh[n, H] = dZ[n, V] · W
+    // gh[n, H] = dZ[n, V] · W, over blocks of the vocabulary: one product of depth V would pack 32 MiB of W at
+    // once (the GEMM's budget), a block of 2048 rows packs a quarter of that, and the peak memory is the target.
+    constexpr int64_t kDxBlock = 2048;
+    for (int64_t v0 = 0; v0 < V; v0 += kDxBlock) {
+      const int64_t vc = std::min(kDxBlock, V - v0);
       cpu::GemmProblem p;
       p.M = n;
       p.N = H;
-      p.K = V;
-      p.A = cpu::GemmMatrix{dz, dzType, V, 1};
-      p.B = cpu::GemmMatrix{head.weightRow(0), a.weight.dtype, H, 1};
+      p.K = vc;
+      p.A = cpu::GemmMatrix{static_cast<const char*>(dz) + v0 * static_cast<int64_t>(dtypeSize(dzType)), dzType, V, 1};
+      p.B = cpu::GemmMatrix{head.weightRow(v0), a.weight.dtype, H, 1};
       p.widen = !bf16;
       cpu::GemmOutput o;
       o.data = gh.data();
       o.dtype = DType::F32;
       o.ld = H;
+      o.accumulate = v0 > 0;
       cpu::gemm(p, o);
     }
     if (c.gradWeight.defined()) {  // gradWeight += dZᵀ · chunk
