@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <string>
@@ -90,6 +91,13 @@ size_t streamGradBytes() {
   return bytes;
 }
 
+// GRPO_CPU_GSPO_PREPASS=1 makes GSPO from logits take the statistics pass first even where it could rescale
+// provisional rows (read on every call: the tests and bench/gspo-logits.mjs compare both paths in one process).
+bool gspoPrepassForced() {
+  const char* env = std::getenv("GRPO_CPU_GSPO_PREPASS");
+  return env && *env && std::strcmp(env, "0") != 0;
+}
+
 // Per-thread buffers of the fused loss, two sets (the row whose statistics are being taken, and the row
 // whose gradient is being written; the fused one-loop path shares one set between them): the row's exponentials (V + 64 floats: kernels store whole vectors), the
 // running max of each chunk and the chunk factors. Reused row after row, so they stay in L2.
@@ -114,6 +122,16 @@ cpu::RowChunks chunksFor(const void* gradRow, size_t outBytes) {
   if (misalign != 0 && misalign % outBytes == 0) chunks.first = static_cast<int64_t>((64 - misalign) / outBytes);
   return chunks;
 }
+
+// What GSPO's second half (rescaleSequenceRows) needs of a row the fused pass wrote provisionally.
+struct ProvisionalRow {
+  double logp = 0;
+  double oneMinusPy = 0;  // 1 - p_y = S_o / S, in double
+  float entropy = 0;
+};
+void rescaleSequenceRows(GrpoLossCall& c, const TokenInputs& inputs, const std::vector<double>& scales,
+                         const LossContext& context, const std::vector<ProvisionalRow>& provisionalRows,
+                         TokenRecord* records);
 
 }  // namespace
 
@@ -158,13 +176,20 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
   const LossParams& params = c.params;
   std::vector<double> scales = sequenceScales(c.mask.defined() ? c.mask.data<uint8_t>() : nullptr, c.B, c.L, params);
   const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
-  // GSPO's sequence ratio and the top-entropy selection need every token's logp or entropy before any gradient:
-  // a statistics pass over the logits first (tokenLogprobs), then the fused pass.
+  // GSPO's sequence ratio and the top-entropy selection need every token's logp or entropy before any gradient.
+  // GSPO without an entropy bonus (a token's gradient row is then its logp's derivative times one coefficient):
+  // the fused pass writes each row with the provisional coefficient a0 = w / T, and rescaleSequenceRows turns
+  // it into the gradient once the sequences' log-ratios are known (one read and write of the gradient, no second
+  // pass of exponentials over the logits). f16 gradients keep the statistics pass first: a provisional f16 row
+  // would round twice, in f16's subnormal range too. Everything else: a statistics pass over the logits first
+  // (tokenLogprobs), then the fused pass.
+  const bool provisional = LossContext::needsLogp(params) && !LossContext::needsEntropy(params) &&
+                           params.entropyCoef == 0 && c.grad.dtype != DType::F16 && !gspoPrepassForced();
   LossStats contextStats;
   ContextInputs ctxIn{mask, nullptr, nullptr, c.old.defined() ? c.old.data<float>() : nullptr,
                       c.rollout.defined() ? c.rollout.data<float>() : nullptr, c.B, c.L};
   TokenLogprobsCall pre;
-  if (LossContext::needsLogp(params) || LossContext::needsEntropy(params)) {
+  if (!provisional && (LossContext::needsLogp(params) || LossContext::needsEntropy(params))) {
     pre.logits = c.logits;
     pre.targets = c.targets;
     pre.mask = c.mask;
@@ -178,7 +203,10 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
     ctxIn.logp = pre.logp.data<float>();
     if (pre.entropy) ctxIn.entropy = pre.entropyOut.data<float>();
   }
-  const LossContext context = buildLossContext(ctxIn, params, &contextStats);
+  const LossContext context = provisional ? LossContext{} : buildLossContext(ctxIn, params, &contextStats);
+  std::vector<ProvisionalRow> provisionalRows(provisional ? rows : 0);
+  TokenTerms unitTerms{};  // the provisional row's terms: dlogp = 1, no entropy term
+  unitTerms.dlogp = 1;
   const int32_t* targets = c.targets.data<int32_t>();
   const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr,
                            c.ref.defined() ? c.ref.data<float>() : nullptr, c.advantages.data<float>(),
@@ -251,8 +279,12 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       logpOut[i] = static_cast<float>(r.logp);
       const double logp = r.logp;  // not rounded to f32 first (as on cuda): old - logp can be ~1e-4
       if (!params.hasOld) old = logp;
-      TokenTerms terms = tokenTerms(logp, old, ref, adv, r.entropy, params, context.at(i, c.L));
       const double w = scales[i / c.L];
+      if (provisional) {
+        // The gradient row with dlogp = 1 (b = 0); the terms and the record come in rescaleSequenceRows.
+        provisionalRows[i] = ProvisionalRow{logp, r.oneMinusPy, r.entropy};
+      }
+      const TokenTerms terms = provisional ? unitTerms : tokenTerms(logp, old, ref, adv, r.entropy, params, context.at(i, c.L));
       // dx_j = -p_j (a + b (z_j - E[z])) + [j = y] a  with  a = g_t / T, b = gH_t / T,  z_j - E[z] = ln2 t_j - eShift.
       const double a = w * terms.dlogp * invT;
       const double b = -w * terms.entropyCoef * invT;
@@ -277,16 +309,59 @@ void cpu::CpuBackend::grpoLoss(GrpoLossCall& c) {
       gp.targetGrad = static_cast<float>(a * r.oneMinusPy - b * r.py * (kLn2 * r.targetT - eShift));
       pending.row = i;
       pending.slot = slot;
-      records[i] = recordToken(terms, w, logp, old, r.entropy, params);
+      if (!provisional) records[i] = recordToken(terms, w, logp, old, r.entropy, params);
     }
     if (pending.row >= 0) writeGradient(0, pending.gp.chunks.count(c.V));
     // A vocabulary far beyond any model's (the buffers are 8V bytes) does not stay allocated after the op.
     if (scratch.floats() > kKeepScratchLimit) scratch = RowScratch{};
   });
   throwRowStatus(status.data(), rows, c.targets.data<int32_t>(), &inputs, c.L, c.V);
+  if (provisional) {
+    ctxIn.logp = logpOut;  // the fused pass's own log-probs (0 at masked positions, as tokenLogprobs writes)
+    const LossContext sequenceContext = buildLossContext(ctxIn, params, &contextStats);
+    rescaleSequenceRows(c, inputs, scales, sequenceContext, provisionalRows, records.data());
+  }
   c.stats = reduceStats(records.data(), static_cast<int64_t>(records.size()));
   mergeContextStats(contextStats, &c.stats);
 }
+
+// GSPO from logits, second half (see grpoLoss): row i holds the gradient of its token with dlogp = 1, that is
+// w/T times d logp / d x, its target entry included. Every term of the loss but the entropy bonus (which is off
+// here) reaches the logits through logp, so the gradient is that row times the token's dlogp: a rescale in
+// place, and the target entry written again from the exact (1 - p_y) in double, as the one-pass loss does.
+namespace {
+void rescaleSequenceRows(GrpoLossCall& c, const TokenInputs& inputs, const std::vector<double>& scales,
+                         const LossContext& context, const std::vector<ProvisionalRow>& provisionalRows,
+                         TokenRecord* records) {
+  const int64_t rows = c.B * c.L;
+  const LossParams& params = c.params;
+  const uint8_t* mask = c.mask.defined() ? c.mask.data<uint8_t>() : nullptr;
+  const int32_t* targets = c.targets.data<int32_t>();
+  const size_t outBytes = dtypeSize(c.grad.dtype);
+  char* gradBase = static_cast<char*>(c.grad.storage->data());
+  const cpu::RowKernels& kernels = cpu::rowKernels();
+  const double invT = 1.0 / params.temperature;
+  cpu::parallelFor(rows, rowGrain(c.V), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      if (mask && !mask[i]) continue;
+      double old, ref, adv;
+      inputs.read(i, &old, &ref, &adv);  // the fused pass checked them
+      const ProvisionalRow& row = provisionalRows[i];
+      const TokenTerms terms = tokenTerms(row.logp, old, ref, adv, row.entropy, params, context.at(i, c.L));
+      const double w = scales[i / c.L];
+      char* grad = gradBase + i * c.V * static_cast<int64_t>(outBytes);
+      kernels.rowScale(grad, c.grad.dtype, c.V, static_cast<float>(terms.dlogp));
+      const float targetGrad = static_cast<float>(w * terms.dlogp * invT * row.oneMinusPy);
+      switch (c.grad.dtype) {
+        case DType::BF16: reinterpret_cast<uint16_t*>(grad)[targets[i]] = floatToBf16(targetGrad); break;
+        case DType::F16: reinterpret_cast<uint16_t*>(grad)[targets[i]] = floatToF16(targetGrad); break;
+        default: reinterpret_cast<float*>(grad)[targets[i]] = targetGrad; break;
+      }
+      records[i] = recordToken(terms, w, row.logp, old, row.entropy, params);
+    }
+  });
+}
+}  // namespace
 
 void cpu::CpuBackend::policyLoss(PolicyLossCall& c) {
   const int64_t n = c.B * c.L;

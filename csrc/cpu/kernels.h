@@ -99,6 +99,8 @@ struct RowKernels {
   void (*exp2Values)(const float* d, float* out, int64_t n, const ExpScale& scale);
   double (*readSum)(const float* src, int64_t n);
   void (*streamCopy)(float* dst, const float* src, int64_t n);
+  // out[j] *= s for j in [0, V), in place (GSPO from logits rescales rows written with a provisional coefficient).
+  void (*rowScale)(void* out, DType outDtype, int64_t V, float s);
 };
 
 const RowKernels& rowKernels();          // the best the CPU supports (GRPO_CPU_ISA=generic|avx2|avx512|avx512-bf16 forces one)

@@ -222,6 +222,37 @@ t.test('V = 1: logp 0, gradient 0', async (t) => {
   }
 })
 
+// GSPO from logits has two CPU paths (csrc/cpu/backend.cc): without an entropy bonus and with an f32 or bf16
+// gradient, the fused pass writes every row with a provisional coefficient and rescales it once the sequence
+// log-ratios are known (bf16 then rounds twice: still within §7's 8e-3); otherwise, and with
+// GRPO_CPU_GSPO_PREPASS=1, a statistics pass over the logits first. Both against the reference, on the same cases,
+// with padding, sequence rollout masks, an inplace gradient and rows long enough for several chunks.
+t.test('GSPO from logits: rescaled provisional rows and the statistics pass first agree with the reference', async (t) => {
+  const saved = process.env.GRPO_CPU_GSPO_PREPASS
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.GRPO_CPU_GSPO_PREPASS
+    else process.env.GRPO_CPU_GSPO_PREPASS = saved
+  })
+  const V = Math.min(MAX_V, 4500)
+  for (const prepass of [false, true]) {
+    if (prepass) process.env.GRPO_CPU_GSPO_PREPASS = '1'
+    else delete process.env.GRPO_CPU_GSPO_PREPASS
+    for (const dtype of DTYPES) {
+      for (const extra of [{}, { rolloutCorrection: { level: 'sequence' as const, mode: 'mask' as const, min: 0.5, max: 2 } }, { entropyCoef: 0.01 }, { inplace: true }]) {
+        const name = `gspo ${prepass ? 'prepass' : 'rescale'} ${dtype} ${Object.keys(extra).join(',') || 'plain'}`
+        const config = plain({
+          name,
+          options: { ratioLevel: 'sequence', clipLow: 0.95, clipHigh: 30, beta: 0.02, kl: 'k3', ...extra },
+          withRef: true,
+          withRollout: 'rolloutCorrection' in extra,
+          maskKind: 'padded',
+        })
+        await t.test(name, (t) => runCase(t, name, { B: 3, L: 4, V, dtype, config }))
+      }
+    }
+  }
+})
+
 t.test('all-masked sequences and a fully masked batch', async (t) => {
   for (const lossAgg of ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm'] as const) {
     const label = `empty sequences ${lossAgg}`
