@@ -60,7 +60,9 @@ function lossChunks(o: LinearGrpoLossOptions, h: ReturnType<typeof prepareHead>,
   const budget = LINEAR_CHUNK_DEFAULTS.cpu.wholeVocabBytes!
   const sequenceRatio = o.ratioLevel === 'sequence' && hasOld
   const selection = o.topEntropyQuantile !== undefined && o.topEntropyQuantile < 1
-  if (o.chunkVocab !== undefined || h.hidden.device === 'cuda' || sequenceRatio || selection) return h.options
+  // Only the CPU backend has the mode (on simt, the CUDA kernels run on cpu tensors: vocabulary tiles).
+  const cpuBackend = h.hidden.device === 'cpu' && native().backendInfo().active === 'cpu'
+  if (o.chunkVocab !== undefined || !cpuBackend || sequenceRatio || selection) return h.options
   const bytes = h.options.headDtype === 'bf16' ? 2 : 4
   const rows = o.chunkTokens ?? Math.max(1, Math.min(LINEAR_CHUNK_DEFAULTS.cpu.chunkTokens, Math.floor(budget / (h.V * bytes))))
   // A chunk of the whole vocabulary is rows × V logits: worth it only while that is a small part (1/16) of the

@@ -409,7 +409,7 @@ test('the whole-vocabulary mode: inputs that throw leave gradWeight untouched, a
   expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, weight: scope.from(weight, [p.V, p.H], 'bf16') }, { chunkTokens: 8 }), 'ERR_GRPO_NONFINITE', 'an infinite weight')
   t.ok((await valuesOf(inputs.gradWeight!)).every((v) => v === 0), 'gradWeight untouched by the failed calls')
   t.ok((await valuesOf(inputs.gradBias!)).every((v) => v === 0), 'gradBias untouched by the failed calls')
-  if (DEVICE !== 'cpu') return
+  if (active !== 'cpu') return // the mode is the CPU backend's (simt runs the CUDA kernels' vocabulary tiles)
   // The buffer: chunkTokens × V bf16 logits in the whole-vocabulary mode; the recompute path (GSPO) holds an
   // f32 tile and its bf16 copy of the same size, three times the bytes.
   const peak = async (options: LossOptions) => {
