@@ -235,37 +235,49 @@ void throwRowStatus(const uint8_t* status, int64_t rows, const int32_t* targets,
   }
 }
 
+TokenLossSteps::TokenLossSteps(const TokenLossInputs& in, const LossParams& params)
+    : in_(in), params_(params), scales_(sequenceScales(in.mask, in.B, in.L, params)) {
+  // GSPO's sequence ratio, the rollout weights and the entropy selection (docs/math.md §3.2-3.4).
+  context_ = buildLossContext(ContextInputs{in.mask, in.logp, in.entropy, in.old, in.rollout, in.B, in.L}, params, &contextStats_);
+  records_.assign(static_cast<size_t>(in.B * in.L), TokenRecord{});
+}
+
+void TokenLossSteps::token(int64_t i, double logp, double h, double* gradLogp, double* gradEntropy) {
+  const TokenInputs inputs{in_.old, in_.ref, in_.adv, in_.perTokenAdv, in_.L};
+  double old, ref, adv;
+  if (!inputs.read(i, &old, &ref, &adv)) failTokenInput(inputs, i, in_.L);
+  if (!std::isfinite(logp)) fail(ErrorCode::NonFinite, "a finite value", "logp" + position(i, in_.L), describeFloat(logp));
+  if (!std::isfinite(h)) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, in_.L), describeFloat(h));
+  if (in_.rollout && !std::isfinite(in_.rollout[i])) {
+    fail(ErrorCode::NonFinite, "a finite value", "rolloutLogp" + position(i, in_.L), describeFloat(in_.rollout[i]));
+  }
+  if (!params_.hasOld) old = logp;
+  const TokenTerms terms = tokenTerms(logp, old, ref, adv, h, params_, context_.at(i, in_.L));
+  const double w = scales_[i / in_.L];
+  *gradLogp = w * terms.dlogp;
+  *gradEntropy = params_.hasEntropy ? -w * terms.entropyCoef : 0;
+  records_[static_cast<size_t>(i)] = recordToken(terms, w, logp, old, h, params_);
+}
+
+LossStats TokenLossSteps::finish() const {
+  LossStats stats = reduceStats(records_.data(), static_cast<int64_t>(records_.size()));
+  mergeContextStats(contextStats_, &stats);
+  return stats;
+}
+
 void tokenLoss(const TokenLossInputs& in, const LossParams& params, TokenLossOutputs* out) {
   const int64_t n = in.B * in.L;
-  const std::vector<double> scales = sequenceScales(in.mask, in.B, in.L, params);
-  const TokenInputs inputs{in.old, in.ref, in.adv, in.perTokenAdv, in.L};
-  // GSPO's sequence ratio, the rollout weights and the entropy selection (docs/math.md §3.2-3.4).
-  LossStats contextStats;
-  const LossContext context =
-      buildLossContext(ContextInputs{in.mask, in.logp, in.entropy, in.old, in.rollout, in.B, in.L}, params, &contextStats);
-  std::vector<TokenRecord> records(static_cast<size_t>(n));
+  TokenLossSteps steps(in, params);
   for (int64_t i = 0; i < n; i++) {
     if (out->gradLogp) out->gradLogp[i] = 0;
     if (out->gradEntropy) out->gradEntropy[i] = 0;
     if (in.mask && !in.mask[i]) continue;
-    double old, ref, adv;
-    if (!inputs.read(i, &old, &ref, &adv)) failTokenInput(inputs, i, in.L);
-    const double logp = in.logp[i];
-    if (!std::isfinite(logp)) fail(ErrorCode::NonFinite, "a finite value", "logp" + position(i, in.L), describeFloat(logp));
-    const double h = in.entropy ? in.entropy[i] : 0;
-    if (!std::isfinite(h)) fail(ErrorCode::NonFinite, "a finite value", "entropy" + position(i, in.L), describeFloat(h));
-    if (in.rollout && !std::isfinite(in.rollout[i])) {
-      fail(ErrorCode::NonFinite, "a finite value", "rolloutLogp" + position(i, in.L), describeFloat(in.rollout[i]));
-    }
-    if (!params.hasOld) old = logp;
-    const TokenTerms terms = tokenTerms(logp, old, ref, adv, h, params, context.at(i, in.L));
-    const double w = scales[i / in.L];
-    if (out->gradLogp) out->gradLogp[i] = w * terms.dlogp;
-    if (out->gradEntropy) out->gradEntropy[i] = params.hasEntropy ? -w * terms.entropyCoef : 0;
-    records[i] = recordToken(terms, w, logp, old, h, params);
+    double g, gh;
+    steps.token(i, in.logp[i], in.entropy ? in.entropy[i] : 0, &g, &gh);
+    if (out->gradLogp) out->gradLogp[i] = g;
+    if (out->gradEntropy) out->gradEntropy[i] = gh;
   }
-  out->stats = reduceStats(records.data(), n);
-  mergeContextStats(contextStats, &out->stats);
+  out->stats = steps.finish();
 }
 
 }  // namespace grpo

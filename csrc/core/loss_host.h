@@ -121,6 +121,29 @@ struct TokenLossOutputs {
 // rollout or advantage at a counted position.
 void tokenLoss(const TokenLossInputs& in, const LossParams& params, TokenLossOutputs* out);
 
+// tokenLoss one token at a time, for a caller that learns the log-probs a chunk of tokens at a time (the fused
+// linear loss without recomputation, csrc/cpu/linear_loss.cc). The constructor does what precedes the token loop
+// (the mask check, the sequence weights, the context of docs/math.md §3.2-3.4); in.logp and in.entropy are read
+// there only when the context needs them (LossContext::needsLogp / needsEntropy) and may be null otherwise.
+// token() may run concurrently for distinct tokens; finish() reduces the records in token order, so the
+// statistics are those of tokenLoss whatever the order the tokens arrived in.
+class TokenLossSteps {
+ public:
+  TokenLossSteps(const TokenLossInputs& in, const LossParams& params);
+  // Counted token i with its logp and entropy h: checks its inputs (tokenLoss's messages, in its order), keeps its
+  // record and returns g_i = ∂loss/∂logp_i and gH_i = ∂loss/∂H_i.
+  void token(int64_t i, double logp, double h, double* gradLogp, double* gradEntropy);
+  LossStats finish() const;
+
+ private:
+  TokenLossInputs in_;
+  LossParams params_;
+  std::vector<double> scales_;
+  LossStats contextStats_;
+  LossContext context_;
+  std::vector<TokenRecord> records_;
+};
+
 // Throws the error of the first row whose status is not kRowOk. `targets` and `inputs` are host copies.
 void throwRowStatus(const uint8_t* status, int64_t rows, const int32_t* targets, const TokenInputs* inputs, int64_t L,
                     int64_t V);

@@ -4,8 +4,12 @@
 // GEMMs take that gradient back to the hidden states and into the head's weight gradient. Only counted rows
 // (mask 1) are gathered into a chunk, so the rows past a completion's end are never read (they may hold anything).
 //
+// When a tile spans the whole vocabulary and the loss options allow it, the whole-vocabulary mode below runs
+// instead: one GEMM per chunk, no recomputation (see wholeVocabularyLoss).
+//
 // Memory: a chunk's gathered hidden rows, its f32 hidden-gradient accumulator, one logit tile (f32, plus its bf16
-// copy for a bf16 head) and O(N) per-token state; all counted in memoryInfo().cpu.scratchBytes.
+// copy for a bf16 head; in the whole-vocabulary mode one buffer of the head's dtype) and O(N) per-token state;
+// all counted in memoryInfo().cpu.scratchBytes.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -56,14 +60,15 @@ std::vector<int64_t> countedRows(const TensorRef& mask, int64_t N) {
 // The head of a call: gathers a chunk's hidden rows and computes its logit tiles.
 class Head {
  public:
-  explicit Head(const LinearHeadArgs& a)
+  // tile: whether to allocate the chunkTokens × chunkVocab f32 tile logits() writes (the recompute path's).
+  explicit Head(const LinearHeadArgs& a, bool tile = true)
       : a_(a),
         hiddenBytes_(static_cast<int64_t>(dtypeSize(a.hidden.dtype))),
         weightBytes_(static_cast<int64_t>(dtypeSize(a.weight.dtype))),
         bf16_(a.headDtype == DType::BF16),
         invT_(1.0f / a.temperature),
         chunk_(static_cast<size_t>(a.chunkTokens * a.H) * static_cast<size_t>(hiddenBytes_)),
-        tile_(static_cast<size_t>(a.chunkTokens * a.chunkVocab)) {}
+        tile_(tile ? static_cast<size_t>(a.chunkTokens * a.chunkVocab) : 0) {}
 
   const LinearHeadArgs& args() const { return a_; }
   bool bf16() const { return bf16_; }
@@ -217,6 +222,272 @@ void addColumnSums(const float* dz, int64_t n, int64_t vc, float* gradBias) {
   });
 }
 
+// gradHidden[rows[i]] = gh[i] for i < n, rounded once to gradHidden's dtype.
+void scatterRows(const float* gh, const int64_t* rows, int64_t n, int64_t H, TensorRef& gradHidden) {
+  const cpu::LinearLossTileKernels& tiles = cpu::linearLossTileKernels();
+  const int64_t gradBytes = static_cast<int64_t>(dtypeSize(gradHidden.dtype));
+  char* base = static_cast<char*>(gradHidden.storage->data());
+  cpu::parallelFor(n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      const float* src = gh + i * H;
+      char* dst = base + rows[i] * H * gradBytes;
+      if (gradHidden.dtype == DType::F32) {
+        std::memcpy(dst, src, static_cast<size_t>(H) * sizeof(float));
+      } else {
+        tiles.toBf16(src, reinterpret_cast<uint16_t*>(dst), H);
+      }
+    }
+  });
+}
+
+// ---- The whole-vocabulary mode (no recomputation) ----
+//
+// When a tile spans the whole vocabulary (chunkVocab >= V) and every token's loss depends on that token alone
+// (no GSPO sequence ratio, no entropy selection: the context comes from the mask, old and rollout log-probs),
+// a chunk of counted rows needs one GEMM: it writes the chunk's [n, V] logits (bf16 for a bf16 head, which is
+// the rounding that head's logits get anyway; f32 otherwise), each row's statistics give its logp, lse and H
+// and, through TokenLossSteps, its g and gH, the buffer is turned into dZ in place, and the two backward GEMMs
+// take it back. Three GEMMs per token, as the unfused path; the price is a larger buffer (chunkTokens rows of
+// the whole vocabulary) and gradWeight read and written once per chunk, so chunkTokens should be a few
+// hundred rows (the TypeScript defaults, docs/ops.md).
+//
+// gradWeight is accumulated chunk by chunk, so a problem found after the first chunk would leave it half
+// updated. Every problem the inputs can hold is therefore looked for first (cleanInputs), and the recompute
+// path, which throws before touching gradWeight, runs whenever one exists. Only logits that overflow f32 from
+// finite inputs (|hidden · w| > 3.4e38) can still be found late.
+
+bool finiteBits(const void* data, DType dtype, int64_t count) {
+  // Parallel over blocks; exits early in no block (a clean head is the common case, so the scan is all of it).
+  std::vector<uint8_t> bad(static_cast<size_t>((count + 65535) / 65536), 0);
+  cpu::parallelFor(static_cast<int64_t>(bad.size()), 4, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b++) {
+      const int64_t k0 = b * 65536, k1 = std::min(count, k0 + 65536);
+      uint32_t any = 0;
+      if (dtype == DType::BF16) {
+        const uint16_t* x = static_cast<const uint16_t*>(data);
+        for (int64_t k = k0; k < k1; k++) any |= (x[k] & 0x7f80u) == 0x7f80u;
+      } else {
+        const uint32_t* x = static_cast<const uint32_t*>(data);
+        for (int64_t k = k0; k < k1; k++) any |= (x[k] & 0x7f800000u) == 0x7f800000u;
+      }
+      bad[static_cast<size_t>(b)] = any != 0;
+    }
+  });
+  return std::find(bad.begin(), bad.end(), 1) == bad.end();
+}
+
+double readValue(const void* data, DType dtype, int64_t i) {
+  return dtype == DType::BF16 ? bf16ToFloat(static_cast<const uint16_t*>(data)[i]) : static_cast<const float*>(data)[i];
+}
+
+// True when no check of the recompute path can fail on these inputs (targets and mask are checked already):
+// finite old/ref/advantages/rollout at counted tokens, finite hidden rows and weight, a bias without NaN or
+// +inf, with a finite entry, and finite at every counted target.
+bool cleanInputs(const LinearGrpoLossCall& c, const std::vector<int64_t>& rows) {
+  const LinearHeadArgs& a = c.head;
+  const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr, c.ref.defined() ? c.ref.data<float>() : nullptr,
+                           c.advantages.data<float>(), c.perTokenAdvantages, a.L};
+  const float* rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
+  for (int64_t t : rows) {
+    double o, r, adv;
+    if (!inputs.read(t, &o, &r, &adv) || (rollout && !std::isfinite(rollout[t]))) return false;
+  }
+  if (!finiteBits(a.weight.storage->data(), a.weight.dtype, a.V * a.H)) return false;
+  const char* hidden = static_cast<const char*>(a.hidden.storage->data());
+  const int64_t rowBytes = a.H * static_cast<int64_t>(dtypeSize(a.hidden.dtype));
+  for (int64_t t : rows) {
+    if (!finiteBits(hidden + t * rowBytes, a.hidden.dtype, a.H)) return false;
+  }
+  if (a.bias.defined()) {
+    const void* b = a.bias.storage->data();
+    bool anyFinite = false;
+    for (int64_t v = 0; v < a.V; v++) {
+      const double x = readValue(b, a.bias.dtype, v);
+      if (std::isnan(x) || x == std::numeric_limits<double>::infinity()) return false;
+      anyFinite |= std::isfinite(x);
+    }
+    if (!anyFinite) return false;
+    const int32_t* targets = a.targets.data<int32_t>();
+    for (int64_t t : rows) {
+      if (!std::isfinite(readValue(b, a.bias.dtype, targets[t]))) return false;
+    }
+  }
+  return true;
+}
+
+// gradBias[j] += Σ_i dz[i, j] over a bf16 dZ (in double, rows in order).
+void addColumnSumsBf16(const uint16_t* dz, int64_t n, int64_t vc, float* gradBias) {
+  cpu::parallelFor(vc, 1024, [&](int64_t begin, int64_t end) {
+    std::vector<double> sums(static_cast<size_t>(end - begin), 0.0);
+    for (int64_t i = 0; i < n; i++) {
+      const uint16_t* row = dz + i * vc;
+      for (int64_t j = begin; j < end; j++) sums[j - begin] += bf16ToFloat(row[j]);
+    }
+    for (int64_t j = begin; j < end; j++) gradBias[j] = static_cast<float>(gradBias[j] + sums[j - begin]);
+  });
+}
+
+void widenBf16(const uint16_t* x, float* out, int64_t n) {
+  for (int64_t j = 0; j < n; j++) out[j] = bf16ToFloat(x[j]);
+}
+
+void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows) {
+  const LinearHeadArgs& a = c.head;
+  const cpu::LinearLossTileKernels& tiles = cpu::linearLossTileKernels();
+  const int32_t* targets = a.targets.data<int32_t>();
+  const bool bf16 = a.headDtype == DType::BF16;
+  const float invT = 1.0f / a.temperature;
+  const int64_t V = a.V, H = a.H;
+  const size_t T = static_cast<size_t>(a.chunkTokens);
+
+  TokenLossInputs in;  // logp and entropy arrive chunk by chunk (the context needs neither)
+  in.old = c.old.defined() ? c.old.data<float>() : nullptr;
+  in.ref = c.ref.defined() ? c.ref.data<float>() : nullptr;
+  in.rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
+  in.adv = c.advantages.data<float>();
+  in.perTokenAdv = c.perTokenAdvantages;
+  in.mask = a.mask.defined() ? a.mask.data<uint8_t>() : nullptr;
+  in.B = a.B;
+  in.L = a.L;
+  TokenLossSteps steps(in, c.params);
+
+  float* logpOut = c.logp.data<float>();
+  float* entropyOut = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
+  std::memset(logpOut, 0, sizeof(float) * static_cast<size_t>(a.N));
+  if (entropyOut) std::memset(entropyOut, 0, sizeof(float) * static_cast<size_t>(a.N));
+  std::memset(c.gradHidden.storage->data(), 0, static_cast<size_t>(a.N * H) * dtypeSize(c.gradHidden.dtype));
+
+  Head head(a, false);
+  HostScratch<float> logits32(bf16 ? 0 : T * static_cast<size_t>(V));
+  HostScratch<uint16_t> logits16(bf16 ? T * static_cast<size_t>(V) : 0);
+  HostScratch<float> gh(T * static_cast<size_t>(H));
+  HostScratch<float> lse(T), entropy(T), ga(T), gb(T), gc(T);
+  HostScratch<uint8_t> chunkStatus(T);
+  std::vector<uint8_t> status(static_cast<size_t>(a.N), kRowOk);
+  const void* dz = bf16 ? static_cast<const void*>(logits16.data()) : logits32.data();
+  const DType dzType = bf16 ? DType::BF16 : DType::F32;
+  // Rows per task of the row passes: each bf16 task widens its rows into one f32 row of its own.
+  const int64_t grain = 4;
+  const int64_t count = static_cast<int64_t>(rows.size());
+  for (int64_t c0 = 0; c0 < count; c0 += a.chunkTokens) {
+    const int64_t n = std::min(a.chunkTokens, count - c0);
+    const int64_t* chunkRows = rows.data() + c0;
+    head.gather(chunkRows, n);
+    {  // logits[n, V] = chunk · Wᵀ + b, rounded once to the buffer's dtype
+      cpu::GemmProblem p;
+      p.M = n;
+      p.N = V;
+      p.K = H;
+      p.A = cpu::GemmMatrix{head.chunk(), a.hidden.dtype, H, 1};
+      p.B = cpu::GemmMatrix{head.weightRow(0), a.weight.dtype, 1, H};
+      p.widen = !bf16;
+      cpu::GemmOutput out;
+      out.data = bf16 ? static_cast<void*>(logits16.data()) : logits32.data();
+      out.dtype = dzType;
+      out.ld = V;
+      if (a.bias.defined()) {
+        out.bias = a.bias.storage->data();
+        out.biasDtype = a.bias.dtype;
+      }
+      cpu::gemm(p, out);
+    }
+    // Each row's statistics, as pass 1 of the recompute path computes them over a single tile.
+    cpu::parallelFor(n, grain, [&](int64_t begin, int64_t end) {
+      HostScratch<float> wide(bf16 ? static_cast<size_t>(V) : 0);
+      for (int64_t i = begin; i < end; i++) {
+        const float* row = logits32.data() + i * V;
+        if (bf16) {
+          widenBf16(logits16.data() + i * V, wide.data(), V);
+          row = wide.data();
+        }
+        const int64_t t = chunkRows[i];
+        cpu::TileRowStats ts;
+        tiles.rowStats(row, V, invT, true, &ts);
+        chunkStatus[i] = kRowOk;
+        if (ts.bad) { chunkStatus[i] = kRowNonFiniteLogits; continue; }
+        if (ts.max == -std::numeric_limits<float>::infinity()) { chunkStatus[i] = kRowAllNegInf; continue; }
+        const double lnS = std::log(ts.sum);
+        const double rowLse = static_cast<double>(ts.max) * invT + lnS;
+        lse[i] = static_cast<float>(rowLse);
+        logpOut[t] = static_cast<float>(static_cast<double>(row[targets[t]]) * invT - rowLse);
+        entropy[i] = static_cast<float>(lnS - ts.dot / ts.sum);
+        if (std::isinf(logpOut[t])) chunkStatus[i] = kRowNegInfTarget;
+      }
+    });
+    bool ok = true;
+    for (int64_t i = 0; i < n; i++) {
+      status[static_cast<size_t>(chunkRows[i])] = chunkStatus[i];
+      ok &= chunkStatus[i] == kRowOk;
+    }
+    if (!ok) throwRowStatus(status.data(), a.N, targets, nullptr, a.L, V);
+    // The per-token loss of the chunk's tokens (records kept for the statistics, reduced in token order).
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t t = chunkRows[i];
+      if (entropyOut) entropyOut[t] = entropy[i];
+      double g, gH;
+      steps.token(t, logpOut[t], entropy[i], &g, &gH);
+      // dℓ/dz_j = (g (1[j=y] - p_j) + gH ∂H/∂u_j) / T with ∂H/∂u_j = -p_j (u_j - E_p[u]), E_p[u] = lse - H.
+      ga[i] = static_cast<float>(g * invT);
+      gb[i] = static_cast<float>(gH * invT);
+      gc[i] = static_cast<float>(static_cast<double>(lse[i]) - entropy[i]);
+    }
+    // The logits become dZ in place (rounded to bf16 for a bf16 head, as the backward products see it).
+    cpu::parallelFor(n, grain, [&](int64_t begin, int64_t end) {
+      HostScratch<float> wide(bf16 ? static_cast<size_t>(V) : 0);
+      for (int64_t i = begin; i < end; i++) {
+        float* row = logits32.data() + i * V;
+        if (bf16) {
+          widenBf16(logits16.data() + i * V, wide.data(), V);
+          row = wide.data();
+        }
+        tiles.rowGrad(row, V, invT, lse[i], ga[i], gb[i], gc[i]);
+        row[targets[chunkRows[i]]] += ga[i];
+        if (bf16) tiles.toBf16(row, logits16.data() + i * V, V);
+      }
+    });
+    // gh[n, H] = dZ[n, V] · W, over blocks of the vocabulary: one product of depth V would pack 32 MiB of W at
+    // once (the GEMM's budget), a block of 2048 rows packs a quarter of that, and the peak memory is the target.
+    constexpr int64_t kDxBlock = 2048;
+    for (int64_t v0 = 0; v0 < V; v0 += kDxBlock) {
+      const int64_t vc = std::min(kDxBlock, V - v0);
+      cpu::GemmProblem p;
+      p.M = n;
+      p.N = H;
+      p.K = vc;
+      p.A = cpu::GemmMatrix{static_cast<const char*>(dz) + v0 * static_cast<int64_t>(dtypeSize(dzType)), dzType, V, 1};
+      p.B = cpu::GemmMatrix{head.weightRow(v0), a.weight.dtype, H, 1};
+      p.widen = !bf16;
+      cpu::GemmOutput o;
+      o.data = gh.data();
+      o.dtype = DType::F32;
+      o.ld = H;
+      o.accumulate = v0 > 0;
+      cpu::gemm(p, o);
+    }
+    if (c.gradWeight.defined()) {  // gradWeight += dZᵀ · chunk
+      cpu::GemmProblem p;
+      p.M = V;
+      p.N = H;
+      p.K = n;
+      p.A = cpu::GemmMatrix{dz, dzType, 1, V};
+      p.B = cpu::GemmMatrix{head.chunk(), a.hidden.dtype, H, 1};
+      p.widen = !bf16;
+      cpu::GemmOutput o;
+      o.data = c.gradWeight.data<float>();
+      o.dtype = DType::F32;
+      o.ld = H;
+      o.accumulate = true;
+      cpu::gemm(p, o);
+    }
+    if (c.gradBias.defined()) {
+      if (bf16) addColumnSumsBf16(logits16.data(), n, V, c.gradBias.data<float>());
+      else addColumnSums(logits32.data(), n, V, c.gradBias.data<float>());
+    }
+    scatterRows(gh.data(), chunkRows, n, H, c.gradHidden);
+  }
+  c.stats = steps.finish();
+}
+
 }  // namespace
 
 void cpu::CpuBackend::linearTokenLogprobs(LinearTokenLogprobsCall& c) {
@@ -244,6 +515,10 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
   std::vector<uint8_t> status;
   checkTargets(a, rows, &status);
   throwRowStatus(status.data(), a.N, targets, nullptr, a.L, a.V);
+  if (a.chunkVocab >= a.V && !LossContext::needsLogp(c.params) && !LossContext::needsEntropy(c.params) && cleanInputs(c, rows)) {
+    wholeVocabularyLoss(c, rows);
+    return;
+  }
 
   // Pass 1 and the per-token loss.
   Head head(a);
@@ -277,8 +552,7 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
 
   // Pass 2: recompute each tile, turn it into dZ, and take it back through the head.
   const size_t T = static_cast<size_t>(a.chunkTokens);
-  const int64_t gradBytes = static_cast<int64_t>(dtypeSize(c.gradHidden.dtype));
-  std::memset(c.gradHidden.storage->data(), 0, static_cast<size_t>(a.N * a.H * gradBytes));
+  std::memset(c.gradHidden.storage->data(), 0, static_cast<size_t>(a.N * a.H) * dtypeSize(c.gradHidden.dtype));
   HostScratch<float> gh(T * static_cast<size_t>(a.H));
   HostScratch<uint16_t> dzBf16(head.bf16() ? T * static_cast<size_t>(a.chunkVocab) : 0);
   HostScratch<float> ga(T), gb(T), gc(T), glse(T);
@@ -351,19 +625,7 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
         addColumnSums(head.tile(), n, vc, c.gradBias.data<float>() + v0);
       }
     }
-    // Scatter the chunk's f32 hidden gradient into its rows, rounded once to gradHidden's dtype.
-    char* base = static_cast<char*>(c.gradHidden.storage->data());
-    cpu::parallelFor(n, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++) {
-        const float* src = gh.data() + i * a.H;
-        char* dst = base + chunkRows[i] * a.H * gradBytes;
-        if (c.gradHidden.dtype == DType::F32) {
-          std::memcpy(dst, src, static_cast<size_t>(a.H) * sizeof(float));
-        } else {
-          tiles.toBf16(src, reinterpret_cast<uint16_t*>(dst), a.H);
-        }
-      }
-    });
+    scatterRows(gh.data(), chunkRows, n, a.H, c.gradHidden);
   }
 }
 

@@ -350,6 +350,84 @@ test('memory: the peak stays at the chunk buffers, far below the [N, V] logits',
   t.ok(extra < logitsBytes / 8, `peak extra memory ${extra} < 1/8 of the logits' ${logitsBytes} bytes`)
 })
 
+// cpu: a tile of the whole vocabulary (chunkVocab >= V, the CPU default) with per-token options skips the
+// recomputation (3 GEMMs); GSPO's sequence ratio, the entropy selection, vocabulary tiles and inputs that would
+// throw take the recompute path. Both must give the reference's results, and each other's.
+test('the whole-vocabulary mode (no recomputation) and the recompute path agree', async (t) => {
+  const heads: Head[] = ['f32', 'bf16', 'bf16 inputs, f32 head']
+  const variants: [string, LossOptions, boolean][] = [
+    ['k3 KL, entropy bonus, temperature', { beta: 0.05, entropyCoef: 0.02, temperature: 0.8 }, false],
+    ['token rollout correction', { beta: 0.05, rolloutCorrection: { level: 'token', mode: 'truncate', max: 2 } }, true],
+    ['sequence rollout correction, dapo', { lossType: 'dapo', rolloutCorrection: { level: 'sequence', mode: 'mask', min: 0.5, max: 2 } }, true],
+    ['GSPO (falls back: the sequence ratio needs every logp first)', { ratioLevel: 'sequence' }, false],
+    ['top-entropy selection (falls back)', { topEntropyQuantile: 0.5 }, false],
+  ]
+  let i = 0
+  for (const [name, options, withRollout] of variants) {
+    for (const head of heads) {
+      const p: Problem = { B: 3, L: 7, H: 24, V: 301, head, withBias: true, negInfBias: 0.1, maskKind: 'random', perToken: i % 2 === 0, withOld: true, withRef: true, withRollout, options }
+      const whole: [number, number] = [4, p.V]
+      await t.test(`${name}, ${head}: whole vocabulary`, (t) => runCase(t, `linear whole ${name} ${head}`, p, whole, i % 2 === 1))
+      await t.test(`${name}, ${head}: vocabulary tiles`, (t) => runCase(t, `linear whole ${name} ${head}`, p, [4, 64], false))
+      i++
+    }
+  }
+  // The two modes on the same inputs, directly.
+  for (const head of heads) {
+    const p: Problem = { B: 2, L: 9, H: 16, V: 500, head, withBias: true, negInfBias: 0.05, maskKind: 'padded', perToken: false, withOld: true, withRef: true, options: { beta: 0.1, entropyCoef: 0.01 } }
+    const g = generate(rngFor(`whole vs tiles ${head}`), p)
+    using scope = new Scope()
+    const a = tensorsOf(scope, g, p, true)
+    const b = tensorsOf(scope, g, p, true)
+    const extra = { ...p.options, ...headOptions(p), entropy: true, gradDtype: 'f32' as const, chunkTokens: 5 }
+    const ra = scope.adopt(await ops.linearGrpoLoss(a, { ...extra, chunkVocab: p.V }))
+    const rb = scope.adopt(await ops.linearGrpoLoss(b, { ...extra, chunkVocab: 128 }))
+    const tol = head === 'bf16' ? 1e-2 : 1e-5
+    checkScalar(t, ra.loss, rb.loss, `${head}: loss`, tol)
+    checkRelative(t, await valuesOf(ra.logp), await valuesOf(rb.logp), tol, `${head}: logp`)
+    checkRelative(t, await valuesOf(ra.gradHidden), await valuesOf(rb.gradHidden), tol, `${head}: gradHidden`)
+    checkRelative(t, await valuesOf(a.gradWeight!), await valuesOf(b.gradWeight!), tol, `${head}: gradWeight`)
+    checkRelative(t, await valuesOf(a.gradBias!), await valuesOf(b.gradBias!), tol, `${head}: gradBias`)
+  }
+})
+
+test('the whole-vocabulary mode: inputs that throw leave gradWeight untouched, and its buffer is the chunk of logits', async (t) => {
+  const p: Problem = { B: 2, L: 40, H: 8, V: 3000, head: 'bf16', withBias: true, maskKind: 'none', perToken: false, withOld: true, withRef: false, options: {} }
+  const g = generate(rngFor('whole errors'), p)
+  using scope = new Scope()
+  const inputs = tensorsOf(scope, g, p, true)
+  // A problem in the last chunk: the whole-vocabulary mode would have added the earlier chunks into gradWeight.
+  const N = p.B * p.L
+  const old = Float32Array.from(g.oldLogp!)
+  old[N - 1] = NaN
+  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, oldLogp: scope.f32(old, [p.B, p.L]) }, { chunkTokens: 8 }), 'ERR_GRPO_NONFINITE', 'a NaN oldLogp in the last chunk')
+  const hidden = Uint16Array.from(g.hiddenStore as Uint16Array)
+  hidden[(N - 1) * p.H] = 0x7fc0 // NaN
+  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, hidden: scope.from(hidden, [N, p.H], 'bf16') }, { chunkTokens: 8 }), 'ERR_GRPO_NONFINITE', 'a NaN hidden state in the last chunk')
+  const weight = Uint16Array.from(g.weightStore as Uint16Array)
+  weight[weight.length - 1] = 0x7f80 // +inf
+  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, weight: scope.from(weight, [p.V, p.H], 'bf16') }, { chunkTokens: 8 }), 'ERR_GRPO_NONFINITE', 'an infinite weight')
+  t.ok((await valuesOf(inputs.gradWeight!)).every((v) => v === 0), 'gradWeight untouched by the failed calls')
+  t.ok((await valuesOf(inputs.gradBias!)).every((v) => v === 0), 'gradBias untouched by the failed calls')
+  if (active !== 'cpu') return // the mode is the CPU backend's (simt runs the CUDA kernels' vocabulary tiles)
+  // The buffer: chunkTokens × V bf16 logits in the whole-vocabulary mode; the recompute path (GSPO) holds an
+  // f32 tile and its bf16 copy of the same size, three times the bytes.
+  const peak = async (options: LossOptions) => {
+    const o = { ...options, chunkTokens: 16, chunkVocab: p.V }
+    scope.adopt(await ops.linearGrpoLoss(inputs, o))
+    const before = memory()
+    resetPeakMemory()
+    scope.adopt(await ops.linearGrpoLoss(inputs, o))
+    return memory().peakBytes - (before.bytes + before.scratchBytes)
+  }
+  const whole = await peak({})
+  const recompute = await peak({ ratioLevel: 'sequence' })
+  const buffer = 16 * p.V * 2
+  t.comment(`peak extra: whole vocabulary ${whole}, recompute ${recompute} bytes`)
+  t.ok(whole >= buffer, `whole vocabulary: one bf16 buffer of ${buffer} bytes (peak extra ${whole})`)
+  t.ok(recompute - whole > 1.5 * buffer, `recompute: an f32 tile and its bf16 copy, 2 buffers more (peak extra ${recompute})`)
+})
+
 test('errors name the input', async (t) => {
   const p: Problem = { B: 1, L: 2, H: 4, V: 5, head: 'f32', withBias: false, maskKind: 'none', perToken: false, withOld: false, withRef: false, options: {} }
   const g = generate(rngFor('errors'), p)
