@@ -39,36 +39,14 @@ type HeadDtype = 'f32' | 'bf16'
 /**
  * Default chunk sizes per device. CPU: 1024 tokens × 4096 columns (a 16 MiB f32 logit tile, and 1024-row GEMMs
  * that run near the kernel's peak); the temporary memory is about chunkTokens · (chunkVocab · 6 + H · 6) bytes.
- *
- * `wholeVocabBytes` (CPU only): linearGrpoLoss without a chunkVocab option, and with options under which each
- * token's loss depends on that token alone (not ratioLevel 'sequence' with oldLogp, not topEntropyQuantile < 1),
- * takes tiles of the whole vocabulary and never recomputes a logit (3 GEMMs instead of 4); its chunk is then
- * as many tokens (at most chunkTokens) as fit in a logit buffer of this many bytes (2 per logit for a bf16
- * head, 4 for f32), provided the batch holds at least 16 such chunks (else vocabulary tiles): docs/ops.md
- * "Fused linear loss" has the measurements behind the size.
+ * A `chunkVocab` of V or more asks the CPU backend for the whole-vocabulary mode (no recomputed logits, where
+ * the options allow it: docs/ops.md). It is not the default: on the quiet machine, chunks of 138 tokens (a
+ * 40 MiB bf16 buffer) made the N = 8192 step slower than these tiles (61.4 s against 51.9 s at H = 3584, 16.0 s
+ * against 12.9 s at H = 896; bench/README.md), because gradWeight is read and written once per chunk.
  */
-export const LINEAR_CHUNK_DEFAULTS: Readonly<Record<'cpu' | 'cuda', { chunkTokens: number; chunkVocab: number; wholeVocabBytes?: number }>> = {
-  cpu: { chunkTokens: 1024, chunkVocab: 4096, wholeVocabBytes: 40 * 2 ** 20 },
+export const LINEAR_CHUNK_DEFAULTS: Readonly<Record<'cpu' | 'cuda', { chunkTokens: number; chunkVocab: number }>> = {
+  cpu: { chunkTokens: 1024, chunkVocab: 4096 },
   cuda: { chunkTokens: 4096, chunkVocab: 16384 },
-}
-
-const WHOLE_VOCAB_MIN_CHUNKS = 16
-
-// The chunks of linearGrpoLoss: the whole-vocabulary mode (LINEAR_CHUNK_DEFAULTS) where it applies, else the
-// head's chunks. The native side takes the whole-vocabulary mode whenever chunkVocab >= V and the options allow.
-function lossChunks(o: LinearGrpoLossOptions, h: ReturnType<typeof prepareHead>, hasOld: boolean) {
-  const budget = LINEAR_CHUNK_DEFAULTS.cpu.wholeVocabBytes!
-  const sequenceRatio = o.ratioLevel === 'sequence' && hasOld
-  const selection = o.topEntropyQuantile !== undefined && o.topEntropyQuantile < 1
-  // Only the CPU backend has the mode (on simt, the CUDA kernels run on cpu tensors: vocabulary tiles).
-  const cpuBackend = h.hidden.device === 'cpu' && native().backendInfo().active === 'cpu'
-  if (o.chunkVocab !== undefined || !cpuBackend || sequenceRatio || selection) return h.options
-  const bytes = h.options.headDtype === 'bf16' ? 2 : 4
-  const rows = o.chunkTokens ?? Math.max(1, Math.min(LINEAR_CHUNK_DEFAULTS.cpu.chunkTokens, Math.floor(budget / (h.V * bytes))))
-  // A chunk of the whole vocabulary is rows × V logits: worth it only while that is a small part (1/16) of the
-  // [N, V] logits it avoids; a short batch takes vocabulary tiles (and reads gradWeight once, not per chunk).
-  if (rows * WHOLE_VOCAB_MIN_CHUNKS > h.B * h.L) return h.options
-  return { ...h.options, chunkTokens: rows, chunkVocab: h.V }
 }
 
 interface HeadOptions {
@@ -246,7 +224,7 @@ function prepareLoss(inputs: LinearGrpoLossInputs, opts: LinearGrpoLossOptions |
     gradWeight: nativeOf(gradWeight),
     gradBias: nativeOf(gradBias),
   }
-  return { inputs: nativeInputs, options: { ...o, ...lossChunks(o, h, oldLogp !== undefined) } }
+  return { inputs: nativeInputs, options: { ...o, ...h.options } }
 }
 
 function wrapLoss(r: NativeLinearGrpoLoss): LinearGrpoLossResult {

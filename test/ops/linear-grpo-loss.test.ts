@@ -350,7 +350,7 @@ test('memory: the peak stays at the chunk buffers, far below the [N, V] logits',
   t.ok(extra < logitsBytes / 8, `peak extra memory ${extra} < 1/8 of the logits' ${logitsBytes} bytes`)
 })
 
-// cpu: a tile of the whole vocabulary (chunkVocab >= V, the CPU default) with per-token options skips the
+// cpu: a tile of the whole vocabulary (chunkVocab >= V) with per-token options skips the
 // recomputation (3 GEMMs); GSPO's sequence ratio, the entropy selection, vocabulary tiles and inputs that would
 // throw take the recompute path. Both must give the reference's results, and each other's.
 test('the whole-vocabulary mode (no recomputation) and the recompute path agree', async (t) => {
@@ -400,13 +400,13 @@ test('the whole-vocabulary mode: inputs that throw leave gradWeight untouched, a
   const N = p.B * p.L
   const old = Float32Array.from(g.oldLogp!)
   old[N - 1] = NaN
-  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, oldLogp: scope.f32(old, [p.B, p.L]) }, { chunkTokens: 8 }), 'ERR_GRPO_NONFINITE', 'a NaN oldLogp in the last chunk')
+  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, oldLogp: scope.f32(old, [p.B, p.L]) }, { chunkTokens: 8, chunkVocab: p.V }), 'ERR_GRPO_NONFINITE', 'a NaN oldLogp in the last chunk')
   const hidden = Uint16Array.from(g.hiddenStore as Uint16Array)
   hidden[(N - 1) * p.H] = 0x7fc0 // NaN
-  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, hidden: scope.from(hidden, [N, p.H], 'bf16') }, { chunkTokens: 8 }), 'ERR_GRPO_NONFINITE', 'a NaN hidden state in the last chunk')
+  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, hidden: scope.from(hidden, [N, p.H], 'bf16') }, { chunkTokens: 8, chunkVocab: p.V }), 'ERR_GRPO_NONFINITE', 'a NaN hidden state in the last chunk')
   const weight = Uint16Array.from(g.weightStore as Uint16Array)
   weight[weight.length - 1] = 0x7f80 // +inf
-  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, weight: scope.from(weight, [p.V, p.H], 'bf16') }, { chunkTokens: 8 }), 'ERR_GRPO_NONFINITE', 'an infinite weight')
+  expectThrow(t, () => ops.linearGrpoLossSync({ ...inputs, weight: scope.from(weight, [p.V, p.H], 'bf16') }, { chunkTokens: 8, chunkVocab: p.V }), 'ERR_GRPO_NONFINITE', 'an infinite weight')
   t.ok((await valuesOf(inputs.gradWeight!)).every((v) => v === 0), 'gradWeight untouched by the failed calls')
   t.ok((await valuesOf(inputs.gradBias!)).every((v) => v === 0), 'gradBias untouched by the failed calls')
   if (active !== 'cpu') return // the mode is the CPU backend's (simt runs the CUDA kernels' vocabulary tiles)
