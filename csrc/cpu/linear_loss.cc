@@ -327,8 +327,19 @@ void addColumnSumsBf16(const uint16_t* dz, int64_t n, int64_t vc, float* gradBia
   });
 }
 
-void widenBf16(const uint16_t* x, float* out, int64_t n) {
-  for (int64_t j = 0; j < n; j++) out[j] = bf16ToFloat(x[j]);
+// The per-token inputs of the loss (host pointers); logp and entropy are the caller's.
+TokenLossInputs tokenLossInputs(const LinearGrpoLossCall& c) {
+  const LinearHeadArgs& a = c.head;
+  TokenLossInputs in;
+  in.old = c.old.defined() ? c.old.data<float>() : nullptr;
+  in.ref = c.ref.defined() ? c.ref.data<float>() : nullptr;
+  in.rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
+  in.adv = c.advantages.data<float>();
+  in.perTokenAdv = c.perTokenAdvantages;
+  in.mask = a.mask.defined() ? a.mask.data<uint8_t>() : nullptr;
+  in.B = a.B;
+  in.L = a.L;
+  return in;
 }
 
 void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows) {
@@ -340,16 +351,8 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
   const int64_t V = a.V, H = a.H;
   const size_t T = static_cast<size_t>(a.chunkTokens);
 
-  TokenLossInputs in;  // logp and entropy arrive chunk by chunk (the context needs neither)
-  in.old = c.old.defined() ? c.old.data<float>() : nullptr;
-  in.ref = c.ref.defined() ? c.ref.data<float>() : nullptr;
-  in.rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
-  in.adv = c.advantages.data<float>();
-  in.perTokenAdv = c.perTokenAdvantages;
-  in.mask = a.mask.defined() ? a.mask.data<uint8_t>() : nullptr;
-  in.B = a.B;
-  in.L = a.L;
-  TokenLossSteps steps(in, c.params);
+  // logp and entropy arrive chunk by chunk (the context needs neither)
+  TokenLossSteps steps(tokenLossInputs(c), c.params);
 
   float* logpOut = c.logp.data<float>();
   float* entropyOut = c.entropy.defined() ? c.entropy.data<float>() : nullptr;
@@ -366,8 +369,10 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
   std::vector<uint8_t> status(static_cast<size_t>(a.N), kRowOk);
   const void* dz = bf16 ? static_cast<const void*>(logits16.data()) : logits32.data();
   const DType dzType = bf16 ? DType::BF16 : DType::F32;
-  // Rows per task of the row passes: each bf16 task widens its rows into one f32 row of its own.
-  const int64_t grain = 4;
+  // The row passes run one task per thread (the rows cost the same), so that a bf16 head's rows are widened into
+  // one f32 row per task, allocated once per call.
+  const int64_t tasks = cpu::threadCount();
+  HostScratch<float> wideRows(bf16 ? static_cast<size_t>(tasks * V) : 0);
   const int64_t count = static_cast<int64_t>(rows.size());
   for (int64_t c0 = 0; c0 < count; c0 += a.chunkTokens) {
     const int64_t n = std::min(a.chunkTokens, count - c0);
@@ -392,13 +397,14 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
       cpu::gemm(p, out);
     }
     // Each row's statistics, as pass 1 of the recompute path computes them over a single tile.
+    const int64_t grain = (n + tasks - 1) / tasks;
     cpu::parallelFor(n, grain, [&](int64_t begin, int64_t end) {
-      HostScratch<float> wide(bf16 ? static_cast<size_t>(V) : 0);
+      float* wide = bf16 ? wideRows.data() + (begin / grain) * V : nullptr;
       for (int64_t i = begin; i < end; i++) {
         const float* row = logits32.data() + i * V;
         if (bf16) {
-          widenBf16(logits16.data() + i * V, wide.data(), V);
-          row = wide.data();
+          tiles.fromBf16(logits16.data() + i * V, wide, V);
+          row = wide;
         }
         const int64_t t = chunkRows[i];
         cpu::TileRowStats ts;
@@ -433,12 +439,12 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
     }
     // The logits become dZ in place (rounded to bf16 for a bf16 head, as the backward products see it).
     cpu::parallelFor(n, grain, [&](int64_t begin, int64_t end) {
-      HostScratch<float> wide(bf16 ? static_cast<size_t>(V) : 0);
+      float* wide = bf16 ? wideRows.data() + (begin / grain) * V : nullptr;
       for (int64_t i = begin; i < end; i++) {
         float* row = logits32.data() + i * V;
         if (bf16) {
-          widenBf16(logits16.data() + i * V, wide.data(), V);
-          row = wide.data();
+          tiles.fromBf16(logits16.data() + i * V, wide, V);
+          row = wide;
         }
         tiles.rowGrad(row, V, invT, lse[i], ga[i], gb[i], gc[i]);
         row[targets[chunkRows[i]]] += ga[i];
@@ -530,17 +536,9 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
   const TokenInputs inputs{c.old.defined() ? c.old.data<float>() : nullptr, c.ref.defined() ? c.ref.data<float>() : nullptr,
                            c.advantages.data<float>(), c.perTokenAdvantages, a.L};
   throwRowStatus(r.status.data(), a.N, targets, &inputs, a.L, a.V);
-  TokenLossInputs in;
+  TokenLossInputs in = tokenLossInputs(c);
   in.logp = r.logp.data();
   in.entropy = r.entropy.data();
-  in.old = inputs.old;
-  in.ref = inputs.ref;
-  in.rollout = c.rollout.defined() ? c.rollout.data<float>() : nullptr;
-  in.adv = inputs.adv;
-  in.perTokenAdv = c.perTokenAdvantages;
-  in.mask = a.mask.defined() ? a.mask.data<uint8_t>() : nullptr;
-  in.B = a.B;
-  in.L = a.L;
   HostScratch<double> gLogp(static_cast<size_t>(a.N)), gEntropy(static_cast<size_t>(a.N));
   TokenLossOutputs out;
   out.gradLogp = gLogp.data();

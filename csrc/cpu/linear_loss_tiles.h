@@ -26,6 +26,8 @@ struct LinearLossTileKernels {
   void (*rowGrad)(float* x, int64_t n, float invT, float lse, float a, float b, float c);
   // Rounds n f32 values to bf16 (to nearest even) into out.
   void (*toBf16)(const float* x, uint16_t* out, int64_t n);
+  // Widens n bf16 values to f32 (exact).
+  void (*fromBf16)(const uint16_t* x, float* out, int64_t n);
 };
 
 const LinearLossTileKernels& linearLossTileKernels();
