@@ -96,16 +96,25 @@ t.test('Tensor.from converts large arrays chunk by chunk; a bad value far in lea
 t.test('Tensor.fromAsync: the same tensor as Tensor.from, without holding the event loop', async (t) => {
   const n = 2_000_000
   const values = Array.from({ length: n }, (_, i) => Math.sin(i))
-  let ticks = 0
-  const timer = setInterval(() => ticks++, 1)
+  // Count the event loop's turns (an immediate that queues itself runs once per turn), not 1 ms timer ticks: a
+  // fast machine converts the 31 chunks of 2^16 values in well under 10 ms, too few ticks to tell from a
+  // conversion that holds the loop, whereas the turns do not depend on the speed or the load: a conversion that
+  // holds the loop lets none run, one that yields between its chunks lets at least one run per chunk.
+  let turns = 0
+  let counting = true
+  const turn = () => {
+    turns++
+    if (counting) setImmediate(turn)
+  }
+  setImmediate(turn)
   const start = performance.now()
   using x = await Tensor.fromAsync(values, [1000, 2000])
   const ms = performance.now() - start
-  clearInterval(timer)
+  counting = false
   t.same(x.shape, [1000, 2000])
   const back = x.toArraySync()
   t.ok(values.every((v, i) => back[i] === Math.fround(v)), 'every value')
-  t.ok(ticks >= 5, `the event loop ran ${ticks} timer ticks during ${ms.toFixed(0)} ms of conversion`)
+  t.ok(turns >= 16, `the event loop turned ${turns} times during ${ms.toFixed(0)} ms of conversion (31 chunks)`)
   using direct = await Tensor.fromAsync(Float32Array.from(values), [n])
   t.equal(direct.toArraySync()[n - 1], Math.fround(values[n - 1]!))
   const before = memoryInfo().cpu.tensors

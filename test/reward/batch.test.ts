@@ -5,6 +5,7 @@ import { closeScoringPool, scoreBatch, scoreToolCall, type BatchItem, type Score
 import { ScoringPool, sharedPool } from '../../lib/reward/pool.js'
 // @ts-expect-error: a plain .mjs helper shared with the benchmark
 import { makeItems } from '../../bench/reward-data.mjs'
+import { stallProbe } from '../helpers/stall.js'
 
 t.teardown(() => closeScoringPool())
 
@@ -88,35 +89,36 @@ t.test('5,120 completions never block the event loop for more than 20 ms', async
   // freshly built items move to the old generation (copying them is the caller's GC cost, not the scorer's).
   await scoreBatch(items)
   await scoreBatch(items)
-  // The longest gap between 1 ms ticks while a batch is scored. On a shared machine another process can take
-  // the core for a while, which a single run cannot tell from blocking; blocking shows in every run, so the
-  // best of up to five runs is the one judged.
+  // The longest time the main thread held the event loop while a batch was scored: the most main-thread on-CPU
+  // time between two 1 ms ticks (test/helpers/stall.ts). A wall-clock gap would also count the time the OS gave
+  // the core to another process: under CI's load (two test files and their native threads on 2 cores) that
+  // alone reached 63 ms, with no stall in this code. On-CPU time leaves that out and still sees what the test is
+  // about: scoring (or parsing the workers' replies) in pieces longer than 20 ms. The count is read at the
+  // kernel's scheduler tick (<= 4 ms late), well inside the bound: a healthy run holds the loop for a few ms.
+  // A garbage collection in the middle of a run is on-CPU too; blocking shows in every run, so the best of up
+  // to five runs is the one judged. Where the kernel gives no per-thread CPU time, the wall gap and the event
+  // loop delay are judged instead.
   const attempts: number[] = []
   let results: ScoreResult[] = []
   for (let attempt = 0; attempt < 5; attempt++) {
     const histogram = monitorEventLoopDelay({ resolution: 1 })
-    let last = performance.now()
-    let maxGap = 0
-    const probe = setInterval(() => {
-      const now = performance.now()
-      maxGap = Math.max(maxGap, now - last)
-      last = now
-    }, 1)
+    const probe = stallProbe()
     histogram.enable()
     const started = performance.now()
     results = await scoreBatch(items)
     const elapsed = performance.now() - started
-    clearInterval(probe)
+    const stall = probe.stop()
     histogram.disable()
+    const loopDelayMs = histogram.max / 1e6
     t.comment(
-      `scored ${items.length} in ${elapsed.toFixed(1)} ms; longest tick gap ${maxGap.toFixed(1)} ms, ` +
-        `max loop delay ${(histogram.max / 1e6).toFixed(1)} ms`,
+      `scored ${items.length} in ${elapsed.toFixed(1)} ms; longest tick gap ${stall.wallMs.toFixed(1)} ms wall, ` +
+        `${stall.cpuMs === null ? 'n/a' : stall.cpuMs.toFixed(1)} ms on-CPU; max loop delay ${loopDelayMs.toFixed(1)} ms`,
     )
-    attempts.push(Math.max(maxGap, histogram.max / 1e6))
+    attempts.push(stall.cpuMs ?? Math.max(stall.wallMs, loopDelayMs))
     if (attempts.at(-1)! < 20) break
   }
   t.equal(results.length, 5120)
-  t.ok(Math.min(...attempts) < 20, `longest stall of the best run: ${Math.min(...attempts).toFixed(1)} ms`)
+  t.ok(Math.min(...attempts) < 20, `longest hold of the event loop in the best run: ${Math.min(...attempts).toFixed(1)} ms`)
   expectSameAsSingle(t, items.slice(0, 1000), results.slice(0, 1000))
 })
 
