@@ -150,6 +150,7 @@ t.test('a burst of concurrent requests: every answer right, bad ones 400, the se
   let good = 0
   let bad = 0
   const started = performance.now()
+  const cpu = process.cpuUsage()
   for (let r = 0; r < 150; r++) {
     if (r % 10 === 3) {
       requests.push(
@@ -171,9 +172,14 @@ t.test('a burst of concurrent requests: every answer right, bad ones 400, the se
   }
   await Promise.all(requests)
   const elapsed = performance.now() - started
+  const used = process.cpuUsage(cpu)
+  const cpuMs = (used.user + used.system) / 1000
   t.equal(bad, 15, 'bad requests answered with 400')
   t.equal(good, 135, 'every good request answered correctly')
-  t.ok(elapsed < 30_000, `burst answered in ${elapsed.toFixed(0)} ms`)
+  // CPU time of this process (client, server and its scoring workers), not wall time: on a loaded CI machine the
+  // wall time of this burst reached 11.5 s (load 13 on 2 cores) for a few seconds of work, while the CPU time
+  // stays what the work costs; 30 s of it still catches a server that spins or rescores.
+  t.ok(cpuMs < 30_000, `burst answered with ${cpuMs.toFixed(0)} ms of CPU (${elapsed.toFixed(0)} ms wall)`)
   t.equal((await fetch(`${url}/health`)).status, 200, 'alive afterwards')
 })
 
