@@ -1,9 +1,9 @@
 // The fused linear GRPO loss (ops.linearGrpoLoss) against the unfused path on the same machine in the same run:
 //   unfused  modelOps.linear(hidden, W) → [N, V] logits → ops.grpoLoss (gradient written over the logits) →
 //            modelOps.linearBackward (dx and gradWeight += dZᵀ·hidden)
-//   fused    ops.linearGrpoLoss with its defaults: on the CPU the whole-vocabulary mode (chunks of tokens against the
-//            whole vocabulary, 3 GEMMs, no recomputation); with --chunkVocab below V (or on cuda) vocabulary tiles
-//            whose logits are recomputed for the gradient (4 GEMMs)
+//   fused    ops.linearGrpoLoss with its defaults: vocabulary tiles whose logits are recomputed for the gradient
+//            (4 GEMMs; on the CPU the row statistics and dZ are taken in the GEMM's epilogue); with --chunkVocab >= V
+//            on the CPU the whole-vocabulary mode (chunks of tokens against the whole vocabulary, 3 GEMMs)
 // Peak extra memory is memoryInfo()[device].peakBytes (tensors + op scratch, counted by the allocator) minus what
 // was live before the call; time is the median of `reps` runs (after one warm-up that also allocates the GEMM's
 // per-thread buffers). Run after `npm run build` (uses dist/):
@@ -114,7 +114,7 @@ for (const H of Hs) {
     return [r.logp, r.gradHidden]
   })
   const flops = 2 * N * V * H
-  const recompute = device === 'cuda' || (chunkVocab !== undefined && chunkVocab < V)
+  const recompute = device === 'cuda' || chunkVocab === undefined || chunkVocab < V
   const row = {
     H,
     unfused: { ...unfused, gemmTflops: (3 * flops) / (unfused.ms / 1e3) / 1e12 },

@@ -37,16 +37,30 @@ type TokenLogprobsResult = LinearTokenLogprobsResult
 type HeadDtype = 'f32' | 'bf16'
 
 /**
- * Default chunk sizes per device. CPU: 1024 tokens × 4096 columns (a 16 MiB f32 logit tile, and 1024-row GEMMs
- * that run near the kernel's peak); the temporary memory is about chunkTokens · (chunkVocab · 6 + H · 6) bytes.
- * A `chunkVocab` of V or more asks the CPU backend for the whole-vocabulary mode (no recomputed logits, where
- * the options allow it: docs/ops.md). It is not the default: on the quiet machine, chunks of 138 tokens (a
- * 40 MiB bf16 buffer) made the N = 8192 step slower than these tiles (61.4 s against 51.9 s at H = 3584, 16.0 s
- * against 12.9 s at H = 896; bench/README.md), because gradWeight is read and written once per chunk.
+ * Default chunk sizes per device. CPU: at most 4096 tokens × 4096 columns, the tokens halved for wider heads so
+ * that chunkTokens · H stays within 4M (4096 tokens up to H = 1024, 2048 up to 2048, 1024 beyond: see
+ * linearChunkDefaults). The CPU backend never stores an f32 logit tile (the GEMM's epilogue turns each tile into
+ * row statistics or into dZ while it is in cache), so the temporary memory is about
+ * chunkTokens · (2 · chunkVocab + 4 · H) bytes for a bf16 head (a 32 MiB dZ tile and a 14 MiB f32 gradient
+ * accumulator at H = 896), the gathered hidden rows where a mask breaks a chunk, and the GEMM's packed panels.
+ * Larger chunks mean fewer passes over the head's weight and its gradient (each chunk packs W twice and reads and
+ * writes gradWeight once): measured on 2 Xeon cores at H = 896, N = 8192 (bench/README.md). A `chunkVocab` of V
+ * or more asks the CPU backend for the whole-vocabulary mode (no recomputed logits, where the options allow it:
+ * docs/ops.md); it is not the default: gradWeight is read and written once per chunk of ~138 tokens there.
  */
 export const LINEAR_CHUNK_DEFAULTS: Readonly<Record<'cpu' | 'cuda', { chunkTokens: number; chunkVocab: number }>> = {
-  cpu: { chunkTokens: 1024, chunkVocab: 4096 },
+  cpu: { chunkTokens: 4096, chunkVocab: 4096 },
   cuda: { chunkTokens: 4096, chunkVocab: 16384 },
+}
+
+/** The default chunks for a head of width H on a device: LINEAR_CHUNK_DEFAULTS, on the CPU with the tokens halved
+ * per doubling of H past 1024 (chunkTokens · H ≤ 4M, at least 1024 tokens). */
+export function linearChunkDefaults(device: 'cpu' | 'cuda', H: number): { chunkTokens: number; chunkVocab: number } {
+  const d = LINEAR_CHUNK_DEFAULTS[device]
+  if (device !== 'cpu') return { ...d }
+  let chunkTokens = d.chunkTokens
+  while (chunkTokens > 1024 && chunkTokens * H > 4 * 1024 * 1024) chunkTokens /= 2
+  return { chunkTokens, chunkVocab: d.chunkVocab }
 }
 
 interface HeadOptions {
@@ -154,7 +168,7 @@ function prepareHead(i: LinearHeadInputs, o: HeadOptions) {
   const bothBf16 = hidden.dtype === 'bf16' && weight.dtype === 'bf16'
   const headDtype: HeadDtype = o.headDtype ?? (bothBf16 ? 'bf16' : 'f32')
   if (headDtype === 'bf16' && !bothBf16) invalidArg("bf16 hidden and weight (or headDtype 'f32')", "headDtype 'bf16'", `${hidden.dtype} hidden and ${weight.dtype} weight`)
-  const chunk = LINEAR_CHUNK_DEFAULTS[hidden.device === 'cuda' ? 'cuda' : 'cpu']
+  const chunk = linearChunkDefaults(hidden.device === 'cuda' ? 'cuda' : 'cpu', H)
   const options = {
     temperature: o.temperature,
     headDtype,

@@ -1,19 +1,27 @@
-// The fused linear loss on the CPU (core/linear_loss_args.h has the plan): the GEMM of cpu/gemm.h computes one
-// tile of logits at a time into a chunkTokens × chunkVocab f32 buffer, the loops of cpu/linear_loss_tiles.h
-// reduce it into each row's online log-sum-exp (pass 1) or turn it into its logit gradient (pass 2), and two more
-// GEMMs take that gradient back to the hidden states and into the head's weight gradient. Only counted rows
-// (mask 1) are gathered into a chunk, so the rows past a completion's end are never read (they may hold anything).
+// The fused linear loss on the CPU (core/linear_loss_args.h has the plan): the GEMM of cpu/gemm.h computes the
+// logits of a chunk of tokens against one vocabulary tile at a time and hands its f32 tiles, still in the thread's
+// cache, to an epilogue that reduces them into each row's online log-sum-exp (pass 1) or turns them into the logit
+// gradient dZ (pass 2, written in the dtype the backward products read); two more GEMMs take dZ back to the hidden
+// states and into the head's weight gradient. No f32 logit tile is ever stored. Only counted rows (mask 1) take
+// part: consecutive runs of them are read in place, other chunks are gathered, so the rows past a completion's
+// end are never read (they may hold anything).
 //
 // When a tile spans the whole vocabulary and the loss options allow it, the whole-vocabulary mode below runs
 // instead: one GEMM per chunk, no recomputation (see wholeVocabularyLoss).
 //
-// Memory: a chunk's gathered hidden rows, its f32 hidden-gradient accumulator, one logit tile (f32, plus its bf16
-// copy for a bf16 head; in the whole-vocabulary mode one buffer of the head's dtype) and O(N) per-token state;
-// all counted in memoryInfo().cpu.scratchBytes.
+// Memory: pass 1 holds per-row state and the tile statistics' slots (chunkTokens × 64 × 24 bytes); pass 2 a dZ
+// tile of chunkTokens × chunkVocab (bf16 for a bf16 head, f32 otherwise) and the f32 hidden-gradient accumulator
+// [chunkTokens, H]; a gathered chunk of hidden rows when the mask breaks a chunk's rows; O(N) per-token state. In
+// the whole-vocabulary mode one buffer of chunkTokens × V in the head's dtype. All counted in
+// memoryInfo().cpu.scratchBytes. GRPO_LINEAR_LOSS_PROFILE=1 prints each call's time per phase to stderr.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,6 +54,43 @@ namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
+// GRPO_LINEAR_LOSS_PROFILE=1 prints the wall time of each phase of a call to stderr (for bench/README.md's
+// breakdown; off by default, where a phase costs one branch).
+class PhaseTimes {
+ public:
+  enum Phase { kGather, kForwardGemm, kRowStats, kRecomputeGemm, kRowGrad, kGradHiddenGemm, kGradWeightGemm, kGradBias, kScatter, kCount };
+  PhaseTimes() {
+    static const bool on = [] {
+      const char* e = std::getenv("GRPO_LINEAR_LOSS_PROFILE");
+      return e && *e && *e != '0';
+    }();
+    on_ = on;
+  }
+  ~PhaseTimes() {
+    if (!on_) return;
+    static const char* names[kCount] = {"gather", "forward gemm", "row stats", "recompute gemm", "row grad (dZ)", "gradHidden gemm", "gradWeight gemm", "gradBias", "scatter"};
+    double total = 0;
+    for (double t : seconds_) total += t;
+    std::fprintf(stderr, "linear loss phases (s):");
+    for (int i = 0; i < kCount; i++) {
+      if (seconds_[i] > 0) std::fprintf(stderr, " %s %.3f;", names[i], seconds_[i]);
+    }
+    std::fprintf(stderr, " total %.3f\n", total);
+  }
+  // Runs f and charges its wall time to phase p.
+  template <class F>
+  void time(Phase p, F&& f) {
+    if (!on_) { f(); return; }
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    seconds_[p] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+ private:
+  bool on_ = false;
+  double seconds_[kCount] = {};
+};
+
 // The counted rows of the mask (all rows without one), in order.
 std::vector<int64_t> countedRows(const TensorRef& mask, int64_t N) {
   std::vector<int64_t> rows;
@@ -57,52 +102,71 @@ std::vector<int64_t> countedRows(const TensorRef& mask, int64_t N) {
   return rows;
 }
 
-// The head of a call: gathers a chunk's hidden rows and computes its logit tiles.
+// The head of a call: a chunk's hidden rows (read in place when they are consecutive, gathered otherwise) and
+// the products of the head's weight with them.
 class Head {
  public:
-  // tile: whether to allocate the chunkTokens × chunkVocab f32 tile logits() writes (the recompute path's).
-  explicit Head(const LinearHeadArgs& a, bool tile = true)
+  // gatherAlways: copy every chunk into the packed buffer (the whole-vocabulary mode reads head.chunk()).
+  explicit Head(const LinearHeadArgs& a, bool gatherAlways = false)
       : a_(a),
         hiddenBytes_(static_cast<int64_t>(dtypeSize(a.hidden.dtype))),
         weightBytes_(static_cast<int64_t>(dtypeSize(a.weight.dtype))),
         bf16_(a.headDtype == DType::BF16),
-        invT_(1.0f / a.temperature),
-        chunk_(static_cast<size_t>(a.chunkTokens * a.H) * static_cast<size_t>(hiddenBytes_)),
-        tile_(tile ? static_cast<size_t>(a.chunkTokens * a.chunkVocab) : 0) {}
+        invT_(1.0f / a.temperature) {
+    if (gatherAlways) allocateChunk();
+  }
 
   const LinearHeadArgs& args() const { return a_; }
   bool bf16() const { return bf16_; }
   float invT() const { return invT_; }
-  const void* chunk() const { return chunk_.data(); }
-  float* tile() const { return tile_.data(); }
+  const void* chunk() const { return chunk_->data(); }
 
   // Copies hidden rows rows[0..n) into the packed chunk [n, H].
   void gather(const int64_t* rows, int64_t n) {
+    if (!chunk_) allocateChunk();
     const int64_t rowBytes = a_.H * hiddenBytes_;
     const char* src = static_cast<const char*>(a_.hidden.storage->data());
-    char* dst = chunk_.data();
+    char* dst = chunk_->data();
     for (int64_t i = 0; i < n; i++) std::memcpy(dst + i * rowBytes, src + rows[i] * rowBytes, static_cast<size_t>(rowBytes));
   }
 
-  // tile[i, j] = chunk[i] · W[v0 + j] + b[v0 + j] for i < n, j < vc (row stride vc), f32; the caller rounds a
-  // bf16 head's values (tiles.roundBf16) in its per-row pass.
-  void logits(int64_t n, int64_t v0, int64_t vc) {
+  // The rows rows[0..n) as an [n, H] row-major matrix: in place when they are consecutive (no mask, or a run of
+  // counted rows), else gathered (the buffer is allocated by the first chunk that needs it).
+  const void* rowsOf(const int64_t* rows, int64_t n) {
+    if (n > 0 && rows[n - 1] - rows[0] == n - 1) {
+      return static_cast<const char*>(a_.hidden.storage->data()) + rows[0] * a_.H * hiddenBytes_;
+    }
+    gather(rows, n);
+    return chunk_->data();
+  }
+
+  // Hands `epilogue` the f32 tiles of hiddenRows[n, H] · W[v0 : v0 + vc]ᵀ (columns relative to v0), without the
+  // bias (addBias) and without a bf16 head's rounding (the caller's, after the bias).
+  void logits(const void* hiddenRows, int64_t n, int64_t v0, int64_t vc, const cpu::GemmEpilogue& epilogue) const {
     cpu::GemmProblem p;
     p.M = n;
     p.N = vc;
     p.K = a_.H;
-    p.A = cpu::GemmMatrix{chunk_.data(), a_.hidden.dtype, a_.H, 1};
+    p.A = cpu::GemmMatrix{hiddenRows, a_.hidden.dtype, a_.H, 1};
     p.B = cpu::GemmMatrix{weightRow(v0), a_.weight.dtype, 1, a_.H};
     p.widen = !bf16_;
-    cpu::GemmOutput out;
-    out.data = tile_.data();
-    out.dtype = DType::F32;
-    out.ld = vc;
+    cpu::gemm(p, epilogue);
+  }
+
+  // row[j] = f32(values[j] + bias[v + j]) for j < cols (the rounding the linear op's epilogue does), then the
+  // bf16 head's rounding.
+  void finishLogits(const float* values, int64_t v, int64_t cols, float* row) const {
+    std::memcpy(row, values, static_cast<size_t>(cols) * sizeof(float));
     if (a_.bias.defined()) {
-      out.bias = static_cast<const char*>(a_.bias.storage->data()) + v0 * static_cast<int64_t>(dtypeSize(a_.bias.dtype));
-      out.biasDtype = a_.bias.dtype;
+      if (a_.bias.dtype == DType::BF16) {
+        const uint16_t* b = static_cast<const uint16_t*>(a_.bias.storage->data()) + v;
+        for (int64_t j = 0; j < cols; j++) row[j] += bf16ToFloat(b[j]);
+      } else {
+        const float* b = static_cast<const float*>(a_.bias.storage->data()) + v;
+        for (int64_t j = 0; j < cols; j++) row[j] += b[j];
+      }
     }
-    cpu::gemm(p, out);
+    if (bf16_) cpu::linearLossTileKernels().roundBf16(row, cols);
   }
 
   const void* weightRow(int64_t v) const {
@@ -110,13 +174,22 @@ class Head {
   }
 
  private:
+  void allocateChunk() { chunk_ = std::make_unique<HostScratch<char>>(static_cast<size_t>(a_.chunkTokens * a_.H * hiddenBytes_)); }
+
   const LinearHeadArgs& a_;
   int64_t hiddenBytes_, weightBytes_;
   bool bf16_;
   float invT_;
-  HostScratch<char> chunk_;
-  HostScratch<float> tile_;
+  std::unique_ptr<HostScratch<char>> chunk_;
 };
+
+// One thread's row buffer for an epilogue tile (a tile is at most gemmTileColumns() wide).
+float* tileRow() {
+  static thread_local std::vector<float> row;
+  const size_t need = static_cast<size_t>(cpu::gemmTileColumns());
+  if (row.size() < need) row.resize(need);
+  return row.data();
+}
 
 // Pass 1's result per token (indexed by token, counted rows only).
 struct RowResults {
@@ -124,9 +197,23 @@ struct RowResults {
   std::vector<uint8_t> status;
 };
 
+// Pass 1's vocabulary tile: the statistics of each (row, epilogue tile) are kept in a slot and merged after the
+// product in column order, so the result does not depend on which thread finished which tile first. Tiles start
+// at multiples of the narrowest GEMM panel (16 columns), so slot n0 / 16 is unique; the tile is kept narrow
+// enough that the slots stay small (chunkTokens × 64 slots of 24 bytes).
+constexpr int64_t kSlotColumns = 16;
+constexpr int64_t kStatsTileMax = 1024;
+
+struct StatsSlot {
+  float max;
+  uint8_t used, bad;
+  double sum, dot;
+};
+
 // Pass 1: logp, lse and (with entropy) H of every counted row, from the online log-sum-exp over the vocabulary
-// tiles, in double per row. status[i] flags rows with NaN/+inf logits, all -inf, or a bad target.
-void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, RowResults* r) {
+// tiles, in double per row. status[i] flags rows with NaN/+inf logits, all -inf, or a bad target. The row
+// statistics are taken in the GEMM's epilogue, while the tile is in the thread's cache: no logit tile is stored.
+void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, RowResults* r, PhaseTimes& times) {
   const LinearHeadArgs& a = head.args();
   const cpu::LinearLossTileKernels& tiles = cpu::linearLossTileKernels();
   const int32_t* targets = a.targets.data<int32_t>();
@@ -137,45 +224,69 @@ void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, Row
   r->entropy.assign(entropy ? static_cast<size_t>(a.N) : 0, 0.0f);
   r->status.assign(static_cast<size_t>(a.N), kRowOk);
   const size_t T = static_cast<size_t>(a.chunkTokens);
+  const int64_t tileVocab = std::min(a.chunkVocab, kStatsTileMax);
+  const int64_t slots = (tileVocab + kSlotColumns - 1) / kSlotColumns;
   HostScratch<double> M(T), S(T), Q(T);
   HostScratch<float> target(T);
   HostScratch<uint8_t> bad(T);
+  HostScratch<StatsSlot> slot(T * static_cast<size_t>(slots));
+  for (size_t k = 0; k < T * static_cast<size_t>(slots); k++) slot[k].used = 0;
   for (int64_t c0 = 0; c0 < count; c0 += a.chunkTokens) {
     const int64_t n = std::min(a.chunkTokens, count - c0);
     const int64_t* chunkRows = rows.data() + c0;
-    head.gather(chunkRows, n);
+    const void* hiddenRows = nullptr;
+    times.time(PhaseTimes::kGather, [&] { hiddenRows = head.rowsOf(chunkRows, n); });
     for (int64_t i = 0; i < n; i++) {
       M[i] = kNegInf;
       S[i] = Q[i] = 0;
       target[i] = std::numeric_limits<float>::quiet_NaN();
       bad[i] = 0;
     }
-    for (int64_t v0 = 0; v0 < a.V; v0 += a.chunkVocab) {
-      const int64_t vc = std::min(a.chunkVocab, a.V - v0);
-      head.logits(n, v0, vc);
-      cpu::parallelFor(n, std::max<int64_t>(1, 16384 / vc), [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; i++) {
-          float* row = head.tile() + i * vc;
-          if (head.bf16()) tiles.roundBf16(row, vc);
-          const int64_t y = targets[chunkRows[i]];
-          if (y >= v0 && y < v0 + vc) target[i] = row[y - v0];
-          cpu::TileRowStats ts;
-          tiles.rowStats(row, vc, invT, entropy, &ts);
-          if (ts.bad) bad[i] = 1;
-          if (ts.bad || ts.max == -std::numeric_limits<float>::infinity()) continue;
-          // Merge the tile (relative to its max m) into the row's state (relative to M).
-          const double m = static_cast<double>(ts.max) * invT;
-          if (m > M[i]) {
-            const double shift = M[i] - m;  // <= 0, -inf for the first tile
-            const double scale = S[i] > 0 ? std::exp(shift) : 0.0;
-            Q[i] = S[i] > 0 ? scale * (Q[i] + shift * S[i]) : 0.0;
-            S[i] *= scale;
-            M[i] = m;
+    for (int64_t v0 = 0; v0 < a.V; v0 += tileVocab) {
+      const int64_t vc = std::min(tileVocab, a.V - v0);
+      times.time(PhaseTimes::kForwardGemm, [&] {
+        head.logits(hiddenRows, n, v0, vc, [&](const cpu::GemmTile& t) {
+          float* row = tileRow();
+          for (int64_t i = 0; i < t.rows; i++) {
+            const int64_t m = t.m0 + i;
+            head.finishLogits(t.values + i * t.ld, v0 + t.n0, t.cols, row);
+            const int64_t y = targets[chunkRows[m]] - v0 - t.n0;
+            if (y >= 0 && y < t.cols) target[m] = row[y];
+            cpu::TileRowStats ts;
+            tiles.rowStats(row, t.cols, invT, entropy, &ts);
+            StatsSlot& s = slot[static_cast<size_t>(m * slots + t.n0 / kSlotColumns)];
+            s.max = ts.max;
+            s.bad = ts.bad;
+            s.sum = ts.sum;
+            s.dot = ts.dot;
+            s.used = 1;
           }
-          const double shift = m - M[i], scale = std::exp(shift);
-          S[i] += scale * ts.sum;
-          Q[i] += scale * (ts.dot + shift * ts.sum);
-        }
+        });
+      });
+      times.time(PhaseTimes::kRowStats, [&] {
+        cpu::parallelFor(n, 64, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; i++) {
+            for (int64_t k = 0; k < slots; k++) {
+              StatsSlot& ts = slot[static_cast<size_t>(i * slots + k)];
+              if (!ts.used) continue;
+              ts.used = 0;
+              if (ts.bad) bad[i] = 1;
+              if (ts.bad || ts.max == -std::numeric_limits<float>::infinity()) continue;
+              // Merge the tile (relative to its max m) into the row's state (relative to M).
+              const double m = static_cast<double>(ts.max) * invT;
+              if (m > M[i]) {
+                const double shift = M[i] - m;  // <= 0, -inf for the first tile
+                const double scale = S[i] > 0 ? std::exp(shift) : 0.0;
+                Q[i] = S[i] > 0 ? scale * (Q[i] + shift * S[i]) : 0.0;
+                S[i] *= scale;
+                M[i] = m;
+              }
+              const double shift = m - M[i], scale = std::exp(shift);
+              S[i] += scale * ts.sum;
+              Q[i] += scale * (ts.dot + shift * ts.sum);
+            }
+          }
+        });
       });
     }
     for (int64_t i = 0; i < n; i++) {
@@ -360,7 +471,7 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
   if (entropyOut) std::memset(entropyOut, 0, sizeof(float) * static_cast<size_t>(a.N));
   std::memset(c.gradHidden.storage->data(), 0, static_cast<size_t>(a.N * H) * dtypeSize(c.gradHidden.dtype));
 
-  Head head(a, false);
+  Head head(a, true);
   HostScratch<float> logits32(bf16 ? 0 : T * static_cast<size_t>(V));
   HostScratch<uint16_t> logits16(bf16 ? T * static_cast<size_t>(V) : 0);
   HostScratch<float> gh(T * static_cast<size_t>(H));
@@ -505,7 +616,8 @@ void cpu::CpuBackend::linearTokenLogprobs(LinearTokenLogprobsCall& c) {
   throwRowStatus(status.data(), a.N, a.targets.data<int32_t>(), nullptr, a.L, a.V);
   Head head(a);
   RowResults r;
-  forwardPass(head, rows, c.entropy, &r);
+  PhaseTimes times;
+  forwardPass(head, rows, c.entropy, &r, times);
   throwRowStatus(r.status.data(), a.N, a.targets.data<int32_t>(), nullptr, a.L, a.V);
   std::memcpy(c.logp.data<float>(), r.logp.data(), sizeof(float) * static_cast<size_t>(a.N));
   std::memcpy(c.lse.data<float>(), r.lse.data(), sizeof(float) * static_cast<size_t>(a.N));
@@ -529,7 +641,8 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
   // Pass 1 and the per-token loss.
   Head head(a);
   RowResults r;
-  forwardPass(head, rows, true, &r);
+  PhaseTimes times;
+  forwardPass(head, rows, true, &r, times);
   for (int64_t t : rows) {
     if (r.status[t] == kRowOk && std::isinf(r.logp[t])) r.status[t] = kRowNegInfTarget;
   }
@@ -548,18 +661,24 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
   std::memcpy(c.logp.data<float>(), r.logp.data(), sizeof(float) * static_cast<size_t>(a.N));
   if (c.entropy.defined()) std::memcpy(c.entropy.data<float>(), r.entropy.data(), sizeof(float) * static_cast<size_t>(a.N));
 
-  // Pass 2: recompute each tile, turn it into dZ, and take it back through the head.
+  // Pass 2: recompute each tile, turn it into dZ in the GEMM's epilogue (the f32 logits never leave the thread's
+  // cache: dZ is written in the dtype the backward products read), and take it back through the head.
   const size_t T = static_cast<size_t>(a.chunkTokens);
   std::memset(c.gradHidden.storage->data(), 0, static_cast<size_t>(a.N * a.H) * dtypeSize(c.gradHidden.dtype));
   HostScratch<float> gh(T * static_cast<size_t>(a.H));
-  HostScratch<uint16_t> dzBf16(head.bf16() ? T * static_cast<size_t>(a.chunkVocab) : 0);
+  const size_t tileCount = T * static_cast<size_t>(a.chunkVocab);
+  HostScratch<uint16_t> dz16(head.bf16() ? tileCount : 0);
+  HostScratch<float> dz32(head.bf16() ? 0 : tileCount);
+  const void* dz = head.bf16() ? static_cast<const void*>(dz16.data()) : dz32.data();
+  const DType dzType = head.bf16() ? DType::BF16 : DType::F32;
   HostScratch<float> ga(T), gb(T), gc(T), glse(T);
   const float invT = head.invT();
   const int64_t count = static_cast<int64_t>(rows.size());
   for (int64_t c0 = 0; c0 < count; c0 += a.chunkTokens) {
     const int64_t n = std::min(a.chunkTokens, count - c0);
     const int64_t* chunkRows = rows.data() + c0;
-    head.gather(chunkRows, n);
+    const void* hiddenRows = nullptr;
+    times.time(PhaseTimes::kGather, [&] { hiddenRows = head.rowsOf(chunkRows, n); });
     for (int64_t i = 0; i < n; i++) {
       const int64_t t = chunkRows[i];
       // dℓ/dz_j = (g (1[j=y] - p_j) + gH ∂H/∂u_j) / T with ∂H/∂u_j = -p_j (u_j - E_p[u]), E_p[u] = lse - H.
@@ -570,19 +689,21 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
     }
     for (int64_t v0 = 0; v0 < a.V; v0 += a.chunkVocab) {
       const int64_t vc = std::min(a.chunkVocab, a.V - v0);
-      head.logits(n, v0, vc);
-      cpu::parallelFor(n, std::max<int64_t>(1, 16384 / vc), [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; i++) {
-          float* row = head.tile() + i * vc;
-          if (head.bf16()) tiles.roundBf16(row, vc);
-          tiles.rowGrad(row, vc, invT, glse[i], ga[i], gb[i], gc[i]);
-          const int64_t y = targets[chunkRows[i]];
-          if (y >= v0 && y < v0 + vc) row[y - v0] += ga[i];
-          if (head.bf16()) tiles.toBf16(row, dzBf16.data() + i * vc, vc);
-        }
+      times.time(PhaseTimes::kRecomputeGemm, [&] {
+        head.logits(hiddenRows, n, v0, vc, [&](const cpu::GemmTile& t) {
+          float* row = tileRow();
+          for (int64_t i = 0; i < t.rows; i++) {
+            const int64_t m = t.m0 + i;
+            head.finishLogits(t.values + i * t.ld, v0 + t.n0, t.cols, row);
+            tiles.rowGrad(row, t.cols, invT, glse[m], ga[m], gb[m], gc[m]);
+            const int64_t y = targets[chunkRows[m]] - v0 - t.n0;
+            if (y >= 0 && y < t.cols) row[y] += ga[m];
+            const size_t at = static_cast<size_t>(m * vc + t.n0);
+            if (head.bf16()) tiles.toBf16(row, dz16.data() + at, t.cols);
+            else std::memcpy(dz32.data() + at, row, static_cast<size_t>(t.cols) * sizeof(float));
+          }
+        });
       });
-      const void* dz = head.bf16() ? static_cast<const void*>(dzBf16.data()) : head.tile();
-      const DType dzType = head.bf16() ? DType::BF16 : DType::F32;
       {  // gh[n, H] (+)= dZ[n, vc] · W[v0 : v0 + vc]
         cpu::GemmProblem p;
         p.M = n;
@@ -596,7 +717,7 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
         o.dtype = DType::F32;
         o.ld = a.H;
         o.accumulate = v0 > 0;
-        cpu::gemm(p, o);
+        times.time(PhaseTimes::kGradHiddenGemm, [&] { cpu::gemm(p, o); });
       }
       if (c.gradWeight.defined()) {  // gradWeight[v0 : v0 + vc] += dZᵀ · chunk
         cpu::GemmProblem p;
@@ -604,26 +725,24 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
         p.N = a.H;
         p.K = n;
         p.A = cpu::GemmMatrix{dz, dzType, 1, vc};
-        p.B = cpu::GemmMatrix{head.chunk(), a.hidden.dtype, a.H, 1};
+        p.B = cpu::GemmMatrix{hiddenRows, a.hidden.dtype, a.H, 1};
         p.widen = !head.bf16();
         cpu::GemmOutput o;
         o.data = c.gradWeight.data<float>() + v0 * a.H;
         o.dtype = DType::F32;
         o.ld = a.H;
         o.accumulate = true;
-        cpu::gemm(p, o);
+        times.time(PhaseTimes::kGradWeightGemm, [&] { cpu::gemm(p, o); });
       }
       if (c.gradBias.defined()) {
-        // A bf16 head's dZ as the backward products see it (rounded), so the three gradients agree.
-        if (head.bf16()) {
-          cpu::parallelFor(n * vc, 65536, [&](int64_t begin, int64_t end) {
-            for (int64_t k = begin; k < end; k++) head.tile()[k] = bf16ToFloat(dzBf16[static_cast<size_t>(k)]);
-          });
-        }
-        addColumnSums(head.tile(), n, vc, c.gradBias.data<float>() + v0);
+        // dZ as the backward products see it (a bf16 head's rounded), so the three gradients agree.
+        times.time(PhaseTimes::kGradBias, [&] {
+          if (head.bf16()) addColumnSumsBf16(dz16.data(), n, vc, c.gradBias.data<float>() + v0);
+          else addColumnSums(dz32.data(), n, vc, c.gradBias.data<float>() + v0);
+        });
       }
     }
-    scatterRows(gh.data(), chunkRows, n, a.H, c.gradHidden);
+    times.time(PhaseTimes::kScatter, [&] { scatterRows(gh.data(), chunkRows, n, a.H, c.gradHidden); });
   }
 }
 
