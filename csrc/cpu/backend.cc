@@ -352,11 +352,7 @@ void rescaleSequenceRows(GrpoLossCall& c, const TokenInputs& inputs, const std::
       char* grad = gradBase + i * c.V * static_cast<int64_t>(outBytes);
       kernels.rowScale(grad, c.grad.dtype, c.V, static_cast<float>(terms.dlogp));
       const float targetGrad = static_cast<float>(w * terms.dlogp * invT * row.oneMinusPy);
-      switch (c.grad.dtype) {
-        case DType::BF16: reinterpret_cast<uint16_t*>(grad)[targets[i]] = floatToBf16(targetGrad); break;
-        case DType::F16: reinterpret_cast<uint16_t*>(grad)[targets[i]] = floatToF16(targetGrad); break;
-        default: reinterpret_cast<float*>(grad)[targets[i]] = targetGrad; break;
-      }
+      cpu::storeFloat(grad, c.grad.dtype, targets[i], targetGrad);
       records[i] = recordToken(terms, w, row.logp, old, row.entropy, params);
     }
   });

@@ -6,9 +6,20 @@
 #include <cstdint>
 #include <limits>
 
+#include "core/half.h"
 #include "core/tensor.h"
 
 namespace grpo::cpu {
+
+// Writes one float as element `index` of a float buffer of `dtype` (rounded to nearest even for bf16/f16): for
+// the single entries host code writes; the row kernels convert whole rows with the CPU's own instructions.
+inline void storeFloat(void* base, DType dtype, int64_t index, float v) {
+  switch (dtype) {
+    case DType::BF16: static_cast<uint16_t*>(base)[index] = floatToBf16(v); break;
+    case DType::F16: static_cast<uint16_t*>(base)[index] = floatToF16(v); break;
+    default: static_cast<float*>(base)[index] = v; break;
+  }
+}
 
 // Rows are processed in chunks of kRowChunk entries (8 KB of f32): a chunk stays in L1 between its max pass
 // and its exp pass. The first chunk may be shorter (RowChunks::first) so that every later chunk starts on a

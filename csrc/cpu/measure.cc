@@ -3,7 +3,7 @@
 // bandwidth is measureMachine's, and CPU ops are timed by the host clock.
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
-#include "core/half.h"
+#include "cpu/kernels.h"
 
 namespace grpo {
 
@@ -15,12 +15,7 @@ void cpu::CpuBackend::fillUniform(FillUniformCall& c) {
   const DType dtype = c.tensor.dtype;
   parallelFor(n, 1 << 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) {
-      const float v = low + span * uniformAt(seed, static_cast<uint64_t>(i));
-      switch (dtype) {
-        case DType::BF16: static_cast<uint16_t*>(data)[i] = floatToBf16(v); break;
-        case DType::F16: static_cast<uint16_t*>(data)[i] = floatToF16(v); break;
-        default: static_cast<float*>(data)[i] = v; break;
-      }
+      cpu::storeFloat(data, dtype, i, low + span * uniformAt(seed, static_cast<uint64_t>(i)));
     }
   });
 }
