@@ -201,10 +201,13 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
     const { cpuMs: _, ...rest } = c
     const busyGflops = flops / (Math.max(busyMs, 1e-6) / 1000) / 1e9
     const full: GemmCase = { ...rest, gflops, busyMs, busyGflops, shareOfPeak: peakGFlops > 0 ? busyGflops / peakGFlops : 0 }
+    // More CPU than the threads could use in the wall time: another thread of this process ran meanwhile (a
+    // library's spinning workers, V8's compiler at start-up), so this case is disturbed, whatever the load.
+    if (c.cpuMs > c.ms * peak.threads * 1.05) full.note = (full.note ? `${full.note}; ` : '') + `disturbed: process CPU ${c.cpuMs.toFixed(2)} ms > ${peak.threads} threads x ${c.ms.toFixed(2)} ms wall`
     cases.push(full)
     o.log(
       `  ${c.shape.padEnd(26)} ${c.pass.padEnd(10)} ${c.dtype.padEnd(4)} ${c.impl.padEnd(12)} ${c.ms.toFixed(2).padStart(9)} ms ` +
-        `${gflops.toFixed(1).padStart(7)} GFLOP/s wall, ${busyGflops.toFixed(1).padStart(7)} busy, ${(full.shareOfPeak * 100).toFixed(0).padStart(4)}% of peak${c.note ? `  ${c.note}` : ''}`,
+        `${gflops.toFixed(1).padStart(7)} GFLOP/s wall, ${busyGflops.toFixed(1).padStart(7)} busy, ${(full.shareOfPeak * 100).toFixed(0).padStart(4)}% of peak${full.note ? `  ${full.note}` : ''}`,
     )
     return full
   }
@@ -235,7 +238,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
         const f32 = cases.find((c) => c.shape === shape.name && c.pass === pass && c.dtype === 'f32' && c.impl === 'node-grpo')
         const ours = cases[cases.length - 1]!
         if (f32) {
-          ours.note = `${(ours.busyGflops / f32.busyGflops).toFixed(2)}x our f32 (busy), ${(ours.gflops / f32.gflops).toFixed(2)}x (wall)`
+          ours.note = (ours.note ? `${ours.note}; ` : '') + `${(ours.busyGflops / f32.busyGflops).toFixed(2)}x our f32 (busy), ${(ours.gflops / f32.gflops).toFixed(2)}x (wall)`
           o.log(`    node-grpo bf16 at ${ours.note}`)
         }
       }
@@ -251,7 +254,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
       c.dispose()
       const ours = cases.find((k) => k.shape === shape.name && k.pass === pass && k.dtype === 'f32' && k.impl === 'node-grpo')!
       const blas = add({ shape: shape.name, M: gm, N: gn, K: gk, pass, impl: 'openblas', dtype: 'f32', ms: blasTime.seconds * 1000, cpuMs: blasTime.cpuSeconds * 1000, note: `kernel ${openblas.core}` }, peak.f32GFlops)
-      ours.note = `${(ours.busyGflops / blas.busyGflops * 100).toFixed(0)}% of OpenBLAS (busy), ${(ours.gflops / blas.gflops * 100).toFixed(0)}% (wall)`
+      ours.note = (ours.note ? `${ours.note}; ` : '') + `${(ours.busyGflops / blas.busyGflops * 100).toFixed(0)}% of OpenBLAS (busy), ${(ours.gflops / blas.gflops * 100).toFixed(0)}% (wall)`
       o.log(`    node-grpo f32 at ${ours.note}`)
       settle(OPENBLAS_SPIN_MS)
     }
@@ -270,7 +273,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
       const c = add({ shape: name, M: gm, N: gn, K: gk, pass, impl: dtype === 'bf16' ? 'onednn-torch' : 'torch', dtype, ms, cpuMs }, dtype === 'bf16' ? bf16Peak : peak.f32GFlops)
       const ours = cases.find((x) => x.shape === name && x.pass === pass && x.dtype === dtype && x.impl === 'node-grpo')
       if (ours) {
-        c.note = `node-grpo is ${(ours.busyGflops / c.busyGflops).toFixed(2)}x this (busy), ${(ours.gflops / c.gflops).toFixed(2)}x (wall)`
+        c.note = (c.note ? `${c.note}; ` : '') + `node-grpo is ${(ours.busyGflops / c.busyGflops).toFixed(2)}x this (busy), ${(ours.gflops / c.gflops).toFixed(2)}x (wall)`
         o.log(`    ${c.note}`)
       }
     }
@@ -283,13 +286,14 @@ export function gemmMarkdown(r: GemmBenchResult): string {
   const find = (shape: string, pass: GemmPass, dtype: 'f32' | 'bf16', impl: GemmCase['impl']) =>
     r.cases.find((c) => c.shape === shape && c.pass === pass && c.dtype === dtype && c.impl === impl)
   // GFLOP/s while running (busy); the wall-clock figure in parentheses.
-  const g = (c?: GemmCase) => (c ? `${c.busyGflops.toFixed(0)} (${c.gflops.toFixed(0)})` : '—')
+  const g = (c?: GemmCase) => (c ? `${c.busyGflops.toFixed(0)} (${c.gflops.toFixed(0)})${c.note?.includes('disturbed') ? ' †' : ''}` : '—')
   const ratio = (a?: GemmCase, b?: GemmCase) => (a && b ? `${(a.busyGflops / b.busyGflops).toFixed(2)}×` : '—')
   const lines = [
     `Peaks measured in the same run (${r.peak.threads} threads): f32 FMA (${r.peak.fmaIsa}) ${r.peak.f32GFlops.toFixed(0)} GFLOP/s, ` +
       `vdpbf16ps ${r.peak.bf16DotGFlops.toFixed(0)}, AMX ${r.peak.amxGFlops.toFixed(0)}. Kernels: f32 ${r.info.f32}, bf16 ${r.info.bf16}. ` +
       `OpenBLAS: ${r.openblas.available ? r.openblas.core : 'not installed'}. PyTorch: ${r.torch.reason}. ` +
-      'GFLOP/s while running (process CPU time / threads), wall clock in parentheses; ratios of the former.',
+      'GFLOP/s while running (process CPU time / threads), wall clock in parentheses; ratios of the former. ' +
+      '†: the process used more CPU than its threads could in the wall time (another thread of the process ran meanwhile): disturbed.',
     '',
     '| shape (M×N×K of the GEMM) | pass | f32 ours | f32 OpenBLAS | ours / OpenBLAS | f32 % of FMA peak | bf16 ours | bf16 / our f32 | bf16 oneDNN (torch) | ours / oneDNN |',
     '|---|---|---|---|---|---|---|---|---|---|',
