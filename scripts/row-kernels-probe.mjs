@@ -1,8 +1,11 @@
 // Where the time of the CPU row ops goes (issue 19): in one process, the machine's probes (copy, read, exp)
 // and the ops at 256 x 151936 (f32, bf16), each the median of `reps`, alternating two input sets so a run
-// never finds the previous run's rows in cache; plus each op at one row that stays in L2 (the same row
-// repeated: the compute cost alone), and how much of the memory time and the exp time overlap. Run with
-// GRPO_NUM_THREADS=1 and 2 to see the scaling (the per-core limits with 1).
+// never finds the previous run's rows in cache; plus each op on 2 rows per thread, the same row repeated, and how
+// much of the memory time and the exp time overlap. Run with GRPO_NUM_THREADS=1 and 2 to see the scaling (the
+// per-core limits with 1). The 2-row case is not grpoLoss' fused loop in L2: at V = 151936 its working set (2 rows
+// of logits, their gradient, the kept exponentials: 3 MB in f32) exceeds the 2 MB L2, and with 2 rows a thread
+// runs only the pipeline's ends (the first row's statistics alone, the last row's gradient alone). For the loops
+// themselves, in cache and from memory, see scripts/row-kernels-loop.cc.
 //   node scripts/row-kernels-probe.mjs [reps]
 import { ops, Tensor } from '../dist/index.js'
 import { native } from '../dist/native.js'
@@ -48,10 +51,10 @@ for (const dtype of ['f32', 'bf16']) {
   console.log(`${dtype} overlap of memory and exp time: tokenLogprobs ${overlap(tl, readLimit)}, grpoLoss ${overlap(tg, copyLimit)}`)
   console.log(`${dtype} 256 rows from memory: tokenLogprobs ${tl.toFixed(2)} ms (${(tl / readLimit).toFixed(2)}x 1R ${readLimit.toFixed(2)} ms; cpu/thread ${tlc.toFixed(2)} ms), ` +
     `grpoLoss ${tg.toFixed(2)} ms (${(tg / copyLimit).toFixed(2)}x 1R+1W ${copyLimit.toFixed(2)} ms; cpu/thread ${tgc.toFixed(2)} ms); exp limit ${expMs.toFixed(2)} ms`)
-  // 8 rows in L2 per thread: compute only (the logits and the gradient stay in cache)
+  // 2 rows per thread, the same row repeated (see the header: not all in L2 for grpoLoss)
   const rowsSmall = 2 * m.threads
   const small = make(rowsSmall, true)
   await time([() => ops.tokenLogprobs(small.logits, small.targets)]); const tls = cpu
   await time([() => ops.grpoLoss(small)]); const tgs = cpu
-  console.log(`${dtype} cpu/thread per 256 rows, the same ${rowsSmall} rows again and again (L2/L3): tokenLogprobs ${(tls / rowsSmall * N).toFixed(2)} ms, grpoLoss ${(tgs / rowsSmall * N).toFixed(2)} ms`)
+  console.log(`${dtype} cpu/thread per 256 rows, the same ${rowsSmall} rows again and again: tokenLogprobs ${(tls / rowsSmall * N).toFixed(2)} ms, grpoLoss ${(tgs / rowsSmall * N).toFixed(2)} ms`)
 }
