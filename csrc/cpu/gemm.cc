@@ -19,11 +19,13 @@
 #include "cpu/gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "cpu/gemm_kernels.h"
 #include "cpu/thread_pool.h"
@@ -131,8 +133,8 @@ class Scratch {
 };
 
 struct AlignedArray {
-  explicit AlignedArray(size_t bytes) {
-    bytes = (bytes + 63) & ~size_t(63);
+  explicit AlignedArray(size_t requested) {
+    bytes = (requested + 63) & ~size_t(63);
     ptr = bytes ? std::aligned_alloc(64, bytes) : nullptr;
     if (bytes && !ptr) throw Error(ErrorCode::Oom, "Expected " + std::to_string(bytes) + " bytes for packed GEMM panels but the allocation failed");
     counted.resize(Device::Cpu, bytes);
@@ -140,8 +142,53 @@ struct AlignedArray {
   ~AlignedArray() { std::free(ptr); }
   AlignedArray(const AlignedArray&) = delete;
   AlignedArray& operator=(const AlignedArray&) = delete;
+  size_t bytes;
   void* ptr;
   ScratchBytes counted;
+};
+
+// The packed B of one call. Up to kCachedPackedB bytes it comes from one process-wide cached buffer, handed
+// back at the end of the call and kept (counted in scratchBytes) for the next: a fresh allocation of a few
+// hundred KiB came back from the system each call (glibc maps and unmaps, or trims, blocks of that size), and
+// its page faults were ~18% of a 256^3 bf16 call (perf). One buffer for the process, not one per calling
+// thread: async calls run on whichever libuv thread is free, and a buffer per thread would grow (and count
+// toward the peak) the first time each thread calls. A call that finds the buffer taken (concurrent calls, a
+// nested gemm in an epilogue) or too small allocates its own; the larger of two is kept when both come back.
+// Larger strips are allocated per call (their packing and page faults are small against their products), so
+// that no tens of MiB stay held between calls.
+constexpr size_t kCachedPackedB = size_t(4) << 20;
+
+class PackedB {
+ public:
+  explicit PackedB(size_t bytes) {
+    if (bytes <= kCachedPackedB) {
+      std::lock_guard<std::mutex> lock(slot().mutex);
+      if (slot().array && slot().array->bytes >= bytes) own_ = std::move(slot().array);
+    }
+    if (!own_) own_ = std::make_unique<AlignedArray>(bytes);
+    ptr = own_->ptr;
+  }
+  ~PackedB() {
+    if (own_->bytes > kCachedPackedB) return;
+    std::unique_ptr<AlignedArray> smaller;  // freed outside the lock
+    std::lock_guard<std::mutex> lock(slot().mutex);
+    if (!slot().array || slot().array->bytes < own_->bytes) slot().array.swap(own_);
+    smaller = std::move(own_);
+  }
+  PackedB(const PackedB&) = delete;
+  PackedB& operator=(const PackedB&) = delete;
+  void* ptr = nullptr;
+
+ private:
+  struct Slot {
+    std::mutex mutex;
+    std::unique_ptr<AlignedArray> array;
+  };
+  static Slot& slot() {
+    static Slot* s = new Slot;  // leaked: a call may end during static destruction
+    return *s;
+  }
+  std::unique_ptr<AlignedArray> own_;
 };
 
 int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -150,6 +197,13 @@ int64_t ceilDiv(int64_t x, int64_t m) { return (x + m - 1) / m; }
 constexpr int64_t kStripColumns = 2048;               // NC
 constexpr int64_t kTaskColumns = 512;                 // NT at most
 constexpr int64_t kPackedBBudget = 32ll << 20;        // bytes of packed B held at once
+constexpr uint8_t kPanelEmpty = 0, kPanelPacking = 1, kPanelReady = 2;
+
+inline void cpuRelax() {
+#if defined(GRPO_X86)
+  __builtin_ia32_pause();
+#endif
+}
 
 void checkOperand(const GemmMatrix& m, int64_t rows, int64_t cols, const char* what) {
   if (m.dtype != DType::F32 && m.dtype != DType::BF16) fail(ErrorCode::DType, "f32 or bf16", what, dtypeName(m.dtype));
@@ -205,10 +259,12 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
   // element of A once per strip, which a thin B (few panels per task) does not amortize.
   const bool directA = kern.microRowsA && p.A.dtype == DType::BF16 && p.A.colStride == 1;
 
-  AlignedArray packedB(static_cast<size_t>(pcPerBlock * (NC / NR) * KCP * NR * eb));
+  PackedB packedB(static_cast<size_t>(pcPerBlock * (NC / NR) * KCP * NR * eb));
   // With the depth in several blocks, the partial sums of a strip live in one f32 array across them.
   std::unique_ptr<AlignedArray> partial;
   const int64_t Mp = roundUp(M, MR);
+  // Per (depth block, panel) of the current strip and depth block: empty, being packed, ready.
+  std::unique_ptr<std::atomic<uint8_t>[]> panelState(new std::atomic<uint8_t>[static_cast<size_t>(pcPerBlock * ceilDiv(NC, NR))]);
   if (nK > 1) partial = std::make_unique<AlignedArray>(static_cast<size_t>(Mp * NC * 4));
 
   for (int64_t jc = 0; jc < N; jc += NC) {
@@ -218,15 +274,31 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
     for (int64_t kb = 0; kb < nK; kb++) {
       const int64_t kStart = kb * kBlock, kEnd = std::min(K, kStart + kBlock);
       const int64_t pcCount = ceilDiv(kEnd - kStart, KC);
-      // Pack this strip of B at this depth: one (depth block, panel) per work item.
-      parallelFor(pcCount * ncPanels, 4, [&](int64_t begin, int64_t end) {
-        for (int64_t w = begin; w < end; w++) {
-          const int64_t pc = w / ncPanels, jr = w % ncPanels;
+      // B is packed on demand inside the tasks, not by a parallelFor of its own: a task packs each (depth block,
+      // panel) of B it needs that no other task has claimed yet, or waits for the task packing it. One pool
+      // dispatch per strip and depth block instead of two (a wake-up of the pool's threads is a futex and an
+      // interprocessor interrupt on a VM, several microseconds: a tenth of a 256^3 AMX call), and a panel is
+      // packed by the thread that first multiplies with it, while it is in that core's cache.
+      const int64_t panelCount = pcCount * ncPanels;
+      for (int64_t w = 0; w < panelCount; w++) panelState[w].store(kPanelEmpty, std::memory_order_relaxed);
+      auto panelB = [&](int64_t pc, int64_t jr) -> const char* {
+        char* dst = static_cast<char*>(packedB.ptr) + ((pc * (NC / NR) + jr) * KCP * NR) * eb;
+        std::atomic<uint8_t>& state = panelState[pc * ncPanels + jr];
+        uint8_t expected = kPanelEmpty;
+        if (state.load(std::memory_order_acquire) == kPanelReady) return dst;
+        if (state.compare_exchange_strong(expected, kPanelPacking, std::memory_order_acquire)) {
           const int64_t k0 = kStart + pc * KC, kc = std::min(KC, kEnd - k0);
-          char* dst = static_cast<char*>(packedB.ptr) + ((pc * (NC / NR) + jr) * KCP * NR) * eb;
           kern.packB(p.B, jc + jr * NR, std::min(NR, nc - jr * NR), k0, kc, roundUp(kc, kern.kAlign), dst);
+          state.store(kPanelReady, std::memory_order_release);
+          return dst;
         }
-      });
+        // Another thread is packing it (a few microseconds of copying; it waits on nothing, so it finishes).
+        for (int spins = 0; state.load(std::memory_order_acquire) != kPanelReady; spins++) {
+          if (spins < 4096) cpuRelax();
+          else std::this_thread::yield();
+        }
+        return dst;
+      };
       const bool lastBlock = kb == nK - 1;
       parallelFor(mBlocks * tasksN, 1, [&](int64_t begin, int64_t end) {
         static thread_local Scratch aScratch, tileScratch;
@@ -259,9 +331,8 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
             // Panels read in place (no padding needed: MR whole rows, whole k steps) come first; the rest packed.
             const int64_t direct = directA && kc == kcp ? mc / MR : 0;
             if (direct < mPanels) kern.packA(p.A, m0 + direct * MR, mc - direct * MR, k0, kc, kcp, packedA + direct * MR * kcp * eb);
-            const char* bBase = static_cast<const char*>(packedB.ptr) + (pc * (NC / NR) + nLocal / NR) * KCP * NR * eb;
             for (int64_t jr = 0; jr < nPanels; jr++) {
-              const char* b = bBase + jr * KCP * NR * eb;
+              const char* b = panelB(pc, nLocal / NR + jr);
               for (int64_t ir = 0; ir < mPanels; ir++) {
                 float* c = tile + ir * MR * ld + jr * NR;
                 if (ir < direct) {

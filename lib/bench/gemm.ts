@@ -97,6 +97,14 @@ function bestMs(reps: number, run: () => void): { ms: number; cpuMs: number } {
   return { ms, cpuMs }
 }
 
+/** How long to let OpenBLAS's worker threads spin down after a call (they poll for ~2^28 cycles, 0.11-0.13 s). */
+const OPENBLAS_SPIN_MS = 300
+
+/** Blocks the thread (no CPU) for `ms`: the cores go back to idle before the next measurement. */
+function settle(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+}
+
 /** M, N, K of the GEMM a pass runs (rows, columns, depth). */
 function dims(s: GemmShape, pass: GemmPass): [number, number, number] {
   return pass === 'forward' ? [s.N, s.M, s.K] : pass === 'gradInput' ? [s.N, s.K, s.M] : [s.M, s.K, s.N]
@@ -193,10 +201,13 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
     const { cpuMs: _, ...rest } = c
     const busyGflops = flops / (Math.max(busyMs, 1e-6) / 1000) / 1e9
     const full: GemmCase = { ...rest, gflops, busyMs, busyGflops, shareOfPeak: peakGFlops > 0 ? busyGflops / peakGFlops : 0 }
+    // More CPU than the threads could use in the wall time: another thread of this process ran meanwhile (a
+    // library's spinning workers, V8's compiler at start-up), so this case is disturbed, whatever the load.
+    if (c.cpuMs > c.ms * peak.threads * 1.05) full.note = (full.note ? `${full.note}; ` : '') + `disturbed: process CPU ${c.cpuMs.toFixed(2)} ms > ${peak.threads} threads x ${c.ms.toFixed(2)} ms wall`
     cases.push(full)
     o.log(
       `  ${c.shape.padEnd(26)} ${c.pass.padEnd(10)} ${c.dtype.padEnd(4)} ${c.impl.padEnd(12)} ${c.ms.toFixed(2).padStart(9)} ms ` +
-        `${gflops.toFixed(1).padStart(7)} GFLOP/s wall, ${busyGflops.toFixed(1).padStart(7)} busy, ${(full.shareOfPeak * 100).toFixed(0).padStart(4)}% of peak${c.note ? `  ${c.note}` : ''}`,
+        `${gflops.toFixed(1).padStart(7)} GFLOP/s wall, ${busyGflops.toFixed(1).padStart(7)} busy, ${(full.shareOfPeak * 100).toFixed(0).padStart(4)}% of peak${full.note ? `  ${full.note}` : ''}`,
     )
     return full
   }
@@ -206,39 +217,48 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
     // Big cases get fewer repetitions: each already runs for a second or more.
     const reps = 2 * gm * gn * gk > 1e11 ? Math.max(1, Math.min(o.reps, 2)) : o.reps
     const xv = randomValues(shape.N * shape.K, 1), wv = randomValues(shape.M * shape.K, 2), dyv = randomValues(shape.N * shape.M, 3)
+    // Ours first (f32, then bf16), OpenBLAS last, then a pause: OpenBLAS's worker threads keep spinning on the
+    // cores for ~0.1 s after each call (its THREAD_TIMEOUT, 2^28 cycles) before they sleep. Measured right
+    // after it, our GEMMs shared the 2 cores with that spinning thread, and the spin counted in this process's
+    // CPU time too: the quiet run of 12:13 read bf16 512³ at 243 GFLOP/s, which alone runs at ~900.
+    const tensors: Record<'f32' | 'bf16', { x: Tensor; w: Tensor; dy: Tensor }> = {} as never
     for (const dtype of ['f32', 'bf16'] as const) {
       const make = (v: Float32Array, s: number[]) => Tensor.from(dtype === 'bf16' ? float32ToBf16(v) : v, s, { dtype, device: o.device })
       const x = make(xv, [shape.N, shape.K]), w = make(wv, [shape.M, shape.K]), dy = make(dyv, [shape.N, shape.M])
+      tensors[dtype] = { x, w, dy }
       const gW = pass === 'gradWeight' ? Tensor.zeros([shape.M, shape.K], { device: o.device }) : undefined
       const { ms, cpuMs } = bestMs(reps, () => {
         if (pass === 'forward') linearSync(x, w).dispose()
         else if (pass === 'gradInput') linearBackwardSync(dy, x, w)!.dispose()
         else linearBackwardSync(dy, x, w, { gradWeight: gW, gradInput: false })
       })
+      gW?.dispose()
       add({ shape: shape.name, M: gm, N: gn, K: gk, pass, impl: 'node-grpo', dtype, ms, cpuMs }, dtype === 'bf16' ? bf16Peak : peak.f32GFlops)
-      if (dtype === 'f32' && openblas.available && o.device === 'cpu') {
-        // The same product on the same memory: forward C = x·Wᵀ, gradInput C = dy·W, gradWeight C = dyᵀ·x.
-        const c = Tensor.zeros([gm, gn], { device: 'cpu' })
-        const [a, b, transA, transB] =
-          pass === 'forward' ? [x, w, false, true] : pass === 'gradInput' ? [dy, w, false, false] : [dy, x, true, false]
-        n.openblasSgemm(a.native, b.native, c.native, { transA, transB, reps: 1 }) // warm-up
-        const blasTime = n.openblasSgemm(a.native, b.native, c.native, { transA, transB, reps })
-        c.dispose()
-        const ours = cases[cases.length - 1]!
-        const blas = add({ shape: shape.name, M: gm, N: gn, K: gk, pass, impl: 'openblas', dtype, ms: blasTime.seconds * 1000, cpuMs: blasTime.cpuSeconds * 1000, note: `kernel ${openblas.core}` }, peak.f32GFlops)
-        ours.note = `${(ours.busyGflops / blas.busyGflops * 100).toFixed(0)}% of OpenBLAS (busy), ${(ours.gflops / blas.gflops * 100).toFixed(0)}% (wall)`
-        o.log(`    node-grpo f32 at ${ours.note}`)
-      }
       if (dtype === 'bf16') {
         const f32 = cases.find((c) => c.shape === shape.name && c.pass === pass && c.dtype === 'f32' && c.impl === 'node-grpo')
         const ours = cases[cases.length - 1]!
         if (f32) {
-          ours.note = `${(ours.busyGflops / f32.busyGflops).toFixed(2)}x our f32 (busy), ${(ours.gflops / f32.gflops).toFixed(2)}x (wall)`
+          ours.note = (ours.note ? `${ours.note}; ` : '') + `${(ours.busyGflops / f32.busyGflops).toFixed(2)}x our f32 (busy), ${(ours.gflops / f32.gflops).toFixed(2)}x (wall)`
           o.log(`    node-grpo bf16 at ${ours.note}`)
         }
       }
-      for (const t of [x, w, dy, gW]) t?.dispose()
     }
+    if (openblas.available && o.device === 'cpu') {
+      // The same product on the same memory: forward C = x·Wᵀ, gradInput C = dy·W, gradWeight C = dyᵀ·x.
+      const { x, w, dy } = tensors.f32
+      const c = Tensor.zeros([gm, gn], { device: 'cpu' })
+      const [a, b, transA, transB] =
+        pass === 'forward' ? [x, w, false, true] : pass === 'gradInput' ? [dy, w, false, false] : [dy, x, true, false]
+      n.openblasSgemm(a.native, b.native, c.native, { transA, transB, reps: 1 }) // warm-up
+      const blasTime = n.openblasSgemm(a.native, b.native, c.native, { transA, transB, reps })
+      c.dispose()
+      const ours = cases.find((k) => k.shape === shape.name && k.pass === pass && k.dtype === 'f32' && k.impl === 'node-grpo')!
+      const blas = add({ shape: shape.name, M: gm, N: gn, K: gk, pass, impl: 'openblas', dtype: 'f32', ms: blasTime.seconds * 1000, cpuMs: blasTime.cpuSeconds * 1000, note: `kernel ${openblas.core}` }, peak.f32GFlops)
+      ours.note = (ours.note ? `${ours.note}; ` : '') + `${(ours.busyGflops / blas.busyGflops * 100).toFixed(0)}% of OpenBLAS (busy), ${(ours.gflops / blas.gflops * 100).toFixed(0)}% (wall)`
+      o.log(`    node-grpo f32 at ${ours.note}`)
+      settle(OPENBLAS_SPIN_MS)
+    }
+    for (const t of Object.values(tensors)) for (const v of Object.values(t)) v.dispose()
   }
 
   let torch: { available: boolean; reason: string } = { available: false, reason: 'skipped (--no-torch or device cuda)' }
@@ -253,7 +273,7 @@ export async function runGemmBench(o: GemmBenchOptions): Promise<GemmBenchResult
       const c = add({ shape: name, M: gm, N: gn, K: gk, pass, impl: dtype === 'bf16' ? 'onednn-torch' : 'torch', dtype, ms, cpuMs }, dtype === 'bf16' ? bf16Peak : peak.f32GFlops)
       const ours = cases.find((x) => x.shape === name && x.pass === pass && x.dtype === dtype && x.impl === 'node-grpo')
       if (ours) {
-        c.note = `node-grpo is ${(ours.busyGflops / c.busyGflops).toFixed(2)}x this (busy), ${(ours.gflops / c.gflops).toFixed(2)}x (wall)`
+        c.note = (c.note ? `${c.note}; ` : '') + `node-grpo is ${(ours.busyGflops / c.busyGflops).toFixed(2)}x this (busy), ${(ours.gflops / c.gflops).toFixed(2)}x (wall)`
         o.log(`    ${c.note}`)
       }
     }
@@ -266,13 +286,14 @@ export function gemmMarkdown(r: GemmBenchResult): string {
   const find = (shape: string, pass: GemmPass, dtype: 'f32' | 'bf16', impl: GemmCase['impl']) =>
     r.cases.find((c) => c.shape === shape && c.pass === pass && c.dtype === dtype && c.impl === impl)
   // GFLOP/s while running (busy); the wall-clock figure in parentheses.
-  const g = (c?: GemmCase) => (c ? `${c.busyGflops.toFixed(0)} (${c.gflops.toFixed(0)})` : '—')
+  const g = (c?: GemmCase) => (c ? `${c.busyGflops.toFixed(0)} (${c.gflops.toFixed(0)})${c.note?.includes('disturbed') ? ' †' : ''}` : '—')
   const ratio = (a?: GemmCase, b?: GemmCase) => (a && b ? `${(a.busyGflops / b.busyGflops).toFixed(2)}×` : '—')
   const lines = [
     `Peaks measured in the same run (${r.peak.threads} threads): f32 FMA (${r.peak.fmaIsa}) ${r.peak.f32GFlops.toFixed(0)} GFLOP/s, ` +
       `vdpbf16ps ${r.peak.bf16DotGFlops.toFixed(0)}, AMX ${r.peak.amxGFlops.toFixed(0)}. Kernels: f32 ${r.info.f32}, bf16 ${r.info.bf16}. ` +
       `OpenBLAS: ${r.openblas.available ? r.openblas.core : 'not installed'}. PyTorch: ${r.torch.reason}. ` +
-      'GFLOP/s while running (process CPU time / threads), wall clock in parentheses; ratios of the former.',
+      'GFLOP/s while running (process CPU time / threads), wall clock in parentheses; ratios of the former. ' +
+      '†: the process used more CPU than its threads could in the wall time (another thread of the process ran meanwhile): disturbed.',
     '',
     '| shape (M×N×K of the GEMM) | pass | f32 ours | f32 OpenBLAS | ours / OpenBLAS | f32 % of FMA peak | bf16 ours | bf16 / our f32 | bf16 oneDNN (torch) | ours / oneDNN |',
     '|---|---|---|---|---|---|---|---|---|---|',

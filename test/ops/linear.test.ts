@@ -220,6 +220,37 @@ t.test('bad inputs are GrpoErrors with stable codes', async (t) => {
   await t.rejects(modelOps.linear(x, s.f32(new Float32Array(2), [1, 2])), { code: 'ERR_GRPO_SHAPE' }, 'the async form rejects')
 })
 
+t.test('a depth past the packed-B budget: the product in several depth blocks with partial sums (f32, cpu)', { skip: simt || DEVICE !== 'cpu' ? 'a cpu GEMM path' : TEST_SCALE < 1 ? 'GRPO_TEST_SCALE < 1 (the per-ISA reruns: their f32 panels are 16 wide, under the budget)' : false }, async (t) => {
+  // gemm.cc holds at most 32 MiB of packed B: K · 32 columns · 4 bytes past it (K > 262,144) splits the depth
+  // into blocks whose partial sums live in one f32 array; M = 33 is two 32-column strips, B panels packed on demand.
+  await checkCase(t, { N: 3, K: 263_000, M: 33 }, 'f32', { async: false })
+})
+
+t.test('concurrent async calls of several shapes give the sync results bit for bit', async (t) => {
+  // Calls from the libuv threads at once (each thread's cached packed-B buffer, the pool serializing their
+  // parallel parts): the same tiles are summed in the same order whichever thread runs them.
+  using s = new Scope()
+  const rng = rngFor('linear concurrent')
+  const dims: [number, number, number][] = [[1, 7, 17], [130, 257, 70], [64, 512, 300], [17, 33, 4097], [300, 96, 40]]
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const inputs = dims.map(([N, K, M]) => ({
+      x: s.from(values(rng, N * K, dtype).stored, [N, K], dtype),
+      w: s.from(values(rng, M * K, dtype).stored, [M, K], dtype),
+      dy: s.from(values(rng, N * M, dtype).stored, [N, M], dtype),
+    }))
+    const sync = inputs.map(({ x, w, dy }) => [s.add(modelOps.linearSync(x, w)), s.add(modelOps.linearBackwardSync(dy, x, w)!)])
+    const all = await Promise.all(inputs.flatMap(({ x, w, dy }) => [modelOps.linear(x, w), modelOps.linearBackward(dy, x, w).then((r) => r!)]))
+    for (let i = 0; i < all.length; i++) {
+      const got = s.add(all[i]!)
+      const want = sync[i >> 1]![i & 1]!
+      const [a, b] = [await got.toArray(), await want.toArray()]
+      let differ = a.length === b.length ? 0 : 1
+      for (let j = 0; j < a.length; j++) if (!Object.is(a[j], b[j])) differ++
+      t.equal(differ, 0, `${dtype} ${dims[i >> 1]!.join('x')} ${i & 1 ? 'dx' : 'y'}: ${a.length} values equal`)
+    }
+  }
+})
+
 t.test('N·K past 2^31 elements (GRPO_TEST_HUGE=1, cpu)', { skip: process.env.GRPO_TEST_HUGE !== '1' || simt || DEVICE !== 'cpu' ? 'set GRPO_TEST_HUGE=1 (about 8 GiB)' : false }, async (t) => {
   // x [N, 16] bf16 with N·16 = 2^31 + 48 elements: past what a JavaScript typed array holds, so it is built by
   // the op itself (a rank-one product, x[n, k] = a[n]·(k + 1) with a = ±1), which also writes an output of more

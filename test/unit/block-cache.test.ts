@@ -1,5 +1,5 @@
 /**
- * The host block cache (csrc/core/block_cache.h, also the CUDA allocator's): freed blocks of 1 MB or more are
+ * The host block cache (csrc/core/block_cache.h, also the CUDA allocator's): freed host blocks of 64 KiB or more are
  * kept by size and handed out again for the same size or up to 1/8 less; a full cache frees its oldest blocks
  * first; releaseMemoryCache() empties it; GRPO_CPU_CACHE_MB bounds it (0 turns it off).
  */
@@ -16,10 +16,18 @@ t.test('freed blocks are reused for the same size and up to 1/8 less', async (t)
   t.equal(cached(), 0, 'empty after releaseMemoryCache')
   Tensor.zeros([(4 * MB) / 4], { device: 'cpu' }).dispose()
   t.equal(cached(), 4 * MB, 'a freed 4 MB tensor is kept')
-  const small = Tensor.zeros([(256 * 1024) / 4], { device: 'cpu' })
+  const small = Tensor.zeros([(32 * 1024) / 4], { device: 'cpu' })
   t.equal(cached(), 4 * MB, 'a small tensor is not served from the cache')
   small.dispose()
-  t.equal(cached(), 4 * MB, 'and is not kept either (below 1 MB)')
+  t.equal(cached(), 4 * MB, 'and is not kept either (below 64 KiB)')
+  Tensor.from(new Float32Array((128 * 1024) / 4).fill(7), [(128 * 1024) / 4]).dispose()
+  t.equal(cached(), 4 * MB + 128 * 1024, 'a freed 128 KiB tensor is kept (a small GEMM output, reallocated every call)')
+  const again = Tensor.zeros([(128 * 1024) / 4], { device: 'cpu' })
+  t.equal(cached(), 4 * MB, 'and taken again for the same size')
+  t.ok((again.toArraySync() as Float32Array).every((v) => v === 0), 'zeros from a reused block are zeros')
+  again.dispose()
+  releaseMemoryCache()
+  Tensor.zeros([(4 * MB) / 4], { device: 'cpu' }).dispose()
   const same = Tensor.zeros([(4 * MB) / 4], { device: 'cpu' })
   t.equal(cached(), 0, 'the same size takes the cached block')
   same.dispose()
