@@ -102,6 +102,14 @@ std::vector<int64_t> countedRows(const TensorRef& mask, int64_t N) {
   return rows;
 }
 
+// One thread's row buffer for an epilogue tile (a tile is at most gemmTileColumns() wide).
+float* tileRow() {
+  static thread_local std::vector<float> row;
+  const size_t need = static_cast<size_t>(cpu::gemmTileColumns());
+  if (row.size() < need) row.resize(need);
+  return row.data();
+}
+
 // The head of a call: a chunk's hidden rows (read in place when they are consecutive, gathered otherwise) and
 // the products of the head's weight with them.
 class Head {
@@ -153,6 +161,20 @@ class Head {
     cpu::gemm(p, epilogue);
   }
 
+  // Hands rowFn(m, row, col, cols) every row of the tiles of hiddenRows[n, H] · W[v0 : v0 + vc]ᵀ, finished
+  // (finishLogits) in the calling thread's row buffer: row m of the chunk, columns [col, col + cols) of the
+  // range v0 : v0 + vc. Both passes take their row work here, while the tile is in the thread's cache.
+  template <class RowFn>
+  void logitRows(const void* hiddenRows, int64_t n, int64_t v0, int64_t vc, RowFn&& rowFn) const {
+    logits(hiddenRows, n, v0, vc, [&](const cpu::GemmTile& t) {
+      float* row = tileRow();
+      for (int64_t i = 0; i < t.rows; i++) {
+        finishLogits(t.values + i * t.ld, v0 + t.n0, t.cols, row);
+        rowFn(t.m0 + i, row, t.n0, t.cols);
+      }
+    });
+  }
+
   // row[j] = f32(values[j] + bias[v + j]) for j < cols (the rounding the linear op's epilogue does), then the
   // bf16 head's rounding.
   void finishLogits(const float* values, int64_t v, int64_t cols, float* row) const {
@@ -182,14 +204,6 @@ class Head {
   float invT_;
   std::unique_ptr<HostScratch<char>> chunk_;
 };
-
-// One thread's row buffer for an epilogue tile (a tile is at most gemmTileColumns() wide).
-float* tileRow() {
-  static thread_local std::vector<float> row;
-  const size_t need = static_cast<size_t>(cpu::gemmTileColumns());
-  if (row.size() < need) row.resize(need);
-  return row.data();
-}
 
 // Pass 1's result per token (indexed by token, counted rows only).
 struct RowResults {
@@ -245,22 +259,17 @@ void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, Row
     for (int64_t v0 = 0; v0 < a.V; v0 += tileVocab) {
       const int64_t vc = std::min(tileVocab, a.V - v0);
       times.time(PhaseTimes::kForwardGemm, [&] {
-        head.logits(hiddenRows, n, v0, vc, [&](const cpu::GemmTile& t) {
-          float* row = tileRow();
-          for (int64_t i = 0; i < t.rows; i++) {
-            const int64_t m = t.m0 + i;
-            head.finishLogits(t.values + i * t.ld, v0 + t.n0, t.cols, row);
-            const int64_t y = targets[chunkRows[m]] - v0 - t.n0;
-            if (y >= 0 && y < t.cols) target[m] = row[y];
-            cpu::TileRowStats ts;
-            tiles.rowStats(row, t.cols, invT, entropy, &ts);
-            StatsSlot& s = slot[static_cast<size_t>(m * slots + t.n0 / kSlotColumns)];
-            s.max = ts.max;
-            s.bad = ts.bad;
-            s.sum = ts.sum;
-            s.dot = ts.dot;
-            s.used = 1;
-          }
+        head.logitRows(hiddenRows, n, v0, vc, [&](int64_t m, float* row, int64_t col, int64_t cols) {
+          const int64_t y = targets[chunkRows[m]] - v0 - col;
+          if (y >= 0 && y < cols) target[m] = row[y];
+          cpu::TileRowStats ts;
+          tiles.rowStats(row, cols, invT, entropy, &ts);
+          StatsSlot& s = slot[static_cast<size_t>(m * slots + col / kSlotColumns)];
+          s.max = ts.max;
+          s.bad = ts.bad;
+          s.sum = ts.sum;
+          s.dot = ts.dot;
+          s.used = 1;
         });
       });
       times.time(PhaseTimes::kRowStats, [&] {
@@ -690,18 +699,13 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
     for (int64_t v0 = 0; v0 < a.V; v0 += a.chunkVocab) {
       const int64_t vc = std::min(a.chunkVocab, a.V - v0);
       times.time(PhaseTimes::kRecomputeGemm, [&] {
-        head.logits(hiddenRows, n, v0, vc, [&](const cpu::GemmTile& t) {
-          float* row = tileRow();
-          for (int64_t i = 0; i < t.rows; i++) {
-            const int64_t m = t.m0 + i;
-            head.finishLogits(t.values + i * t.ld, v0 + t.n0, t.cols, row);
-            tiles.rowGrad(row, t.cols, invT, glse[m], ga[m], gb[m], gc[m]);
-            const int64_t y = targets[chunkRows[m]] - v0 - t.n0;
-            if (y >= 0 && y < t.cols) row[y] += ga[m];
-            const size_t at = static_cast<size_t>(m * vc + t.n0);
-            if (head.bf16()) tiles.toBf16(row, dz16.data() + at, t.cols);
-            else std::memcpy(dz32.data() + at, row, static_cast<size_t>(t.cols) * sizeof(float));
-          }
+        head.logitRows(hiddenRows, n, v0, vc, [&](int64_t m, float* row, int64_t col, int64_t cols) {
+          tiles.rowGrad(row, cols, invT, glse[m], ga[m], gb[m], gc[m]);
+          const int64_t y = targets[chunkRows[m]] - v0 - col;
+          if (y >= 0 && y < cols) row[y] += ga[m];
+          const size_t at = static_cast<size_t>(m * vc + col);
+          if (head.bf16()) tiles.toBf16(row, dz16.data() + at, cols);
+          else std::memcpy(dz32.data() + at, row, static_cast<size_t>(cols) * sizeof(float));
         });
       });
       {  // gh[n, H] (+)= dZ[n, vc] · W[v0 : v0 + vc]
