@@ -57,6 +57,8 @@ size_t hostCapacity(size_t bytes) {
   return rounded == 0 ? kCpuAlignment : rounded;
 }
 
+}  // namespace
+
 void* hostAllocate(size_t bytes, size_t* taken) {
   const size_t capacity = hostCapacity(bytes);
   *taken = capacity;
@@ -79,8 +81,6 @@ void* hostAllocate(size_t bytes, size_t* taken) {
 void hostRelease(void* p, size_t capacity) {
   if (!hostCache().give(p, capacity)) std::free(p);
 }
-}  // namespace
-
 size_t hostCachedBytes() { return hostCache().cachedBytes(); }
 void releaseHostCache() { hostCache().clear(); }
 

@@ -97,6 +97,10 @@ class HostScratch {
   std::unique_ptr<T[]> data_;
   ScratchBytes count_;
 };
+// A host block of at least `bytes` (64-byte aligned, 2 MB from 1 MB on) from the cache of freed blocks that host
+// tensors use, or nullptr when the system has no memory; `*capacity` is what hostRelease must be given back.
+void* hostAllocate(size_t bytes, size_t* capacity);
+void hostRelease(void* p, size_t capacity);
 size_t hostCachedBytes();  // freed host blocks kept for reuse (not counted as live)
 void releaseHostCache();
 

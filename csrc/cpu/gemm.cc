@@ -23,7 +23,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -135,60 +134,18 @@ class Scratch {
 struct AlignedArray {
   explicit AlignedArray(size_t requested) {
     bytes = (requested + 63) & ~size_t(63);
-    ptr = bytes ? std::aligned_alloc(64, bytes) : nullptr;
+    ptr = bytes ? hostAllocate(bytes, &capacity) : nullptr;
     if (bytes && !ptr) throw Error(ErrorCode::Oom, "Expected " + std::to_string(bytes) + " bytes for packed GEMM panels but the allocation failed");
     counted.resize(Device::Cpu, bytes);
   }
-  ~AlignedArray() { std::free(ptr); }
+  ~AlignedArray() {
+    if (ptr) hostRelease(ptr, capacity);
+  }
   AlignedArray(const AlignedArray&) = delete;
   AlignedArray& operator=(const AlignedArray&) = delete;
-  size_t bytes;
+  size_t bytes, capacity = 0;
   void* ptr;
   ScratchBytes counted;
-};
-
-// The packed B of one call. Up to kCachedPackedB bytes it comes from one process-wide cached buffer, handed
-// back at the end of the call and kept (counted in scratchBytes) for the next: a fresh allocation of a few
-// hundred KiB came back from the system each call (glibc maps and unmaps, or trims, blocks of that size), and
-// its page faults were ~18% of a 256^3 bf16 call (perf). One buffer for the process, not one per calling
-// thread: async calls run on whichever libuv thread is free, and a buffer per thread would grow (and count
-// toward the peak) the first time each thread calls. A call that finds the buffer taken (concurrent calls, a
-// nested gemm in an epilogue) or too small allocates its own; the larger of two is kept when both come back.
-// Larger strips are allocated per call (their packing and page faults are small against their products), so
-// that no tens of MiB stay held between calls.
-constexpr size_t kCachedPackedB = size_t(4) << 20;
-
-class PackedB {
- public:
-  explicit PackedB(size_t bytes) {
-    if (bytes <= kCachedPackedB) {
-      std::lock_guard<std::mutex> lock(slot().mutex);
-      if (slot().array && slot().array->bytes >= bytes) own_ = std::move(slot().array);
-    }
-    if (!own_) own_ = std::make_unique<AlignedArray>(bytes);
-    ptr = own_->ptr;
-  }
-  ~PackedB() {
-    if (own_->bytes > kCachedPackedB) return;
-    std::unique_ptr<AlignedArray> smaller;  // freed outside the lock
-    std::lock_guard<std::mutex> lock(slot().mutex);
-    if (!slot().array || slot().array->bytes < own_->bytes) slot().array.swap(own_);
-    smaller = std::move(own_);
-  }
-  PackedB(const PackedB&) = delete;
-  PackedB& operator=(const PackedB&) = delete;
-  void* ptr = nullptr;
-
- private:
-  struct Slot {
-    std::mutex mutex;
-    std::unique_ptr<AlignedArray> array;
-  };
-  static Slot& slot() {
-    static Slot* s = new Slot;  // leaked: a call may end during static destruction
-    return *s;
-  }
-  std::unique_ptr<AlignedArray> own_;
 };
 
 int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -259,7 +216,7 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
   // element of A once per strip, which a thin B (few panels per task) does not amortize.
   const bool directA = kern.microRowsA && p.A.dtype == DType::BF16 && p.A.colStride == 1;
 
-  PackedB packedB(static_cast<size_t>(pcPerBlock * (NC / NR) * KCP * NR * eb));
+  AlignedArray packedB(static_cast<size_t>(pcPerBlock * (NC / NR) * KCP * NR * eb));
   // With the depth in several blocks, the partial sums of a strip live in one f32 array across them.
   std::unique_ptr<AlignedArray> partial;
   const int64_t Mp = roundUp(M, MR);
