@@ -7,8 +7,9 @@
 //                it with NR contiguous B values. bf16 inputs are widened to f32 while packing.
 //   pair family  A panel [kc/2][MR][2] bf16, B panel [kc/2][NR][2] bf16: each 32-bit word holds two
 //                consecutive k, the operand of vdpbf16ps (and B is AMX's "VNNI" layout too).
-//   AMX family   A panel [MR][kc] bf16 (rows contiguous in k, what a tile load reads with a row stride),
-//                B as in the pair family. kc is padded to a multiple of 32 (one tile's depth).
+//   AMX family   A panel [kc/32][MR][32] bf16 (per 32-k step, MR rows of 64 bytes: each tile a contiguous
+//                1 KiB that a tile load reads with a 64-byte row stride), B as in the pair family. kc is
+//                padded to a multiple of 32 (one tile's depth).
 #pragma once
 #include <cstdint>
 
