@@ -196,7 +196,10 @@ void gemm(const GemmProblem& p, const GemmEpilogue& epilogue) {
   // The f32 family's packers read f32 or bf16 per operand, so `widen` needs nothing more than the kernel choice.
   const GemmKernel& kern = *(p.A.dtype == DType::BF16 && !p.widen ? choice().bf16 : choice().f32);
   const int64_t MR = kern.mr, NR = kern.nr, KC = kern.kc, eb = kern.elementBytes;
-  const int64_t KCP = roundUp(KC, kern.kAlign);
+  // The packed depth of one block: KC, or all of K when that is less. The stride between packed panels: with
+  // KC = 1024 (AMX) and K = 256, panels spaced for 1024 used a quarter of each 64 KiB and the packed B
+  // spanned 4x its bytes.
+  const int64_t KCP = roundUp(std::min<int64_t>(KC, std::max<int64_t>(K, 1)), kern.kAlign);
   const int threads = threadCount();
 
   // Rows per task: MC, or fewer for a short M so that both tasks and rows split evenly.
