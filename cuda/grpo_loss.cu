@@ -34,9 +34,10 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
     return;
   }
   const int32_t y = r.targets[row];
-  const double old = a.old ? a.old[row] : 0.0;
-  const double ref = a.ref ? a.ref[row] : 0.0;
-  const double adv = a.perTokenAdv ? a.adv[row] : a.adv[row / r.L];
+  // Kept as floats (their type) while the row pass runs: one register each instead of two.
+  const float old = a.old ? a.old[row] : 0.0f;
+  const float ref = a.ref ? a.ref[row] : 0.0f;
+  const float adv = a.perTokenAdv ? a.adv[row] : a.adv[row / r.L];
   uint8_t status = kRowOk;
   if (y < 0 || y >= r.V) status = kRowBadTarget;
   else if (!isfinite(old) || !isfinite(ref) || !isfinite(adv)) status = kRowBadInput;
@@ -59,21 +60,21 @@ __global__ void __launch_bounds__(kBlock) grpoLossKernel(GrpoLossArgs a) {
     const double invT = 1.0 / r.temperature;
     const RowTotals tot = rowTotals(s, x, y, scale);
     const double logp = (static_cast<double>(tot.xy) - static_cast<double>(s.max)) * invT - tot.lnS;
-    const double entropy = tot.lnS - 0.693147180559945309 * tot.t2 / tot.sum;
+    const double entropy = tot.lnS - 0.693147180559945309 * tot.t2 * tot.invSum;
     if (isinf(logp)) {
       r.status[row] = kRowNegInfTarget;
       skip = 1;
     } else {
       const TokenTerms terms =
-          tokenTerms(logp, a.params.hasOld ? old : logp, ref, adv, entropy, a.params, a.context.at(row, r.L));
+          tokenTerms(logp, a.params.hasOld ? static_cast<double>(old) : logp, ref, adv, entropy, a.params, a.context.at(row, r.L));
       const double w = a.seqScale[row / r.L];
       coef[0] = static_cast<float>(w * terms.dlogp * invT);
       coef[1] = static_cast<float>(-w * terms.entropyCoef * invT);
-      coef[2] = static_cast<float>(0.693147180559945309 * tot.t2 / tot.sum);
-      coef[3] = static_cast<float>(1.0 / tot.sum);
+      coef[2] = static_cast<float>(0.693147180559945309 * tot.t2 * tot.invSum);
+      coef[3] = static_cast<float>(tot.invSum);
       coef[4] = static_cast<float>(tot.oneMinusPy);
       a.logp[row] = static_cast<float>(logp);
-      a.records[row] = recordToken(terms, w, logp, a.params.hasOld ? old : logp, entropy, a.params);
+      a.records[row] = recordToken(terms, w, logp, a.params.hasOld ? static_cast<double>(old) : logp, entropy, a.params);
       r.status[row] = kRowOk;
       skip = 0;
     }

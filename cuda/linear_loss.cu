@@ -27,6 +27,7 @@
 
 #include "core/linear_loss_args.h"
 #include "core/loss_host.h"
+#include "core/softmax_totals.h"
 #include "gemm.cuh"
 #include "launchers.h"
 #include "row_softmax.cuh"
@@ -79,18 +80,21 @@ __global__ void __launch_bounds__(kThreads) resetStateKernel(RowState st, int64_
   }
 }
 
-// Pass 1, one block per tile row i: the tile's statistics (rowStats in exp2 units t = (x - m) log2(e) / T, no
-// target left out), merged into the row's state. The merge rescales the older part, as the CPU backend's does.
+// Pass 1, one block per tile row i: the tile's statistics (rowStats in exp2 units t = (x - m) log2(e) / T, the
+// target left out of the sums: core/softmax_totals.h adds it back), merged into the row's state. The merge
+// rescales the older part, as the CPU backend's does.
 template <typename T>
 __global__ void __launch_bounds__(kBlock) tileStatsKernel(const T* tile, int64_t vc, int64_t v0, const int64_t* rows, const int32_t* targets,
                                                            ExpScaleArgs scale, double invT, RowState st) {
   __shared__ float scratch[kBlock / 32];
   const int64_t i = blockIdx.x;
   const T* row = tile + i * vc;
-  const RowStatsDevice s = rowStats(row, vc, -1, scale, scratch);
-  if (threadIdx.x != 0) return;
   const int64_t y = targets[rows[i]];
-  if (y >= v0 && y < v0 + vc) st.target[i] = toFloat(row[y - v0]);
+  const bool hasTarget = y >= v0 && y < v0 + vc;
+  // The target counts for the tile's max only (softmaxTotals takes a max that includes it).
+  const RowStatsDevice s = rowStats(row, vc, hasTarget ? y - v0 : -1, scale, scratch);
+  if (threadIdx.x != 0) return;
+  if (hasTarget) st.target[i] = toFloat(row[y - v0]);
   if (s.bad) st.bad[i] = 1;
   if (s.bad || s.max == -INFINITY) return;
   const double m = static_cast<double>(s.max) * invT;
@@ -113,26 +117,30 @@ __global__ void __launch_bounds__(kBlock) tileStatsKernel(const T* tile, int64_t
 
 // After the last tile: logp, lse and H of each chunk row, written at its token; status for the host.
 __global__ void __launch_bounds__(kThreads) finishRowsKernel(RowState st, int64_t n, const int64_t* rows, double invT, float* logp,
-                                                             float* lse, float* entropy, uint8_t* status) {
+                                                             float* lse, float* entropy, float* oneMinusPy, uint8_t* status) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = rows[i];
     if (st.bad[i]) { status[t] = kRowNonFiniteLogits; continue; }
     if (st.M[i] == -INFINITY) { status[t] = kRowAllNegInf; continue; }
-    const double lnS = log(st.S[i]);
-    const double l = st.M[i] + lnS;
-    lse[t] = static_cast<float>(l);
-    logp[t] = static_cast<float>(static_cast<double>(st.target[i]) * invT - l);
-    entropy[t] = static_cast<float>(lnS - st.Q[i] / st.S[i]);
+    const SoftmaxTotals tot = softmaxTotals(st.M[i], st.S[i], st.Q[i], static_cast<double>(st.target[i]) * invT);
+    lse[t] = static_cast<float>(tot.lse);
+    logp[t] = static_cast<float>(tot.logp);
+    entropy[t] = static_cast<float>(tot.entropy);
+    oneMinusPy[t] = static_cast<float>(tot.oneMinusPy);
   }
 }
 
 // The per-token coefficients of the logit gradient (indexed by token): dz_j = -p_j (a + b (u_j - c)) + [j = y] a
-// with u = x / T, p_j = exp(u_j - lse), a = g / T, b = gH / T, c = E_p[u] = lse - H.
+// with u = x / T, p_j = exp(u_j - lse), a = g / T, b = gH / T, c = E_p[u] = lse - H; the target entry from
+// 1 - p_y (targetGradient).
 struct GradCoefs {
   const float* lse;
   const float* a;
   const float* b;
   const float* c;
+  const float* logp;
+  const float* entropy;
+  const float* oneMinusPy;
 };
 
 // Pass 2, one block per tile row: the tile turned in place into dZ (rounded to T: bf16 for a bf16 head).
@@ -150,9 +158,13 @@ __global__ void __launch_bounds__(kBlock) tileGradKernel(T* tile, int64_t vc, in
 #pragma unroll
     for (int k = 0; k < static_cast<int>(sizeof(v) / sizeof(float)); k++) {
       if (k >= count) break;
+      if (j0 + k == y) {
+        v[k] = targetGradient(a, b, g.logp[t], g.entropy[t], g.oneMinusPy[t]);
+        continue;
+      }
       const float u = fmaxf(v[k] * invT, low);
       const float p = expf(u - lse);
-      v[k] = -p * (a + b * (u - c)) + (j0 + k == y ? a : 0.0f);
+      v[k] = -p * (a + b * (u - c));
     }
   });
 }
@@ -284,8 +296,8 @@ class Head {
 
 // Pass 1's per-token results on the device (indexed by token; zero at rows never counted).
 struct Forward {
-  Forward(int64_t N, Device d) : logp(N, d), lse(N, d), entropy(N, d), status(N, d) {}
-  Counted<float> logp, lse, entropy;
+  Forward(int64_t N, Device d) : logp(N, d), lse(N, d), entropy(N, d), oneMinusPy(N, d), status(N, d) {}
+  Counted<float> logp, lse, entropy, oneMinusPy;
   Counted<uint8_t> status;
 };
 
@@ -294,6 +306,7 @@ void forwardPass(const LinearHeadArgs& a, Head& head, int64_t count, Forward* f,
   check(cudaMemsetAsync(f->logp.get(), 0, N * sizeof(float), s), "cudaMemsetAsync");
   check(cudaMemsetAsync(f->lse.get(), 0, N * sizeof(float), s), "cudaMemsetAsync");
   check(cudaMemsetAsync(f->entropy.get(), 0, N * sizeof(float), s), "cudaMemsetAsync");
+  check(cudaMemsetAsync(f->oneMinusPy.get(), 0, N * sizeof(float), s), "cudaMemsetAsync");
   check(cudaMemsetAsync(f->status.get(), 0, N, s), "cudaMemsetAsync");
   const size_t T = static_cast<size_t>(a.chunkTokens);
   const Device d = a.hidden.device();
@@ -319,7 +332,7 @@ void forwardPass(const LinearHeadArgs& a, Head& head, int64_t count, Forward* f,
       check(e, "the fused linear loss's tile statistics");
     }
     check(grpoLaunch(finishRowsKernel, dim3(blocksFor(n)), dim3(kThreads), 0, s, st, n, head.rows(c0), invT, f->logp.get(), f->lse.get(),
-                     f->entropy.get(), f->status.get()),
+                     f->entropy.get(), f->oneMinusPy.get(), f->status.get()),
           "the fused linear loss's row totals");
   }
 }
@@ -431,7 +444,7 @@ void runLinearGrpoLoss(LinearGrpoLossCall& c, cudaStream_t s) {
   upload(dA.get(), ga, s);
   upload(dB.get(), gb, s);
   upload(dC.get(), gc, s);
-  const GradCoefs coefs{f.lse.get(), dA.get(), dB.get(), dC.get()};
+  const GradCoefs coefs{f.lse.get(), dA.get(), dB.get(), dC.get(), f.logp.get(), f.entropy.get(), f.oneMinusPy.get()};
 
   // Pass 2: recompute each tile, turn it into dZ, take it back through the head.
   const bool gradBf16 = c.gradHidden.dtype == DType::BF16;

@@ -6,6 +6,7 @@
 // exp(z_j - zmax) = exp2(t_j): the temperature is folded into the exponent's range reduction.
 #pragma once
 #include "common.cuh"
+#include "core/softmax_totals.h"
 
 namespace grpo::GRPO_CUDA_NS {
 
@@ -149,32 +150,28 @@ __device__ __forceinline__ void mapRow(const T* row, OutT* out, int64_t V, F f) 
 // The row statistics with the target's term added back, in double (thread 0 only needs them).
 struct RowTotals {
   double sum, t2, lnS;  // S, T2 (target included), ln S
+  double invSum;        // 1 / S (one division: each one is a subroutine call that costs registers)
   double oneMinusPy;    // S_o / S
   double targetT;       // t_y
   float xy;             // the target's logit
 };
 
-// Precise: ln S = ln a + log1p(b / a), a the larger of e_y and S_o (as the CPU backend takes it), so that a row
-// where one token holds all but 1e-28 keeps the small part of logp and of its entropy (S = 1 + 1e-28 is 1 in
-// double). Only token_logprobs.cu asks for it: in the loss kernels the extra code spills registers (sm_90a,
-// bf16/f16), which the build forbids.
-template <bool Precise = false, typename T>
+// ln S without cancellation (core/softmax_totals.h: lnSumOf): a row where one token holds all but 1e-28 keeps the
+// small part of logp and of its entropy (S = 1 + 1e-28 is 1 in double).
+template <typename T>
 __device__ __forceinline__ RowTotals rowTotals(const RowStatsDevice& s, const T* row, int64_t y, ExpScaleArgs scale) {
   RowTotals r;
   r.xy = toFloat(row[y]);
   // In double from the exact difference: the target's term carries the accuracy of 1 - p_y.
   r.targetT = (static_cast<double>(r.xy) - static_cast<double>(s.max)) *
               (static_cast<double>(scale.hi) + static_cast<double>(scale.lo));
-  const double ty = r.targetT, ey = exp2(ty);
-  r.sum = static_cast<double>(s.sum) + ey;
+  const double ty = r.targetT, ey = exp2(ty), so = static_cast<double>(s.sum);
+  const LnSum ls = lnSumOf(so, ey);
+  r.sum = ls.sum;
+  r.lnS = ls.lnS;
   r.t2 = static_cast<double>(s.t2) + ey * (ty < -127 ? -127 : ty);
-  if (Precise) {
-    const double so = static_cast<double>(s.sum);
-    r.lnS = ey > 0 && ey >= so ? ty * 0.693147180559945309 + log1p(so / ey) : so > 0 ? log(so) + log1p(ey / so) : log(r.sum);
-  } else {
-    r.lnS = log(r.sum);
-  }
-  r.oneMinusPy = static_cast<double>(s.sum) / r.sum;
+  r.invSum = 1.0 / r.sum;
+  r.oneMinusPy = so * r.invSum;
   return r;
 }
 

@@ -37,10 +37,10 @@ __global__ void __launch_bounds__(kBlock) tokenLogprobsKernel(TokenLogprobsArgs 
   if (s.bad) { r.status[row] = kRowNonFiniteLogits; return; }
   if (s.max == -INFINITY) { r.status[row] = kRowAllNegInf; return; }
   const double invT = 1.0 / r.temperature;
-  const RowTotals tot = rowTotals<true>(s, x, y, scale);
+  const RowTotals tot = rowTotals(s, x, y, scale);
   a.logp[row] = static_cast<float>((static_cast<double>(tot.xy) - static_cast<double>(s.max)) * invT - tot.lnS);
   a.lse[row] = static_cast<float>(static_cast<double>(s.max) * invT + tot.lnS);
-  if (a.entropy) a.entropy[row] = static_cast<float>(tot.lnS - 0.693147180559945309 * tot.t2 / tot.sum);
+  if (a.entropy) a.entropy[row] = static_cast<float>(tot.lnS - 0.693147180559945309 * tot.t2 * tot.invSum);
   r.status[row] = kRowOk;
 }
 

@@ -11,6 +11,8 @@
 //   F="-O3 -fno-math-errno -std=c++20 -Icsrc -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mf16c -mbmi2"
 //   g++ $F -Wno-uninitialized scripts/row-kernels-loop.cc csrc/cpu/kernels_avx512bf16.cc -o /tmp/row-loop
 //   /tmp/row-loop [rows=128] [reps=5] [vIn=32768]
+// vIn = 2048 puts the in-cache row, its kept exponentials and its gradient in L1 (one chunk); 32768 in L2. Add
+// -DGRPO_PREFETCH_CHUNKS=N to try another prefetch distance; scripts/row-kernels-ops.mjs counts the loops' instructions.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>

@@ -29,6 +29,7 @@
 #include "core/half.h"
 #include "core/linear_loss_args.h"
 #include "core/loss_host.h"
+#include "core/softmax_totals.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
@@ -53,6 +54,7 @@ const LinearLossTileKernels& linearLossTileKernels() {
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr double kPosInf = std::numeric_limits<double>::infinity();
 
 // GRPO_LINEAR_LOSS_PROFILE=1 prints the wall time of each phase of a call to stderr (for bench/README.md's
 // breakdown; off by default, where a phase costs one branch).
@@ -208,6 +210,7 @@ class Head {
 // Pass 1's result per token (indexed by token, counted rows only).
 struct RowResults {
   std::vector<float> logp, lse, entropy;
+  std::vector<float> oneMinusPy;  // 1 − p_y from the sums without the target (core/softmax_totals.h)
   std::vector<uint8_t> status;
 };
 
@@ -236,6 +239,7 @@ void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, Row
   r->logp.assign(static_cast<size_t>(a.N), 0.0f);
   r->lse.assign(static_cast<size_t>(a.N), 0.0f);
   r->entropy.assign(entropy ? static_cast<size_t>(a.N) : 0, 0.0f);
+  r->oneMinusPy.assign(static_cast<size_t>(a.N), 0.0f);
   r->status.assign(static_cast<size_t>(a.N), kRowOk);
   const size_t T = static_cast<size_t>(a.chunkTokens);
   const int64_t tileVocab = std::min(a.chunkVocab, kStatsTileMax);
@@ -260,8 +264,12 @@ void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, Row
       const int64_t vc = std::min(tileVocab, a.V - v0);
       times.time(PhaseTimes::kForwardGemm, [&] {
         head.logitRows(hiddenRows, n, v0, vc, [&](int64_t m, float* row, int64_t col, int64_t cols) {
+          // The target is left out of the tile's sums (row is the thread's copy) and added back at the end.
           const int64_t y = targets[chunkRows[m]] - v0 - col;
-          if (y >= 0 && y < cols) target[m] = row[y];
+          if (y >= 0 && y < cols) {
+            target[m] = row[y];
+            row[y] = -std::numeric_limits<float>::infinity();
+          }
           cpu::TileRowStats ts;
           tiles.rowStats(row, cols, invT, entropy, &ts);
           StatsSlot& s = slot[static_cast<size_t>(m * slots + col / kSlotColumns)];
@@ -300,13 +308,14 @@ void forwardPass(Head& head, const std::vector<int64_t>& rows, bool entropy, Row
     }
     for (int64_t i = 0; i < n; i++) {
       const int64_t t = chunkRows[i];
-      if (bad[i]) { r->status[t] = kRowNonFiniteLogits; continue; }
-      if (M[i] == kNegInf) { r->status[t] = kRowAllNegInf; continue; }
-      const double lnS = std::log(S[i]);
-      const double lse = M[i] + lnS;
-      r->lse[t] = static_cast<float>(lse);
-      r->logp[t] = static_cast<float>(static_cast<double>(target[i]) * invT - lse);
-      if (entropy) r->entropy[t] = static_cast<float>(lnS - Q[i] / S[i]);
+      const double zy = static_cast<double>(target[i]) * invT;
+      if (bad[i] || std::isnan(zy) || zy == kPosInf) { r->status[t] = kRowNonFiniteLogits; continue; }
+      if (M[i] == kNegInf && zy == kNegInf) { r->status[t] = kRowAllNegInf; continue; }
+      const SoftmaxTotals tot = softmaxTotals(M[i], S[i], Q[i], zy);
+      r->lse[t] = static_cast<float>(tot.lse);
+      r->logp[t] = static_cast<float>(tot.logp);
+      r->oneMinusPy[t] = static_cast<float>(tot.oneMinusPy);
+      if (entropy) r->entropy[t] = static_cast<float>(tot.entropy);
     }
   }
 }
@@ -484,7 +493,7 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
   HostScratch<float> logits32(bf16 ? 0 : T * static_cast<size_t>(V));
   HostScratch<uint16_t> logits16(bf16 ? T * static_cast<size_t>(V) : 0);
   HostScratch<float> gh(T * static_cast<size_t>(H));
-  HostScratch<float> lse(T), entropy(T), ga(T), gb(T), gc(T);
+  HostScratch<float> lse(T), entropy(T), oneMinusPy(T), ga(T), gb(T), gc(T);
   HostScratch<uint8_t> chunkStatus(T);
   std::vector<uint8_t> status(static_cast<size_t>(a.N), kRowOk);
   const void* dz = bf16 ? static_cast<const void*>(logits16.data()) : logits32.data();
@@ -521,22 +530,28 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
     cpu::parallelFor(n, grain, [&](int64_t begin, int64_t end) {
       float* wide = bf16 ? wideRows.data() + (begin / grain) * V : nullptr;
       for (int64_t i = begin; i < end; i++) {
-        const float* row = logits32.data() + i * V;
+        float* row = logits32.data() + i * V;
         if (bf16) {
           tiles.fromBf16(logits16.data() + i * V, wide, V);
           row = wide;
         }
         const int64_t t = chunkRows[i];
+        // The statistics without the target (left out for the moment), then the target added back.
+        const float xy = row[targets[t]];
+        row[targets[t]] = -std::numeric_limits<float>::infinity();
         cpu::TileRowStats ts;
         tiles.rowStats(row, V, invT, true, &ts);
+        row[targets[t]] = xy;
+        const double zy = static_cast<double>(xy) * invT;
         chunkStatus[i] = kRowOk;
-        if (ts.bad) { chunkStatus[i] = kRowNonFiniteLogits; continue; }
-        if (ts.max == -std::numeric_limits<float>::infinity()) { chunkStatus[i] = kRowAllNegInf; continue; }
-        const double lnS = std::log(ts.sum);
-        const double rowLse = static_cast<double>(ts.max) * invT + lnS;
-        lse[i] = static_cast<float>(rowLse);
-        logpOut[t] = static_cast<float>(static_cast<double>(row[targets[t]]) * invT - rowLse);
-        entropy[i] = static_cast<float>(lnS - ts.dot / ts.sum);
+        if (ts.bad || std::isnan(zy) || zy == kPosInf) { chunkStatus[i] = kRowNonFiniteLogits; continue; }
+        const double M = ts.max == -std::numeric_limits<float>::infinity() ? kNegInf : static_cast<double>(ts.max) * invT;
+        if (M == kNegInf && zy == kNegInf) { chunkStatus[i] = kRowAllNegInf; continue; }
+        const SoftmaxTotals tot = softmaxTotals(M, ts.sum, ts.dot, zy);
+        lse[i] = static_cast<float>(tot.lse);
+        logpOut[t] = static_cast<float>(tot.logp);
+        entropy[i] = static_cast<float>(tot.entropy);
+        oneMinusPy[i] = static_cast<float>(tot.oneMinusPy);
         if (std::isinf(logpOut[t])) chunkStatus[i] = kRowNegInfTarget;
       }
     });
@@ -566,8 +581,9 @@ void wholeVocabularyLoss(LinearGrpoLossCall& c, const std::vector<int64_t>& rows
           tiles.fromBf16(logits16.data() + i * V, wide, V);
           row = wide;
         }
+        const int64_t t = chunkRows[i];
         tiles.rowGrad(row, V, invT, lse[i], ga[i], gb[i], gc[i]);
-        row[targets[chunkRows[i]]] += ga[i];
+        row[targets[t]] = targetGradient(ga[i], gb[i], logpOut[t], entropy[i], oneMinusPy[i]);
         if (bf16) tiles.toBf16(row, logits16.data() + i * V, V);
       }
     });
@@ -701,8 +717,8 @@ void cpu::CpuBackend::linearGrpoLoss(LinearGrpoLossCall& c) {
       times.time(PhaseTimes::kRecomputeGemm, [&] {
         head.logitRows(hiddenRows, n, v0, vc, [&](int64_t m, float* row, int64_t col, int64_t cols) {
           tiles.rowGrad(row, cols, invT, glse[m], ga[m], gb[m], gc[m]);
-          const int64_t y = targets[chunkRows[m]] - v0 - col;
-          if (y >= 0 && y < cols) row[y] += ga[m];
+          const int64_t t = chunkRows[m], y = targets[t] - v0 - col;
+          if (y >= 0 && y < cols) row[y] = targetGradient(ga[m], gb[m], r.logp[t], r.entropy[t], r.oneMinusPy[t]);
           const size_t at = static_cast<size_t>(m * vc + col);
           if (head.bf16()) tiles.toBf16(row, dz16.data() + at, cols);
           else std::memcpy(dz32.data() + at, row, static_cast<size_t>(cols) * sizeof(float));

@@ -302,6 +302,39 @@ test('linearTokenLogprobs against the reference and against linearGrpoLoss', asy
   }
 })
 
+test('a confident target (1 − p_y from 1e-3 down to 1e-9): its gradient entry g·(1 − p_y) keeps its precision', async (t) => {
+  // The target's entry of dZ is g·(1 − p_y). Formed as g − g·p_y it cancels when p_y is near 1 (an error of
+  // 6e-8/(1 − p_y) relative: GRPO_TEST_SEED=449104054 had a row at 1 − p_y = 1.7e-4 and missed 1e-4); the kernels
+  // take 1 − p_y from the sums without the target (core/softmax_totals.h). One row per call, so that row is the
+  // whole gradient; chunks of one and three columns put the target alone in its tile, and with others.
+  const rng = rngFor('confident target')
+  for (const V of [2, 7])
+    for (const gap of [7, 12, 20]) {
+      const H = 4, B = 1, L = 1
+      const target = rng.int(V)
+      // hidden = (gap, r1, r2, r3): the target's weight row (1, 0, 0, 0) gives it a logit gap above the others'
+      // (0, small random): 1 − p_y ≈ (V − 1)·e^(−gap).
+      const hidden = Float32Array.from([gap, rng.range(-1, 1), rng.range(-1, 1), rng.range(-1, 1)])
+      const weight = new Float32Array(V * H)
+      for (let v = 0; v < V; v++) for (let k = 1; k < H; k++) weight[v * H + k] = 0.05 * rng.normal()
+      weight[target * H] = 1
+      const targets = Int32Array.from([target])
+      const advantages = Float32Array.from([rng.bool() ? 1 : -1])
+      const options = { entropyCoef: 0.01 }
+      const ref = linearGrpoLossReference({ hidden, weight, targets, advantages, B, L, H, V, headDtype: 'f32' }, options)
+      for (const chunkVocab of [1, 3]) {
+        using scope = new Scope()
+        const gradWeight = scope.f32(new Float32Array(V * H), [V, H])
+        const inputs = { hidden: scope.f32(hidden, [1, H]), weight: scope.f32(weight, [V, H]), targets: scope.i32(targets, [B, L]), advantages: scope.f32(advantages, [B]), gradWeight }
+        const res = scope.adopt(ops.linearGrpoLossSync(inputs, { ...options, chunkTokens: 1, chunkVocab, gradDtype: 'f32' }))
+        const what = `V = ${V}, gap ${gap}, chunks of ${chunkVocab}`
+        checkRelative(t, await valuesOf(res.gradHidden), ref.gradHidden, 1e-5, `${what}: gradHidden`)
+        checkRelative(t, await valuesOf(gradWeight), ref.gradWeight, 1e-5, `${what}: gradWeight`)
+        checkRelative(t, await valuesOf(res.logp), Float32Array.from(ref.logp), 1e-5, `${what}: logp`)
+      }
+    }
+})
+
 test('finite differences of the loss on the hidden states and the weight (f32)', async (t) => {
   // With oldLogp given (without it the ratio is exp(logp − stop-gradient(logp)) = 1: its value does not move) and
   // a clip range wide enough that no token changes branch within ±eps.
