@@ -26,6 +26,7 @@ import {
   widen,
   type FloatDType,
   type MaskKind,
+  type Rng,
 } from '../helpers/random.js'
 import { checkElementwise, checkRelative, checkSameBits, checkScalar, checkStats, checkZeroAt, certainRowFloor, lossFloor, relativeError } from '../helpers/compare.js'
 import { lossConfigs, type LossConfig } from '../helpers/loss-grid.js'
@@ -337,6 +338,19 @@ t.test('peaked rows (p_y from 0.99 to 0.9999): the target entry g·(1 − p_y) k
     }
 })
 
+/**
+ * One row of V logits where the target (at 0 ± 1) stands `gap` above all the others (each at −gap ± 0.5): the target
+ * holds all but about (V − 1)·e^(−gap) of the row. One counted token, advantage 1.
+ */
+function confidentRow(rng: Rng, dtype: FloatDType, gap: number, V: number) {
+  const raw = new Float64Array(V)
+  const target = rng.int(V)
+  for (let j = 0; j < V; j++) raw[j] = -gap + rng.range(-0.5, 0.5)
+  raw[target] = rng.range(-1, 1)
+  const storage = storageOf(dtype, raw)
+  return { storage, values: widen(dtype, storage), targets: Int32Array.from([target]), advantages: Float32Array.from([1]) }
+}
+
 t.test('a target holding all but 1e-9 … 1e-20 of its row: logp and the entropy keep their small values', async (t) => {
   // logp = −log1p(r) for the rest r of the row, and the entropy is of size r·|log r|. ln S = log(1 + r) in double
   // drops r below 1.1e-16 (GRPO_TEST_SEED=3100717192 on simt had logp 0 for −7e-17, the entropy 2.6% low): the
@@ -346,14 +360,7 @@ t.test('a target holding all but 1e-9 … 1e-20 of its row: logp and the entropy
   for (const dtype of DTYPES)
     for (const gap of [20, 30, 45]) {
       const B = 1, L = 1, V = 9
-      const raw = new Float64Array(V)
-      const target = rng.int(V)
-      for (let j = 0; j < V; j++) raw[j] = -gap + rng.range(-0.5, 0.5)
-      raw[target] = rng.range(-1, 1)
-      const storage = storageOf(dtype, raw)
-      const values = widen(dtype, storage)
-      const targets = Int32Array.from([target])
-      const advantages = Float32Array.from([1])
+      const { storage, values, targets, advantages } = confidentRow(rng, dtype, gap, V)
       const ref = refGrpoLoss({ logits: values, targets, advantages, B, L, V }, { entropyCoef: 0.01 })
       using scope = new Scope()
       const res = scope.adopt(await ops.grpoLoss({ logits: scope.from(storage, [B, L, V], dtype), targets: scope.i32(targets, [B, L]), advantages: scope.f32(advantages, [B]) }, { entropyCoef: 0.01 }))
@@ -374,14 +381,7 @@ t.test('a target holding all but 1e-43 … 1e-47 of its row: every output within
   for (const dtype of DTYPES)
     for (const gap of [99, 104, 110]) {
       const B = 1, L = 1, V = 9
-      const raw = new Float64Array(V)
-      const target = rng.int(V)
-      for (let j = 0; j < V; j++) raw[j] = -gap + rng.range(-0.5, 0.5)
-      raw[target] = rng.range(-1, 1)
-      const storage = storageOf(dtype, raw)
-      const values = widen(dtype, storage)
-      const targets = Int32Array.from([target])
-      const advantages = Float32Array.from([1])
+      const { storage, values, targets, advantages } = confidentRow(rng, dtype, gap, V)
       const options: LossOptions = { loss: 'nll', entropyCoef: 0.01 }
       const ref = refGrpoLoss({ logits: values, targets, advantages, B, L, V }, options)
       using scope = new Scope()
