@@ -478,7 +478,12 @@ test('the whole-vocabulary mode: inputs that throw leave gradWeight untouched, a
   t.comment(`peak extra: whole vocabulary ${whole}, recompute ${recompute} bytes`)
   t.ok(whole >= buffer, `whole vocabulary: one bf16 buffer of ${buffer} bytes (peak extra ${whole})`)
   t.ok(recompute >= buffer, `recompute: the bf16 dZ tile of ${buffer} bytes (peak extra ${recompute})`)
-  t.ok(recompute < whole + buffer, `recompute: no f32 tile beside it (peak extra ${recompute}, whole vocabulary ${whole})`)
+  // The two paths run different GEMMs whose packing scratch differs too (in the 2-core CI, with GRPO_CPU_ISA=avx512,
+  // which widens the bf16 operands to f32 for packing, the recompute path's peak was 22–108 KB above the whole-vocabulary
+  // mode's, varying from run to run with which thread packs what): an f32 tile beside the bf16 one would add 192 KB
+  // on top of that, so the bound is one f32 tile.
+  const f32Tile = 16 * p.V * 4
+  t.ok(recompute < whole + f32Tile, `recompute: no f32 tile beside it (peak extra ${recompute}, whole vocabulary ${whole}, an f32 tile ${f32Tile})`)
 })
 
 test('errors name the input', async (t) => {
