@@ -131,7 +131,7 @@ function linearGrpoLossCase(name: string, head: Head, shape: LinearShape, option
       const tol = TOL[head === 'bf16' ? 'bf16' : 'f32']
       const tokens = x.mask.reduce((a, v) => a + v, 0)
       // Each scalar relative to the mass of its terms (a loss over advantages of both signs, approxKl = mean(old −
-      // logp), cancel: GRPO_TEST_SEED 1161075533's approxKl of 1.1e-3 was held to 2e-4 of itself, 2.1e-7).
+      // logp), cancel: the dry run with --seed 1161075533 held an approxKl of 1.1e-3 to 2e-4 of itself, 2.1e-7).
       const loss = lossTolerances(
         { B, L, maxEntropy: Math.log(Math.max(2, V)), logp: ref0.logp as Float32Array, old: near.old, ref: near.ref, adv, perToken: false, mask: x.mask, options },
         PAIR * tol.stats,
