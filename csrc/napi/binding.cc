@@ -93,6 +93,7 @@ Napi::Value resetPeakMemoryBinding(const Napi::CallbackInfo& info) {
 
 Napi::Value releaseCacheBinding(const Napi::CallbackInfo& info) {
   releaseHostCache();
+  capExternalCredit(info.Env());  // the cached blocks V8 still counted are gone
   return info.Env().Undefined();
 }
 

@@ -21,7 +21,14 @@ struct AddonData {
   // Set by an environment cleanup hook when the environment (a worker thread's, or the process's at exit) is
   // going away: completions that arrive after it deliver nothing, since no JavaScript can run any more.
   std::atomic<bool> closing{false};
+  // Bytes of explicitly disposed CPU tensors that V8 still counts as external memory: their blocks went to
+  // the reuse cache, and the next tensors take this credit before reporting anything new (napi/tensor_handle.h).
+  // Never more than the cache holds (capCredit).
+  int64_t recycledExternal = 0;
 };
+// Gives V8 back the part of this environment's credit that the host reuse cache no longer holds (after a
+// dispose, or after the cache was released).
+void capExternalCredit(Napi::Env env);
 AddonData& addonData(Napi::Env env);
 // Registers the cleanup hook that sets AddonData::closing (once per environment, at module init).
 void watchEnvironmentClose(Napi::Env env);

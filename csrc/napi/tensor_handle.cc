@@ -1,5 +1,6 @@
 #include "napi/tensor_handle.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -59,8 +60,28 @@ Napi::Value TensorHandle::create(Napi::Env env, const TensorRef& tensor) {
 void TensorHandle::reportExternal(Napi::Env env) {
   if (!ref_.storage || external_ != 0) return;
   external_ = static_cast<int64_t>(ref_.storage->bytes());
+  // A CPU tensor most likely sits in a block that a disposed one left in the reuse cache: V8 already counts it.
+  AddonData& data = addonData(env);
+  const int64_t reused = ref_.device() == Device::Cpu ? std::min(external_, data.recycledExternal) : 0;
+  data.recycledExternal -= reused;
   int64_t total = 0;
-  napi_adjust_external_memory(env, external_, &total);
+  if (external_ > reused) napi_adjust_external_memory(env, external_ - reused, &total);
+}
+
+void TensorHandle::recycleExternal(Napi::Env env) {
+  if (external_ == 0) return;
+  addonData(env).recycledExternal += external_;
+  external_ = 0;
+  capExternalCredit(env);
+}
+
+void capExternalCredit(Napi::Env env) {
+  AddonData& data = addonData(env);
+  const int64_t cached = static_cast<int64_t>(hostCachedBytes());
+  if (data.recycledExternal <= cached) return;
+  int64_t total = 0;
+  napi_adjust_external_memory(env, -(data.recycledExternal - cached), &total);
+  data.recycledExternal = cached;
 }
 
 // Not through node-addon-api (which throws on failure): this also runs from the finalizer, where nothing may
@@ -185,8 +206,10 @@ Napi::Value TensorHandle::byteLength(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::isDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposed()); }
 
 Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
-  ref_.storage.reset();
-  releaseExternal(info.Env());
+  const bool cpu = ref_.storage && ref_.device() == Device::Cpu;
+  ref_.storage.reset();  // the block goes to the reuse cache now, unless a running op still holds it
+  if (cpu) recycleExternal(info.Env());
+  else releaseExternal(info.Env());
   return info.Env().Undefined();
 }
 

@@ -2,7 +2,11 @@
 // in the public Tensor class. dispose() drops the reference at once; ops already running keep their own.
 // V8 is told the size of the native buffer each handle holds (napi_adjust_external_memory), so that tensors
 // that are never disposed still make the garbage collector run (and their finalizers free them) long before
-// the native memory they hold matters.
+// the native memory they hold matters. What V8 is told follows the memory the process really holds: a CPU
+// tensor disposed explicitly hands its block to the reuse cache (core/block_cache.h), where the next tensor of
+// that size takes it, so its bytes stay reported until the cache lets go of them. Taking them back at once
+// made every step of a training loop (a gradient of hundreds of MB out, disposed, the next one in) look like
+// fresh growth to V8, which answered with a full mark-compact per step, on the cores the ops were using.
 #pragma once
 #include <napi.h>
 
@@ -34,9 +38,11 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value write(const Napi::CallbackInfo& info);
   Napi::Value reshape(const Napi::CallbackInfo& info);
   const TensorRef& live(Napi::Env env);
-  // Tells V8 about the storage this handle holds (once), and takes it back on dispose or finalization.
+  // Tells V8 about the storage this handle holds (once), and takes it back on finalization; dispose() keeps
+  // a CPU tensor's report as this environment's credit while the reuse cache holds that many bytes.
   void reportExternal(Napi::Env env);
   void releaseExternal(napi_env env);
+  void recycleExternal(Napi::Env env);
 
   TensorRef ref_;
   int64_t external_ = 0;  // bytes reported to V8 for this handle

@@ -103,6 +103,27 @@ switch (scenario) {
     out({ peak })
     break
   }
+  case 'disposed-loop': {
+    // A training loop's pattern: a large tensor out, disposed, the next one of the same size in (its block comes
+    // back from the reuse cache). The process holds no more memory from one step to the next, so V8 must not
+    // see growth and run a full mark-compact each step. Counts the major collections over 30 steps.
+    const { PerformanceObserver, constants } = await import('node:perf_hooks')
+    let major = 0
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if ((e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major++
+    })
+    observer.observe({ entryTypes: ['gc'] })
+    const held = Tensor.zeros([64 * 1024 * 1024]) // 256 MB live throughout
+    for (let i = 0; i < 30; i++) {
+      Tensor.zeros([32 * 1024 * 1024]).dispose() // 128 MB
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    observer.disconnect()
+    held.dispose()
+    out({ major, cached: memoryInfo().cpu.cachedBytes })
+    break
+  }
   default:
     throw new Error(`unknown scenario ${scenario}`)
 }
