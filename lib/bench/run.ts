@@ -38,11 +38,13 @@ const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!
  * (CUDA events); a repetition that launched no kernel falls back to the host clock, and the whole case then
  * reports the host clock, so the two are never mixed.
  */
-async function time(reps: number, warmup: number, run: () => Promise<unknown> | unknown, timer?: { device: Device }): Promise<Timing> {
+async function time(reps: number, warmup: number, run: () => Promise<unknown> | unknown, timer?: { device: Device }, pairedLimit?: () => number): Promise<Timing> {
   for (let i = 0; i < warmup; i++) await run()
   const host: number[] = []
   const kernels: number[] = []
+  const limits: number[] = []
   for (let i = 0; i < reps; i++) {
+    if (pairedLimit) limits.push(pairedLimit())
     const t0 = performance.now()
     if (timer) {
       const { time: k } = await timeKernels(timer.device, run)
@@ -53,6 +55,7 @@ async function time(reps: number, warmup: number, run: () => Promise<unknown> | 
     host.push(performance.now() - t0)
   }
   const samples = kernels.length === reps ? kernels : host
+  const paired = pairedLimit ? pairTimings(samples, limits) : undefined // before the sort below reorders the samples
   samples.sort((a, b) => a - b)
   return {
     medianMs: samples[samples.length >> 1]!,
@@ -61,6 +64,29 @@ async function time(reps: number, warmup: number, run: () => Promise<unknown> | 
     reps,
     clock: samples === kernels ? 'cuda-events' : 'host',
     hostMedianMs: median(host),
+    ...(paired ? { paired } : {}),
+  }
+}
+
+/** Repetition i's time over the limit measured just before it, and the median of those ratios (Timing.paired). */
+export function pairTimings(timesMs: readonly number[], limitsMs: readonly number[]): NonNullable<Timing['paired']> {
+  if (timesMs.length !== limitsMs.length || timesMs.length === 0) throw new Error(`pairTimings: ${timesMs.length} times for ${limitsMs.length} limits`)
+  const ratios = timesMs.map((t, i) => t / limitsMs[i]!)
+  return { timesLimit: median(ratios), limitMedianMs: median([...limitsMs]), ratios }
+}
+
+/**
+ * The limit of a row op's repetition, measured just before it (Timing.paired): the host's copy (read + write) or
+ * read bandwidth, once, ~0.12 s. Two buffers of 256 MiB: together more than the L3 cache, and small enough that
+ * the block cache (1 GiB by default) keeps the op's own output block beside them; with 512 MiB each they pushed
+ * it out, and the op paid its page faults again. Only for ops that move 64 MB or more: below that the op's data
+ * stays in cache and no DRAM probe describes it.
+ */
+function pairedProbe(machine: MachineLimits, bytes: number, kind: 'copy' | 'read'): (() => number) | undefined {
+  if (machine.source !== 'host' || bytes < 64 * 2 ** 20) return undefined
+  return () => {
+    const m = native().measureMachine({ bytes: 256 * 1024 * 1024, reps: 1 })
+    return bytes / (kind === 'copy' ? m.copyGBps : m.readGBps) / 1e6
   }
 }
 
@@ -121,6 +147,10 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
       full.bandwidthLimitMs = (c.bytesPerToken * c.tokens) / limitGBps / 1e6
       full.timesBandwidthLimit = c.timing.medianMs / full.bandwidthLimitMs
       limits = ` ${full.timesBandwidthLimit.toFixed(2)}x the bandwidth limit (${full.bandwidthLimitMs.toFixed(2)} ms)`
+      if (c.timing.paired) {
+        full.pairedTimesBandwidthLimit = c.timing.paired.timesLimit
+        limits += `, paired ${c.timing.paired.timesLimit.toFixed(2)}x (limit ${c.timing.paired.limitMedianMs.toFixed(2)} ms)`
+      }
       // The device probe measures no exp rate (expPerSecond 0): on cuda only the bandwidth limit is reported.
       if (c.expsPerElement && machine.expPerSecond > 0) {
         full.expLimitMs = (c.expsPerElement * c.tokens * c.V) / machine.expPerSecond * 1e3
@@ -163,11 +193,11 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
         const next = () => inputs[k++ & 1]!
         const inBytes = BYTES[dtype]! * V
         if (o.ops.includes('tokenLogprobs')) {
-          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets)) }, timer)
+          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets)) }, timer, pairedProbe(machine, N * inBytes, 'read'))
           add({ op: 'tokenLogprobs', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('tokenLogprobs+entropy')) {
-          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets, { entropy: true })) }, timer)
+          const timing = await time(o.reps, o.warmup, async () => { const i = next(); disposeAll(await ops.tokenLogprobs(i.logits, i.targets, { entropy: true })) }, timer, pairedProbe(machine, N * inBytes, 'read'))
           add({ op: 'tokenLogprobs+entropy', impl: 'native', dtype, V, tokens: N, timing, bytesPerToken: inBytes, expsPerElement: 1 }, machine.readGBps)
         }
         if (o.ops.includes('grpoLoss')) {
@@ -175,7 +205,7 @@ export async function runBench(o: BenchOptions): Promise<{ machine: MachineLimit
           const fused = await time(o.reps, o.warmup, async () => {
             const i = next()
             disposeAll(await ops.grpoLoss({ logits: i.logits, targets: i.targets, oldLogp: old, refLogp: ref, advantages }, lossOptions))
-          }, timer)
+          }, timer, pairedProbe(machine, N * bytesPerToken, 'copy'))
           const native = add({ op: 'grpoLoss', impl: 'native', dtype, V, tokens: N, timing: fused, bytesPerToken, expsPerElement: 1 }, machine.copyGBps)
           // The variants of docs/math.md §3.2-3.3 on the same shape, in the same run: rollout correction (weights
           // from [B, L] inputs, no extra pass over the logits) and GSPO (a statistics pass first: one more read).

@@ -46,6 +46,11 @@ export interface Timing {
   clock: 'cuda-events' | 'host'
   /** the host clock's median around the same calls (synchronous ops: launch, kernels, status copies) */
   hostMedianMs: number
+  /** Paired with the machine's limit (CPU row ops moving 64 MB or more): the limit measured again just before each
+   *  repetition, each repetition's time over it, and the median of those ratios. This host's memory bandwidth
+   *  swings by up to 2x over seconds (other tenants share it), so the ratio of the op's median to a best-of-5
+   *  probe taken earlier mixes two different machines; the paired ratio compares each run with its own. */
+  paired?: { timesLimit: number; limitMedianMs: number; ratios: number[] }
 }
 
 export interface BenchCase {
@@ -63,6 +68,9 @@ export interface BenchCase {
   bandwidthLimitMs?: number
   /** median time over bandwidthLimitMs: 1.0 would be the speed of light */
   timesBandwidthLimit?: number
+  /** the same, paired: the median over repetitions of each one's time over the limit measured just before it
+   *  (timing.paired) */
+  pairedTimesBandwidthLimit?: number
   /** exponentials per logit the op computes (the fused loss 1, the unfused ops 2), and the time they take at the
    *  measured exp rate */
   expsPerElement?: number

@@ -6,7 +6,7 @@ import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { GrpoError } from '../../lib/index.js'
-import { runBench } from '../../lib/bench/run.js'
+import { pairTimings, runBench } from '../../lib/bench/run.js'
 import { ALL_OPS } from '../../lib/bench/types.js'
 import { plainGrpoLoss } from '../../lib/bench/baselines.js'
 
@@ -24,6 +24,16 @@ async function quietly<T>(fn: () => Promise<T>): Promise<{ value: T; output: str
     process.stdout.write = write
   }
 }
+
+t.test('paired timings: each repetition against the limit measured just before it', async (t) => {
+  // A slow phase of the machine (the second repetition) slows the op and the probe alike: the paired ratios are
+  // 1.25, 1.5, 1.2 (median 1.25), where the op's median over the probe's best would read 12 / 8 = 1.5.
+  const p = pairTimings([10, 30, 12], [8, 20, 10])
+  t.same(p.ratios, [1.25, 1.5, 1.2])
+  t.equal(p.timesLimit, 1.25)
+  t.equal(p.limitMedianMs, 10)
+  t.throws(() => pairTimings([1, 2], [1]), /2 times for 1 limits/)
+})
 
 t.test('runBench: every op on tiny shapes, results, chart and baselines', async (t) => {
   const out = t.testdir()
