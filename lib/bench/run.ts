@@ -77,15 +77,14 @@ export function pairTimings(timesMs: readonly number[], limitsMs: readonly numbe
 
 /**
  * The limit of a row op's repetition, measured just before it (Timing.paired): the host's copy (read + write) or
- * read bandwidth, once, ~0.12 s. Two buffers of 256 MiB: together more than the L3 cache, and small enough that
- * the block cache (1 GiB by default) keeps the op's own output block beside them; with 512 MiB each they pushed
- * it out, and the op paid its page faults again. Only for ops that move 64 MB or more: below that the op's data
- * stays in cache and no DRAM probe describes it.
+ * read bandwidth over two 512 MiB buffers (as the run's first probe), once, ~0.3 s. The probe's buffers bypass
+ * the block cache (cpu/machine_limits.cc), so the op's own output block stays cached between repetitions. Only
+ * for ops that move 64 MB or more: below that the op's data stays in cache and no DRAM probe describes it.
  */
 function pairedProbe(machine: MachineLimits, bytes: number, kind: 'copy' | 'read'): (() => number) | undefined {
   if (machine.source !== 'host' || bytes < 64 * 2 ** 20) return undefined
   return () => {
-    const m = native().measureMachine({ bytes: 256 * 1024 * 1024, reps: 1 })
+    const m = native().measureMachine({ bytes: 512 * 1024 * 1024, reps: 1 })
     return bytes / (kind === 'copy' ? m.copyGBps : m.readGBps) / 1e6
   }
 }

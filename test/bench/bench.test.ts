@@ -35,6 +35,18 @@ t.test('paired timings: each repetition against the limit measured just before i
   t.throws(() => pairTimings([1, 2], [1]), /2 times for 1 limits/)
 })
 
+t.test('the machine probe leaves the block cache alone', async (t) => {
+  // The bench probes before each repetition of a large row op: cached probe blocks would push the op's own output
+  // out of the cache, and the op would pay its page faults again in every timed run.
+  const { native } = await import('../../lib/native.js')
+  const { memoryInfo } = await import('../../lib/index.js')
+  const before = memoryInfo().cpu.cachedBytes
+  const m = native().measureMachine({ bytes: 8 * 2 ** 20, reps: 1 })
+  t.ok(m.copyGBps > 0 && m.readGBps > 0 && m.expPerSecond > 0, 'limits measured')
+  t.equal(memoryInfo().cpu.cachedBytes, before, 'no probe block kept in the cache')
+  t.throws(() => native().measureMachine({ bytes: 1024, reps: 1 }), { code: 'ERR_GRPO_INVALID_ARG' })
+})
+
 t.test('runBench: every op on tiny shapes, results, chart and baselines', async (t) => {
   const out = t.testdir()
   const lines: string[] = []
