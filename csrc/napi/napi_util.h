@@ -23,7 +23,7 @@ struct AddonData {
   std::atomic<bool> closing{false};
   // Bytes of explicitly disposed CPU tensors that V8 still counts as external memory: their blocks went to
   // the reuse cache, and the next tensors take this credit before reporting anything new (napi/tensor_handle.h).
-  // Never more than the cache holds (capCredit).
+  // Never more than the cache holds (capExternalCredit).
   int64_t recycledExternal = 0;
 };
 // Gives V8 back the part of this environment's credit that the host reuse cache no longer holds (after a
