@@ -351,6 +351,14 @@ function confidentRow(rng: Rng, dtype: FloatDType, gap: number, V: number) {
   return { storage, values: widen(dtype, storage), targets: Int32Array.from([target]), advantages: Float32Array.from([1]) }
 }
 
+/** The loss on one confidentRow ([1, 1, V]) and the float64 reference on the same values; `scope` owns the outputs. */
+async function lossOnConfidentRow(scope: Scope, rng: Rng, dtype: FloatDType, gap: number, V: number, options: LossOptions) {
+  const { storage, values, targets, advantages } = confidentRow(rng, dtype, gap, V)
+  const ref = refGrpoLoss({ logits: values, targets, advantages, B: 1, L: 1, V }, options)
+  const res = scope.adopt(await ops.grpoLoss({ logits: scope.from(storage, [1, 1, V], dtype), targets: scope.i32(targets, [1, 1]), advantages: scope.f32(advantages, [1]) }, options))
+  return { ref, res }
+}
+
 t.test('a target holding all but 1e-9 … 1e-20 of its row: logp and the entropy keep their small values', async (t) => {
   // logp = −log1p(r) for the rest r of the row, and the entropy is of size r·|log r|. ln S = log(1 + r) in double
   // drops r below 1.1e-16 (GRPO_TEST_SEED=3100717192 on simt had logp 0 for −7e-17, the entropy 2.6% low): the
@@ -359,11 +367,8 @@ t.test('a target holding all but 1e-9 … 1e-20 of its row: logp and the entropy
   const rng = rngFor('all but r')
   for (const dtype of DTYPES)
     for (const gap of [20, 30, 45]) {
-      const B = 1, L = 1, V = 9
-      const { storage, values, targets, advantages } = confidentRow(rng, dtype, gap, V)
-      const ref = refGrpoLoss({ logits: values, targets, advantages, B, L, V }, { entropyCoef: 0.01 })
       using scope = new Scope()
-      const res = scope.adopt(await ops.grpoLoss({ logits: scope.from(storage, [B, L, V], dtype), targets: scope.i32(targets, [B, L]), advantages: scope.f32(advantages, [B]) }, { entropyCoef: 0.01 }))
+      const { ref, res } = await lossOnConfidentRow(scope, rng, dtype, gap, 9, { entropyCoef: 0.01 })
       const logp = await valuesOf(res.logp)
       const what = `${dtype}, logits ${gap} below the target`
       t.ok(ref.logp[0]! < 0 && ref.logp[0]! > -1e-7, `${what}: the reference logp ${ref.logp[0]!.toExponential(2)} is that small`)
@@ -380,12 +385,9 @@ t.test('a target holding all but 1e-43 … 1e-47 of its row: every output within
   const rng = rngFor('all but subnormal')
   for (const dtype of DTYPES)
     for (const gap of [99, 104, 110]) {
-      const B = 1, L = 1, V = 9
-      const { storage, values, targets, advantages } = confidentRow(rng, dtype, gap, V)
-      const options: LossOptions = { loss: 'nll', entropyCoef: 0.01 }
-      const ref = refGrpoLoss({ logits: values, targets, advantages, B, L, V }, options)
+      const V = 9
       using scope = new Scope()
-      const res = scope.adopt(await ops.grpoLoss({ logits: scope.from(storage, [B, L, V], dtype), targets: scope.i32(targets, [B, L]), advantages: scope.f32(advantages, [B]) }, options))
+      const { ref, res } = await lossOnConfidentRow(scope, rng, dtype, gap, V, { loss: 'nll', entropyCoef: 0.01 })
       const what = `${dtype}, logits ${gap} below the target (logp ${ref.logp[0]!.toExponential(2)})`
       t.ok(ref.logp[0]! < 0 && -ref.logp[0]! < 2 ** -126, `${what}: below f32's normal range`)
       const logp = await valuesOf(res.logp)
